@@ -1,0 +1,10 @@
+"""The item index: nearest item embeddings for a batch of query vectors.
+
+`build_index` picks the implementation: FAISS (GPU when faiss sees one, else CPU)
+when faiss is installed, otherwise an exact torch matmul + top-k (which also runs on
+CUDA). Both return exactly the model's top-k by inner product, minus excluded items.
+"""
+
+from streamrec.index.base import ItemIndex, SearchResult, build_index
+
+__all__ = ["ItemIndex", "SearchResult", "build_index"]

@@ -1,0 +1,114 @@
+"""The shape every item index shares, and the one exclusion filter they all use.
+
+An index is built from the item embedding table `[V + 1, d]` (row 0 is padding and
+is never returned). `search` asks the backend for `k + m` candidates, where `m` is
+the longest exclusion list in the batch, then removes excluded rows in one
+vectorised pass, so every user still gets `k` items (when the catalogue has them).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from streamrec.index.errors import IndexBuildError
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "faiss", "torch"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k rows and scores per query, best first; row -1 / score -inf pad short rows."""
+
+    rows: np.ndarray  # [B, k] int64
+    scores: np.ndarray  # [B, k] float32
+
+
+class ItemIndex(ABC):
+    """Exact inner-product search over an item table, with per-query exclusions."""
+
+    name: str = "abstract"
+
+    def __init__(self, embeddings: np.ndarray) -> None:
+        if embeddings.ndim != 2 or embeddings.shape[0] < 2:
+            raise IndexBuildError(
+                f"item table must be [V + 1, d] with at least one item, got {embeddings.shape}"
+            )
+        self.num_rows, self.dim = int(embeddings.shape[0]), int(embeddings.shape[1])
+
+    @abstractmethod
+    def _raw_search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`n` (rows [B, n] int64, scores [B, n] float32) over rows 1..V, best first."""
+
+    def search(
+        self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
+    ) -> SearchResult:
+        """Top-`k` item rows per query, skipping each query's `exclude` rows."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"queries must be [B, {self.dim}], got {queries.shape}")
+        batch = queries.shape[0]
+        excl = _pad_exclusions(exclude, batch)
+        n = min(k + excl.shape[1], self.num_rows - 1)
+        rows, scores = self._raw_search(queries, n)
+        return _drop_excluded(rows, scores, excl, k)
+
+
+def _pad_exclusions(exclude: list[np.ndarray] | None, batch: int) -> np.ndarray:
+    """Exclusion lists as one [B, m] int64 matrix padded with -1 (never a real row)."""
+    if not exclude:
+        return np.full((batch, 0), -1, dtype=np.int64)
+    if len(exclude) != batch:
+        raise ValueError(f"{len(exclude)} exclusion lists for {batch} queries")
+    width = max((len(e) for e in exclude), default=0)
+    out = np.full((batch, width), -1, dtype=np.int64)
+    for i, e in enumerate(exclude):
+        out[i, : len(e)] = e
+    return out
+
+
+def _drop_excluded(
+    rows: np.ndarray, scores: np.ndarray, excl: np.ndarray, k: int
+) -> SearchResult:
+    """Keep, per row, the first `k` candidates not in `excl` (order preserved)."""
+    banned = (rows[:, :, None] == excl[:, None, :]).any(axis=2) | (rows <= 0)  # [B, n]
+    # A stable sort on the mask moves allowed candidates to the front, keeping rank order.
+    order = np.argsort(banned, axis=1, kind="stable")[:, :k]
+    out_rows = np.take_along_axis(rows, order, axis=1)
+    out_scores = np.take_along_axis(scores, order, axis=1).astype(np.float32)
+    still_banned = np.take_along_axis(banned, order, axis=1)
+    out_rows[still_banned] = -1
+    out_scores[still_banned] = -np.inf
+    if out_rows.shape[1] < k:  # catalogue smaller than k: pad
+        pad = k - out_rows.shape[1]
+        out_rows = np.pad(out_rows, ((0, 0), (0, pad)), constant_values=-1)
+        out_scores = np.pad(out_scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return SearchResult(rows=out_rows, scores=out_scores)
+
+
+def build_index(
+    embeddings: np.ndarray, backend: Backend = "auto", device: str = "auto"
+) -> ItemIndex:
+    """The best available exact index over `embeddings` ([V + 1, d], row 0 padding).
+
+    `auto` uses FAISS when importable (on GPU when faiss has GPUs), else torch.
+    """
+    if backend in ("auto", "faiss"):
+        try:
+            from streamrec.index.faiss_index import FaissIndex
+        except ImportError:
+            if backend == "faiss":
+                raise IndexBuildError(
+                    "faiss is not installed: pip install faiss-cpu (or streamrec[gpu])"
+                ) from None
+        else:
+            return FaissIndex(embeddings, device=device)
+    from streamrec.index.torch_index import TorchIndex
+
+    return TorchIndex(embeddings, device=device)

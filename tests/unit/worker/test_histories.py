@@ -1,0 +1,84 @@
+"""Rolling histories: bounded length, arrival order, unknown items, many users at once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamrec.worker.histories import HistoryStore, PartitionedHistories
+
+
+def append(store: HistoryStore, pairs: list[tuple[str, int]]) -> None:
+    users = [u for u, _ in pairs]
+    items = np.array([i for _, i in pairs])
+    store.append(users, items, items * 10)
+
+
+def test_keeps_last_items_in_arrival_order_and_bounds_length() -> None:
+    store = HistoryStore(max_len=3)
+    append(store, [("a", 1), ("b", 9), ("a", 2)])
+    append(store, [("a", 3), ("a", 4)])
+    items, ts = store.history("a")
+    assert items.tolist() == [2, 3, 4]
+    assert ts.tolist() == [20, 30, 40]
+    assert store.history("b")[0].tolist() == [9]
+
+
+def test_more_new_items_than_max_len_in_one_append() -> None:
+    store = HistoryStore(max_len=2)
+    append(store, [("a", 1), ("a", 2), ("a", 3), ("a", 4), ("a", 5)])
+    assert store.history("a")[0].tolist() == [4, 5]
+
+
+def test_rows_are_left_padded_batch_layout() -> None:
+    store = HistoryStore(max_len=4)
+    append(store, [("a", 5), ("a", 6), ("b", 7)])
+    rows, lengths = store.rows(["b", "a", "nobody"])
+    assert rows.tolist() == [[0, 0, 0, 7], [0, 0, 5, 6], [0, 0, 0, 0]]
+    assert lengths.tolist() == [1, 2, 0]
+
+
+def test_unknown_items_are_not_stored_but_user_exists() -> None:
+    store = HistoryStore(max_len=3)
+    append(store, [("a", 0), ("a", 4), ("a", 0)])
+    assert store.history("a")[0].tolist() == [4]
+    append(store, [("new", 0)])
+    assert "new" in store
+    assert store.rows(["new"])[1].tolist() == [0]
+
+
+def test_grows_past_initial_capacity_without_losing_users() -> None:
+    store = HistoryStore(max_len=2, initial_capacity=2)
+    users = [f"u{i}" for i in range(100)]
+    store.append(users, np.arange(1, 101), np.arange(100))
+    store.append(users, np.arange(101, 201), np.arange(100))
+    assert len(store) == 100
+    rows, _ = store.rows(users)
+    assert rows[:, 0].tolist() == list(range(1, 101))
+    assert rows[:, 1].tolist() == list(range(101, 201))
+
+
+def test_matches_a_plain_python_reference_on_random_streams() -> None:
+    rng = np.random.default_rng(0)
+    store = HistoryStore(max_len=5, initial_capacity=4)
+    reference: dict[str, list[int]] = {}
+    for _ in range(50):
+        n = int(rng.integers(1, 40))
+        users = [f"u{u}" for u in rng.integers(0, 20, n)]
+        items = rng.integers(0, 30, n)
+        store.append(users, items, items)
+        for u, i in zip(users, items):
+            reference.setdefault(u, [])
+            if i > 0:
+                reference[u] = (reference[u] + [int(i)])[-5:]
+    for user, expected in reference.items():
+        assert store.history(user)[0].tolist() == expected
+
+
+def test_partitions_are_independent_and_droppable() -> None:
+    parts = PartitionedHistories(max_len=2)
+    parts.store(0).append(["a"], np.array([1]), np.array([1]))
+    parts.store(1).append(["b", "c"], np.array([2, 3]), np.array([1, 1]))
+    assert parts.num_users() == 3
+    assert parts.drop(1) == 2
+    assert parts.partitions() == [0]
+    assert parts.num_users() == 1

@@ -1,0 +1,270 @@
+"""The worker: the poll loop that drives every stage of the data flow.
+
+    poll -> validate (bad -> dead letters) -> histories -> micro-batch
+         -> encode -> search -> publish -> flush (acks) -> commit offsets
+
+Offsets are committed only after every record of the batch (recommendations and
+dead letters) is acknowledged, and never past an event whose user still waits for
+a batch, so a crash at any point re-reads, and never skips, an event. `stop()` is
+safe to call from a signal handler: the loop finishes the batch in hand, drains the
+pending users, publishes, commits, closes and returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from streamrec.worker.batcher import MicroBatcher
+from streamrec.worker.config import WorkerConfig
+from streamrec.worker.histories import PartitionedHistories
+from streamrec.worker.kafka_clients import (
+    MAX_REQUEST_BYTES,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
+from streamrec.worker.metrics import WorkerMetrics
+from streamrec.worker.publish import Publisher, now_ms
+from streamrec.worker.recommend import Recommender
+from streamrec.worker.validate import Event, validate_event
+
+logger = logging.getLogger(__name__)
+
+LAG_REFRESH_S = 2.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Finish and commit a partition's work before the group moves it elsewhere."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.worker._on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        logger.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+
+class Worker:
+    """One consumer-group member turning events into recommendations."""
+
+    def __init__(
+        self, config: WorkerConfig, recommender: Recommender | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.recommender = recommender or Recommender.load(config.model_dir, config.device)
+        self.metrics = metrics or WorkerMetrics()
+        self.histories = PartitionedHistories(self.recommender.max_len)
+        self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
+        self._stop = threading.Event()
+        self._consumed: dict[int, int] = {}  # partition -> next offset to read
+        self._committed: dict[int, int] = {}
+        vocab = self.recommender.checkpoint.vocab
+        self._external_ids = [""] + vocab.external(np.arange(1, len(vocab) + 1))
+        self.metrics_port: int | None = None
+        self._metrics_server: Any = None
+        self._consumer: Any = None
+        self._publisher: Publisher | None = None
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, commit and return (signal-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called."""
+        return self._stop.is_set()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until `stop()`; always publishes, commits and closes on the way out."""
+        cfg = self.config
+        logger.info("effective configuration: %s", json.dumps(
+            dataclasses.asdict(cfg), default=str, sort_keys=True))
+        ensure_topics(
+            cfg.bootstrap,
+            {cfg.events_topic: cfg.partitions, cfg.recommendations_topic: cfg.partitions,
+             cfg.dead_letter_topic: cfg.partitions},
+            configs={cfg.dead_letter_topic: {"max.message.bytes": str(MAX_REQUEST_BYTES)}},
+        )
+        self.metrics.model_info.info({
+            "version": self.recommender.model_version,
+            "items": str(len(self._external_ids) - 1),
+            "max_len": str(self.recommender.max_len),
+            "index": self.recommender.index.name,
+            "device": str(self.recommender.device),
+        })
+        if cfg.metrics_port >= 0:
+            self._metrics_server = self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
+            self.metrics_port = self._metrics_server.server_port
+        producer = make_producer(cfg.bootstrap, cfg.client_id)
+        self._publisher = Publisher(producer, cfg.recommendations_topic, cfg.dead_letter_topic,
+                                    cfg.dead_letter_max_bytes)
+        self._consumer = make_consumer(cfg.bootstrap, cfg.group_id, cfg.client_id,
+                                       max_poll_records=max(500, 4 * cfg.max_batch))
+        self._consumer.subscribe([cfg.events_topic], listener=_Rebalance(self))
+        try:
+            self._loop()
+            self._drain()
+        finally:
+            self._close(producer)
+
+    def _loop(self) -> None:
+        next_lag = 0.0
+        while not self._stop.is_set():
+            timeout_ms = int(1000 * min(self.batcher.wait_time(), 0.5))
+            start = time.perf_counter()
+            polled = self._consumer.poll(timeout_ms=max(timeout_ms, 1))
+            self.metrics.stage_seconds.labels("poll").observe(time.perf_counter() - start)
+            for tp, records in polled.items():
+                self._ingest(tp, records)
+            while self.batcher.ready():
+                self._process_batch()
+            if not self.batcher and self._uncommitted():
+                self._flush_and_commit()  # e.g. a poll of only invalid records
+            if time.monotonic() >= next_lag:
+                self._update_gauges()
+                next_lag = time.monotonic() + LAG_REFRESH_S
+
+    def _drain(self) -> None:
+        """Publish every pending user and commit: the graceful part of shutdown."""
+        while self.batcher:
+            self._process_batch()
+        self._flush_and_commit()
+        logger.info("drained and committed %s", self._committed)
+
+    def _close(self, producer: Any) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+        producer.close(timeout=30)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        logger.info("worker stopped")
+
+    # -- stages --------------------------------------------------------------------
+
+    def _ingest(self, tp: TopicPartition, records: list[Any]) -> None:
+        """Validate a partition's records, update histories, mark users pending."""
+        start = time.perf_counter()
+        self.metrics.events_consumed.labels(tp.topic).inc(len(records))
+        valid: list[tuple[Event, int]] = []
+        for rec in records:
+            result = validate_event(rec.key, rec.value, rec.timestamp, self.config.limits)
+            if isinstance(result, Event):
+                valid.append((result, rec.offset))
+            else:
+                self.metrics.events_invalid.labels(result.reason).inc()
+                self._publisher.send_dead_letter(
+                    rec.key, rec.value, result, f"{tp.topic}/{tp.partition}/{rec.offset}")
+        decoded = time.perf_counter()
+        self.metrics.stage_seconds.labels("decode").observe(decoded - start)
+        if valid:
+            self.metrics.events_valid.inc(len(valid))
+            users = [e.user_id for e, _ in valid]
+            rows = self.recommender.checkpoint.vocab.rows([e.item_id for e, _ in valid])
+            ts = np.fromiter((e.ts for e, _ in valid), dtype=np.int64, count=len(valid))
+            self.metrics.unknown_items.inc(int((rows == 0).sum()))
+            self.histories.store(tp.partition).append(users, rows, ts)
+            now = time.monotonic()
+            for event, offset in valid:
+                self.batcher.add(tp.partition, event.user_id, offset, event.ts, now)
+            self.metrics.stage_seconds.labels("histories").observe(time.perf_counter() - decoded)
+        self._consumed[tp.partition] = records[-1].offset + 1
+
+    def _process_batch(self) -> None:
+        """Encode, search and publish one batch, then commit what it covered."""
+        batch = self.batcher.take()
+        if not batch:
+            return
+        m = self.metrics
+        m.batch_size.observe(len(batch))
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for i, item in enumerate(batch):
+            by_partition[item.partition].append(i)
+        histories = np.zeros((len(batch), self.histories.max_len), dtype=np.int64)
+        lengths = np.zeros(len(batch), dtype=np.int64)
+        for partition, idx in by_partition.items():
+            rows, lens = self.histories.store(partition).rows([batch[i].user_id for i in idx])
+            histories[idx], lengths[idx] = rows, lens
+        t0 = time.perf_counter()
+        encoded = self.recommender.encode(histories, lengths)
+        t1 = time.perf_counter()
+        recs = self.recommender.search(encoded, histories, self.config.k)
+        t2 = time.perf_counter()
+        self._publisher.send_recommendations(
+            batch, recs, histories, self._external_ids, self.recommender.model_version,
+            self.config.explain_top)
+        m.stage_seconds.labels("encode").observe(t1 - t0)
+        m.stage_seconds.labels("search").observe(t2 - t1)
+        self._flush_and_commit(publish_started=t2)
+
+    def _flush_and_commit(self, publish_started: float | None = None) -> None:
+        start = time.perf_counter() if publish_started is None else publish_started
+        acked = self._publisher.flush()
+        acked_ms = now_ms()
+        m = self.metrics
+        m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
+        for strategy, n in acked.recommendations.items():
+            m.recommendations.labels(strategy).inc(n)
+        m.dead_letters.inc(acked.dead_letters)
+        for ts in acked.event_ts:
+            m.event_to_rec_seconds.observe(max(0.0, (acked_ms - ts) / 1000.0))
+        self._commit()
+
+    def _uncommitted(self) -> bool:
+        return any(self._committed.get(p) != o for p, o in self._consumed.items())
+
+    def _commit(self) -> None:
+        """Commit, per partition, up to the first event still waiting for a batch."""
+        start = time.perf_counter()
+        marks = self.batcher.low_watermarks()
+        offsets = {}
+        for partition, consumed in self._consumed.items():
+            position = marks.get(partition, consumed)
+            if position != self._committed.get(partition):
+                tp = TopicPartition(self.config.events_topic, partition)
+                offsets[tp] = OffsetAndMetadata(position, "", -1)
+        if not offsets:
+            return
+        self._consumer.commit(offsets)
+        for tp, meta in offsets.items():
+            self._committed[tp.partition] = meta.offset
+        self.metrics.commits.inc()
+        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
+
+    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Before giving partitions away: publish their pending users, commit, drop state."""
+        if self._publisher is None:
+            return
+        while self.batcher:
+            self._process_batch()
+        self._flush_and_commit()
+        for tp in revoked:
+            dropped = self.histories.drop(tp.partition)
+            self._consumed.pop(tp.partition, None)
+            self._committed.pop(tp.partition, None)
+            logger.info("revoked partition %d: dropped %d users", tp.partition, dropped)
+
+    def _update_gauges(self) -> None:
+        m = self.metrics
+        m.users.set(self.histories.num_users())
+        m.pending.set(len(self.batcher))
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            position = self._consumed.get(tp.partition)
+            if high is not None and position is not None:
+                m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))

@@ -1,0 +1,77 @@
+"""The `streamrec` command line: one entry point, one subcommand per job.
+
+Subcommands live in `streamrec.worker.commands` and register themselves here.
+Errors streamrec raises on purpose (`StreamrecError`) are printed as one clear line
+with exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from streamrec.common.errors import StreamrecError
+
+logger = logging.getLogger(__name__)
+
+# Order here is the order `streamrec --help` lists them.
+COMMANDS = (
+    "demo",
+    "broker",
+    "worker",
+    "replay",
+    "train",
+    "evaluate",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="streamrec",
+        description="Real-time sequential recommendations from Kafka events.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"streamrec.worker.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"streamrec.worker.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, run the chosen subcommand, return its exit code."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except StreamrecError as exc:  # e.g. a bad STREAMREC_* value while building defaults
+        print(f"streamrec: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except StreamrecError as exc:
+        print(f"streamrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""`streamrec worker`: run the recommender worker against a Kafka cluster."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from types import FrameType
+
+from streamrec.common.errors import ConfigError
+from streamrec.common.settings import env_default
+from streamrec.worker.config import WorkerConfig
+from streamrec.worker.validate import Limits
+
+
+def add_bootstrap_flag(parser: argparse.ArgumentParser) -> None:
+    """`--bootstrap` with its env fallback, shared by every command that talks to Kafka."""
+    parser.add_argument(
+        "--bootstrap", default=env_default("--bootstrap", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers, host:port[,host:port] (env STREAMREC_BOOTSTRAP; "
+             "default %(default)s)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `streamrec worker`."""
+    defaults = WorkerConfig(model_dir=Path("."))
+    p = sub.add_parser(
+        "worker", help="consume events, publish recommendations",
+        description="Consume events, keep per-user histories, publish recommendations. "
+                    "Every flag can also be set as STREAMREC_<FLAG> (e.g. STREAMREC_MAX_BATCH).")
+    add_bootstrap_flag(p)
+
+    def flag(name: str, default: object, help_text: str, kind: type = str) -> None:
+        p.add_argument(name, type=kind, default=env_default(name, default, kind),
+                       help=f"{help_text} (default: %(default)s)")
+
+    flag("--model", None, "checkpoint directory written by `streamrec train`", str)
+    flag("--events-topic", defaults.events_topic, "topic to consume events from")
+    flag("--recommendations-topic", defaults.recommendations_topic, "topic to publish to")
+    flag("--dead-letter-topic", defaults.dead_letter_topic, "topic for rejected records")
+    flag("--group-id", defaults.group_id, "consumer group id")
+    flag("--client-id", defaults.client_id, "Kafka client id")
+    flag("--k", defaults.k, "items per recommendation", int)
+    flag("--max-batch", defaults.max_batch, "most users per encoder batch", int)
+    flag("--max-wait-ms", defaults.max_wait_ms, "longest a changed user waits for a batch", float)
+    flag("--partitions", defaults.partitions, "partitions of topics the worker creates", int)
+    flag("--metrics-port", defaults.metrics_port, "port of /metrics (0 = any, -1 = off)", int)
+    flag("--metrics-host", defaults.metrics_host, "address the metrics server binds")
+    flag("--device", defaults.device, "torch device of the encoder: auto, cpu, cuda")
+    flag("--max-record-bytes", defaults.limits.max_record_bytes,
+         "larger event records go to the dead-letter topic", int)
+    flag("--max-id-chars", defaults.limits.max_id_chars, "longest accepted user/item id", int)
+    p.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace) -> WorkerConfig:
+    """The typed worker config for parsed flags."""
+    if not args.model:
+        raise ConfigError("--model (or STREAMREC_MODEL) is required: a checkpoint directory")
+    try:
+        return WorkerConfig(
+            model_dir=Path(args.model), bootstrap=args.bootstrap,
+            events_topic=args.events_topic, recommendations_topic=args.recommendations_topic,
+            dead_letter_topic=args.dead_letter_topic, group_id=args.group_id,
+            client_id=args.client_id, k=args.k, max_batch=args.max_batch,
+            max_wait_ms=args.max_wait_ms, partitions=args.partitions,
+            metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
+            limits=Limits(max_record_bytes=args.max_record_bytes, max_id_chars=args.max_id_chars),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def install_stop_handlers(stop: object) -> None:
+    """SIGTERM and SIGINT call `stop()`: finish the batch, commit, exit 0."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        stop()  # type: ignore[operator]
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the worker until SIGTERM/SIGINT."""
+    from streamrec.worker.app import Worker  # heavy imports (torch) only when running
+
+    worker = Worker(config_from_args(args))
+    install_stop_handlers(worker.stop)
+    worker.run()
+    return 0

@@ -1,0 +1,45 @@
+"""The worker's one typed, frozen configuration.
+
+Built once by the CLI from flags, `STREAMREC_*` environment variables and the
+defaults below, then passed down; library code never sees argparse. Defaults run
+against a local broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamrec.worker.validate import Limits
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the worker needs to run; see `streamrec worker --help`."""
+
+    model_dir: Path
+    bootstrap: str = "127.0.0.1:9092"
+    events_topic: str = "events"
+    recommendations_topic: str = "recommendations"
+    dead_letter_topic: str = "events.dlq"
+    group_id: str = "streamrec"
+    client_id: str = "streamrec-worker"
+    k: int = 10  # items per recommendation
+    max_batch: int = 256  # users per encoder batch
+    max_wait_ms: float = 20.0  # longest a changed user waits for its batch
+    partitions: int = 3  # partitions for topics the worker creates
+    metrics_port: int = 9108  # 0 = any free port; -1 = no metrics server
+    metrics_host: str = "0.0.0.0"
+    device: str = "auto"  # torch device for the encoder: auto, cpu, cuda, cuda:1
+    explain_top: int = 3  # history items listed in the explanation
+    dead_letter_max_bytes: int = 4 * 1024 * 1024  # larger bad records are truncated
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        for name in ("k", "max_batch", "partitions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+        if len({self.events_topic, self.recommendations_topic, self.dead_letter_topic}) != 3:
+            raise ValueError("events, recommendations and dead-letter topics must differ")

@@ -1,0 +1,97 @@
+"""Kafka clients made the same way everywhere: consumer, producer, admin.
+
+One place decides the settings that carry the delivery guarantees (manual commits,
+acks=all, idempotence, retries) so every client the worker or a tool makes agrees.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+
+from streamrec.worker.errors import KafkaUnavailableError
+
+logger = logging.getLogger(__name__)
+
+# Large enough for the biggest record a dead-letter copy may carry, plus headers.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+def make_consumer(bootstrap: str, group_id: str, client_id: str, **overrides: Any) -> KafkaConsumer:
+    """A group consumer with manual commits that starts from the earliest offset."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group_id,
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_partition_fetch_bytes": MAX_REQUEST_BYTES,
+        "fetch_max_bytes": 4 * MAX_REQUEST_BYTES,
+        "isolation_level": "read_committed",
+    }
+    config.update(overrides)
+    try:
+        return KafkaConsumer(**config)
+    except NoBrokersAvailable as exc:
+        raise KafkaUnavailableError(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
+
+
+def make_producer(bootstrap: str, client_id: str, **overrides: Any) -> KafkaProducer:
+    """An idempotent producer that waits for all in-sync replicas."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "retries": 2**31 - 1,
+        "retry_backoff_ms": 100,
+        "delivery_timeout_ms": 120_000,
+        "linger_ms": 5,
+        "max_request_size": MAX_REQUEST_BYTES,
+    }
+    config.update(overrides)
+    try:
+        return KafkaProducer(**config)
+    except NoBrokersAvailable as exc:
+        raise KafkaUnavailableError(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
+
+
+def make_admin(bootstrap: str, client_id: str) -> KafkaAdminClient:
+    """An admin client, failing with a clear error when no broker answers."""
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    except NoBrokersAvailable as exc:
+        raise KafkaUnavailableError(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
+
+
+def ensure_topics(
+    bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None,
+    client_id: str = "streamrec-admin",
+) -> list[str]:
+    """Create the missing topics (name -> partitions); returns the names created."""
+    admin = make_admin(bootstrap, client_id)
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=parts, replication_factor=1,
+                     topic_configs=(configs or {}).get(name, {}))
+            for name, parts in topics.items() if name not in existing
+        ]
+        created = []
+        for topic in missing:
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race: fine
+            except KafkaError as exc:
+                raise KafkaUnavailableError(f"cannot create topic {topic.name}: {exc}") from exc
+        if created:
+            logger.info("created topics %s", created)
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,154 @@
+"""Publishing: recommendations to their topic, rejected records to the dead-letter topic.
+
+Sends are asynchronous; `flush` waits for every acknowledgement of the batch and
+raises `PublishError` if any record was not acknowledged after the producer's
+retries. The worker commits offsets only after a clean `flush`, so a record that
+could not be published is never skipped silently: it is read again after restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from streamrec.worker.batcher import BatchItem
+from streamrec.worker.errors import PublishError
+from streamrec.worker.recommend import Recommendations
+from streamrec.worker.validate import Invalid
+
+logger = logging.getLogger(__name__)
+
+HEADER_REASON = "streamrec.reason"
+HEADER_DETAIL = "streamrec.detail"
+HEADER_SOURCE = "streamrec.source"  # "topic/partition/offset"
+HEADER_TRUNCATED = "streamrec.original-bytes"
+
+
+@dataclass
+class Acked:
+    """What one flush confirmed."""
+
+    recommendations: Counter[str] = field(default_factory=Counter)  # by strategy
+    dead_letters: int = 0
+    event_ts: list[int] = field(default_factory=list)  # per recommendation
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def recommendation_json(
+    user_id: str, item_ids: list[str], scores: np.ndarray, popular: bool, model_version: str,
+    event_ts: int, explanation: list[tuple[str, float]],
+) -> bytes:
+    """One recommendation record value, per the contract in DESIGN.md."""
+    doc: dict[str, Any] = {
+        "user_id": user_id,
+        "items": [{"item_id": i, "score": round(float(s), 6)} for i, s in zip(item_ids, scores)],
+        "model_version": model_version,
+        "event_ts": event_ts,
+        "produced_ts": now_ms(),
+        "explanation": {
+            "strategy": "popular" if popular else "attention",
+            "history": [{"item_id": i, "weight": round(w, 4)} for i, w in explanation],
+        },
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def top_attended(histories: np.ndarray, attention: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `n` history rows with the highest attention per user: (rows [B, n], weights [B, n])."""
+    n = min(n, histories.shape[1])
+    order = np.argsort(-attention, axis=1, kind="stable")[:, :n]
+    rows = np.take_along_axis(histories, order, axis=1)
+    weights = np.take_along_axis(attention, order, axis=1)
+    rows[weights <= 0] = 0
+    return rows, weights
+
+
+class Publisher:
+    """Sends the batch's records and confirms them all at `flush`."""
+
+    def __init__(
+        self, producer: KafkaProducer, recommendations_topic: str, dead_letter_topic: str,
+        dead_letter_max_bytes: int,
+    ) -> None:
+        self.producer = producer
+        self.recommendations_topic = recommendations_topic
+        self.dead_letter_topic = dead_letter_topic
+        self.dead_letter_max_bytes = dead_letter_max_bytes
+        self._inflight: list[tuple[Any, str, int]] = []  # (future, kind, event_ts)
+
+    def send_recommendations(
+        self, batch: list[BatchItem], recs: Recommendations, histories: np.ndarray,
+        external_ids: list[str], model_version: str, explain_top: int,
+    ) -> None:
+        """Queue one record per batch row; `external_ids[row]` names item rows."""
+        att_rows, att_weights = top_attended(histories, recs.attention, explain_top)
+        for i, item in enumerate(batch):
+            valid = recs.rows[i] > 0
+            ids = [external_ids[r] for r in recs.rows[i][valid]]
+            explanation = [
+                (external_ids[r], float(w))
+                for r, w in zip(att_rows[i], att_weights[i]) if r > 0
+            ]
+            popular = bool(recs.popular[i])
+            value = recommendation_json(
+                item.user_id, ids, recs.scores[i][valid], popular, model_version,
+                item.event_ts, explanation,
+            )
+            future = self.producer.send(
+                self.recommendations_topic, key=item.user_id.encode(), value=value)
+            self._inflight.append((future, "popular" if popular else "attention", item.event_ts))
+
+    def send_dead_letter(
+        self, key: bytes | None, value: bytes | None, invalid: Invalid, source: str,
+    ) -> None:
+        """Queue a rejected record: original bytes, the reason in headers."""
+        headers = [
+            (HEADER_REASON, invalid.reason.encode()),
+            (HEADER_DETAIL, invalid.detail.encode("utf-8", "replace")[:512]),
+            (HEADER_SOURCE, source.encode()),
+        ]
+        if value is not None and len(value) > self.dead_letter_max_bytes:
+            headers.append((HEADER_TRUNCATED, str(len(value)).encode()))
+            value = value[: self.dead_letter_max_bytes]
+        if key is not None and len(key) > self.dead_letter_max_bytes:
+            key = key[: self.dead_letter_max_bytes]
+        future = self.producer.send(self.dead_letter_topic, key=key, value=value, headers=headers)
+        self._inflight.append((future, "dlq", 0))
+
+    def flush(self, timeout_s: float = 120.0) -> Acked:
+        """Wait for every queued record; raise `PublishError` if any failed."""
+        inflight, self._inflight = self._inflight, []
+        if not inflight:
+            return Acked()
+        self.producer.flush(timeout=timeout_s)
+        acked = Acked()
+        failures: list[str] = []
+        for future, kind, event_ts in inflight:
+            try:
+                future.get(timeout=0.1 if future.is_done else timeout_s)
+            except KafkaError as exc:
+                failures.append(f"{kind}: {exc}")
+                continue
+            if kind == "dlq":
+                acked.dead_letters += 1
+            else:
+                acked.recommendations[kind] += 1
+                acked.event_ts.append(event_ts)
+        if failures:
+            raise PublishError(
+                f"{len(failures)} of {len(inflight)} records not acknowledged after retries "
+                f"(first: {failures[0]}); offsets not committed"
+            )
+        return acked

@@ -1,0 +1,116 @@
+"""Histories in, top-k items out: the encoder stage and the index stage.
+
+`Recommender` owns the loaded checkpoint and the item index built from its tied
+item table. For a batch of histories it encodes the non-empty ones into query
+vectors (with the last position's attention over the history), searches the index
+for top-(k + history length), removes items the user already has and keeps k.
+Users with no usable history get the most popular training items instead. The two
+stages are separate methods so each can be timed and benchmarked alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from streamrec.encoder.checkpoint import Checkpoint, load_checkpoint
+from streamrec.index import ItemIndex, build_index
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Encoder output for a batch: queries for rows with history, attention per row."""
+
+    queries: np.ndarray  # [B, d] float32 (rows without history are zeros)
+    attention: np.ndarray  # [B, L] float32, 0 on padding
+    has_history: np.ndarray  # [B] bool
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-k rows and scores per user, and whether each came from the popular fallback."""
+
+    rows: np.ndarray  # [B, k] int64, -1 where the catalogue ran out
+    scores: np.ndarray  # [B, k] float32
+    popular: np.ndarray  # [B] bool
+    attention: np.ndarray  # [B, L] float32
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Recommender:
+    """The model stage of the worker: encode + search with exclusions + cold start."""
+
+    def __init__(self, checkpoint: Checkpoint, index: ItemIndex, device: torch.device) -> None:
+        self.checkpoint = checkpoint
+        self.index = index
+        self.device = device
+        self.max_len = checkpoint.config.max_len
+        popularity = np.asarray(checkpoint.popularity, dtype=np.float64).copy()
+        popularity[0] = -np.inf
+        self._popular_order = np.argsort(-popularity, kind="stable")  # best first
+        self._popular_scores = popularity[self._popular_order]
+
+    @classmethod
+    def load(cls, model_dir: Path, device: str = "auto") -> Recommender:
+        """Load a checkpoint directory and index its item table."""
+        dev = resolve_device(device)
+        checkpoint = load_checkpoint(model_dir, device=str(dev))
+        with torch.inference_mode():
+            table = checkpoint.model.item_embeddings().float().cpu().numpy()
+        index = build_index(table, device="cuda" if dev.type == "cuda" else "cpu")
+        logger.info(
+            "loaded model %s: %d items, max history %d, device %s, index %s",
+            checkpoint.model_version, len(checkpoint.vocab), checkpoint.config.max_len,
+            dev, index.name,
+        )
+        return cls(checkpoint, index, dev)
+
+    @property
+    def model_version(self) -> str:
+        """The loaded checkpoint's version string."""
+        return self.checkpoint.model_version
+
+    def encode(self, histories: np.ndarray, lengths: np.ndarray) -> Encoded:
+        """Query vectors for `histories` [B, L] (left-padded); empty rows are skipped."""
+        batch, width = histories.shape
+        has = lengths > 0
+        queries = np.zeros((batch, self.index.dim), dtype=np.float32)
+        attention = np.zeros((batch, width), dtype=np.float32)
+        if has.any():
+            # Trim the shared left padding: attention cost grows with L squared.
+            longest = int(min(lengths.max(), self.max_len, width))
+            items = torch.as_tensor(histories[has, width - longest :], device=self.device)
+            with torch.inference_mode():
+                query, attn = self.checkpoint.model.encode(items)
+            queries[has] = query.float().cpu().numpy()
+            attention[has, width - longest :] = attn.float().cpu().numpy()
+        return Encoded(queries=queries, attention=attention, has_history=has)
+
+    def search(self, encoded: Encoded, histories: np.ndarray, k: int) -> Recommendations:
+        """Top-k per user without their history items; popular items for empty histories."""
+        batch = histories.shape[0]
+        rows = np.full((batch, k), -1, dtype=np.int64)
+        scores = np.full((batch, k), -np.inf, dtype=np.float32)
+        has = encoded.has_history
+        if has.any():
+            exclude = [h[h > 0] for h in histories[has]]
+            found = self.index.search(encoded.queries[has], k, exclude)
+            rows[has], scores[has] = found.rows, found.scores
+        if (~has).any():
+            top = self._popular_order[:k]
+            rows[~has, : len(top)] = top
+            scores[~has, : len(top)] = self._popular_scores[:k]
+        return Recommendations(rows=rows, scores=scores, popular=~has,
+                               attention=encoded.attention)
