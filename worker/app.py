@@ -72,11 +72,13 @@ class Worker:
         self._consumed: dict[int, int] = {}  # partition -> next offset to read
         self._committed: dict[int, int] = {}
         vocab = self.recommender.checkpoint.vocab
-        self._external_ids = [""] + vocab.external(np.arange(1, len(vocab) + 1))
+        self._external_ids = ["", *vocab.external(np.arange(1, len(vocab) + 1))]
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         self._consumer: Any = None
         self._publisher: Publisher | None = None
+        self.metrics.users.set_function(self.histories.num_users)
+        self.metrics.pending.set_function(lambda: len(self.batcher))
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -136,7 +138,7 @@ class Worker:
             if not self.batcher and self._uncommitted():
                 self._flush_and_commit()  # e.g. a poll of only invalid records
             if time.monotonic() >= next_lag:
-                self._update_gauges()
+                self._update_lag()
                 next_lag = time.monotonic() + LAG_REFRESH_S
 
     def _drain(self) -> None:
@@ -259,10 +261,9 @@ class Worker:
             self._committed.pop(tp.partition, None)
             logger.info("revoked partition %d: dropped %d users", tp.partition, dropped)
 
-    def _update_gauges(self) -> None:
+    def _update_lag(self) -> None:
+        """Consumer lag per partition, from the high watermarks of the last fetches."""
         m = self.metrics
-        m.users.set(self.histories.num_users())
-        m.pending.set(len(self.batcher))
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
             position = self._consumed.get(tp.partition)

@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.log_level != "DEBUG":
+        # kafka-python logs every connection and rebalance step at INFO.
+        logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or 0)
     except StreamrecError as exc:

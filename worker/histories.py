@@ -71,25 +71,25 @@ class HistoryStore:
             slots, items, ts = slots[known], items[known], ts[known]
         if len(slots) == 0:
             return
-        L = self.max_len
+        max_len = self.max_len
         order = np.argsort(slots, kind="stable")  # group by user, keep arrival order
         s, x, t = slots[order], items[order], ts[order]
         users, first, counts = np.unique(s, return_index=True, return_counts=True)
         rank = np.arange(len(s)) - np.repeat(first, counts)  # 0..c-1 within each user
         group = np.repeat(np.arange(len(users)), counts)
-        width = L + int(counts.max())
+        width = max_len + int(counts.max())
         # [U, L + max c]: old rows, then each user's new items after them; the new
         # window of user u is columns counts[u] .. counts[u] + L.
         ext_items = np.zeros((len(users), width), dtype=np.int64)
         ext_ts = np.zeros((len(users), width), dtype=np.int64)
-        ext_items[:, :L] = self._items[users]
-        ext_ts[:, :L] = self._ts[users]
-        ext_items[group, L + rank] = x
-        ext_ts[group, L + rank] = t
-        window = counts[:, None] + np.arange(L)[None, :]  # [U, L]
+        ext_items[:, :max_len] = self._items[users]
+        ext_ts[:, :max_len] = self._ts[users]
+        ext_items[group, max_len + rank] = x
+        ext_ts[group, max_len + rank] = t
+        window = counts[:, None] + np.arange(max_len)[None, :]  # [U, L]
         self._items[users] = np.take_along_axis(ext_items, window, axis=1)
         self._ts[users] = np.take_along_axis(ext_ts, window, axis=1)
-        self._lengths[users] = np.minimum(self._lengths[users] + counts, L)
+        self._lengths[users] = np.minimum(self._lengths[users] + counts, max_len)
 
     def rows(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(items [B, L] left-padded, lengths [B]) for known users; unknown users are empty."""
@@ -107,7 +107,8 @@ class HistoryStore:
         if slot is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         n = int(self._lengths[slot])
-        return self._items[slot, self.max_len - n :].copy(), self._ts[slot, self.max_len - n :].copy()
+        start = self.max_len - n
+        return self._items[slot, start:].copy(), self._ts[slot, start:].copy()
 
 
 class PartitionedHistories:

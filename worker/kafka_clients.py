@@ -11,7 +11,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from streamrec.worker.errors import KafkaUnavailableError
 
@@ -36,7 +36,7 @@ def make_consumer(bootstrap: str, group_id: str, client_id: str, **overrides: An
     config.update(overrides)
     try:
         return KafkaConsumer(**config)
-    except NoBrokersAvailable as exc:
+    except KafkaTimeoutError as exc:
         raise KafkaUnavailableError(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
 
 
@@ -56,7 +56,7 @@ def make_producer(bootstrap: str, client_id: str, **overrides: Any) -> KafkaProd
     config.update(overrides)
     try:
         return KafkaProducer(**config)
-    except NoBrokersAvailable as exc:
+    except KafkaTimeoutError as exc:
         raise KafkaUnavailableError(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
 
 
@@ -64,7 +64,7 @@ def make_admin(bootstrap: str, client_id: str) -> KafkaAdminClient:
     """An admin client, failing with a clear error when no broker answers."""
     try:
         return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
-    except NoBrokersAvailable as exc:
+    except KafkaTimeoutError as exc:
         raise KafkaUnavailableError(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
 
 

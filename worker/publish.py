@@ -53,7 +53,10 @@ def recommendation_json(
     """One recommendation record value, per the contract in DESIGN.md."""
     doc: dict[str, Any] = {
         "user_id": user_id,
-        "items": [{"item_id": i, "score": round(float(s), 6)} for i, s in zip(item_ids, scores)],
+        "items": [
+            {"item_id": i, "score": round(float(s), 6)}
+            for i, s in zip(item_ids, scores, strict=True)
+        ],
         "model_version": model_version,
         "event_ts": event_ts,
         "produced_ts": now_ms(),
@@ -65,7 +68,9 @@ def recommendation_json(
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def top_attended(histories: np.ndarray, attention: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def top_attended(
+    histories: np.ndarray, attention: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The `n` history rows with the highest attention per user: (rows [B, n], weights [B, n])."""
     n = min(n, histories.shape[1])
     order = np.argsort(-attention, axis=1, kind="stable")[:, :n]
@@ -99,7 +104,7 @@ class Publisher:
             ids = [external_ids[r] for r in recs.rows[i][valid]]
             explanation = [
                 (external_ids[r], float(w))
-                for r, w in zip(att_rows[i], att_weights[i]) if r > 0
+                for r, w in zip(att_rows[i], att_weights[i], strict=True) if r > 0
             ]
             popular = bool(recs.popular[i])
             value = recommendation_json(

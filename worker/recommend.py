@@ -57,7 +57,9 @@ class Recommender:
         self.index = index
         self.device = device
         self.max_len = checkpoint.config.max_len
-        popularity = np.asarray(checkpoint.popularity, dtype=np.float64).copy()
+        # Cold-start scores are each item's share of training interactions.
+        counts = np.asarray(checkpoint.popularity, dtype=np.float64)
+        popularity = counts / max(counts[1:].sum(), 1.0)
         popularity[0] = -np.inf
         self._popular_order = np.argsort(-popularity, kind="stable")  # best first
         self._popular_scores = popularity[self._popular_order]

@@ -66,7 +66,7 @@ def test_matches_a_plain_python_reference_on_random_streams() -> None:
         users = [f"u{u}" for u in rng.integers(0, 20, n)]
         items = rng.integers(0, 30, n)
         store.append(users, items, items)
-        for u, i in zip(users, items):
+        for u, i in zip(users, items, strict=True):
             reference.setdefault(u, [])
             if i > 0:
                 reference[u] = (reference[u] + [int(i)])[-5:]

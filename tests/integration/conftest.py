@@ -1,0 +1,42 @@
+"""Fixtures of the integration tests: a small real checkpoint and fresh topic names."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streamrec.encoder.checkpoint import save_checkpoint
+from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.model import SASRec
+from streamrec.encoder.vocab import ItemVocab
+from tests.conftest import NewTopicFactory
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (untrained, seeded) checkpoint over items i1..i40, history length 8."""
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(num_items=40, max_len=8, hidden=16, blocks=1, heads=1,
+                               dropout=0.0, emb_dropout=0.0)).eval()
+    vocab = ItemVocab([f"i{n}" for n in range(1, 41)])
+    popularity = np.concatenate([[0.0], np.arange(40, 0, -1)]).astype(np.float32)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_checkpoint(path, model, vocab, popularity, meta={"data": "integration fixture"})
+    return path
+
+
+@pytest.fixture
+def topics(new_topic: NewTopicFactory) -> dict[str, str]:
+    """Fresh topic and group names; the events topic (3 partitions) takes 4 MB records.
+
+    The worker creates the recommendations and dead-letter topics itself.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    events = new_topic(partitions=3, configs={"max.message.bytes": str(4 * 1024 * 1024)},
+                       prefix="events")
+    return {"events": events, "recs": f"recs-{suffix}", "dlq": f"dlq-{suffix}",
+            "group": f"group-{suffix}"}

@@ -1,0 +1,88 @@
+"""Small helpers for integration tests: produce, consume to a condition, scrape metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def producer(bootstrap: str) -> KafkaProducer:
+    """A plain producer that can send records up to 8 MiB."""
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                         max_request_size=8 * 1024 * 1024, linger_ms=2)
+
+
+def event(user: str, item: str, ts: int | None = None) -> tuple[bytes, bytes]:
+    """(key, value) of a valid event."""
+    doc: dict[str, Any] = {"user_id": user, "item_id": item}
+    if ts is not None:
+        doc["ts"] = ts
+    return user.encode(), json.dumps(doc).encode()
+
+
+def consume_until(
+    bootstrap: str, topic: str, done: Callable[[list[Any]], bool], timeout_s: float = 90.0,
+) -> list[Any]:
+    """Read `topic` from the beginning until `done(records)` or the timeout."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not done(records):
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (missing = none)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        out = {}
+        for p in parts:
+            offset = consumer.committed(TopicPartition(topic, p))
+            if offset is not None:
+                out[p] = offset
+        return out
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of every partition of `topic`."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus samples from /metrics as {'name{label="v",...}': value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return samples
+
+
+def metric_sum(samples: dict[str, float], name: str) -> float:
+    """Sum of a metric's samples over all label values."""
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
