@@ -117,6 +117,8 @@ class Worker:
                                     cfg.dead_letter_max_bytes)
         self._consumer = make_consumer(cfg.bootstrap, cfg.group_id, cfg.client_id,
                                        max_poll_records=max(500, 4 * cfg.max_batch))
+        # Know the topic's partitions before joining, or the first assignment is empty.
+        self._consumer.partitions_for_topic(cfg.events_topic)
         self._consumer.subscribe([cfg.events_topic], listener=_Rebalance(self))
         try:
             self._loop()

@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.log_level != "DEBUG":
         # kafka-python logs every connection and rebalance step at INFO.
         logging.getLogger("kafka").setLevel(logging.WARNING)
+        # Its event loop also warns whenever another thread holds the GIL for 100 ms.
+        logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
+        logging.getLogger("faiss").setLevel(logging.WARNING)  # CPU feature probing
     try:
         return int(args.handler(args) or 0)
     except StreamrecError as exc:

@@ -91,6 +91,12 @@ def ensure_topics(
             except KafkaError as exc:
                 raise KafkaUnavailableError(f"cannot create topic {topic.name}: {exc}") from exc
         if created:
+            # Created is not ready: wait until every partition has a leader, or a
+            # consumer subscribing right now would see no partitions.
+            try:
+                admin.wait_for_topics(created, timeout_ms=30_000)
+            except KafkaTimeoutError as exc:
+                raise KafkaUnavailableError(f"topics {created} not ready: {exc}") from exc
             logger.info("created topics %s", created)
         return created
     finally:

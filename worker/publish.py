@@ -68,16 +68,17 @@ def recommendation_json(
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def top_attended(
-    histories: np.ndarray, attention: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The `n` history rows with the highest attention per user: (rows [B, n], weights [B, n])."""
-    n = min(n, histories.shape[1])
-    order = np.argsort(-attention, axis=1, kind="stable")[:, :n]
-    rows = np.take_along_axis(histories, order, axis=1)
-    weights = np.take_along_axis(attention, order, axis=1)
-    rows[weights <= 0] = 0
-    return rows, weights
+def top_attended(history: np.ndarray, attention: np.ndarray, n: int) -> list[tuple[int, float]]:
+    """The `n` history rows with the most attention, best first, as (row, weight).
+
+    An item seen several times in the history gets the sum of its positions' weights,
+    so the explanation names items, not positions.
+    """
+    weights: dict[int, float] = {}
+    for row, weight in zip(history.tolist(), attention.tolist(), strict=True):
+        if row > 0 and weight > 0:
+            weights[row] = weights.get(row, 0.0) + weight
+    return sorted(weights.items(), key=lambda rw: -rw[1])[:n]
 
 
 class Publisher:
@@ -98,13 +99,12 @@ class Publisher:
         external_ids: list[str], model_version: str, explain_top: int,
     ) -> None:
         """Queue one record per batch row; `external_ids[row]` names item rows."""
-        att_rows, att_weights = top_attended(histories, recs.attention, explain_top)
         for i, item in enumerate(batch):
             valid = recs.rows[i] > 0
             ids = [external_ids[r] for r in recs.rows[i][valid]]
             explanation = [
-                (external_ids[r], float(w))
-                for r, w in zip(att_rows[i], att_weights[i], strict=True) if r > 0
+                (external_ids[r], w)
+                for r, w in top_attended(histories[i], recs.attention[i], explain_top)
             ]
             popular = bool(recs.popular[i])
             value = recommendation_json(

@@ -1,0 +1,198 @@
+"""Save and load a trained encoder as a directory that is safe to share.
+
+A checkpoint is everything the worker needs to serve a model, and nothing that
+runs code when read:
+
+    config.json             format version, model version, ModelConfig, vocabulary
+                            size, sha256 of every other file, training summary, metrics
+    model.safetensors       the weights (the tied item table is stored once)
+    items.json              the item vocabulary (external id -> row)
+    popularity.safetensors  training counts per row [V + 1] float32, the cold-start ranking
+
+Loading checks the format version, that every file is present and unchanged
+(sha256), and that every tensor has the shape the config implies; anything else is
+refused with a `CheckpointError` that names the file. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from streamrec.common.errors import ConfigError
+from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.errors import CheckpointError, DataFormatError
+from streamrec.encoder.model import SASRec
+from streamrec.encoder.vocab import ItemVocab
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+ITEMS_FILE = "items.json"
+POPULARITY_FILE = "popularity.safetensors"
+HASHED_FILES = (WEIGHTS_FILE, ITEMS_FILE, POPULARITY_FILE)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode and what it was trained with."""
+
+    model: SASRec
+    config: ModelConfig
+    vocab: ItemVocab
+    popularity: np.ndarray  # [V + 1] float32 training counts, row 0 = 0
+    model_version: str
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)  # training summary, metrics
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: SASRec,
+    vocab: ItemVocab,
+    popularity: np.ndarray,
+    *,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write `model`, `vocab` and `popularity` as a checkpoint directory; return its path.
+
+    `meta` (JSON-able: training data summary, metrics, train config) is stored as is.
+    """
+    out = Path(path)
+    config = model.config
+    if len(vocab) != config.num_items:
+        raise CheckpointError(
+            f"vocabulary has {len(vocab)} items but the model was built for "
+            f"{config.num_items}; save the vocabulary the model was trained with")
+    pop = np.asarray(popularity, dtype=np.float32).reshape(-1)
+    if pop.shape[0] != config.num_items + 1:
+        raise CheckpointError(
+            f"popularity has {pop.shape[0]} rows, expected V + 1 = {config.num_items + 1}")
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous()
+             for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS_FILE))
+    save_file({"popularity": torch.from_numpy(pop.copy())}, str(out / POPULARITY_FILE))
+    (out / ITEMS_FILE).write_text(json.dumps(vocab.to_json()), encoding="utf-8")
+    hashes = {name: _sha256(out / name) for name in HASHED_FILES}
+    version = (f"sasrec-{dt.datetime.now(dt.UTC):%Y%m%d}-{hashes[WEIGHTS_FILE][:8]}")
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "model_version": version,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": config.to_dict(),
+        "vocab_size": len(vocab),
+        "sha256": hashes,
+        "meta": meta or {},
+    }
+    tmp = out / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(out / CONFIG_FILE)  # config.json last: a half-written directory never loads
+    logger.info("saved checkpoint %s to %s (%d items)", version, out, len(vocab))
+    return out
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
+    """Load and validate a checkpoint directory; the model is in eval mode on `device`."""
+    root = Path(path)
+    doc = _read_config(root)
+    for name in HASHED_FILES:
+        file = root / name
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing; the checkpoint is incomplete, "
+                                  "re-run `streamrec train` or copy the whole directory")
+        if _sha256(file) != doc["sha256"].get(name):
+            raise CheckpointError(f"{file} does not match the sha256 in {CONFIG_FILE}: "
+                                  "it was modified or corrupted; restore it from the original")
+    try:
+        config = ModelConfig.from_dict(doc["model"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{root / CONFIG_FILE}: bad model config: {exc}") from exc
+    if doc["vocab_size"] != config.num_items:
+        raise CheckpointError(f"{root / CONFIG_FILE}: vocab_size {doc['vocab_size']} != "
+                              f"model num_items {config.num_items}")
+    try:
+        vocab = ItemVocab.from_json((root / ITEMS_FILE).read_text(encoding="utf-8"))
+    except DataFormatError as exc:
+        raise CheckpointError(f"{root / ITEMS_FILE}: {exc}") from exc
+    if len(vocab) != config.num_items:
+        raise CheckpointError(f"{root / ITEMS_FILE} has {len(vocab)} items, config.json "
+                              f"says {config.num_items}")
+    model = SASRec(config)
+    model.load_state_dict(_read_weights(root / WEIGHTS_FILE, model))
+    popularity = _read_tensors(root / POPULARITY_FILE).get("popularity")
+    if popularity is None or tuple(popularity.shape) != (config.num_items + 1,):
+        raise CheckpointError(f"{root / POPULARITY_FILE}: expected a 'popularity' vector "
+                              f"of {config.num_items + 1} rows")
+    return Checkpoint(
+        model=model.to(device).eval(), config=config, vocab=vocab,
+        popularity=popularity.numpy().astype(np.float32), model_version=doc["model_version"],
+        path=root, meta=doc.get("meta", {}),
+    )
+
+
+def _read_config(root: Path) -> dict[str, Any]:
+    """config.json parsed and checked for the keys and version this code understands."""
+    file = root / CONFIG_FILE
+    if not file.is_file():
+        raise CheckpointError(f"{file} not found: {root} is not a streamrec checkpoint "
+                              "(write one with `streamrec train --out DIR`)")
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{file} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{file} must hold a JSON object")
+    version = doc.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{file}: checkpoint format version {version!r} is not supported "
+                              f"(this streamrec reads version {FORMAT_VERSION}); retrain or "
+                              "use the streamrec release that wrote it")
+    missing = [k for k in ("model_version", "model", "vocab_size", "sha256") if k not in doc]
+    if missing or not isinstance(doc.get("sha256"), dict):
+        raise CheckpointError(f"{file} lacks {missing or ['sha256']}; it is incomplete")
+    return doc
+
+
+def _read_weights(file: Path, model: SASRec) -> dict[str, torch.Tensor]:
+    """The tensors of `file`, checked name by name and shape by shape against `model`."""
+    state = _read_tensors(file)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if set(found) != set(expected):
+        missing = sorted(set(expected) - set(found))[:5]
+        extra = sorted(set(found) - set(expected))[:5]
+        raise CheckpointError(f"{file}: tensors do not match the model in config.json "
+                              f"(missing {missing}, unexpected {extra})")
+    wrong = [f"{k}: {found[k]} != {expected[k]}" for k in expected if found[k] != expected[k]]
+    if wrong:
+        raise CheckpointError(f"{file}: tensor shapes do not match config.json: "
+                              f"{'; '.join(wrong[:5])}")
+    return state
+
+
+def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{file} is not a readable safetensors file: {exc}") from exc
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

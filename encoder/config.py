@@ -1,0 +1,169 @@
+"""Hyper-parameters of the encoder: one frozen config for the model, one for training.
+
+`ModelConfig` is everything needed to rebuild the network (it is written into every
+checkpoint); `TrainConfig` is everything that shapes how it is trained. Both are
+plain frozen dataclasses with commented defaults, validated on construction, so a
+bad value fails where it is set rather than deep inside torch. `preset()` returns
+the measured defaults for a named situation ("demo", "games") or, for "auto",
+defaults chosen from the size of the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from streamrec.common.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+LossKind = Literal["full", "sampled"]
+PresetName = Literal["auto", "demo", "games"]
+PRESETS: tuple[str, ...] = ("auto", "demo", "games")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the SASRec-style encoder; saved with every checkpoint."""
+
+    num_items: int  # V: known items are rows 1..V, row 0 is padding
+    max_len: int = 50  # L: the most recent L items of a history are read
+    hidden: int = 64  # d: embedding and hidden size
+    blocks: int = 2  # transformer blocks
+    heads: int = 1  # attention heads; hidden must divide by it
+    ffn_mult: int = 4  # feed-forward width = ffn_mult * hidden
+    dropout: float = 0.5  # on attention weights, residual branches and feed-forward
+    emb_dropout: float = 0.5  # on the summed item + position embeddings
+    init_std: float = 0.02  # N(0, init_std) for embeddings and linears; tied logits stay small
+
+    def __post_init__(self) -> None:
+        positive = {"num_items": self.num_items, "max_len": self.max_len,
+                    "hidden": self.hidden, "blocks": self.blocks, "heads": self.heads,
+                    "ffn_mult": self.ffn_mult}
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+        if self.hidden % self.heads:
+            raise ConfigError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
+        for name in ("dropout", "emb_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"ModelConfig.{name} must be in [0, 1), got {value!r}")
+        if not self.init_std > 0:
+            raise ConfigError(f"ModelConfig.init_std must be > 0, got {self.init_std!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready field dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of `to_dict`; unknown or missing keys raise ConfigError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown ModelConfig fields {unknown}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"incomplete ModelConfig {data}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimiser, loss, stopping, device. Not needed to load a model."""
+
+    epochs: int = 200  # upper bound; early stopping and max_minutes usually end it first
+    batch_size: int = 128  # users per step (batches group users of similar length)
+    lr: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 0.0  # AdamW decay on matrices (never on norms, biases, positions)
+    warmup_steps: int = 100  # linear warm-up, then constant
+    grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    loss: LossKind = "full"  # "full": softmax over all items; "sampled": shared negatives
+    num_negatives: int = 2048  # sampled loss: negatives shared by the whole batch
+    patience: int = 5  # evaluations without a better validation NDCG@10 before stopping
+    eval_every: int = 1  # epochs between validation evaluations
+    max_minutes: float = 15.0  # wall-clock budget for training (0 = none)
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads (0 = leave torch's default)
+    eval_users: int = 0  # validate on this many random users (0 = all)
+    bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
+    compile: bool = True  # torch.compile on CUDA (ignored on CPU)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+        for name in ("warmup_steps", "patience", "threads", "eval_users", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"TrainConfig.{name} must be an int >= 0, got {value!r}")
+        if self.loss not in ("full", "sampled"):
+            raise ConfigError(f"TrainConfig.loss must be 'full' or 'sampled', got {self.loss!r}")
+        if self.loss == "sampled" and self.num_negatives < 1:
+            raise ConfigError("TrainConfig.num_negatives must be >= 1 for the sampled loss")
+        if not self.lr > 0:
+            raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.max_minutes < 0:
+            raise ConfigError("weight_decay, grad_clip and max_minutes must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready field dict."""
+        return dataclasses.asdict(self)
+
+
+def auto_config(
+    num_items: int, num_users: int, num_interactions: int
+) -> tuple[ModelConfig, TrainConfig]:
+    """Defaults from the size of the data.
+
+    Short histories (Amazon-like, mean < 20) get L = 50 and strong dropout; long ones
+    (MovieLens-like) get L = 200 and light dropout. The full softmax costs
+    positions x V per epoch; past ~1e10 logits an epoch no longer fits a CPU budget
+    of minutes, so larger catalogues switch to the sampled loss.
+    """
+    mean_len = num_interactions / max(num_users, 1)
+    sparse = mean_len < 20
+    model = ModelConfig(
+        num_items=num_items,
+        max_len=50 if sparse else 200,
+        hidden=64 if num_interactions < 2_000_000 else 128,
+        blocks=2,
+        heads=1 if sparse else 2,
+        dropout=0.5 if sparse else 0.2,
+        emb_dropout=0.5 if sparse else 0.2,
+    )
+    logits_per_epoch = float(num_interactions) * num_items
+    train = TrainConfig(loss="full" if logits_per_epoch < 1e10 else "sampled")
+    return model, train
+
+
+def preset(
+    name: str, num_items: int, num_users: int, num_interactions: int
+) -> tuple[ModelConfig, TrainConfig]:
+    """The named preset's configs for a vocabulary of `num_items`.
+
+    - "auto": `auto_config` from the data size.
+    - "demo": small and fast, for the synthetic log of the demo (~2,000 users, < 60 s CPU).
+    - "games": the measured configuration of docs/QUALITY.md for Amazon Games.
+    """
+    if name == "auto":
+        return auto_config(num_items, num_users, num_interactions)
+    if name == "demo":
+        return (
+            ModelConfig(num_items=num_items, max_len=30, hidden=48, blocks=2, heads=1,
+                        ffn_mult=2, dropout=0.1, emb_dropout=0.1),
+            TrainConfig(epochs=30, batch_size=64, lr=3e-3, warmup_steps=20, patience=3,
+                        max_minutes=1.0),
+        )
+    if name == "games":
+        return (
+            ModelConfig(num_items=num_items, max_len=50, hidden=64, blocks=2, heads=1,
+                        dropout=0.5, emb_dropout=0.5),
+            TrainConfig(loss="full", batch_size=128, lr=1e-3, max_minutes=15.0, patience=5),
+        )
+    raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

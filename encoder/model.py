@@ -1,0 +1,176 @@
+"""The SASRec-style attention encoder: item histories in, query vectors out.
+
+A history is a left-padded row of item rows `[B, L]` (0 = padding, newest item last).
+Item and position embeddings go through `blocks` pre-norm transformer blocks with
+causal self-attention; the output at the last position, after a final LayerNorm,
+is the query. Scores are inner products with the item embedding table itself
+(tied input/output embeddings), so a FAISS inner-product search over
+`item_embeddings()` returns exactly the model's top-k.
+
+Positions are counted from the newest item backwards (the newest item always has
+position L-1), so extra left padding never changes a history's output: the worker
+may trim a batch to its longest history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from streamrec.encoder.config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position t sees positions <= t that are items."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.heads = config.heads
+        self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
+        self.proj = nn.Linear(config.hidden, config.hidden)
+        self.attn_dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor, need_weights: bool = False
+                ) -> tuple[Tensor, Tensor | None]:
+        """x [B, L, d], mask [B, 1, L, L] (True = may attend) -> ([B, L, d], [B, H, L, L]?)."""
+        b, t, d = x.shape  # batch, length, hidden
+        q, k, v = self.qkv(x).split(d, dim=2)
+        q = q.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # [B, H, L, d/H]
+        k = k.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        v = v.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        weights = None
+        if need_weights:
+            # Explicit softmax so the weights can be returned (inference only, no dropout).
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.heads)  # [B, H, L, L]
+            weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            y = weights @ v
+        else:
+            p = self.attn_dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        y = y.transpose(1, 2).reshape(b, t, d)  # [B, L, d]
+        return self.resid_dropout(self.proj(y)), weights
+
+
+class FeedForward(nn.Module):
+    """Position-wise two-layer MLP with GELU."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        width = config.ffn_mult * config.hidden
+        self.fc = nn.Linear(config.hidden, width)
+        self.proj = nn.Linear(width, config.hidden)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, L, d] -> [B, L, d]."""
+        return self.dropout(self.proj(self.dropout(F.gelu(self.fc(x)))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + ffn(ln(x))."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.hidden)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.hidden)
+        self.ffn = FeedForward(config)
+
+    def forward(self, x: Tensor, mask: Tensor, need_weights: bool = False
+                ) -> tuple[Tensor, Tensor | None]:
+        """[B, L, d] -> ([B, L, d], attention weights [B, H, L, L] when asked)."""
+        a, weights = self.attn(self.ln_1(x), mask, need_weights)
+        x = x + a
+        x = x + self.ffn(self.ln_2(x))
+        return x, weights
+
+
+class SASRec(nn.Module):
+    """Self-attentive sequential recommender with tied item embeddings."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.item_emb = nn.Embedding(config.num_items + 1, config.hidden, padding_idx=0)
+        self.pos_emb = nn.Embedding(config.max_len, config.hidden)
+        self.emb_dropout = nn.Dropout(config.emb_dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.blocks))
+        self.ln_f = nn.LayerNorm(config.hidden)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, init_std) weights, zero biases, unit norms, zero padding row.
+
+        The default N(0, 1) embedding init makes tied logits ~d in size at step 0 and
+        training crawls; a small std keeps the first softmax near uniform.
+        """
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=std)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=std)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        # Residual projections scaled down by depth, as in GPT-2.
+        for block in self.blocks:
+            for proj in (block.attn.proj, block.ffn.proj):
+                nn.init.normal_(proj.weight, std=std / math.sqrt(2 * self.config.blocks))
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def _run(self, items: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """items [B, L] -> (hidden [B, L, d], last block's weights [B, H, L, L] when asked)."""
+        items = items[:, -self.config.max_len :]  # only the newest max_len items count
+        width = items.shape[1]
+        present = items > 0  # [B, L]
+        pos = torch.arange(self.config.max_len - width, self.config.max_len, device=items.device)
+        x = self.emb_dropout(self.item_emb(items) + self.pos_emb(pos))  # [B, L, d]
+        causal = torch.ones(width, width, dtype=torch.bool, device=items.device).tril()
+        # Each position may also see itself, so padding rows never softmax over nothing.
+        mask = (causal & present[:, None, :]) | torch.eye(width, dtype=torch.bool,
+                                                           device=items.device)
+        mask = mask[:, None, :, :]  # [B, 1, L, L]
+        weights = None
+        for i, block in enumerate(self.blocks):
+            last = i == len(self.blocks) - 1
+            x, weights = block(x, mask, need_weights and last)
+        return self.ln_f(x), weights
+
+    def forward(self, items: Tensor) -> Tensor:
+        """Left-padded item rows [B, L] -> hidden states [B, L, d] (position t sees <= t)."""
+        hidden, _ = self._run(items, need_weights=False)
+        return hidden
+
+    @torch.inference_mode()
+    def encode(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """items [B, L] -> (query [B, d], attention [B, L]).
+
+        The attention is the last position's weights over the history in the last
+        block, averaged over heads, 0 on padding; it sums to 1 over the items present.
+        """
+        width = items.shape[1]
+        hidden, weights = self._run(items, need_weights=True)
+        query = hidden[:, -1]  # [B, d]
+        attn = weights[:, :, -1, :].mean(dim=1)  # type: ignore[index]  # [B, L']
+        attn = attn * (items[:, -attn.shape[1] :] > 0)
+        if attn.shape[1] < width:  # history longer than max_len: older items get 0
+            attn = F.pad(attn, (width - attn.shape[1], 0))
+        return query, attn
+
+    def item_embeddings(self) -> Tensor:
+        """The tied item table [V + 1, d]; row 0 (padding) is all zeros."""
+        return self.item_emb.weight
+
+    def scores(self, hidden: Tensor) -> Tensor:
+        """hidden [..., d] -> scores over all rows [..., V + 1] (row 0 meaningless)."""
+        return hidden @ self.item_emb.weight.T

@@ -1,0 +1,145 @@
+"""External item ids <-> embedding rows: the one mapping every stage agrees on.
+
+Events, log files and recommendations speak in external ids (any string; an int
+id 42 is the string "42"); the model, the index and the history store speak in
+rows of the item table. Row 0 is padding and stands for "unknown item"; known
+items are rows 1..V. The vocabulary is saved with the checkpoint (`items.json`)
+so a model is always served with the mapping it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from streamrec.encoder.errors import DataFormatError
+
+logger = logging.getLogger(__name__)
+
+VOCAB_FORMAT = "streamrec.item_vocab"
+VOCAB_VERSION = 1
+
+
+class ItemVocab:
+    """Row `i + 1` is `external_ids[i]`; row 0 is padding / unknown."""
+
+    def __init__(self, external_ids: Sequence[str]) -> None:
+        ids = list(external_ids)
+        for position, item in enumerate(ids):
+            if not isinstance(item, str):
+                raise DataFormatError(
+                    f"item vocabulary entry {position} is {type(item).__name__} {item!r}; "
+                    "external item ids must be strings (an int id 42 is written \"42\")"
+                )
+        index = {item: row for row, item in enumerate(ids, start=1)}
+        if len(index) != len(ids):
+            dupes = [x for x, n in Counter(ids).items() if n > 1][:5]
+            raise DataFormatError(
+                f"item vocabulary has {len(ids) - len(index)} duplicate ids (e.g. {dupes}); "
+                "each external id must map to exactly one row"
+            )
+        self._ids = ids
+        self._index = index
+        self._ids_array: np.ndarray | None = None  # lazily built for external()
+
+    @classmethod
+    def build(cls, items: Iterable[str | int]) -> ItemVocab:
+        """A vocabulary of the distinct ids in `items`.
+
+        When every id is a decimal integer the rows follow numeric order, so on
+        1-based integer data (the SASRec files) row == item id; otherwise rows
+        follow first appearance. Either way the result is deterministic.
+        """
+        distinct = list(dict.fromkeys(_as_str(x) for x in items))
+        if distinct and all(x.isdecimal() and (x == "0" or x[0] != "0") for x in distinct):
+            distinct.sort(key=int)
+        return cls(distinct)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, (str, int)) and _as_str(item) in self._index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ItemVocab) and self._ids == other._ids
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking; compare by content
+
+    def __repr__(self) -> str:
+        return f"ItemVocab({len(self)} items)"
+
+    @property
+    def ids(self) -> list[str]:
+        """External ids in row order (row 1 first); a copy."""
+        return list(self._ids)
+
+    def row(self, item: str | int) -> int:
+        """The row of `item`, 0 when unknown."""
+        return self._index.get(_as_str(item), 0)
+
+    def rows(self, items: Iterable[str | int]) -> np.ndarray:
+        """int64 rows of `items`, 0 for unknown ones (one C-level dict lookup per id)."""
+        if isinstance(items, np.ndarray) and items.dtype.kind in "iu":
+            items = items.astype(str)
+        keys = items if _all_str(items) else map(_as_str, items)
+        return np.fromiter(map(self._index.get, keys, repeat(0)), dtype=np.int64)
+
+    def external(self, rows: Iterable[int] | np.ndarray) -> list[str]:
+        """External ids of `rows` (1..V); row 0 or out-of-range rows raise IndexError."""
+        if self._ids_array is None:
+            self._ids_array = np.array(["", *self._ids], dtype=object)
+        r = np.asarray(rows, dtype=np.int64).ravel()
+        if r.size and (r.min() < 1 or r.max() > len(self)):
+            raise IndexError(f"rows must be in 1..{len(self)}, got {r.min()}..{r.max()}")
+        return self._ids_array[r].tolist()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict for the checkpoint's `items.json`."""
+        return {"format": VOCAB_FORMAT, "version": VOCAB_VERSION, "items": list(self._ids)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str | bytes) -> ItemVocab:
+        """Inverse of `to_json`; also accepts the JSON text itself. Raises DataFormatError."""
+        if isinstance(data, (str, bytes)):
+            try:
+                data = json.loads(data)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(f"item vocabulary is not valid JSON: {exc}") from exc
+        if not isinstance(data, Mapping) or data.get("format") != VOCAB_FORMAT:
+            raise DataFormatError(
+                f"not a streamrec item vocabulary (expected format {VOCAB_FORMAT!r})"
+            )
+        if data.get("version") != VOCAB_VERSION:
+            raise DataFormatError(
+                f"item vocabulary version {data.get('version')!r} is not supported "
+                f"(this streamrec reads version {VOCAB_VERSION})"
+            )
+        items = data.get("items")
+        if not isinstance(items, list):
+            raise DataFormatError("item vocabulary has no 'items' list")
+        return cls(items)
+
+
+def _as_str(item: str | int) -> str:
+    """Canonical external id: strings as they are, integers in decimal."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, (bool, float)) or not isinstance(item, (int, np.integer)):
+        raise DataFormatError(f"item id {item!r} is a {type(item).__name__}; use str or int")
+    return str(int(item))
+
+
+def _all_str(items: Iterable[Any]) -> bool:
+    """True for a list/tuple/array known to hold only strings (cheap check, no copy)."""
+    if isinstance(items, np.ndarray):
+        return items.dtype.kind == "U"
+    if isinstance(items, (list, tuple)):
+        return all(type(x) is str for x in items)
+    return False

@@ -1,0 +1,107 @@
+"""Checkpoints round-trip exactly and refuse anything tampered with or foreign."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
+from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.errors import CheckpointError
+from streamrec.encoder.model import SASRec
+from streamrec.encoder.vocab import ItemVocab
+
+HISTORIES = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8], [0, 0, 0, 0, 9]])
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[Path, SASRec]:
+    torch.manual_seed(1)
+    model = SASRec(ModelConfig(num_items=12, max_len=6, hidden=8, heads=2)).eval()
+    vocab = ItemVocab([f"item-{i}" for i in range(12)])
+    popularity = np.arange(13, dtype=np.float32)
+    popularity[0] = 0
+    path = save_checkpoint(tmp_path / "ckpt", model, vocab, popularity,
+                           meta={"metrics": {"ndcg@10": 0.5}})
+    return path, model
+
+
+def test_round_trip_gives_identical_queries(saved: tuple[Path, SASRec]) -> None:
+    path, model = saved
+    ckpt = load_checkpoint(path)
+    assert not ckpt.model.training
+    assert ckpt.config == model.config
+    assert ckpt.vocab.row("item-0") == 1
+    assert ckpt.popularity.shape == (13,)
+    assert ckpt.popularity.dtype == np.float32
+    assert ckpt.model_version.startswith("sasrec-")
+    assert ckpt.meta["metrics"]["ndcg@10"] == 0.5
+    q1, a1 = model.encode(HISTORIES)
+    q2, a2 = ckpt.model.encode(HISTORIES)
+    assert torch.equal(q1, q2)
+    assert torch.equal(a1, a2)
+    assert torch.equal(model.item_embeddings(), ckpt.model.item_embeddings())
+
+
+def test_tampered_weights_are_refused(saved: tuple[Path, SASRec]) -> None:
+    path, _ = saved
+    state = load_file(str(path / "model.safetensors"))
+    state["item_emb.weight"][3] += 1.0
+    save_file(state, str(path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*sha256"):
+        load_checkpoint(path)
+
+
+def test_tampered_vocabulary_is_refused(saved: tuple[Path, SASRec]) -> None:
+    path, _ = saved
+    doc = json.loads((path / "items.json").read_text())
+    doc["items"][0], doc["items"][1] = doc["items"][1], doc["items"][0]
+    (path / "items.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=r"items\.json"):
+        load_checkpoint(path)
+
+
+def test_unknown_format_version_is_refused(saved: tuple[Path, SASRec]) -> None:
+    path, _ = saved
+    doc = json.loads((path / "config.json").read_text())
+    doc["format_version"] = 99
+    (path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(path)
+
+
+def test_shape_mismatch_is_refused(saved: tuple[Path, SASRec]) -> None:
+    path, _ = saved
+    doc = json.loads((path / "config.json").read_text())
+    doc["model"]["hidden"] = 16  # weights are still d = 8; hashes unchanged
+    (path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="shapes do not match"):
+        load_checkpoint(path)
+
+
+def test_missing_files_are_refused(saved: tuple[Path, SASRec], tmp_path: Path) -> None:
+    path, _ = saved
+    (path / "popularity.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"popularity\.safetensors is missing"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="not a streamrec checkpoint"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+def test_pickle_is_never_read(saved: tuple[Path, SASRec]) -> None:
+    path, model = saved
+    # A pickled state dict renamed as safetensors must be rejected, not unpickled.
+    torch.save(model.state_dict(), path / "model.safetensors")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_vocabulary_must_match_the_model(tmp_path: Path) -> None:
+    model = SASRec(ModelConfig(num_items=5, max_len=4, hidden=8))
+    with pytest.raises(CheckpointError, match="vocabulary has 3 items"):
+        save_checkpoint(tmp_path, model, ItemVocab(["a", "b", "c"]), np.zeros(6, np.float32))

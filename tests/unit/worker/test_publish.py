@@ -1,0 +1,29 @@
+"""The recommendation record: contract fields and the attention explanation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from streamrec.worker.publish import recommendation_json, top_attended
+
+
+def test_explanation_sums_repeated_items_and_skips_padding() -> None:
+    history = np.array([0, 0, 5, 7, 5])
+    attention = np.array([0.0, 0.0, 0.3, 0.25, 0.45])
+    assert top_attended(history, attention, 3) == [(5, 0.75), (7, 0.25)]
+    assert top_attended(history, attention, 1) == [(5, 0.75)]
+
+
+def test_recommendation_record_has_the_contract_fields() -> None:
+    value = recommendation_json("u1", ["a", "b"], np.array([2.5, 1.0], dtype=np.float32),
+                                False, "v1", 1_700_000_000_000, [("x", 0.9)])
+    doc = json.loads(value)
+    assert doc["user_id"] == "u1"
+    assert doc["items"] == [{"item_id": "a", "score": 2.5}, {"item_id": "b", "score": 1.0}]
+    assert doc["model_version"] == "v1"
+    assert doc["event_ts"] == 1_700_000_000_000
+    assert doc["produced_ts"] >= doc["event_ts"]
+    assert doc["explanation"] == {"strategy": "attention",
+                                  "history": [{"item_id": "x", "weight": 0.9}]}
