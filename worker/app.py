@@ -53,7 +53,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.worker._on_revoked(revoked)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        logger.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+        self.worker._on_assigned(assigned)
 
 
 class Worker:
@@ -251,17 +251,28 @@ class Worker:
         self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Before giving partitions away: publish their pending users, commit, drop state."""
+        """Before a rebalance: publish pending users and commit, so nothing is redone.
+
+        State is kept until the new assignment is known: a rebalance that hands the
+        same partitions back (e.g. after topic metadata changed) must not forget users.
+        """
         if self._publisher is None:
             return
         while self.batcher:
             self._process_batch()
         self._flush_and_commit()
-        for tp in revoked:
-            dropped = self.histories.drop(tp.partition)
-            self._consumed.pop(tp.partition, None)
-            self._committed.pop(tp.partition, None)
-            logger.info("revoked partition %d: dropped %d users", tp.partition, dropped)
+        logger.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
+
+    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Forget the state of partitions this worker no longer owns."""
+        owned = {tp.partition for tp in assigned}
+        for partition in set(self.histories.partitions()) | set(self._consumed):
+            if partition not in owned:
+                dropped = self.histories.drop(partition)
+                self._consumed.pop(partition, None)
+                self._committed.pop(partition, None)
+                logger.info("partition %d moved away: dropped %d users", partition, dropped)
+        logger.info("assigned partitions %s", sorted(owned))
 
     def _update_lag(self) -> None:
         """Consumer lag per partition, from the high watermarks of the last fetches."""

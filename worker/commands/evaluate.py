@@ -19,7 +19,7 @@ from typing import Any
 
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
-from streamrec.worker.commands.replay import add_data_flags
+from streamrec.worker.commands.datasource import add_data_flags, load_data
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "sampled-100 protocol of the SASRec paper.",
     )
     p.add_argument("--model", required=True, type=Path, help="checkpoint directory")
-    add_data_flags(p)
+    add_data_flags(p, from_topic=True)
     p.add_argument("--min-interactions", type=int, default=3,
                    help="users with fewer interactions are not evaluated (default %(default)s)")
     p.add_argument("--split", choices=("test", "validation"), default="test",
@@ -56,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
 
     from streamrec.encoder.baselines import fit_baselines
     from streamrec.encoder.checkpoint import load_checkpoint
-    from streamrec.encoder.data import load_interactions
     from streamrec.encoder.evaluate import ModelScorer, evaluate_scorers
     from streamrec.encoder.report import format_table, results_to_dict
     from streamrec.encoder.split import leave_one_out
@@ -68,16 +67,13 @@ def run(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     checkpoint = load_checkpoint(args.model, device=device)
-    data = load_interactions(
-        args.data, args.format, user_field=args.user_field, item_field=args.item_field,
-        time_field=args.time_field or None, delimiter=args.delimiter, strict=args.strict,
-        vocab=checkpoint.vocab,
-    )
+    data = load_data(args, vocab=checkpoint.vocab)
     split = leave_one_out(data, args.min_interactions)
     cases = split.test if args.split == "test" else split.validation
     if len(cases) == 0:
         raise ConfigError(
-            f"no user in {args.data} has {args.min_interactions} or more interactions with "
+            f"no user in {args.data or args.from_topic} has {args.min_interactions} or more "
+            "interactions with "
             "items the model knows; nothing to evaluate"
         )
     num_items = len(checkpoint.vocab)

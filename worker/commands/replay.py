@@ -3,34 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from streamrec.common.settings import env_default
+from streamrec.worker.commands.datasource import add_data_flags, load_data
 from streamrec.worker.commands.worker import add_bootstrap_flag
-
-
-def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    """`--data/--format` and the column flags, as `streamrec train` reads them."""
-    from streamrec.encoder.data import DATA_FORMATS
-
-    parser.add_argument("--data", required=True, type=Path, help="interaction log file")
-    parser.add_argument("--format", required=True, choices=DATA_FORMATS, help="file format")
-    parser.add_argument("--user-field", default="user_id", help="csv/jsonl user column")
-    parser.add_argument("--item-field", default="item_id", help="csv/jsonl item column")
-    parser.add_argument("--time-field", default="ts",
-                        help="csv/jsonl timestamp column ('' = file order)")
-    parser.add_argument("--delimiter", default=",", help="csv delimiter")
-    parser.add_argument("--strict", action="store_true", help="fail on the first bad line")
-
-
-def load_data(args: argparse.Namespace):
-    """The `Interactions` named by `add_data_flags` flags."""
-    from streamrec.encoder.data import load_interactions
-
-    return load_interactions(
-        args.data, args.format, user_field=args.user_field, item_field=args.item_field,
-        time_field=args.time_field or None, delimiter=args.delimiter, strict=args.strict,
-    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
-from streamrec.worker.commands.replay import add_data_flags, load_data
+from streamrec.worker.commands.datasource import add_data_flags, load_data
 
 if TYPE_CHECKING:
     from streamrec.encoder.config import ModelConfig, TrainConfig
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "last item of each user is the test item, the one before it validates), "
                     "write a checkpoint directory and print model vs baselines. Every flag "
                     "can also be set as STREAMREC_<FLAG>.")
-    add_data_flags(p)
+    add_data_flags(p, from_topic=True)
     p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
     p.add_argument("--preset", choices=PRESETS, default=env_default("--preset", "auto"),
                    help="hyper-parameter defaults: auto (from data size), demo, games "

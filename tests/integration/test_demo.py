@@ -1,0 +1,40 @@
+"""`streamrec demo` end to end (README command 1) against the session's broker.
+
+Trains the demo model from scratch in a temp workdir, serves it, replays the
+generated log, and must print live recommendations that follow the log's rule
+(the top item is mostly from the genre the user is walking), then exit 0.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_trains_serves_and_prints_sensible_live_recommendations(
+    kafka_bootstrap: str, tmp_path: Path,
+) -> None:
+    metrics_port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamrec.worker.cli", "demo", "--bootstrap", kafka_bootstrap,
+         "--workdir", str(tmp_path), "--duration", "15", "--print-every", "0.5",
+         "--metrics-port", str(metrics_port)],
+        capture_output=True, text=True, timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert (tmp_path / "model" / "config.json").exists()
+    assert f"http://localhost:{metrics_port}/metrics" in out
+    blocks = re.findall(r"last: ([^\n]+)\n\s+recs: (\S+)", out)
+    assert len(blocks) >= 5, out[-4000:]
+    same_genre = sum(last.split()[-1].split("-")[0] == top.split("-")[0] for last, top in blocks)
+    assert same_genre / len(blocks) >= 0.6, blocks
+    assert "attended:" in out

@@ -1,0 +1,41 @@
+"""`streamrec worker` flags: env fallbacks, typed config, clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamrec.worker.cli import build_parser, main
+from streamrec.worker.commands.worker import config_from_args
+
+
+def test_flags_and_env_build_the_typed_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMREC_MAX_BATCH", "7")
+    monkeypatch.setenv("STREAMREC_BOOTSTRAP", "kafka:9094")
+    args = build_parser().parse_args(["worker", "--model", "m", "--k", "3"])
+    config = config_from_args(args)
+    assert config.max_batch == 7
+    assert config.bootstrap == "kafka:9094"
+    assert config.k == 3
+    assert config.model_dir == Path("m")
+    assert config.max_wait_ms == 20.0
+    assert config.metrics_port == 9108
+
+
+def test_flag_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMREC_MAX_BATCH", "7")
+    args = build_parser().parse_args(["worker", "--model", "m", "--max-batch", "9"])
+    assert config_from_args(args).max_batch == 9
+
+
+def test_missing_model_and_bad_values_exit_2_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["worker"]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main(["worker", "--model", "m", "--k", "0"]) == 2
+    assert "k must be >= 1" in capsys.readouterr().err
+    monkeypatch.setenv("STREAMREC_MAX_BATCH", "lots")
+    assert main(["worker", "--model", "m"]) == 2
+    assert "STREAMREC_MAX_BATCH" in capsys.readouterr().err
