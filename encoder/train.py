@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 STATE_DIR = "train_state"  # under checkpoint_dir: what --resume continues from
 STATE_VERSION = 1
 
+# (inputs [B, W], targets [B, W], sampler) -> (mean loss, positions)
+LossFn = Callable[[Tensor, Tensor, "_NegativeSampler | None"], tuple[Tensor, int]]
+
 
 @dataclass
 class TrainResult:
@@ -70,12 +73,21 @@ def train_model(
     progress: bool = True,
 ) -> TrainResult:
     """Train an encoder on `interactions`; save a checkpoint to `checkpoint_dir` if given."""
-    tc = train_config
     if model_config.num_items != interactions.num_items:
         raise TrainingError(f"model_config.num_items={model_config.num_items} but the data has "
                             f"{interactions.num_items} items")
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    threads = torch.get_num_threads()
+    if train_config.threads:
+        torch.set_num_threads(train_config.threads)
+    try:
+        return _train(interactions, model_config, train_config, checkpoint_dir, resume, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfig,
+           checkpoint_dir: str | Path | None, resume: bool, progress: bool) -> TrainResult:
+    """The training loop of `train_model`: epochs, validation, early stopping, saving."""
     device = _device(tc.device)
     split = leave_one_out(interactions)
     train_seqs = [s for s in split.train if len(s) >= 2]
@@ -83,76 +95,40 @@ def train_model(
         raise TrainingError("no user has 2 or more training interactions; nothing to learn")
     torch.manual_seed(tc.seed)
     model = SASRec(model_config).to(device)
-    optimizer = _optimizer(model, tc)
-    state = _TrainState()
+    run = _Run(model=model, optimizer=_optimizer(model, tc), tc=tc, device=device,
+               loss_fn=_compiled_loss(model, tc, device), progress=progress)
+    if tc.loss == "sampled":
+        run.sampler = _NegativeSampler(torch.as_tensor(interactions.item_counts()).to(device), tc)
     state_dir = Path(checkpoint_dir) / STATE_DIR if checkpoint_dir is not None else None
     if resume:
         if state_dir is None or not (state_dir / "state.json").is_file():
             raise TrainingError(f"nothing to resume: no training state under {state_dir}")
-        state = _load_state(state_dir, model, optimizer, model_config, tc)
-    step_fn = _compiled_loss(model, tc, device)
-    counts = torch.as_tensor(interactions.item_counts(), device=device)
-    sampler = _NegativeSampler(counts, tc) if tc.loss == "sampled" else None
-    val_cases = split.validation
-    if tc.eval_users and tc.eval_users < len(val_cases):
-        pick = np.random.default_rng(tc.seed).choice(len(val_cases), tc.eval_users, replace=False)
-        val_cases = val_cases.take(np.sort(pick))
+        run.state = _load_state(state_dir, model, run.optimizer, model_config, tc)
+    state = run.state
+    val_cases = _validation_cases(split.validation, tc)
     logger.info("training on %d users (%d positions), %d items, %s loss, device %s",
                 len(train_seqs), sum(len(s) - 1 for s in train_seqs), model_config.num_items,
                 tc.loss, device)
     start = time.perf_counter() - state.seconds
-    budget = tc.max_minutes * 60 if tc.max_minutes else math.inf
+    deadline = start + tc.max_minutes * 60 if tc.max_minutes else math.inf
     stopped = "epochs"
     for epoch in range(state.epoch + 1, tc.epochs + 1):
         torch.manual_seed(tc.seed * 1_000_003 + epoch)  # dropout, negatives: resumable
-        rng = np.random.default_rng([tc.seed, epoch])
-        model.train()
-        total, n_pos, n_seq = 0.0, 0, 0
-        batches = list(_batches(train_seqs, model_config.max_len, tc.batch_size, rng))
-        bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
-        tick = time.perf_counter()
-        for x, y in bar:
-            x, y = x.to(device), y.to(device)
-            lr = tc.lr * min(1.0, (state.step + 1) / max(tc.warmup_steps, 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, positions = step_fn(x, y, sampler)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            state.step += 1
-            total += loss.item() * positions
-            n_pos += positions
-            n_seq += x.shape[0]
-            rate = n_seq / max(time.perf_counter() - tick, 1e-9)
-            bar.set_postfix(loss=f"{total / n_pos:.3f}", seq_s=f"{rate:.0f}")
-            if time.perf_counter() - start > budget:
-                stopped = "time budget"
-                break
-        bar.close()
-        if not math.isfinite(total):
-            raise TrainingError(f"loss diverged at epoch {epoch}; lower --lr")
-        is_last = stopped != "epochs" or epoch == tc.epochs
-        row: dict[str, float] = {"epoch": epoch, "loss": total / max(n_pos, 1)}
-        if epoch % tc.eval_every == 0 or is_last:
-            metrics = _validate(model, val_cases, device)
-            row.update(val_ndcg10=metrics["ndcg@10"], val_hr10=metrics["hr@10"])
-            if metrics["ndcg@10"] > state.best_val:
-                state.best_val, state.best_epoch = metrics["ndcg@10"], epoch
-                state.best_weights = _cpu_state(model)
-                state.bad_evals = 0
-            else:
-                state.bad_evals += 1
+        batches = _batches(train_seqs, model_config.max_len, tc.batch_size,
+                           np.random.default_rng([tc.seed, epoch]))
+        loss, out_of_time = _run_epoch(run, batches, epoch, deadline)
+        stopped = "time budget" if out_of_time else stopped
+        row: dict[str, float] = {"epoch": epoch, "loss": loss}
+        if epoch % tc.eval_every == 0 or out_of_time or epoch == tc.epochs:
+            row.update(_validate_and_keep_best(run, val_cases, epoch))
         row["seconds"] = round(time.perf_counter() - start, 2)
         state.history.append(row)
         state.epoch, state.seconds = epoch, row["seconds"]
         logger.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in row.items()
                                                      if k != "epoch"))
         if state_dir is not None:
-            _save_state(state_dir, model, optimizer, state, model_config, tc)
-        if stopped != "epochs":
+            _save_state(state_dir, model, run.optimizer, state, model_config, tc)
+        if out_of_time:
             break
         if tc.patience and state.bad_evals >= tc.patience:
             stopped = "patience"
@@ -187,6 +163,74 @@ class _TrainState:
     bad_evals: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     best_weights: dict[str, Tensor] | None = None
+
+
+@dataclass
+class _Run:
+    """The pieces one training run's steps share."""
+
+    model: SASRec
+    optimizer: torch.optim.AdamW
+    tc: TrainConfig
+    device: torch.device
+    loss_fn: LossFn
+    progress: bool
+    sampler: _NegativeSampler | None = None
+    state: _TrainState = field(default_factory=_TrainState)
+
+
+def _run_epoch(run: _Run, batches: Iterator[tuple[Tensor, Tensor]], epoch: int,
+               deadline: float) -> tuple[float, bool]:
+    """One pass over the batches -> (mean loss per position, ran out of time)."""
+    tc, state = run.tc, run.state
+    run.model.train()
+    total, n_pos, n_seq = 0.0, 0, 0
+    tick = time.perf_counter()
+    bar = tqdm(list(batches), desc=f"epoch {epoch}", disable=not run.progress, leave=False)
+    out_of_time = False
+    for x, y in bar:
+        for group in run.optimizer.param_groups:  # linear warm-up, then constant
+            group["lr"] = tc.lr * min(1.0, (state.step + 1) / max(tc.warmup_steps, 1))
+        loss, positions = run.loss_fn(x.to(run.device), y.to(run.device), run.sampler)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
+        run.optimizer.step()
+        state.step += 1
+        total += loss.item() * positions
+        n_pos += positions
+        n_seq += x.shape[0]
+        rate = n_seq / max(time.perf_counter() - tick, 1e-9)
+        bar.set_postfix(loss=f"{total / n_pos:.3f}", seq_s=f"{rate:.0f}")
+        if time.perf_counter() > deadline:
+            out_of_time = True
+            break
+    bar.close()
+    if not math.isfinite(total):
+        raise TrainingError(f"loss diverged at epoch {epoch}; lower the learning rate")
+    return total / max(n_pos, 1), out_of_time
+
+
+def _validate_and_keep_best(run: _Run, cases: EvalCases, epoch: int) -> dict[str, float]:
+    """Validation metrics for the history row; keeps the best weights and the patience count."""
+    metrics = _validate(run.model, cases, run.device)
+    state = run.state
+    if metrics["ndcg@10"] > state.best_val:
+        state.best_val, state.best_epoch = metrics["ndcg@10"], epoch
+        state.best_weights = _cpu_state(run.model)
+        state.bad_evals = 0
+    else:
+        state.bad_evals += 1
+    return {"val_ndcg10": metrics["ndcg@10"], "val_hr10": metrics["hr@10"]}
+
+
+def _validation_cases(cases: EvalCases, tc: TrainConfig) -> EvalCases:
+    """All validation cases, or a fixed random subset of `eval_users` of them."""
+    if not tc.eval_users or tc.eval_users >= len(cases):
+        return cases
+    pick = np.random.default_rng(tc.seed).choice(len(cases), tc.eval_users, replace=False)
+    return cases.take(np.sort(pick))
 
 
 def _batches(seqs: list[np.ndarray], max_len: int, batch_size: int,
@@ -240,9 +284,6 @@ def _loss(model: SASRec, x: Tensor, y: Tensor, sampler: _NegativeSampler | None
     logits = torch.cat([pos_logit, neg_logits], dim=1).float()  # [N, 1 + K]
     zeros = torch.zeros(len(target), dtype=torch.long, device=x.device)
     return F.cross_entropy(logits, zeros), int(target.numel())
-
-
-LossFn = Callable[[Tensor, Tensor, '_NegativeSampler | None'], tuple[Tensor, int]]
 
 
 def _compiled_loss(model: SASRec, tc: TrainConfig, device: torch.device) -> LossFn:

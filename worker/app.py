@@ -129,7 +129,8 @@ class Worker:
     def _loop(self) -> None:
         next_lag = 0.0
         while not self._stop.is_set():
-            timeout_ms = int(1000 * min(self.batcher.wait_time(), 0.5))
+            # Idle: block up to 0.5 s; with users pending: only until the oldest is due.
+            timeout_ms = int(1000 * min(self.batcher.wait_time(), 0.5)) if self.batcher else 500
             start = time.perf_counter()
             polled = self._consumer.poll(timeout_ms=max(timeout_ms, 1))
             self.metrics.stage_seconds.labels("poll").observe(time.perf_counter() - start)

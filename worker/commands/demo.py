@@ -19,8 +19,14 @@ import time
 from collections import defaultdict, deque
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from streamrec.common.settings import env_default
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
+
+    from streamrec.worker.local_broker import LocalBroker
 
 logger = logging.getLogger(__name__)
 
@@ -75,13 +81,9 @@ def demo_model(workdir: Path, retrain: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Broker, model, worker, replay, live output; clean shutdown on the way out."""
-    from streamrec.encoder.data import load_interactions
-    from streamrec.encoder.synthetic import generate, write_sasrec
     from streamrec.worker.app import Worker
     from streamrec.worker.config import WorkerConfig
-    from streamrec.worker.kafka_clients import ensure_topics, make_producer
-    from streamrec.worker.local_broker import BrokerConfig, LocalBroker
-    from streamrec.worker.replay import interleave, replay
+    from streamrec.worker.kafka_clients import make_producer
 
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -92,39 +94,24 @@ def run(args: argparse.Namespace) -> int:
     producer = None
     stop = threading.Event()
     try:
-        if args.bootstrap:
-            bootstrap = args.bootstrap
-        else:
-            print("[demo] starting a local Kafka broker (KRaft, single node) ...")
-            # Each demo starts from empty topics: a replay of the same log onto an old
-            # one would give every user their walk twice.
-            shutil.rmtree(workdir / "kafka", ignore_errors=True)
-            broker = LocalBroker(BrokerConfig(port=args.broker_port,
-                                              controller_port=args.controller_port,
-                                              data_dir=workdir / "kafka"))
-            bootstrap = broker.start()
+        broker, bootstrap = _kafka(args, workdir)
         print(f"[demo] Kafka at {bootstrap}")
         model_dir = args.model or demo_model(workdir, args.retrain)
         config = WorkerConfig(model_dir=model_dir, bootstrap=bootstrap,
                               metrics_port=args.metrics_port, group_id="streamrec-demo")
-        ensure_topics(bootstrap, {t: config.partitions for t in (
-            config.events_topic, config.recommendations_topic, config.dead_letter_topic)})
         worker = Worker(config)
         threads.append(_start(worker.run, "worker"))
-
-        replay_log = write_sasrec(workdir / "replay.txt", generate(DEMO_USERS, seed=REPLAY_SEED))
+        watcher = _recommendation_consumer(bootstrap, config.recommendations_topic)
         recent: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=4))
         producer = make_producer(bootstrap, "streamrec-demo-replay")
-
-        def replay_forever() -> None:
-            events = interleave(load_interactions(replay_log, "sasrec"), seed=REPLAY_SEED)
-            replay(producer, config.events_topic, events, args.rate, stop=stop,
-                   on_send=lambda u, i: recent[u].append(i))
-
-        watcher = _recommendation_consumer(bootstrap, config.recommendations_topic)
-        threads.append(_start(replay_forever, "replay"))
+        threads.append(_start(
+            lambda: _replay_rounds(producer, config.events_topic, args.rate, stop, recent),
+            "replay"))
         _print_banner(bootstrap, config, args.metrics_port, args.rate)
-        _watch(watcher, recent, args.print_every, args.duration, stop)
+        _watch(watcher, recent, args.print_every, args.duration, stop, threads)
+        if not all(t.is_alive() for t in threads):
+            print("[demo] the worker or the replay stopped unexpectedly (see the log above)")
+            return 1
         return 0
     except KeyboardInterrupt:
         print("\n[demo] stopping ...")
@@ -140,6 +127,36 @@ def run(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
             print("[demo] broker stopped")
+
+
+def _kafka(args: argparse.Namespace, workdir: Path) -> tuple[LocalBroker | None, str]:
+    """(the broker the demo started or None, bootstrap address)."""
+    from streamrec.worker.local_broker import BrokerConfig, LocalBroker
+
+    if args.bootstrap:
+        return None, args.bootstrap
+    print("[demo] starting a local Kafka broker (KRaft, single node) ...")
+    # Each demo starts from empty topics: old events would give users stale walks.
+    shutil.rmtree(workdir / "kafka", ignore_errors=True)
+    broker = LocalBroker(BrokerConfig(port=args.broker_port, controller_port=args.controller_port,
+                                      data_dir=workdir / "kafka"))
+    return broker, broker.start()
+
+
+def _replay_rounds(producer: KafkaProducer, topic: str, rate: float, stop: threading.Event,
+                   recent: dict[str, deque[str]]) -> None:
+    """Replay a newly generated walk of every demo user, round after round, until `stop`."""
+    from streamrec.encoder.data import Interactions
+    from streamrec.encoder.synthetic import generate
+    from streamrec.worker.replay import interleave, replay
+
+    round_ = 0
+    while not stop.is_set():
+        pairs = generate(DEMO_USERS, seed=REPLAY_SEED + round_)
+        data = Interactions.from_pairs([u for u, _ in pairs], [i for _, i in pairs])
+        replay(producer, topic, interleave(data, seed=round_), rate, stop=stop,
+               on_send=lambda u, i: recent[u].append(i))
+        round_ += 1
 
 
 def _raise_on_sigterm() -> None:
@@ -177,12 +194,17 @@ def _print_banner(bootstrap: str, config: object, metrics_port: int, rate: float
 
 
 def _watch(consumer: object, recent: dict[str, deque[str]], every: float, duration: float,
-           stop: threading.Event) -> None:
-    """Print the newest recommendation every `every` seconds until `duration`/Ctrl-C."""
+           stop: threading.Event, threads: list[threading.Thread]) -> None:
+    """Print the newest recommendation every `every` seconds until `duration`/Ctrl-C.
+
+    Returns early when the worker or replay thread died.
+    """
     deadline = time.monotonic() + duration if duration > 0 else float("inf")
     next_print, received = 0.0, 0
     try:
         while time.monotonic() < deadline and not stop.is_set():
+            if not all(t.is_alive() for t in threads):
+                return
             latest = None
             for records in consumer.poll(timeout_ms=200).values():  # type: ignore[attr-defined]
                 received += len(records)

@@ -31,7 +31,7 @@ def small(data: Interactions, **train: object) -> tuple[ModelConfig, TrainConfig
     model = ModelConfig(num_items=data.num_items, max_len=12, hidden=32, blocks=1, heads=1,
                         ffn_mult=2, dropout=0.1, emb_dropout=0.1)
     options = {"epochs": 12, "batch_size": 32, "lr": 5e-3, "warmup_steps": 10,
-               "patience": 3, "threads": 2, "max_minutes": 1.0} | train
+               "patience": 3, "threads": 1, "max_minutes": 1.0} | train
     return model, TrainConfig(**options)  # type: ignore[arg-type]
 
 
