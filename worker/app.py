@@ -94,13 +94,14 @@ class Worker:
     def run(self) -> None:
         """Run until `stop()`; always publishes, commits and closes on the way out."""
         cfg = self.config
-        logger.info("effective configuration: %s", json.dumps(
-            dataclasses.asdict(cfg), default=str, sort_keys=True))
+        shown = dataclasses.asdict(cfg) | {"security": cfg.security.redacted()}
+        logger.info("effective configuration: %s", json.dumps(shown, default=str, sort_keys=True))
         ensure_topics(
             cfg.bootstrap,
             {cfg.events_topic: cfg.partitions, cfg.recommendations_topic: cfg.partitions,
              cfg.dead_letter_topic: cfg.partitions},
             configs={cfg.dead_letter_topic: {"max.message.bytes": str(MAX_REQUEST_BYTES)}},
+            security=cfg.security,
         )
         self.metrics.model_info.info({
             "version": self.recommender.model_version,
@@ -112,10 +113,10 @@ class Worker:
         if cfg.metrics_port >= 0:
             self._metrics_server = self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
             self.metrics_port = self._metrics_server.server_port
-        producer = make_producer(cfg.bootstrap, cfg.client_id)
+        producer = make_producer(cfg.bootstrap, cfg.client_id, cfg.security)
         self._publisher = Publisher(producer, cfg.recommendations_topic, cfg.dead_letter_topic,
                                     cfg.dead_letter_max_bytes)
-        self._consumer = make_consumer(cfg.bootstrap, cfg.group_id, cfg.client_id,
+        self._consumer = make_consumer(cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
                                        max_poll_records=max(500, 4 * cfg.max_batch))
         # Know the topic's partitions before joining, or the first assignment is empty.
         self._consumer.partitions_for_topic(cfg.events_topic)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streamrec.worker.security import KafkaSecurity
 from streamrec.worker.validate import Limits
 
 
@@ -34,6 +35,7 @@ class WorkerConfig:
     explain_top: int = 3  # history items listed in the explanation
     dead_letter_max_bytes: int = 4 * 1024 * 1024  # larger bad records are truncated
     limits: Limits = field(default_factory=Limits)
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     def __post_init__(self) -> None:
         for name in ("k", "max_batch", "partitions"):

@@ -14,6 +14,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from streamrec.worker.errors import KafkaUnavailableError
+from streamrec.worker.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,10 @@ logger = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
-def make_consumer(bootstrap: str, group_id: str, client_id: str, **overrides: Any) -> KafkaConsumer:
+def make_consumer(
+    bootstrap: str, group_id: str | None, client_id: str, security: KafkaSecurity | None = None,
+    **overrides: Any,
+) -> KafkaConsumer:
     """A group consumer with manual commits that starts from the earliest offset."""
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
@@ -33,6 +37,7 @@ def make_consumer(bootstrap: str, group_id: str, client_id: str, **overrides: An
         "fetch_max_bytes": 4 * MAX_REQUEST_BYTES,
         "isolation_level": "read_committed",
     }
+    config.update((security or KafkaSecurity()).client_kwargs())
     config.update(overrides)
     try:
         return KafkaConsumer(**config)
@@ -40,7 +45,9 @@ def make_consumer(bootstrap: str, group_id: str, client_id: str, **overrides: An
         raise KafkaUnavailableError(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
 
 
-def make_producer(bootstrap: str, client_id: str, **overrides: Any) -> KafkaProducer:
+def make_producer(
+    bootstrap: str, client_id: str, security: KafkaSecurity | None = None, **overrides: Any,
+) -> KafkaProducer:
     """An idempotent producer that waits for all in-sync replicas."""
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
@@ -53,6 +60,7 @@ def make_producer(bootstrap: str, client_id: str, **overrides: Any) -> KafkaProd
         "linger_ms": 5,
         "max_request_size": MAX_REQUEST_BYTES,
     }
+    config.update((security or KafkaSecurity()).client_kwargs())
     config.update(overrides)
     try:
         return KafkaProducer(**config)
@@ -60,20 +68,23 @@ def make_producer(bootstrap: str, client_id: str, **overrides: Any) -> KafkaProd
         raise KafkaUnavailableError(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
 
 
-def make_admin(bootstrap: str, client_id: str) -> KafkaAdminClient:
+def make_admin(
+    bootstrap: str, client_id: str, security: KafkaSecurity | None = None,
+) -> KafkaAdminClient:
     """An admin client, failing with a clear error when no broker answers."""
     try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+        return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id,
+                                **(security or KafkaSecurity()).client_kwargs())
     except KafkaTimeoutError as exc:
         raise KafkaUnavailableError(f"no Kafka broker answers at {bootstrap}: {exc}") from exc
 
 
 def ensure_topics(
     bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None,
-    client_id: str = "streamrec-admin",
+    client_id: str = "streamrec-admin", security: KafkaSecurity | None = None,
 ) -> list[str]:
     """Create the missing topics (name -> partitions); returns the names created."""
-    admin = make_admin(bootstrap, client_id)
+    admin = make_admin(bootstrap, client_id, security)
     try:
         existing = set(admin.list_topics())
         missing = [
