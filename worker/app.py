@@ -8,6 +8,12 @@ dead letters) is acknowledged, and never past an event whose user still waits fo
 a batch, so a crash at any point re-reads, and never skips, an event. `stop()` is
 safe to call from a signal handler: the loop finishes the batch in hand, drains the
 pending users, publishes, commits, closes and returns.
+
+State: every history change is written to the changelog (`state.py`) before the
+commit that covers it; newly assigned partitions are restored before their first
+event is applied. Backpressure is structural: the loop does not poll while it
+encodes or publishes, so at most one poll (`max_poll_records`) waits beside a batch,
+and Kafka's fetch limits bound what the client buffers ahead.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from streamrec.worker.batcher import MicroBatcher
@@ -36,6 +43,7 @@ from streamrec.worker.kafka_clients import (
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.publish import Publisher, now_ms
 from streamrec.worker.recommend import Recommender
+from streamrec.worker.state import HistoryState
 from streamrec.worker.validate import Event, validate_event
 
 logger = logging.getLogger(__name__)
@@ -67,12 +75,18 @@ class Worker:
         self.recommender = recommender or Recommender.load(config.model_dir, config.device)
         self.metrics = metrics or WorkerMetrics()
         self.histories = PartitionedHistories(self.recommender.max_len)
+        self.state = HistoryState(
+            self.histories, self.recommender.checkpoint.vocab, bootstrap=config.bootstrap,
+            group_id=config.group_id, security=config.security, max_users=config.max_users)
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
+        self._owned: set[int] = set()  # partitions restored and owned
+        self._next_commit = 0.0  # monotonic time the next offset commit is due
+        self._assigned_once = False
+        self._restoring = False
         self._stop = threading.Event()
         self._consumed: dict[int, int] = {}  # partition -> next offset to read
         self._committed: dict[int, int] = {}
-        vocab = self.recommender.checkpoint.vocab
-        self._external_ids = ["", *vocab.external(np.arange(1, len(vocab) + 1))]
+        self._external_ids = self.state.external_ids
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         self._consumer: Any = None
@@ -83,6 +97,11 @@ class Worker:
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
         self._stop.set()
+
+    @property
+    def ready(self) -> bool:
+        """True once partitions are assigned and restored (what /readyz reports)."""
+        return self._assigned_once and not self._restoring and not self._stop.is_set()
 
     @property
     def stopping(self) -> bool:
@@ -103,6 +122,7 @@ class Worker:
             configs={cfg.dead_letter_topic: {"max.message.bytes": str(MAX_REQUEST_BYTES)}},
             security=cfg.security,
         )
+        self.state.ensure_topic(cfg.events_topic)
         self.metrics.model_info.info({
             "version": self.recommender.model_version,
             "items": str(len(self._external_ids) - 1),
@@ -111,13 +131,18 @@ class Worker:
             "device": str(self.recommender.device),
         })
         if cfg.metrics_port >= 0:
-            self._metrics_server = self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
+            self._metrics_server = self.metrics.serve(cfg.metrics_port, cfg.metrics_host,
+                                                      ready=lambda: self.ready)
             self.metrics_port = self._metrics_server.server_port
-        producer = make_producer(cfg.bootstrap, cfg.client_id, cfg.security)
+        transactional = {"transactional_id": cfg.transactional_id} if cfg.exactly_once else {}
+        producer = make_producer(cfg.bootstrap, cfg.client_id, cfg.security, **transactional)
         self._publisher = Publisher(producer, cfg.recommendations_topic, cfg.dead_letter_topic,
-                                    cfg.dead_letter_max_bytes)
-        self._consumer = make_consumer(cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
-                                       max_poll_records=max(500, 4 * cfg.max_batch))
+                                    cfg.dead_letter_max_bytes, transactional=cfg.exactly_once)
+        self._consumer = make_consumer(
+            cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
+            max_poll_records=max(500, 4 * cfg.max_batch),
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, cfg.session_timeout_ms // 3))
         # Know the topic's partitions before joining, or the first assignment is empty.
         self._consumer.partitions_for_topic(cfg.events_topic)
         self._consumer.subscribe([cfg.events_topic], listener=_Rebalance(self))
@@ -139,7 +164,7 @@ class Worker:
                 self._ingest(tp, records)
             while self.batcher.ready():
                 self._process_batch()
-            if not self.batcher and self._uncommitted():
+            if not self.batcher and self._uncommitted() and time.monotonic() >= self._next_commit:
                 self._flush_and_commit()  # e.g. a poll of only invalid records
             if time.monotonic() >= next_lag:
                 self._update_lag()
@@ -149,7 +174,7 @@ class Worker:
         """Publish every pending user and commit: the graceful part of shutdown."""
         while self.batcher:
             self._process_batch()
-        self._flush_and_commit()
+        self._flush_and_commit(force=True)
         logger.info("drained and committed %s", self._committed)
 
     def _close(self, producer: Any) -> None:
@@ -181,10 +206,14 @@ class Worker:
         if valid:
             self.metrics.events_valid.inc(len(valid))
             users = [e.user_id for e, _ in valid]
-            rows = self.recommender.checkpoint.vocab.rows([e.item_id for e, _ in valid])
             ts = np.fromiter((e.ts for e, _ in valid), dtype=np.int64, count=len(valid))
-            self.metrics.unknown_items.inc(int((rows == 0).sum()))
-            self.histories.store(tp.partition).append(users, rows, ts)
+            offsets = np.fromiter((o for _, o in valid), dtype=np.int64, count=len(valid))
+            fresh, unknown = self.state.apply(
+                tp.partition, users, [e.item_id for e, _ in valid], ts, offsets)
+            self.metrics.unknown_items.inc(unknown)
+            self.metrics.events_replayed.inc(int((~fresh).sum()))
+            # Replayed events still mark their user: whether its recommendation went
+            # out before the crash is unknown, and output is at-least-once.
             now = time.monotonic()
             for event, offset in valid:
                 self.batcher.add(tp.partition, event.user_id, offset, event.ts, now)
@@ -218,25 +247,47 @@ class Worker:
         m.stage_seconds.labels("search").observe(t2 - t1)
         self._flush_and_commit(publish_started=t2)
 
-    def _flush_and_commit(self, publish_started: float | None = None) -> None:
+    def _flush_and_commit(self, publish_started: float | None = None, force: bool = False,
+                          ) -> None:
+        """Write changed histories, wait for every ack, commit, then apply the user cap.
+
+        Records are confirmed every batch; offsets are committed every
+        `commit_interval_ms` (and always when `force`d: shutdown, rebalance), like
+        Kafka Streams. A crash in between re-reads events whose state is already in
+        the changelog: the applied offsets stored with it make that replay a no-op.
+        """
         start = time.perf_counter() if publish_started is None else publish_started
-        acked = self._publisher.flush()
+        self.state.write_dirty(self._publisher)
+        due = force or time.monotonic() >= self._next_commit
+        offsets = self._offsets_to_commit() if due or self.config.exactly_once else {}
+        if self.config.exactly_once:
+            acked = self._publisher.commit_transaction(offsets,
+                                                       self._consumer.group_metadata())
+            committed = True
+        else:
+            acked = self._publisher.flush()
+            committed = self._commit(offsets)
         acked_ms = now_ms()
         m = self.metrics
         m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
         for strategy, n in acked.recommendations.items():
             m.recommendations.labels(strategy).inc(n)
         m.dead_letters.inc(acked.dead_letters)
+        m.changelog_records.inc(acked.changelog)
         for ts in acked.event_ts:
             m.event_to_rec_seconds.observe(max(0.0, (acked_ms - ts) / 1000.0))
-        self._commit()
+        if committed and offsets:
+            for tp, meta in offsets.items():
+                self._committed[tp.partition] = meta.offset
+            m.commits.inc()
+            self._next_commit = time.monotonic() + self.config.commit_interval_ms / 1000
+        m.evicted.inc(self.state.evict())
 
     def _uncommitted(self) -> bool:
         return any(self._committed.get(p) != o for p, o in self._consumed.items())
 
-    def _commit(self) -> None:
-        """Commit, per partition, up to the first event still waiting for a batch."""
-        start = time.perf_counter()
+    def _offsets_to_commit(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Per partition, up to the first event still waiting for a batch."""
         marks = self.batcher.low_watermarks()
         offsets = {}
         for partition, consumed in self._consumed.items():
@@ -244,13 +295,27 @@ class Worker:
             if position != self._committed.get(partition):
                 tp = TopicPartition(self.config.events_topic, partition)
                 offsets[tp] = OffsetAndMetadata(position, "", -1)
+        return offsets
+
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
+        """Commit offsets; a failure (broker away, rebalance) is logged and retried later.
+
+        Nothing is lost by a failed commit: the records are acknowledged, state is in
+        the changelog, and the next commit (or the partition's next owner, which
+        skips events already applied) covers the same offsets.
+        """
         if not offsets:
-            return
-        self._consumer.commit(offsets)
-        for tp, meta in offsets.items():
-            self._committed[tp.partition] = meta.offset
-        self.metrics.commits.inc()
+            return False
+        start = time.perf_counter()
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as exc:
+            self.metrics.commit_failures.inc()
+            logger.warning("offset commit failed (%s); will commit again after the next batch",
+                           exc)
+            return False
         self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
+        return True
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: publish pending users and commit, so nothing is redone.
@@ -262,19 +327,33 @@ class Worker:
             return
         while self.batcher:
             self._process_batch()
-        self._flush_and_commit()
+        self._flush_and_commit(force=True)
         logger.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Forget the state of partitions this worker no longer owns."""
+        """Drop partitions that moved away; restore the new ones before their events."""
         owned = {tp.partition for tp in assigned}
-        for partition in set(self.histories.partitions()) | set(self._consumed):
-            if partition not in owned:
-                dropped = self.histories.drop(partition)
-                self._consumed.pop(partition, None)
-                self._committed.pop(partition, None)
-                logger.info("partition %d moved away: dropped %d users", partition, dropped)
-        logger.info("assigned partitions %s", sorted(owned))
+        for partition in sorted(self._owned - owned):
+            dropped = self.histories.drop(partition)
+            self._consumed.pop(partition, None)
+            self._committed.pop(partition, None)
+            logger.info("partition %d moved away: dropped %d users", partition, dropped)
+        new = sorted(owned - self._owned)
+        if new:
+            self._restoring = True
+            self.metrics.restoring.set(1)
+            try:
+                restored = self.state.restore(new)
+            finally:
+                self._restoring = False
+                self.metrics.restoring.set(0)
+            m = self.metrics
+            m.restore_records.inc(restored.records)
+            m.restore_seconds.observe(restored.seconds)
+            m.restore_rate.set(restored.records / max(restored.seconds, 1e-9))
+        self._owned = owned
+        self._assigned_once = True
+        logger.info("assigned partitions %s (restored %s)", sorted(owned), new)
 
     def _update_lag(self) -> None:
         """Consumer lag per partition, from the high watermarks of the last fetches."""

@@ -7,6 +7,7 @@ against a local broker.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +34,19 @@ class WorkerConfig:
     metrics_host: str = "0.0.0.0"
     device: str = "auto"  # torch device for the encoder: auto, cpu, cuda, cuda:1
     explain_top: int = 3  # history items listed in the explanation
+    max_users: int = 0  # users kept in memory per partition (0 = no cap); rest in changelog
+    commit_interval_ms: float = 1000.0  # offset commits (records are acked every batch)
+    session_timeout_ms: int = 10_000  # a crashed worker's partitions move after this long
+    exactly_once: bool = False  # one Kafka transaction per batch (outputs + state + offsets)
+    instance_id: str = field(default_factory=socket.gethostname)  # stable per worker instance
     dead_letter_max_bytes: int = 4 * 1024 * 1024  # larger bad records are truncated
     limits: Limits = field(default_factory=Limits)
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
+
+    @property
+    def transactional_id(self) -> str:
+        """Stable across restarts of this instance, so a restart fences its zombie."""
+        return f"{self.group_id}-{self.instance_id}"
 
     def __post_init__(self) -> None:
         for name in ("k", "max_batch", "partitions"):

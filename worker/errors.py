@@ -22,3 +22,15 @@ class PublishError(WorkerError):
 
     The worker stops rather than commit offsets past records it could not publish.
     """
+
+
+class TopicNotFoundError(KafkaUnavailableError):
+    """A topic streamrec must read does not exist on the cluster (e.g. no changelog yet)."""
+
+
+class ChangelogError(WorkerError):
+    """A histories-changelog record cannot be encoded or decoded (bad bytes, over a limit)."""
+
+
+class KafkaSecurityError(KafkaUnavailableError):
+    """A broker answers but the connection's security fails: TLS handshake or SASL login."""

@@ -1,11 +1,15 @@
-"""Per-user rolling histories in compact numpy form.
+"""Per-user rolling histories in compact numpy form, one store per partition.
 
 Each user holds the last `max_len` item rows (the encoder's vocabulary rows) in one
 row of a `[capacity, max_len]` int64 matrix, right-aligned and left-padded with 0:
 exactly the `[B, L]` layout the encoder takes, so a batch is one fancy-index away.
-Appends are vectorised over a whole poll (no Python loop per event). One store per
-events-topic partition, so a partition's state can be dropped (or, later, restored)
-on its own when the consumer group moves it.
+Appends are vectorised over a whole poll (no Python loop per event).
+
+Beside the items, each user keeps the events-topic offset of the last event applied.
+An event at or below it is not applied again, which makes replays after a crash
+idempotent. Users changed since the last `take_dirty()` are the ones whose state
+must go to the changelog before offsets are committed. With a cap on users, the
+least recently active clean users are evicted (their state stays in the changelog).
 """
 
 from __future__ import annotations
@@ -18,16 +22,22 @@ logger = logging.getLogger(__name__)
 
 
 class HistoryStore:
-    """Last-`max_len` item rows and event times per user of one partition."""
+    """Last-`max_len` item rows, event times and applied offset per user of one partition."""
 
     def __init__(self, max_len: int, initial_capacity: int = 1024) -> None:
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         self.max_len = max_len
         self._slots: dict[str, int] = {}
+        self._users: list[str | None] = [None] * initial_capacity
+        self._free: list[int] = list(range(initial_capacity - 1, -1, -1))
         self._items = np.zeros((initial_capacity, max_len), dtype=np.int64)
         self._ts = np.zeros((initial_capacity, max_len), dtype=np.int64)
         self._lengths = np.zeros(initial_capacity, dtype=np.int64)
+        self._offsets = np.full(initial_capacity, -1, dtype=np.int64)
+        self._active = np.zeros(initial_capacity, dtype=np.int64)  # tick of last change
+        self._dirty = np.zeros(initial_capacity, dtype=bool)
+        self._tick = 0
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -41,38 +51,51 @@ class HistoryStore:
         for i, user in enumerate(user_ids):
             slot = self._slots.get(user)
             if slot is None:
-                slot = len(self._slots)
-                if slot >= len(self._lengths):
+                if not self._free:
                     self._grow()
+                slot = self._free.pop()
                 self._slots[user] = slot
+                self._users[slot] = user
             slots[i] = slot
         return slots
 
     def _grow(self) -> None:
-        new = 2 * len(self._lengths)
-        self._items = np.resize(self._items, (new, self.max_len))
-        self._ts = np.resize(self._ts, (new, self.max_len))
-        self._lengths = np.resize(self._lengths, new)
-        self._items[new // 2 :] = 0
-        self._ts[new // 2 :] = 0
-        self._lengths[new // 2 :] = 0
+        old = len(self._lengths)
+        new = 2 * old
+        self._items = np.concatenate([self._items, np.zeros_like(self._items)])
+        self._ts = np.concatenate([self._ts, np.zeros_like(self._ts)])
+        self._lengths = np.concatenate([self._lengths, np.zeros(old, dtype=np.int64)])
+        self._offsets = np.concatenate([self._offsets, np.full(old, -1, dtype=np.int64)])
+        self._active = np.concatenate([self._active, np.zeros(old, dtype=np.int64)])
+        self._dirty = np.concatenate([self._dirty, np.zeros(old, dtype=bool)])
+        self._users.extend([None] * old)
+        self._free.extend(range(new - 1, old - 1, -1))
 
-    def append(self, user_ids: list[str], items: np.ndarray, ts: np.ndarray) -> None:
-        """Append events (in arrival order) to their users' histories.
+    def append(
+        self, user_ids: list[str], items: np.ndarray, ts: np.ndarray, offsets: np.ndarray,
+    ) -> np.ndarray:
+        """Apply events (in offset order) to their users; returns the mask of new events.
 
-        Rows equal to 0 (items the model does not know) are skipped: they cannot be
-        encoded, and keeping them would push known items out of the window.
+        An event at or below its user's applied offset was applied before (a replay
+        after a crash) and changes nothing. Rows equal to 0 (items the model does not
+        know) advance the offset but are not stored: they cannot be encoded, and
+        keeping them would push known items out of the window.
         """
         items = np.asarray(items, dtype=np.int64)
         ts = np.asarray(ts, dtype=np.int64)
+        offsets = np.asarray(offsets, dtype=np.int64)
         slots = self.slots_for(user_ids)
-        known = items > 0
-        if not known.all():
-            slots, items, ts = slots[known], items[known], ts[known]
-        if len(slots) == 0:
-            return
+        fresh = offsets > self._offsets[slots]
+        np.maximum.at(self._offsets, slots[fresh], offsets[fresh])
+        keep = fresh & (items > 0)
+        if keep.any():
+            self._push(slots[keep], items[keep], ts[keep])
+        return fresh
+
+    def _push(self, slots: np.ndarray, items: np.ndarray, ts: np.ndarray) -> None:
+        """Append items to slots (grouped by slot, arrival order kept), vectorised."""
         max_len = self.max_len
-        order = np.argsort(slots, kind="stable")  # group by user, keep arrival order
+        order = np.argsort(slots, kind="stable")
         s, x, t = slots[order], items[order], ts[order]
         users, first, counts = np.unique(s, return_index=True, return_counts=True)
         rank = np.arange(len(s)) - np.repeat(first, counts)  # 0..c-1 within each user
@@ -90,6 +113,52 @@ class HistoryStore:
         self._items[users] = np.take_along_axis(ext_items, window, axis=1)
         self._ts[users] = np.take_along_axis(ext_ts, window, axis=1)
         self._lengths[users] = np.minimum(self._lengths[users] + counts, max_len)
+        self._tick += 1
+        self._active[users] = self._tick
+        self._dirty[users] = True
+
+    def load(
+        self, user_ids: list[str], items: np.ndarray, ts: np.ndarray, offsets: np.ndarray,
+    ) -> None:
+        """Set whole histories (restore): items/ts [n, L] left-padded, offsets [n]."""
+        slots = self.slots_for(user_ids)
+        self._items[slots] = items
+        self._ts[slots] = ts
+        self._lengths[slots] = (np.asarray(items) > 0).sum(axis=1)
+        self._offsets[slots] = offsets
+        self._dirty[slots] = False
+
+    def take_dirty(self) -> list[str]:
+        """Users changed since the last call (their state must reach the changelog)."""
+        slots = np.flatnonzero(self._dirty)
+        self._dirty[slots] = False
+        return [self._users[s] for s in slots]  # type: ignore[misc]
+
+    def export(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(items [n, L], ts [n, L], offsets [n]) of stored users, for the changelog."""
+        slots = np.array([self._slots[u] for u in user_ids], dtype=np.int64)
+        return self._items[slots], self._ts[slots], self._offsets[slots]
+
+    def evict(self, max_users: int) -> list[str]:
+        """Drop the least recently active clean users beyond `max_users`; returns them."""
+        excess = len(self._slots) - max_users
+        if excess <= 0:
+            return []
+        used = np.array(list(self._slots.values()), dtype=np.int64)
+        candidates = used[~self._dirty[used]]
+        victims = candidates[np.argsort(self._active[candidates], kind="stable")[:excess]]
+        gone = []
+        for slot in victims.tolist():
+            user = self._users[slot]
+            del self._slots[user]  # type: ignore[arg-type]
+            self._users[slot] = None
+            self._items[slot] = 0
+            self._ts[slot] = 0
+            self._lengths[slot] = 0
+            self._offsets[slot] = -1
+            self._free.append(slot)
+            gone.append(user)
+        return gone  # type: ignore[return-value]
 
     def rows(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(items [B, L] left-padded, lengths [B]) for known users; unknown users are empty."""
@@ -106,9 +175,13 @@ class HistoryStore:
         slot = self._slots.get(user_id)
         if slot is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        n = int(self._lengths[slot])
-        start = self.max_len - n
+        start = self.max_len - int(self._lengths[slot])
         return self._items[slot, start:].copy(), self._ts[slot, start:].copy()
+
+    def applied_offset(self, user_id: str) -> int:
+        """Events-topic offset of the user's last applied event (-1 if none)."""
+        slot = self._slots.get(user_id)
+        return -1 if slot is None else int(self._offsets[slot])
 
 
 class PartitionedHistories:
@@ -137,3 +210,7 @@ class PartitionedHistories:
     def partitions(self) -> list[int]:
         """Partitions that currently hold a store."""
         return sorted(self._stores)
+
+    def items(self) -> list[tuple[int, HistoryStore]]:
+        """(partition, store) pairs."""
+        return sorted(self._stores.items())

@@ -73,21 +73,38 @@ class BrokerConfig:
     libs_dir: Path = field(default_factory=lambda: project_dir() / ".cache/kafka/libs")
     templates_dir: Path = field(default_factory=default_templates_dir)
     jvm_options: tuple[str, ...] = ("-Xms256m", "-Xmx1g", "-XX:+ExitOnOutOfMemoryError")
+    # Optional SSL listener beside the plaintext one (the security tests use it):
+    # the broker's key and certificate in a PKCS12 keystore, and its password.
+    ssl_port: int | None = None
+    ssl_keystore: Path | None = None
+    ssl_keystore_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("port", "controller_port"):
-            value = getattr(self, name)
+        ports = {"port": self.port, "controller_port": self.controller_port}
+        if self.ssl_port is not None:
+            ports["ssl_port"] = self.ssl_port
+            if self.ssl_keystore is None or not self.ssl_keystore_password:
+                raise ConfigError("an SSL listener (ssl_port) needs ssl_keystore (PKCS12) "
+                                  "and ssl_keystore_password")
+        for name, value in ports.items():
             if not 0 < value < 65536:
                 raise ConfigError(f"broker {name} must be in 1..65535, got {value}")
-        if self.port == self.controller_port:
-            raise ConfigError(f"the client and controller ports must differ, both are {self.port}")
+        if len(set(ports.values())) != len(ports):
+            raise ConfigError(f"the broker's ports must all differ, got {ports}")
         for name in ("data_dir", "libs_dir", "templates_dir"):
             object.__setattr__(self, name, Path(getattr(self, name)).expanduser().resolve())
+        if self.ssl_keystore is not None:
+            object.__setattr__(self, "ssl_keystore", Path(self.ssl_keystore).expanduser().resolve())
 
     @property
     def bootstrap(self) -> str:
         """The `host:port` clients bootstrap from."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def ssl_bootstrap(self) -> str | None:
+        """The `host:port` of the SSL listener, None without one."""
+        return None if self.ssl_port is None else f"{self.host}:{self.ssl_port}"
 
 
 @dataclass(frozen=True)
@@ -221,7 +238,12 @@ class LocalBroker:
                 raise BrokerError(
                     f"{name} not found in {cfg.templates_dir}: run from a streamrec checkout "
                     "(the broker templates live in deploy/kafka)")
-        for port, flag in ((cfg.port, "--port"), (cfg.controller_port, "--controller-port")):
+        if cfg.ssl_keystore is not None and not cfg.ssl_keystore.is_file():
+            raise BrokerError(f"the SSL listener's keystore {cfg.ssl_keystore} does not exist")
+        ports = [(cfg.port, "--port"), (cfg.controller_port, "--controller-port")]
+        if cfg.ssl_port is not None:
+            ports.append((cfg.ssl_port, "ssl_port"))
+        for port, flag in ports:
             if not port_is_free(cfg.host, port):
                 raise BrokerError(
                     f"{cfg.host}:{port} is already in use by another process; "
@@ -233,7 +255,7 @@ class LocalBroker:
         template = Template((cfg.templates_dir / TEMPLATE_NAME).read_text())
         text = template.substitute(
             host=cfg.host, port=cfg.port, controller_port=cfg.controller_port,
-            log_dirs=self.log_dirs)
+            log_dirs=self.log_dirs, **ssl_listener_settings(cfg))
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.properties_path.write_text(text)
 
@@ -367,6 +389,24 @@ class LocalBroker:
             if tail:
                 parts.append(f"--- last lines of {path} ---\n" + "\n".join(tail))
         return "\n".join(parts) or f"(no broker output in {self.config.data_dir})"
+
+
+def ssl_listener_settings(cfg: BrokerConfig) -> dict[str, str]:
+    """The template's ssl placeholders: all empty without an SSL listener."""
+    if cfg.ssl_port is None:
+        return {"ssl_listener": "", "ssl_protocol": "", "ssl_settings": ""}
+    settings = "\n".join([
+        "",
+        "# --- SSL listener: server-side TLS only, clients need no certificate ---",
+        "ssl.keystore.type=PKCS12",
+        f"ssl.keystore.location={cfg.ssl_keystore}",
+        f"ssl.keystore.password={cfg.ssl_keystore_password}",
+        f"ssl.key.password={cfg.ssl_keystore_password}",
+        "ssl.client.auth=none",
+        "",
+    ])
+    return {"ssl_listener": f",SSL://{cfg.host}:{cfg.ssl_port}", "ssl_protocol": ",SSL:SSL",
+            "ssl_settings": settings}
 
 
 def find_java() -> str | None:

@@ -1,14 +1,17 @@
-"""Prometheus metrics for every arrow of the data flow.
+"""Prometheus metrics for every arrow of the data flow, and the readiness probe.
 
 One `WorkerMetrics` per worker, on its own `CollectorRegistry` (so tests can run
 several workers in one process and read each one's numbers). `serve` exposes it on
-`/metrics` over HTTP for Prometheus to scrape.
+`/metrics` over HTTP for Prometheus to scrape, beside `/readyz` and `/healthz`.
 """
 
 from __future__ import annotations
 
 import logging
-from wsgiref.simple_server import WSGIServer
+import threading
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry,
@@ -16,7 +19,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
-    start_http_server,
+    make_wsgi_app,
 )
 
 from streamrec.worker.validate import INVALID_REASONS
@@ -50,6 +53,10 @@ class WorkerMetrics:
             ["reason"], registry=r)
         for reason in INVALID_REASONS:
             self.events_invalid.labels(reason)
+        self.events_replayed = Counter(
+            "streamrec_events_replayed_total",
+            "Valid events at or below their user's applied offset (re-read after a crash): "
+            "not applied again.", registry=r)
         self.unknown_items = Counter(
             "streamrec_unknown_items_total",
             "Valid events whose item is not in the model's vocabulary (not added to history).",
@@ -81,13 +88,67 @@ class WorkerMetrics:
             "streamrec_users_in_memory", "Users with a history held by this worker.", registry=r)
         self.pending = Gauge(
             "streamrec_pending_users", "Users waiting for a batch.", registry=r)
+        self.changelog_records = Counter(
+            "streamrec_changelog_records_published_total",
+            "History records acknowledged on the changelog topic.", registry=r)
+        self.restore_records = Counter(
+            "streamrec_restore_records_total", "Changelog records read while restoring.",
+            registry=r)
+        self.restore_seconds = Histogram(
+            "streamrec_restore_seconds", "Duration of each restore of assigned partitions.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300), registry=r)
+        self.restore_rate = Gauge(
+            "streamrec_restore_records_per_second", "Changelog records/s of the last restore.",
+            registry=r)
+        self.restoring = Gauge(
+            "streamrec_restoring", "1 while partitions are being restored.", registry=r)
+        self.evicted = Counter(
+            "streamrec_users_evicted_total",
+            "Users dropped from memory by the user cap (their state stays in the changelog).",
+            registry=r)
+        self.commit_failures = Counter(
+            "streamrec_offset_commit_failures_total",
+            "Offset commits that failed (retried with the next batch).", registry=r)
         self.commits = Counter(
             "streamrec_offset_commits_total", "Successful offset commits.", registry=r)
         self.model_info = Info(
             "streamrec_model", "The loaded model: version, items, dims.", registry=r)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> WSGIServer:
-        """Start the /metrics HTTP server in a daemon thread; returns it for shutdown."""
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
-        logger.info("metrics on http://%s:%d/metrics", addr, server.server_port)
+    def serve(
+        self, port: int, addr: str = "0.0.0.0", ready: Callable[[], bool] | None = None,
+    ) -> WSGIServer:
+        """Serve /metrics, /readyz and /healthz from a daemon thread; returns the server.
+
+        /readyz answers 200 only while `ready()` is true (partitions assigned and
+        restored), 503 otherwise, so an orchestrator routes nothing to a restoring
+        worker; /healthz answers 200 while the process serves at all.
+        """
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict, start_response: Callable) -> list[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path in ("/readyz", "/healthz"):
+                ok = path == "/healthz" or ready is None or ready()
+                start_response("200 OK" if ok else "503 Service Unavailable",
+                               [("Content-Type", "text/plain")])
+                return [b"ok\n" if ok else b"not ready\n"]
+            return metrics_app(environ, start_response)
+
+        server = make_server(addr, port, app, _ThreadingServer, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        logger.info("metrics on http://%s:%d/metrics (also /readyz, /healthz)",
+                    addr, server.server_port)
         return server
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """One thread per scrape, so a slow client never blocks the next."""
+
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per scrape."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        return

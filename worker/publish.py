@@ -38,6 +38,7 @@ class Acked:
 
     recommendations: Counter[str] = field(default_factory=Counter)  # by strategy
     dead_letters: int = 0
+    changelog: int = 0
     event_ts: list[int] = field(default_factory=list)  # per recommendation
 
 
@@ -86,13 +87,26 @@ class Publisher:
 
     def __init__(
         self, producer: KafkaProducer, recommendations_topic: str, dead_letter_topic: str,
-        dead_letter_max_bytes: int,
+        dead_letter_max_bytes: int, transactional: bool = False,
     ) -> None:
         self.producer = producer
         self.recommendations_topic = recommendations_topic
         self.dead_letter_topic = dead_letter_topic
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        self.transactional = transactional
+        self._in_transaction = False
         self._inflight: list[tuple[Any, str, int]] = []  # (future, kind, event_ts)
+        if transactional:
+            # Fences older instances with the same transactional id and aborts a
+            # transaction a killed predecessor left open.
+            producer.init_transactions()
+
+    def _send(self, topic: str, kind: str, event_ts: int = 0, **kwargs: Any) -> None:
+        """Send one record (inside the open transaction, when transactional)."""
+        if self.transactional and not self._in_transaction:
+            self.producer.begin_transaction()
+            self._in_transaction = True
+        self._inflight.append((self.producer.send(topic, **kwargs), kind, event_ts))
 
     def send_recommendations(
         self, batch: list[BatchItem], recs: Recommendations, histories: np.ndarray,
@@ -111,9 +125,8 @@ class Publisher:
                 item.user_id, ids, recs.scores[i][valid], popular, model_version,
                 item.event_ts, explanation,
             )
-            future = self.producer.send(
-                self.recommendations_topic, key=item.user_id.encode(), value=value)
-            self._inflight.append((future, "popular" if popular else "attention", item.event_ts))
+            self._send(self.recommendations_topic, "popular" if popular else "attention",
+                       item.event_ts, key=item.user_id.encode(), value=value)
 
     def send_dead_letter(
         self, key: bytes | None, value: bytes | None, invalid: Invalid, source: str,
@@ -129,8 +142,34 @@ class Publisher:
             value = value[: self.dead_letter_max_bytes]
         if key is not None and len(key) > self.dead_letter_max_bytes:
             key = key[: self.dead_letter_max_bytes]
-        future = self.producer.send(self.dead_letter_topic, key=key, value=value, headers=headers)
-        self._inflight.append((future, "dlq", 0))
+        self._send(self.dead_letter_topic, "dlq", key=key, value=value, headers=headers)
+
+    def send_changelog(self, topic: str, partition: int, user_id: str, value: bytes) -> None:
+        """Queue a user's history record to the changelog partition that mirrors its events."""
+        self._send(topic, "changelog", key=user_id.encode(), value=value, partition=partition)
+
+    def commit_transaction(self, offsets: dict, group_metadata: Any) -> Acked:
+        """Commit the batch's records and the consumed `offsets` as one transaction.
+
+        Consumers reading with isolation_level=read_committed then see the batch's
+        recommendations, dead letters and changelog records exactly when the offsets
+        that produced them are committed: never twice, never half.
+        """
+        if not offsets and not self._in_transaction:
+            return Acked()
+        if not self._in_transaction:
+            self.producer.begin_transaction()
+            self._in_transaction = True
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, group_metadata)
+            self.producer.commit_transaction()
+        except KafkaError as exc:
+            self._inflight = []
+            raise PublishError(f"transaction not committed: {exc}; offsets not committed") from exc
+        finally:
+            self._in_transaction = False
+        return self.flush()
 
     def flush(self, timeout_s: float = 120.0) -> Acked:
         """Wait for every queued record; raise `PublishError` if any failed."""
@@ -148,6 +187,8 @@ class Publisher:
                 continue
             if kind == "dlq":
                 acked.dead_letters += 1
+            elif kind == "changelog":
+                acked.changelog += 1
             else:
                 acked.recommendations[kind] += 1
                 acked.event_ts.append(event_ts)

@@ -99,7 +99,9 @@ def validate_event(
         return Invalid("bad_encoding", f"not UTF-8: {exc.reason} at byte {exc.start}")
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError, not just JSONDecodeError: a number of more than 4300 digits
+        # raises a plain ValueError (int conversion limit) and must not stop the worker.
         return Invalid("not_json", str(exc)[:200])
     if not isinstance(doc, dict):
         return Invalid("not_object", f"JSON {type(doc).__name__}, expected an object")

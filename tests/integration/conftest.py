@@ -16,17 +16,27 @@ from streamrec.encoder.vocab import ItemVocab
 from tests.conftest import NewTopicFactory
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (untrained, seeded) checkpoint over items i1..i40, history length 8."""
+def write_checkpoint(path: Path, max_len: int) -> Path:
+    """A real (untrained, seeded) checkpoint over items i1..i40."""
     torch.manual_seed(0)
-    model = SASRec(ModelConfig(num_items=40, max_len=8, hidden=16, blocks=1, heads=1,
+    model = SASRec(ModelConfig(num_items=40, max_len=max_len, hidden=16, blocks=1, heads=1,
                                dropout=0.0, emb_dropout=0.0)).eval()
     vocab = ItemVocab([f"i{n}" for n in range(1, 41)])
     popularity = np.concatenate([[0.0], np.arange(40, 0, -1)]).astype(np.float32)
-    path = tmp_path_factory.mktemp("model") / "tiny"
     save_checkpoint(path, model, vocab, popularity, meta={"data": "integration fixture"})
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Items i1..i40, history length 8."""
+    return write_checkpoint(tmp_path_factory.mktemp("model") / "tiny", max_len=8)
+
+
+@pytest.fixture(scope="session")
+def long_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Items i1..i40, history length 64: a whole test stream per user fits in history."""
+    return write_checkpoint(tmp_path_factory.mktemp("model") / "long", max_len=64)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
+from streamrec.worker.security import add_security_flags, security_from_args
 
 if TYPE_CHECKING:
     from streamrec.encoder.data import Interactions
@@ -27,6 +28,7 @@ def add_data_flags(parser: argparse.ArgumentParser, from_topic: bool = False) ->
                                  "(with --bootstrap)")
         parser.add_argument("--bootstrap", default=env_default("--bootstrap", "127.0.0.1:9092"),
                             help="Kafka bootstrap servers for --from-topic (default %(default)s)")
+        add_security_flags(parser)
     parser.add_argument("--user-field", default="user_id", help="csv/jsonl user column")
     parser.add_argument("--item-field", default="item_id", help="csv/jsonl item column")
     parser.add_argument("--time-field", default="ts",
@@ -45,7 +47,8 @@ def load_data(args: argparse.Namespace, vocab: ItemVocab | None = None) -> Inter
             raise ConfigError("give either --data or --from-topic, not both")
         from streamrec.worker.topic_log import read_topic_interactions
 
-        data = read_topic_interactions(args.bootstrap, topic, strict=args.strict)
+        data = read_topic_interactions(args.bootstrap, topic, strict=args.strict,
+                                       security=security_from_args(args))
         if vocab is None:
             return data
         pairs = [(u, i) for u, seq in zip(data.users, data.sequences, strict=True)

@@ -7,6 +7,7 @@ import argparse
 from streamrec.common.settings import env_default
 from streamrec.worker.commands.datasource import add_data_flags, load_data
 from streamrec.worker.commands.worker import add_bootstrap_flag
+from streamrec.worker.security import add_security_flags, security_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="interleaving seed")
     p.add_argument("--partitions", type=int, default=env_default("--partitions", 3),
                    help="partitions if the topic must be created (default %(default)s)")
+    add_security_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -32,10 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from streamrec.worker.kafka_clients import ensure_topics, make_producer
     from streamrec.worker.replay import interleave, replay
 
+    security = security_from_args(args)
     interactions = load_data(args)
     total = interactions.num_interactions if args.limit is None else args.limit
-    ensure_topics(args.bootstrap, {args.topic: args.partitions})
-    producer = make_producer(args.bootstrap, "streamrec-replay")
+    ensure_topics(args.bootstrap, {args.topic: args.partitions}, security=security)
+    producer = make_producer(args.bootstrap, "streamrec-replay", security)
     try:
         sent = replay(producer, args.topic, interleave(interactions, args.seed), args.rate,
                       args.limit, progress_total=total)

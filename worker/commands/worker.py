@@ -10,6 +10,7 @@ from types import FrameType
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
 from streamrec.worker.config import WorkerConfig
+from streamrec.worker.security import add_security_flags, security_from_args
 from streamrec.worker.validate import Limits
 
 
@@ -50,6 +51,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     flag("--max-record-bytes", defaults.limits.max_record_bytes,
          "larger event records go to the dead-letter topic", int)
     flag("--max-id-chars", defaults.limits.max_id_chars, "longest accepted user/item id", int)
+    flag("--max-users", defaults.max_users,
+         "users kept in memory per partition, least recently active evicted (0 = no cap)", int)
+    flag("--session-timeout-ms", defaults.session_timeout_ms,
+         "consumer-group session timeout: how soon a crashed worker's partitions move", int)
+    flag("--commit-interval-ms", defaults.commit_interval_ms,
+         "how often offsets are committed (records are acknowledged every batch)", float)
+    flag("--instance-id", defaults.instance_id,
+         "stable name of this worker instance (transactional id suffix)")
+    p.add_argument("--exactly-once", action="store_true",
+                   default=env_default("--exactly-once", False),
+                   help="one Kafka transaction per batch: recommendations, dead letters, "
+                        "changelog and offsets commit together (env STREAMREC_EXACTLY_ONCE)")
+    add_security_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -65,7 +79,11 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             client_id=args.client_id, k=args.k, max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms, partitions=args.partitions,
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
+            max_users=args.max_users, exactly_once=args.exactly_once,
+            instance_id=args.instance_id, commit_interval_ms=args.commit_interval_ms,
+            session_timeout_ms=args.session_timeout_ms,
             limits=Limits(max_record_bytes=args.max_record_bytes, max_id_chars=args.max_id_chars),
+            security=security_from_args(args),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

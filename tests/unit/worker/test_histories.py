@@ -6,11 +6,14 @@ import numpy as np
 
 from streamrec.worker.histories import HistoryStore, PartitionedHistories
 
+OFFSET = iter(range(10**9))
+
 
 def append(store: HistoryStore, pairs: list[tuple[str, int]]) -> None:
     users = [u for u, _ in pairs]
     items = np.array([i for _, i in pairs])
-    store.append(users, items, items * 10)
+    offsets = np.array([next(OFFSET) for _ in pairs])
+    store.append(users, items, items * 10, offsets)
 
 
 def test_keeps_last_items_in_arrival_order_and_bounds_length() -> None:
@@ -49,8 +52,8 @@ def test_unknown_items_are_not_stored_but_user_exists() -> None:
 def test_grows_past_initial_capacity_without_losing_users() -> None:
     store = HistoryStore(max_len=2, initial_capacity=2)
     users = [f"u{i}" for i in range(100)]
-    store.append(users, np.arange(1, 101), np.arange(100))
-    store.append(users, np.arange(101, 201), np.arange(100))
+    store.append(users, np.arange(1, 101), np.arange(100), np.arange(100))
+    store.append(users, np.arange(101, 201), np.arange(100), np.arange(100, 200))
     assert len(store) == 100
     rows, _ = store.rows(users)
     assert rows[:, 0].tolist() == list(range(1, 101))
@@ -65,7 +68,7 @@ def test_matches_a_plain_python_reference_on_random_streams() -> None:
         n = int(rng.integers(1, 40))
         users = [f"u{u}" for u in rng.integers(0, 20, n)]
         items = rng.integers(0, 30, n)
-        store.append(users, items, items)
+        store.append(users, items, items, np.array([next(OFFSET) for _ in users]))
         for u, i in zip(users, items, strict=True):
             reference.setdefault(u, [])
             if i > 0:
@@ -76,9 +79,56 @@ def test_matches_a_plain_python_reference_on_random_streams() -> None:
 
 def test_partitions_are_independent_and_droppable() -> None:
     parts = PartitionedHistories(max_len=2)
-    parts.store(0).append(["a"], np.array([1]), np.array([1]))
-    parts.store(1).append(["b", "c"], np.array([2, 3]), np.array([1, 1]))
+    parts.store(0).append(["a"], np.array([1]), np.array([1]), np.array([0]))
+    parts.store(1).append(["b", "c"], np.array([2, 3]), np.array([1, 1]), np.array([0, 1]))
     assert parts.num_users() == 3
     assert parts.drop(1) == 2
     assert parts.partitions() == [0]
     assert parts.num_users() == 1
+
+
+def test_replayed_events_at_or_below_the_applied_offset_are_not_applied_twice() -> None:
+    store = HistoryStore(max_len=5)
+    fresh = store.append(["a", "a", "b"], np.array([1, 2, 3]), np.zeros(3), np.array([10, 11, 12]))
+    assert fresh.tolist() == [True, True, True]
+    # A crash replays from offset 11: 11 and 12 were applied, 13 is new.
+    fresh = store.append(["a", "b", "a"], np.array([2, 3, 4]), np.zeros(3), np.array([11, 12, 13]))
+    assert fresh.tolist() == [False, False, True]
+    assert store.history("a")[0].tolist() == [1, 2, 4]
+    assert store.history("b")[0].tolist() == [3]
+    assert store.applied_offset("a") == 13
+
+
+def test_unknown_items_advance_the_offset_without_being_stored() -> None:
+    store = HistoryStore(max_len=3)
+    store.append(["a"], np.array([0]), np.zeros(1), np.array([7]))
+    assert store.applied_offset("a") == 7
+    assert store.take_dirty() == []
+
+
+def test_dirty_users_are_reported_once_and_export_loads_back() -> None:
+    store = HistoryStore(max_len=3)
+    append(store, [("a", 1), ("b", 2), ("a", 3)])
+    assert sorted(store.take_dirty()) == ["a", "b"]
+    assert store.take_dirty() == []
+    items, ts, offsets = store.export(["a", "b"])
+    other = HistoryStore(max_len=3)
+    other.load(["a", "b"], items, ts, offsets)
+    assert other.history("a")[0].tolist() == [1, 3]
+    assert other.applied_offset("b") == store.applied_offset("b")
+    assert other.take_dirty() == []
+
+
+def test_evicts_least_recently_active_clean_users_and_reuses_their_slots() -> None:
+    store = HistoryStore(max_len=2, initial_capacity=2)
+    append(store, [("a", 1)])
+    append(store, [("b", 2)])
+    append(store, [("c", 3)])
+    store.take_dirty()
+    append(store, [("a", 4)])  # a is active again, and dirty: never evicted while dirty
+    assert store.evict(max_users=1) == ["b", "c"]
+    assert "a" in store
+    assert "b" not in store
+    append(store, [("d", 5), ("e", 6)])
+    assert store.history("d")[0].tolist() == [5]
+    assert store.history("a")[0].tolist() == [1, 4]

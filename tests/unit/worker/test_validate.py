@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamrec.worker.validate import INVALID_REASONS, Event, Invalid, Limits, validate_event
 
@@ -71,3 +73,45 @@ def test_nan_and_deep_nesting_are_rejected_not_raised() -> None:
     result = validate_event(b"u", deep, TS, Limits(max_record_bytes=1 << 20))
     assert isinstance(result, Invalid)
     assert result.reason == "not_json"
+
+
+def test_numbers_past_the_int_digit_limit_are_rejected_not_raised() -> None:
+    # Python refuses to parse ints of more than 4300 digits with a plain ValueError
+    # (not a JSONDecodeError); it once escaped and stopped the worker on every restart.
+    huge = b"9" * 5000
+    for value in (b'{"user_id": "u", "item_id": "i", "ts": ' + huge + b"}",
+                  b'{"user_id": ' + huge + b', "item_id": "i"}', huge):
+        result = validate_event(b"u", value, TS, Limits(max_record_bytes=1 << 16))
+        assert isinstance(result, Invalid)
+        assert result.reason == "not_json"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)
+ids = st.one_of(st.just("u"), st.text(max_size=20), st.integers(), st.floats(), st.booleans(),
+                st.none(), json_values)
+
+
+@settings(max_examples=400, deadline=None)
+@given(key=st.one_of(st.none(), st.just(b"u"), st.binary(max_size=20)),
+       value=st.one_of(
+           st.binary(max_size=100),
+           st.fixed_dictionaries({"user_id": ids, "item_id": ids},
+                                 optional={"ts": json_values | st.integers(), "type": ids})
+           .map(lambda d: json.dumps(d).encode()),
+           json_values.map(lambda d: json.dumps(d).encode()),
+       ))
+def test_any_record_gives_an_event_or_a_reason_never_an_exception(
+    key: bytes | None, value: bytes,
+) -> None:
+    result = validate_event(key, value, TS, LIMITS)
+    if isinstance(result, Invalid):
+        assert result.reason in INVALID_REASONS
+    else:
+        assert key is not None
+        assert result.user_id == key.decode()
+        assert 0 < len(result.item_id) <= LIMITS.max_id_chars

@@ -1,0 +1,172 @@
+"""The histories changelog: one compacted topic that makes per-user histories durable.
+
+Every change to a user's history is written to `<group-id>-histories-changelog`
+(key = user id, same partition as the user's events), so the topic compacts down to
+each user's latest history. A partition assigned to a worker is restored from it
+before the worker processes the partition's events.
+
+Record value, big-endian, versioned so the format can evolve:
+
+    b"SRH"  format version (uint8, = 1)  offset (int64)  count (uint16)
+    count x ts (int64, epoch ms)          count x (length uint16, UTF-8 item id)
+
+items and timestamps oldest first; offset = the events-topic offset of the last
+event applied (-1 if none). Decoding checks every length against the bytes that
+remain before it allocates anything, and refuses anything it does not fully
+understand with `ChangelogError`: a changelog record is input like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from streamrec.worker.errors import ChangelogError
+from streamrec.worker.security import KafkaSecurity
+from streamrec.worker.topic_reader import read_to_end
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"SRH"
+FORMAT_VERSION = 1
+MAX_ITEMS = 0xFFFF  # count is a uint16
+MAX_ITEM_BYTES = 0xFFFF  # each item id's length is a uint16
+_HEADER = struct.Struct(">3sBqH")  # magic, version, offset, count
+_LENGTH = struct.Struct(">H")
+
+
+def changelog_topic(group_id: str) -> str:
+    """The changelog topic of a consumer group's histories."""
+    return f"{group_id}-histories-changelog"
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One user's history as stored in the changelog (oldest first)."""
+
+    items: tuple[str, ...]  # external item ids
+    ts: tuple[int, ...]  # epoch ms, one per item
+    offset: int  # events-topic offset of the last event applied; -1 if none
+
+
+def encode_history(record: HistoryRecord) -> bytes:
+    """The changelog value of `record`; `ChangelogError` if it breaks a format limit."""
+    count = len(record.items)
+    if count != len(record.ts):
+        raise ChangelogError(f"{count} items but {len(record.ts)} timestamps")
+    if count > MAX_ITEMS:
+        raise ChangelogError(f"history of {count} items: the format holds at most {MAX_ITEMS}")
+    encoded: list[bytes] = []
+    for item in record.items:
+        try:
+            data = item.encode("utf-8")
+        except (AttributeError, UnicodeEncodeError) as exc:
+            raise ChangelogError(f"item id {item!r} is not encodable text: {exc}") from exc
+        if len(data) > MAX_ITEM_BYTES:
+            raise ChangelogError(
+                f"item id of {len(data)} UTF-8 bytes: the format holds at most {MAX_ITEM_BYTES}")
+        encoded.append(_LENGTH.pack(len(data)))
+        encoded.append(data)
+    try:
+        head = _HEADER.pack(MAGIC, FORMAT_VERSION, record.offset, count)
+        times = struct.pack(f">{count}q", *record.ts)
+    except struct.error as exc:
+        raise ChangelogError(f"offset or timestamps do not fit int64: {exc}") from exc
+    return b"".join([head, times, *encoded])
+
+
+def decode_history(value: bytes) -> HistoryRecord:
+    """The record in a changelog value; `ChangelogError` for anything malformed."""
+    view = bytes(value)
+    size = len(view)
+    if size < _HEADER.size:
+        raise ChangelogError(f"record of {size} bytes is shorter than the {_HEADER.size}-byte "
+                             "header")
+    magic, version, offset, count = _HEADER.unpack_from(view)
+    if magic != MAGIC:
+        raise ChangelogError(f"not a history record: magic {magic!r}, expected {MAGIC!r}")
+    if version != FORMAT_VERSION:
+        raise ChangelogError(f"history format version {version}; this streamrec reads "
+                             f"version {FORMAT_VERSION}: upgrade it")
+    if offset < -1:
+        raise ChangelogError(f"offset {offset} is negative")
+    pos = _HEADER.size
+    if size - pos < 8 * count:
+        raise ChangelogError(f"truncated: {count} timestamps need {8 * count} bytes, "
+                             f"{size - pos} remain")
+    ts = struct.unpack_from(f">{count}q", view, pos)
+    pos += 8 * count
+    items: list[str] = []
+    for i in range(count):
+        if size - pos < _LENGTH.size:
+            raise ChangelogError(f"truncated: item {i} of {count} has no length")
+        (length,) = _LENGTH.unpack_from(view, pos)
+        pos += _LENGTH.size
+        if size - pos < length:
+            raise ChangelogError(f"truncated: item {i} needs {length} bytes, {size - pos} remain")
+        try:
+            items.append(view[pos : pos + length].decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ChangelogError(f"item {i} is not UTF-8: {exc.reason}") from exc
+        pos += length
+    if pos != size:
+        raise ChangelogError(f"{size - pos} trailing bytes after {count} items")
+    return HistoryRecord(items=tuple(items), ts=ts, offset=offset)
+
+
+@dataclass(frozen=True)
+class RestoreStats:
+    """What one restore read: for logs, metrics and tests."""
+
+    records: int  # changelog records read (tombstones and bad ones included)
+    users: int  # users restored (after compaction of the read)
+    tombstones: int  # records with no value: the user's history was deleted
+    invalid: int  # records whose key or value could not be decoded (skipped)
+    seconds: float  # wall time of the read
+
+
+def restore_partitions(
+    bootstrap: str, group_id: str, partitions: Iterable[int], *,
+    security: KafkaSecurity | None = None, timeout_s: float = 300.0,
+) -> tuple[dict[int, dict[str, HistoryRecord]], RestoreStats]:
+    """The latest history of every user of `partitions`, read from the group's changelog.
+
+    Returns `(histories, stats)`: `histories[partition][user_id]`, with an entry
+    (maybe empty) for every requested partition. The last record per key wins, a
+    tombstone deletes the user; records with an undecodable key or value are logged
+    and counted in `stats.invalid`, never fatal. Raises `TopicNotFoundError` if the
+    changelog topic (or a partition) does not exist, `KafkaUnavailableError` if the
+    broker fails or the read outlasts `timeout_s`.
+    """
+    wanted = sorted(set(partitions))
+    topic = changelog_topic(group_id)
+    start = time.perf_counter()
+    histories: dict[int, dict[str, HistoryRecord]] = {p: {} for p in wanted}
+    records = tombstones = invalid = 0
+    for rec in read_to_end(bootstrap, topic, wanted, client_id=f"{group_id}-restore",
+                           security=security, timeout_s=timeout_s):
+        records += 1
+        users = histories[rec.partition]
+        try:
+            user = rec.key.decode("utf-8") if rec.key is not None else None
+            if user is None:
+                raise ChangelogError("record has no key (the user id)")
+            if rec.value is None:
+                tombstones += 1
+                users.pop(user, None)
+                continue
+            users[user] = decode_history(rec.value)
+        except (ChangelogError, UnicodeDecodeError) as exc:
+            invalid += 1
+            logger.warning("skipped changelog record %s/%d/%d: %s", topic, rec.partition,
+                           rec.offset, exc)
+    stats = RestoreStats(records=records, users=sum(len(u) for u in histories.values()),
+                         tombstones=tombstones, invalid=invalid,
+                         seconds=time.perf_counter() - start)
+    logger.info("restored %d users of partitions %s from %s: %d records in %.2fs "
+                "(%d tombstones, %d invalid)", stats.users, wanted, topic, records,
+                stats.seconds, tombstones, invalid)
+    return histories, stats

@@ -1,0 +1,138 @@
+"""Durable per-partition state: histories in memory, their changelog in Kafka.
+
+The worker's histories (`histories.py`) are the fast copy; the compacted topic
+`<group-id>-histories-changelog` (same partition count as the events topic, key =
+user id, value = the whole bounded history and the offset of the last event
+applied, see `changelog.py`) is the durable one. Changed users are written before
+offsets are committed; a partition assigned to this worker is restored from its
+changelog partition before its events are processed, and dropped when it moves
+away. Items are stored by external id, so state outlives a change of model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamrec.encoder.vocab import ItemVocab
+from streamrec.worker.changelog import (
+    HistoryRecord,
+    changelog_topic,
+    encode_history,
+    restore_partitions,
+)
+from streamrec.worker.histories import PartitionedHistories
+from streamrec.worker.kafka_clients import ensure_topics, make_admin
+from streamrec.worker.publish import Publisher
+from streamrec.worker.security import KafkaSecurity
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What one restore did, for logs and metrics."""
+
+    partitions: tuple[int, ...]
+    users: int
+    records: int
+    seconds: float
+
+
+class HistoryState:
+    """Histories of the partitions this worker owns, backed by the changelog."""
+
+    def __init__(
+        self, histories: PartitionedHistories, vocab: ItemVocab, *, bootstrap: str,
+        group_id: str, security: KafkaSecurity, max_users: int = 0,
+    ) -> None:
+        self.histories = histories
+        self.vocab = vocab
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.security = security
+        self.max_users = max_users  # per partition store; 0 = unbounded
+        self.topic = changelog_topic(group_id)
+        self.external_ids = ["", *vocab.external(np.arange(1, len(vocab) + 1))]
+
+    def ensure_topic(self, events_topic: str) -> None:
+        """Create the compacted changelog with the events topic's partition count."""
+        admin = make_admin(self.bootstrap, "streamrec-state", self.security)
+        try:
+            described = admin.describe_topics([events_topic])
+        finally:
+            admin.close()
+        partitions = len(described[0]["partitions"])
+        ensure_topics(self.bootstrap, {self.topic: partitions},
+                      configs={self.topic: {"cleanup.policy": "compact"}},
+                      security=self.security)
+
+    def apply(self, partition: int, users: list[str], items: list[str], ts: np.ndarray,
+              offsets: np.ndarray) -> tuple[np.ndarray, int]:
+        """Apply a partition's valid events; returns (mask of new events, unknown items)."""
+        rows = self.vocab.rows(items)
+        fresh = self.histories.store(partition).append(users, rows, ts, offsets)
+        return fresh, int((rows[fresh] == 0).sum())
+
+    def write_dirty(self, publisher: Publisher) -> int:
+        """Queue a changelog record for every user changed since the last call."""
+        written = 0
+        for partition, store in self.histories.items():
+            users = store.take_dirty()
+            if not users:
+                continue
+            items, ts, offsets = store.export(users)
+            for user, row_items, row_ts, offset in zip(users, items, ts, offsets, strict=True):
+                known = row_items > 0
+                record = HistoryRecord(
+                    items=tuple(self.external_ids[r] for r in row_items[known]),
+                    ts=tuple(int(t) for t in row_ts[known]), offset=int(offset))
+                publisher.send_changelog(self.topic, partition, user, encode_history(record))
+            written += len(users)
+        return written
+
+    def evict(self) -> int:
+        """Apply the per-partition user cap (only users already in the changelog go)."""
+        if self.max_users <= 0:
+            return 0
+        return sum(len(store.evict(self.max_users)) for _, store in self.histories.items())
+
+    def restore(self, partitions: list[int]) -> Restored:
+        """Load the partitions' histories from the changelog (replacing memory)."""
+        start = time.perf_counter()
+        by_partition, stats = restore_partitions(
+            self.bootstrap, self.group_id, partitions, security=self.security)
+        users = 0
+        for partition in partitions:
+            self.histories.drop(partition)
+            records = by_partition.get(partition, {})
+            if records:
+                self._load(partition, records)
+                users += len(records)
+        restored = Restored(tuple(partitions), users, stats.records,
+                            time.perf_counter() - start)
+        logger.info("restored %d users (%d changelog records) of partitions %s in %.2fs",
+                    users, stats.records, list(partitions), restored.seconds)
+        return restored
+
+    def _load(self, partition: int, records: dict[str, HistoryRecord]) -> None:
+        store = self.histories.store(partition)
+        width = store.max_len
+        users = list(records)
+        items = np.zeros((len(users), width), dtype=np.int64)
+        ts = np.zeros((len(users), width), dtype=np.int64)
+        offsets = np.empty(len(users), dtype=np.int64)
+        for i, user in enumerate(users):
+            rec = records[user]
+            rows = self.vocab.rows(rec.items)
+            known = rows > 0  # items a newer model no longer knows are dropped
+            kept_rows = rows[known][-width:]
+            kept_ts = np.asarray(rec.ts, dtype=np.int64)[known][-width:]
+            if len(kept_rows):
+                items[i, width - len(kept_rows):] = kept_rows
+                ts[i, width - len(kept_ts):] = kept_ts
+            offsets[i] = rec.offset
+        store.load(users, items, ts, offsets)

@@ -1,0 +1,144 @@
+"""Read topic partitions from their beginning to their end, once, outside any group.
+
+Tools that need a topic's content as it is now (training on the events topic,
+restoring histories from their changelog, `streamrec state dump`) share this one
+reader: a group-less consumer assigned to the partitions, sought to the beginning,
+stopped at the end offsets taken when the read started, so a live topic still gives
+a finite read. Reading never creates a topic, whatever the broker allows. Offsets
+may have gaps (compaction, transaction markers): a partition is done when the
+consumer's position reaches its end offset, not when a record with the last offset
+arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator, Iterable
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+
+from streamrec.worker.errors import KafkaUnavailableError, TopicNotFoundError
+from streamrec.worker.kafka_clients import make_consumer
+from streamrec.worker.security import KafkaSecurity
+
+logger = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 500
+MAX_POLL_RECORDS = 5000  # a bulk read: fewer, larger polls
+
+
+def read_to_end(
+    bootstrap: str, topic: str, partitions: Iterable[int] | None = None, *, client_id: str,
+    security: KafkaSecurity | None = None, timeout_s: float = 300.0,
+    progress: Callable[[int], None] | None = None,
+) -> Generator[ConsumerRecord, None, None]:
+    """Every record of `topic`'s `partitions` (all when None) below their end offsets.
+
+    Records come in offset order within a partition; partitions interleave. The end
+    offsets are taken at the start (the last stable offset: the consumer reads
+    committed data only). `progress(n)` is called after each poll with the number of
+    records yielded so far. Raises `TopicNotFoundError` (a `KafkaUnavailableError`)
+    if the topic or a requested partition does not exist, and `KafkaUnavailableError`
+    if the broker fails or the whole read takes longer than `timeout_s` (time the
+    caller spends between records counts too). A generator: `close()` it to stop
+    early and close the consumer at once.
+    """
+    wanted = None if partitions is None else sorted(set(partitions))
+    if wanted == []:
+        return
+    deadline = time.monotonic() + timeout_s
+    consumer = make_consumer(bootstrap, None, client_id, security, allow_auto_create_topics=False,
+                             max_poll_records=MAX_POLL_RECORDS)
+    try:
+        tps, ends = _assign_from_beginning(consumer, bootstrap, topic, wanted)
+        remaining = _unfinished(consumer, tps, ends, deadline)
+        logger.debug("reading %s partitions %s up to %s", topic,
+                     [tp.partition for tp in tps], {tp.partition: ends[tp] for tp in tps})
+        yielded = 0
+        while remaining:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailableError(
+                    f"reading topic {topic!r} took longer than {timeout_s:.0f}s; partitions "
+                    f"{sorted(tp.partition for tp in remaining)} unfinished: is the broker "
+                    f"overloaded? raise the timeout")
+            try:
+                polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+            except KafkaError as exc:
+                raise KafkaUnavailableError(f"reading topic {topic!r} failed: {exc}") from exc
+            for tp, records in polled.items():
+                end = ends[tp]
+                for rec in records:
+                    if rec.offset >= end:
+                        break
+                    yielded += 1
+                    yield rec
+            if progress is not None and polled:
+                progress(yielded)
+            still = _unfinished(consumer, remaining, ends, deadline)
+            if remaining - still:
+                consumer.pause(*(remaining - still))  # done: fetch nothing more there
+            remaining = still
+    finally:
+        consumer.close()
+
+
+def _unfinished(
+    consumer: KafkaConsumer, tps: Iterable[TopicPartition], ends: dict[TopicPartition, int],
+    deadline: float,
+) -> set[TopicPartition]:
+    """The partitions whose position is still short of (or not yet known before) their end."""
+    timeout_ms = max(1, int(1000 * (deadline - time.monotonic())))
+    unfinished = set()
+    try:
+        for tp in tps:
+            position = consumer.position(tp, timeout_ms=timeout_ms)
+            if position is None or position < ends[tp]:
+                unfinished.add(tp)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(
+            f"cannot read the positions of {sorted(tp.partition for tp in tps)}: {exc}"
+        ) from exc
+    return unfinished
+
+
+def _assign_from_beginning(
+    consumer: KafkaConsumer, bootstrap: str, topic: str, wanted: list[int] | None,
+) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
+    """Assign the partitions, seek to their beginning; returns them and their end offsets."""
+    existing = consumer.partitions_for_topic(topic)
+    if not existing:
+        raise TopicNotFoundError(f"topic {topic!r} does not exist at {bootstrap}")
+    if wanted is None:
+        wanted = sorted(existing)
+    missing = [p for p in wanted if p not in existing]
+    if missing:
+        raise TopicNotFoundError(
+            f"topic {topic!r} has partitions {sorted(existing)}, not {missing}")
+    tps = [TopicPartition(topic, p) for p in wanted]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    try:
+        ends = consumer.end_offsets(tps)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot read the end offsets of {topic!r}: {exc}") from exc
+    return tps, ends
+
+
+def partitions_of(
+    bootstrap: str, topic: str, *, client_id: str = "streamrec-metadata",
+    security: KafkaSecurity | None = None,
+) -> list[int]:
+    """The partition ids of `topic`; `TopicNotFoundError` if it does not exist."""
+    consumer = make_consumer(bootstrap, None, client_id, security, allow_auto_create_topics=False)
+    try:
+        existing = consumer.partitions_for_topic(topic)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot read the metadata of {topic!r}: {exc}") from exc
+    finally:
+        consumer.close()
+    if not existing:
+        raise TopicNotFoundError(f"topic {topic!r} does not exist at {bootstrap}")
+    return sorted(existing)
