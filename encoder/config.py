@@ -84,6 +84,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     loss: LossKind = "sampled"  # "full": softmax over all V items; "sampled": shared negatives
     num_negatives: int = 2048  # sampled loss: negatives shared by the whole batch
+    negative_power: float = 0.5  # negatives drawn ~ count**power (0 = uniform), log-q corrected
     patience: int = 5  # evaluations without a better validation NDCG@10 before stopping
     eval_every: int = 1  # epochs between validation evaluations
     max_minutes: float = 15.0  # wall-clock budget for training (0 = none)
@@ -109,8 +110,9 @@ class TrainConfig:
             raise ConfigError("TrainConfig.num_negatives must be >= 1 for the sampled loss")
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.max_minutes < 0:
-            raise ConfigError("weight_decay, grad_clip and max_minutes must be >= 0")
+        if min(self.weight_decay, self.grad_clip, self.max_minutes, self.negative_power) < 0:
+            raise ConfigError("weight_decay, grad_clip, max_minutes and negative_power "
+                              "must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready field dict."""
@@ -139,7 +141,12 @@ def auto_config(
         dropout=0.5 if sparse else 0.2,
         emb_dropout=0.5 if sparse else 0.2,
     )
-    train = TrainConfig(loss="full" if num_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled")
+    train = TrainConfig(
+        loss="full" if num_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled",
+        # Short histories make small matmuls: a second thread gains ~12% per step, and
+        # on a shared machine every parallel op waits for a preempted thread (4x slower).
+        threads=1 if sparse else 0,
+    )
     return model, train
 
 
@@ -161,12 +168,10 @@ def preset(
             TrainConfig(loss="full", epochs=30, batch_size=64, lr=3e-3, warmup_steps=20,
                         patience=3, max_minutes=1.0),
         )
-    if name == "games":
+    if name == "games":  # what "auto" picks for Games, pinned so heuristics cannot move it
         return (
             ModelConfig(num_items=num_items, max_len=50, hidden=64, blocks=2, heads=1,
                         ffn_mult=1, dropout=0.5, emb_dropout=0.5),
-            # One thread: at this size a second core gains ~12% per step, and when the
-            # cores are shared every parallel op waits for a preempted thread (4x slower).
             TrainConfig(loss="sampled", num_negatives=2048, batch_size=64, lr=1e-3,
                         eval_users=8000, max_minutes=15.0, patience=5, threads=1),
         )

@@ -251,12 +251,15 @@ def _batches(seqs: list[np.ndarray], max_len: int, batch_size: int,
 
 
 class _NegativeSampler:
-    """Shared negatives drawn ~ count^0.5 (flatter than popularity), with their log q."""
+    """Shared negatives drawn ~ (count + 1)^power, with the log q that corrects for it.
+
+    Subtracting log(K q) from every logit makes the sampled softmax an estimate of the
+    full one whatever q is; q only decides which items get gradient how often.
+    """
 
     def __init__(self, counts: Tensor, tc: TrainConfig) -> None:
-        weights = counts.float().clamp(min=0) + 1.0
+        weights = (counts.float().clamp(min=0) + 1.0) ** tc.negative_power
         weights[0] = 0.0
-        weights = weights.sqrt()
         self.probs = weights / weights.sum()  # [V + 1]
         self.log_q = torch.log(self.probs.clamp(min=1e-12) * tc.num_negatives)
         self.k = tc.num_negatives

@@ -52,7 +52,7 @@ LAG_REFRESH_S = 2.0
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Finish and commit a partition's work before the group moves it elsewhere."""
+    """Hand state over cleanly when the group moves partitions."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -62,6 +62,9 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.worker._on_assigned(assigned)
+
+    def on_partitions_lost(self, lost: list[TopicPartition]) -> None:
+        self.worker._on_lost(lost)
 
 
 class Worker:
@@ -248,19 +251,22 @@ class Worker:
         self._flush_and_commit(publish_started=t2)
 
     def _flush_and_commit(self, publish_started: float | None = None, force: bool = False,
-                          ) -> None:
+                          consumer_commit: bool = True) -> None:
         """Write changed histories, wait for every ack, commit, then apply the user cap.
 
         Records are confirmed every batch; offsets are committed every
-        `commit_interval_ms` (and always when `force`d: shutdown, rebalance), like
-        Kafka Streams. A crash in between re-reads events whose state is already in
-        the changelog: the applied offsets stored with it make that replay a no-op.
+        `commit_interval_ms` (and always when `force`d: shutdown), like Kafka Streams.
+        A crash in between re-reads events whose state is already in the changelog:
+        the applied offsets stored with it make that replay a no-op. With exactly-once
+        every batch is one transaction, offsets included. `consumer_commit=False`
+        skips the consumer's own commit (not allowed inside its rebalance callback).
         """
         start = time.perf_counter() if publish_started is None else publish_started
         self.state.write_dirty(self._publisher)
         due = force or time.monotonic() >= self._next_commit
-        offsets = self._offsets_to_commit() if due or self.config.exactly_once else {}
-        if self.config.exactly_once:
+        eos = self.config.exactly_once
+        offsets = self._offsets_to_commit() if eos or (due and consumer_commit) else {}
+        if eos:
             acked = self._publisher.commit_transaction(offsets,
                                                        self._consumer.group_metadata())
             committed = True
@@ -318,25 +324,49 @@ class Worker:
         return True
 
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Before a rebalance: publish pending users and commit, so nothing is redone.
+        """Before a rebalance: every changed history reaches the changelog, acknowledged.
 
-        State is kept until the new assignment is known: a rebalance that hands the
-        same partitions back (e.g. after topic metadata changed) must not forget users.
+        The next owner restores from the changelog, so it must be complete before
+        the partition moves. kafka-python 3 runs this callback on the consumer's own
+        IO loop, where the consumer cannot commit; events after the last commit are
+        replayed by the next owner, and the applied offsets in the changelog make
+        that replay a no-op for state. With exactly-once the batch's transaction,
+        offsets included, commits through the producer as usual. Pending users stay
+        pending: they are published if the partition comes back, and dropped (their
+        events replayed by the new owner) if it does not.
         """
         if self._publisher is None:
             return
-        while self.batcher:
-            self._process_batch()
-        self._flush_and_commit(force=True)
+        self._flush_and_commit(force=True, consumer_commit=False)
         logger.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
+
+    def _on_lost(self, lost: list[TopicPartition]) -> None:
+        """The session expired: another worker may own these partitions already.
+
+        Nothing more is written or committed for them; their pending users and
+        state are dropped, and the owner replays from the last commit. An open
+        transaction is aborted (its writes could race the new owner's).
+        """
+        if self._publisher is not None and self.config.exactly_once:
+            self._publisher.abort_transaction()
+        for tp in lost:
+            self._forget(tp.partition)
+        logger.warning("lost partitions %s (session expired); dropped their state",
+                       sorted(tp.partition for tp in lost))
+
+    def _forget(self, partition: int) -> int:
+        """Drop everything this worker holds for a partition it no longer owns."""
+        self.batcher.drop_partition(partition)
+        self._consumed.pop(partition, None)
+        self._committed.pop(partition, None)
+        self._owned.discard(partition)
+        return self.histories.drop(partition)
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Drop partitions that moved away; restore the new ones before their events."""
         owned = {tp.partition for tp in assigned}
         for partition in sorted(self._owned - owned):
-            dropped = self.histories.drop(partition)
-            self._consumed.pop(partition, None)
-            self._committed.pop(partition, None)
+            dropped = self._forget(partition)
             logger.info("partition %d moved away: dropped %d users", partition, dropped)
         new = sorted(owned - self._owned)
         if new:

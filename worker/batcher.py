@@ -84,6 +84,13 @@ class MicroBatcher:
             batch.append(BatchItem(key[0], key[1], entry.event_ts))
         return batch
 
+    def drop_partition(self, partition: int) -> int:
+        """Forget pending users of a partition this worker no longer owns; returns how many."""
+        keys = [k for k in self._pending if k[0] == partition]
+        for key in keys:
+            del self._pending[key]
+        return len(keys)
+
     def low_watermarks(self) -> dict[int, int]:
         """Per partition, the lowest offset whose recommendation is not yet published."""
         marks: dict[int, int] = {}

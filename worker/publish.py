@@ -171,6 +171,16 @@ class Publisher:
             self._in_transaction = False
         return self.flush()
 
+    def abort_transaction(self) -> None:
+        """Abort the open transaction (if any): its records are never seen committed."""
+        self._inflight = []
+        if self._in_transaction:
+            self._in_transaction = False
+            try:
+                self.producer.abort_transaction()
+            except KafkaError as exc:
+                logger.warning("abort_transaction failed: %s", exc)
+
     def flush(self, timeout_s: float = 120.0) -> Acked:
         """Wait for every queued record; raise `PublishError` if any failed."""
         inflight, self._inflight = self._inflight, []

@@ -52,6 +52,15 @@ def test_low_watermark_is_first_unpublished_offset_per_partition() -> None:
     assert b.low_watermarks() == {0: 11, 2: 3}
 
 
+def test_drop_partition_forgets_its_users() -> None:
+    b = MicroBatcher(max_batch=10, max_wait_ms=0)
+    b.add(0, "a", offset=1, event_ts=1)
+    b.add(1, "b", offset=1, event_ts=1)
+    assert b.drop_partition(0) == 1
+    assert [x.user_id for x in b.take()] == ["b"]
+    assert b.low_watermarks() == {}
+
+
 def test_rejects_nonsense_limits() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(max_batch=0, max_wait_ms=1)
