@@ -33,6 +33,7 @@ from kafka.structs import OffsetAndMetadata
 
 from streamrec.worker.batcher import MicroBatcher
 from streamrec.worker.config import WorkerConfig
+from streamrec.worker.errors import PublishError
 from streamrec.worker.histories import PartitionedHistories
 from streamrec.worker.kafka_clients import (
     MAX_REQUEST_BYTES,
@@ -139,6 +140,7 @@ class Worker:
             self.metrics_port = self._metrics_server.server_port
         transactional = {"transactional_id": cfg.transactional_id} if cfg.exactly_once else {}
         producer = make_producer(cfg.bootstrap, cfg.client_id, cfg.security, **transactional)
+        self.metrics.watch_producer(producer)
         self._publisher = Publisher(producer, cfg.recommendations_topic, cfg.dead_letter_topic,
                                     cfg.dead_letter_max_bytes, transactional=cfg.exactly_once)
         self._consumer = make_consumer(
@@ -266,13 +268,17 @@ class Worker:
         due = force or time.monotonic() >= self._next_commit
         eos = self.config.exactly_once
         offsets = self._offsets_to_commit() if eos or (due and consumer_commit) else {}
-        if eos:
-            acked = self._publisher.commit_transaction(offsets,
-                                                       self._consumer.group_metadata())
-            committed = True
-        else:
-            acked = self._publisher.flush()
-            committed = self._commit(offsets)
+        try:
+            if eos:
+                acked = self._publisher.commit_transaction(offsets,
+                                                           self._consumer.group_metadata())
+            else:
+                acked = self._publisher.flush()
+        except PublishError as exc:
+            for kind in exc.kinds:
+                self.metrics.publish_failures.labels(kind).inc()
+            raise
+        committed = eos or self._commit(offsets)
         acked_ms = now_ms()
         m = self.metrics
         m.stage_seconds.labels("publish").observe(time.perf_counter() - start)

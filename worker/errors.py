@@ -21,7 +21,12 @@ class PublishError(WorkerError):
     """A recommendation or dead-letter record was not acknowledged after retries.
 
     The worker stops rather than commit offsets past records it could not publish.
+    `kinds` names what failed per record (recommendation strategy, dlq, changelog).
     """
+
+    def __init__(self, message: str, kinds: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.kinds = kinds or []
 
 
 class TopicNotFoundError(KafkaUnavailableError):

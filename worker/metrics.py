@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from socketserver import ThreadingMixIn
+from typing import Any, ClassVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
@@ -21,6 +22,8 @@ from prometheus_client import (
     Info,
     make_wsgi_app,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from streamrec.worker.validate import INVALID_REASONS
 
@@ -109,10 +112,18 @@ class WorkerMetrics:
         self.commit_failures = Counter(
             "streamrec_offset_commit_failures_total",
             "Offset commits that failed (retried with the next batch).", registry=r)
+        self.publish_failures = Counter(
+            "streamrec_publish_failures_total",
+            "Records not acknowledged after the producer's retries (the worker stops rather "
+            "than commit past them).", ["kind"], registry=r)
         self.commits = Counter(
             "streamrec_offset_commits_total", "Successful offset commits.", registry=r)
         self.model_info = Info(
             "streamrec_model", "The loaded model: version, items, dims.", registry=r)
+
+    def watch_producer(self, producer: Any) -> None:
+        """Export the producer's own retry and error rates (kafka-python's sensors)."""
+        self.registry.register(_ProducerRates(producer))
 
     def serve(
         self, port: int, addr: str = "0.0.0.0", ready: Callable[[], bool] | None = None,
@@ -139,6 +150,29 @@ class WorkerMetrics:
         logger.info("metrics on http://%s:%d/metrics (also /readyz, /healthz)",
                     addr, server.server_port)
         return server
+
+
+class _ProducerRates(Collector):
+    """kafka-python's producer-metrics record-retry-rate and record-error-rate, at scrape."""
+
+    NAMES: ClassVar[dict[str, str]] = {
+        "record-retry-rate": "streamrec_producer_record_retry_rate",
+        "record-error-rate": "streamrec_producer_record_error_rate",
+    }
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            group = self.producer.metrics().get("producer-metrics", {})
+        except Exception:  # a closed producer must not break a scrape
+            group = {}
+        for source, name in self.NAMES.items():
+            family = GaugeMetricFamily(name, f"Producer {source.replace('-', ' ')} per second "
+                                             "(kafka-python sensor).")
+            family.add_metric([], float(group.get(source, 0.0) or 0.0))
+            yield family
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

@@ -166,7 +166,8 @@ class Publisher:
             self.producer.commit_transaction()
         except KafkaError as exc:
             self._inflight = []
-            raise PublishError(f"transaction not committed: {exc}; offsets not committed") from exc
+            raise PublishError(f"transaction not committed: {exc}; offsets not committed",
+                               kinds=["transaction"]) from exc
         finally:
             self._in_transaction = False
         return self.flush()
@@ -189,11 +190,13 @@ class Publisher:
         self.producer.flush(timeout=timeout_s)
         acked = Acked()
         failures: list[str] = []
+        failure_kinds: list[tuple[str, KafkaError]] = []
         for future, kind, event_ts in inflight:
             try:
                 future.get(timeout=0.1 if future.is_done else timeout_s)
             except KafkaError as exc:
                 failures.append(f"{kind}: {exc}")
+                failure_kinds.append((kind, exc))
                 continue
             if kind == "dlq":
                 acked.dead_letters += 1
@@ -203,8 +206,11 @@ class Publisher:
                 acked.recommendations[kind] += 1
                 acked.event_ts.append(event_ts)
         if failures:
+            for failure in failures:
+                logger.error("not acknowledged after retries: %s", failure)
             raise PublishError(
                 f"{len(failures)} of {len(inflight)} records not acknowledged after retries "
-                f"(first: {failures[0]}); offsets not committed"
+                f"(first: {failures[0]}); offsets not committed",
+                kinds=[kind for kind, _ in failure_kinds],
             )
         return acked
