@@ -285,7 +285,8 @@ class Worker:
         for strategy, n in acked.recommendations.items():
             m.recommendations.labels(strategy).inc(n)
         m.dead_letters.inc(acked.dead_letters)
-        m.changelog_records.inc(acked.changelog)
+        m.changelog_records.inc(len(acked.changelog))
+        self.state.note_written(acked.changelog)
         for ts in acked.event_ts:
             m.event_to_rec_seconds.observe(max(0.0, (acked_ms - ts) / 1000.0))
         if committed and offsets:
@@ -366,7 +367,7 @@ class Worker:
         self._consumed.pop(partition, None)
         self._committed.pop(partition, None)
         self._owned.discard(partition)
-        return self.histories.drop(partition)
+        return self.state.drop(partition)
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Drop partitions that moved away; restore the new ones before their events."""

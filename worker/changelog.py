@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from streamrec.worker.errors import ChangelogError
 from streamrec.worker.security import KafkaSecurity
-from streamrec.worker.topic_reader import read_to_end
+from streamrec.worker.topic_reader import read_offsets, read_to_end
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ class RestoreStats:
 def restore_partitions(
     bootstrap: str, group_id: str, partitions: Iterable[int], *,
     security: KafkaSecurity | None = None, timeout_s: float = 300.0,
+    positions: dict[tuple[int, str], int] | None = None,
 ) -> tuple[dict[int, dict[str, HistoryRecord]], RestoreStats]:
     """The latest history of every user of `partitions`, read from the group's changelog.
 
@@ -139,7 +140,8 @@ def restore_partitions(
     tombstone deletes the user; records with an undecodable key or value are logged
     and counted in `stats.invalid`, never fatal. Raises `TopicNotFoundError` if the
     changelog topic (or a partition) does not exist, `KafkaUnavailableError` if the
-    broker fails or the read outlasts `timeout_s`.
+    broker fails or the read outlasts `timeout_s`. When `positions` is given, it is
+    filled with the changelog offset of each returned record, keyed (partition, user).
     """
     wanted = sorted(set(partitions))
     topic = changelog_topic(group_id)
@@ -157,8 +159,12 @@ def restore_partitions(
             if rec.value is None:
                 tombstones += 1
                 users.pop(user, None)
+                if positions is not None:
+                    positions.pop((rec.partition, user), None)
                 continue
             users[user] = decode_history(rec.value)
+            if positions is not None:
+                positions[(rec.partition, user)] = rec.offset
         except (ChangelogError, UnicodeDecodeError) as exc:
             invalid += 1
             logger.warning("skipped changelog record %s/%d/%d: %s", topic, rec.partition,
@@ -170,3 +176,23 @@ def restore_partitions(
                 "(%d tombstones, %d invalid)", stats.users, wanted, topic, records,
                 stats.seconds, tombstones, invalid)
     return histories, stats
+
+
+def fetch_histories(
+    bootstrap: str, group_id: str, partition: int, positions: dict[str, int], *,
+    security: KafkaSecurity | None = None,
+) -> dict[str, HistoryRecord]:
+    """The records of users evicted from memory, read back at their changelog offsets."""
+    by_offset = {offset: user for user, offset in positions.items()}
+    found = read_offsets(bootstrap, changelog_topic(group_id), partition, by_offset,
+                         client_id=f"{group_id}-fetch", security=security)
+    histories = {}
+    for offset, rec in found.items():
+        user = by_offset[offset]
+        if rec.key == user.encode() and rec.value is not None:
+            histories[user] = decode_history(rec.value)
+    missing = set(positions) - set(histories)
+    if missing:
+        logger.warning("%d evicted users not found at their changelog offsets in partition %d",
+                       len(missing), partition)
+    return histories

@@ -37,6 +37,7 @@ class HistoryStore:
         self._offsets = np.full(initial_capacity, -1, dtype=np.int64)
         self._active = np.zeros(initial_capacity, dtype=np.int64)  # tick of last change
         self._dirty = np.zeros(initial_capacity, dtype=bool)
+        self._changelog = np.full(initial_capacity, -1, dtype=np.int64)  # offset of last record
         self._tick = 0
 
     def __len__(self) -> int:
@@ -68,6 +69,7 @@ class HistoryStore:
         self._offsets = np.concatenate([self._offsets, np.full(old, -1, dtype=np.int64)])
         self._active = np.concatenate([self._active, np.zeros(old, dtype=np.int64)])
         self._dirty = np.concatenate([self._dirty, np.zeros(old, dtype=bool)])
+        self._changelog = np.concatenate([self._changelog, np.full(old, -1, dtype=np.int64)])
         self._users.extend([None] * old)
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -139,13 +141,20 @@ class HistoryStore:
         slots = np.array([self._slots[u] for u in user_ids], dtype=np.int64)
         return self._items[slots], self._ts[slots], self._offsets[slots]
 
-    def evict(self, max_users: int) -> list[str]:
-        """Drop the least recently active clean users beyond `max_users`; returns them."""
+    def note_written(self, user_id: str, changelog_offset: int) -> None:
+        """Where the user's latest state sits in the changelog (for fetching it back)."""
+        slot = self._slots.get(user_id)
+        if slot is not None:
+            self._changelog[slot] = changelog_offset
+
+    def evict(self, max_users: int) -> list[tuple[str, int]]:
+        """Drop the least recently active users beyond `max_users` whose state is in the
+        changelog; returns (user, changelog offset of their latest record)."""
         excess = len(self._slots) - max_users
         if excess <= 0:
             return []
         used = np.array(list(self._slots.values()), dtype=np.int64)
-        candidates = used[~self._dirty[used]]
+        candidates = used[~self._dirty[used] & (self._changelog[used] >= 0)]
         victims = candidates[np.argsort(self._active[candidates], kind="stable")[:excess]]
         gone = []
         for slot in victims.tolist():
@@ -156,8 +165,9 @@ class HistoryStore:
             self._ts[slot] = 0
             self._lengths[slot] = 0
             self._offsets[slot] = -1
+            gone.append((user, int(self._changelog[slot])))
+            self._changelog[slot] = -1
             self._free.append(slot)
-            gone.append(user)
         return gone  # type: ignore[return-value]
 
     def rows(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:

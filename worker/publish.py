@@ -38,7 +38,7 @@ class Acked:
 
     recommendations: Counter[str] = field(default_factory=Counter)  # by strategy
     dead_letters: int = 0
-    changelog: int = 0
+    changelog: list[tuple[int, str, int]] = field(default_factory=list)  # partition, user, offset
     event_ts: list[int] = field(default_factory=list)  # per recommendation
 
 
@@ -95,18 +95,19 @@ class Publisher:
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.transactional = transactional
         self._in_transaction = False
-        self._inflight: list[tuple[Any, str, int]] = []  # (future, kind, event_ts)
+        self._inflight: list[tuple[Any, str, int, str]] = []  # future, kind, event_ts, user
         if transactional:
             # Fences older instances with the same transactional id and aborts a
             # transaction a killed predecessor left open.
             producer.init_transactions()
 
-    def _send(self, topic: str, kind: str, event_ts: int = 0, **kwargs: Any) -> None:
+    def _send(self, topic: str, kind: str, event_ts: int = 0, user: str = "",
+              **kwargs: Any) -> None:
         """Send one record (inside the open transaction, when transactional)."""
         if self.transactional and not self._in_transaction:
             self.producer.begin_transaction()
             self._in_transaction = True
-        self._inflight.append((self.producer.send(topic, **kwargs), kind, event_ts))
+        self._inflight.append((self.producer.send(topic, **kwargs), kind, event_ts, user))
 
     def send_recommendations(
         self, batch: list[BatchItem], recs: Recommendations, histories: np.ndarray,
@@ -146,7 +147,8 @@ class Publisher:
 
     def send_changelog(self, topic: str, partition: int, user_id: str, value: bytes) -> None:
         """Queue a user's history record to the changelog partition that mirrors its events."""
-        self._send(topic, "changelog", key=user_id.encode(), value=value, partition=partition)
+        self._send(topic, "changelog", user=user_id, key=user_id.encode(), value=value,
+                   partition=partition)
 
     def commit_transaction(self, offsets: dict, group_metadata: Any) -> Acked:
         """Commit the batch's records and the consumed `offsets` as one transaction.
@@ -189,28 +191,26 @@ class Publisher:
             return Acked()
         self.producer.flush(timeout=timeout_s)
         acked = Acked()
-        failures: list[str] = []
-        failure_kinds: list[tuple[str, KafkaError]] = []
-        for future, kind, event_ts in inflight:
+        failures: list[tuple[str, KafkaError]] = []
+        for future, kind, event_ts, user in inflight:
             try:
-                future.get(timeout=0.1 if future.is_done else timeout_s)
+                meta = future.get(timeout=0.1 if future.is_done else timeout_s)
             except KafkaError as exc:
-                failures.append(f"{kind}: {exc}")
-                failure_kinds.append((kind, exc))
+                failures.append((kind, exc))
                 continue
             if kind == "dlq":
                 acked.dead_letters += 1
             elif kind == "changelog":
-                acked.changelog += 1
+                acked.changelog.append((meta.partition, user, meta.offset))
             else:
                 acked.recommendations[kind] += 1
                 acked.event_ts.append(event_ts)
         if failures:
-            for failure in failures:
-                logger.error("not acknowledged after retries: %s", failure)
+            for kind, exc in failures:
+                logger.error("%s record not acknowledged after retries: %s", kind, exc)
             raise PublishError(
                 f"{len(failures)} of {len(inflight)} records not acknowledged after retries "
-                f"(first: {failures[0]}); offsets not committed",
-                kinds=[kind for kind, _ in failure_kinds],
+                f"(first: {failures[0][0]}: {failures[0][1]}); offsets not committed",
+                kinds=[kind for kind, _ in failures],
             )
         return acked

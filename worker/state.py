@@ -22,9 +22,10 @@ from streamrec.worker.changelog import (
     HistoryRecord,
     changelog_topic,
     encode_history,
+    fetch_histories,
     restore_partitions,
 )
-from streamrec.worker.histories import PartitionedHistories
+from streamrec.worker.histories import HistoryStore, PartitionedHistories
 from streamrec.worker.kafka_clients import ensure_topics, make_admin
 from streamrec.worker.publish import Publisher
 from streamrec.worker.security import KafkaSecurity
@@ -57,6 +58,8 @@ class HistoryState:
         self.max_users = max_users  # per partition store; 0 = unbounded
         self.topic = changelog_topic(group_id)
         self.external_ids = ["", *vocab.external(np.arange(1, len(vocab) + 1))]
+        # Users evicted by the cap: partition -> user -> changelog offset of their state.
+        self._evicted: dict[int, dict[str, int]] = {}
 
     def ensure_topic(self, events_topic: str) -> None:
         """Create the compacted changelog with the events topic's partition count."""
@@ -72,7 +75,17 @@ class HistoryState:
 
     def apply(self, partition: int, users: list[str], items: list[str], ts: np.ndarray,
               offsets: np.ndarray) -> tuple[np.ndarray, int]:
-        """Apply a partition's valid events; returns (mask of new events, unknown items)."""
+        """Apply a partition's valid events; returns (mask of new events, unknown items).
+
+        Users evicted by the cap are first read back from the changelog, so a
+        returning user continues their history instead of starting a new one.
+        """
+        evicted = self._evicted.get(partition)
+        if evicted:
+            back = {u: evicted.pop(u) for u in set(users) if u in evicted}
+            if back:
+                self._load(partition, fetch_histories(
+                    self.bootstrap, self.group_id, partition, back, security=self.security))
         rows = self.vocab.rows(items)
         fresh = self.histories.store(partition).append(users, rows, ts, offsets)
         return fresh, int((rows[fresh] == 0).sum())
@@ -94,23 +107,42 @@ class HistoryState:
             written += len(users)
         return written
 
+    def note_written(self, written: list[tuple[int, str, int]]) -> None:
+        """Remember where acknowledged changelog records landed: (partition, user, offset)."""
+        for partition, user, offset in written:
+            self.histories.store(partition).note_written(user, offset)
+
     def evict(self) -> int:
         """Apply the per-partition user cap (only users already in the changelog go)."""
         if self.max_users <= 0:
             return 0
-        return sum(len(store.evict(self.max_users)) for _, store in self.histories.items())
+        count = 0
+        for partition, store in self.histories.items():
+            gone = store.evict(self.max_users)
+            self._evicted.setdefault(partition, {}).update(gone)
+            count += len(gone)
+        return count
+
+    def drop(self, partition: int) -> int:
+        """Forget a partition this worker no longer owns; returns the users dropped."""
+        self._evicted.pop(partition, None)
+        return self.histories.drop(partition)
 
     def restore(self, partitions: list[int]) -> Restored:
         """Load the partitions' histories from the changelog (replacing memory)."""
         start = time.perf_counter()
+        positions: dict[tuple[int, str], int] = {}
         by_partition, stats = restore_partitions(
-            self.bootstrap, self.group_id, partitions, security=self.security)
+            self.bootstrap, self.group_id, partitions, security=self.security,
+            positions=positions)
         users = 0
         for partition in partitions:
-            self.histories.drop(partition)
+            self.drop(partition)
             records = by_partition.get(partition, {})
             if records:
-                self._load(partition, records)
+                store = self._load(partition, records)
+                for user in records:
+                    store.note_written(user, positions[(partition, user)])
                 users += len(records)
         restored = Restored(tuple(partitions), users, stats.records,
                             time.perf_counter() - start)
@@ -118,7 +150,7 @@ class HistoryState:
                     users, stats.records, list(partitions), restored.seconds)
         return restored
 
-    def _load(self, partition: int, records: dict[str, HistoryRecord]) -> None:
+    def _load(self, partition: int, records: dict[str, HistoryRecord]) -> HistoryStore:
         store = self.histories.store(partition)
         width = store.max_len
         users = list(records)
@@ -136,3 +168,4 @@ class HistoryState:
                 ts[i, width - len(kept_ts):] = kept_ts
             offsets[i] = rec.offset
         store.load(users, items, ts, offsets)
+        return store

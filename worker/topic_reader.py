@@ -142,3 +142,36 @@ def partitions_of(
     if not existing:
         raise TopicNotFoundError(f"topic {topic!r} does not exist at {bootstrap}")
     return sorted(existing)
+
+
+def read_offsets(
+    bootstrap: str, topic: str, partition: int, offsets: Iterable[int], *, client_id: str,
+    security: KafkaSecurity | None = None, timeout_s: float = 60.0,
+) -> dict[int, ConsumerRecord]:
+    """The records at `offsets` of one partition (missing ones, e.g. compacted, left out)."""
+    wanted = sorted(set(offsets))
+    found: dict[int, ConsumerRecord] = {}
+    if not wanted:
+        return found
+    tp = TopicPartition(topic, partition)
+    consumer = make_consumer(bootstrap, None, client_id, security, max_poll_records=1)
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer.assign([tp])
+        for offset in wanted:
+            consumer.seek(tp, offset)
+            while time.monotonic() < deadline:
+                records = consumer.poll(timeout_ms=POLL_TIMEOUT_MS).get(tp, [])
+                if records:
+                    if records[0].offset == offset:
+                        found[offset] = records[0]
+                    break
+            else:
+                raise KafkaUnavailableError(
+                    f"reading {len(wanted)} records of {topic}/{partition} took over "
+                    f"{timeout_s:.0f}s")
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot read {topic}/{partition}: {exc}") from exc
+    finally:
+        consumer.close()
+    return found

@@ -119,16 +119,20 @@ def test_dirty_users_are_reported_once_and_export_loads_back() -> None:
     assert other.take_dirty() == []
 
 
-def test_evicts_least_recently_active_clean_users_and_reuses_their_slots() -> None:
+def test_evicts_least_recently_active_users_already_in_the_changelog() -> None:
     store = HistoryStore(max_len=2, initial_capacity=2)
     append(store, [("a", 1)])
     append(store, [("b", 2)])
     append(store, [("c", 3)])
+    append(store, [("z", 9)])
     store.take_dirty()
+    for offset, user in enumerate(["a", "b", "c"]):  # z's record was never acknowledged
+        store.note_written(user, 100 + offset)
     append(store, [("a", 4)])  # a is active again, and dirty: never evicted while dirty
-    assert store.evict(max_users=1) == ["b", "c"]
+    assert store.evict(max_users=2) == [("b", 101), ("c", 102)]
     assert "a" in store
+    assert "z" in store
     assert "b" not in store
-    append(store, [("d", 5), ("e", 6)])
+    append(store, [("d", 5), ("e", 6)])  # freed slots are reused
     assert store.history("d")[0].tolist() == [5]
     assert store.history("a")[0].tolist() == [1, 4]
