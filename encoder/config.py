@@ -85,6 +85,8 @@ class TrainConfig:
     loss: LossKind = "sampled"  # "full": softmax over all V items; "sampled": shared negatives
     num_negatives: int = 2048  # sampled loss: negatives shared by the whole batch
     negative_power: float = 0.5  # negatives drawn ~ count**power (0 = uniform), log-q corrected
+    bce_weight: float = 0.0  # + weight x SASRec's own loss: targets vs uniform items
+    bce_negatives: int = 1  # uniform items per target in that loss (the paper uses 1)
     patience: int = 5  # evaluations without a better validation NDCG@10 before stopping
     eval_every: int = 1  # epochs between validation evaluations
     max_minutes: float = 15.0  # wall-clock budget for training (0 = none)
@@ -96,7 +98,7 @@ class TrainConfig:
     compile: bool = True  # torch.compile on CUDA (ignored on CPU)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every"):
+        for name in ("epochs", "batch_size", "eval_every", "bce_negatives"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"TrainConfig.{name} must be a positive int, got {value!r}")
@@ -110,9 +112,10 @@ class TrainConfig:
             raise ConfigError("TrainConfig.num_negatives must be >= 1 for the sampled loss")
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
-        if min(self.weight_decay, self.grad_clip, self.max_minutes, self.negative_power) < 0:
-            raise ConfigError("weight_decay, grad_clip, max_minutes and negative_power "
-                              "must be >= 0")
+        if min(self.weight_decay, self.grad_clip, self.max_minutes, self.negative_power,
+               self.bce_weight) < 0:
+            raise ConfigError("weight_decay, grad_clip, max_minutes, negative_power and "
+                              "bce_weight must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready field dict."""

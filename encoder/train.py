@@ -269,30 +269,45 @@ class _NegativeSampler:
         return torch.multinomial(self.probs, self.k, replacement=True)
 
 
-def _loss(model: SASRec, x: Tensor, y: Tensor, sampler: _NegativeSampler | None
-          ) -> tuple[Tensor, int]:
-    """Mean cross-entropy over real positions of x [B, W] -> (loss, positions)."""
+def _loss(model: SASRec, x: Tensor, y: Tensor, sampler: _NegativeSampler | None,
+          bce_weight: float = 0.0, bce_negatives: int = 1) -> tuple[Tensor, int]:
+    """Mean cross-entropy over real positions of x [B, W] -> (loss, positions).
+
+    With `bce_weight`, adds the SASRec paper's binary loss (each target against
+    `bce_negatives` uniformly drawn items): it pushes rarely seen items' absolute
+    scores down, which the sampled-100 protocol (uniform negatives) rewards and a
+    softmax, which only sees score differences, leaves alone.
+    """
     hidden = model(x)  # [B, W, d]
     real = x > 0  # position t has an item, so it predicts y[t] (also > 0)
     h = hidden[real]  # [N, d]
     target = y[real]  # [N]
     table = model.item_embeddings()  # [V + 1, d]
+    pos = (h * table[target]).sum(-1)  # [N]
     if sampler is None:
         logits = h @ table[1:].T  # [N, V]; row 0 (padding) is never a candidate
-        return F.cross_entropy(logits.float(), target - 1), int(target.numel())
-    neg = sampler.sample()  # [K]
-    pos_logit = (h * table[target]).sum(-1, keepdim=True) - sampler.log_q[target, None]
-    neg_logits = h @ table[neg].T - sampler.log_q[neg]  # [N, K]
-    neg_logits = neg_logits.masked_fill(neg[None, :] == target[:, None], float("-inf"))
-    logits = torch.cat([pos_logit, neg_logits], dim=1).float()  # [N, 1 + K]
-    zeros = torch.zeros(len(target), dtype=torch.long, device=x.device)
-    return F.cross_entropy(logits, zeros), int(target.numel())
+        loss = F.cross_entropy(logits.float(), target - 1)
+    else:
+        neg = sampler.sample()  # [K]
+        neg_logits = h @ table[neg].T - sampler.log_q[neg]  # [N, K]
+        neg_logits = neg_logits.masked_fill(neg[None, :] == target[:, None], float("-inf"))
+        logits = torch.cat([(pos - sampler.log_q[target])[:, None], neg_logits], dim=1)
+        zeros = torch.zeros(len(target), dtype=torch.long, device=x.device)
+        loss = F.cross_entropy(logits.float(), zeros)  # the target is column 0
+    if bce_weight:
+        shape = (len(target), bce_negatives)
+        other = torch.randint(1, table.shape[0], shape, device=x.device)  # [N, k]
+        neg_scores = torch.einsum("nd,nkd->nk", h, table[other]).float()  # [N, k]
+        neg_loss = F.softplus(neg_scores).masked_fill(other == target[:, None], 0.0)
+        bce = F.softplus(-pos.float()) + neg_loss.mean(dim=1)
+        loss = loss + bce_weight * bce.mean()
+    return loss, int(target.numel())
 
 
 def _compiled_loss(model: SASRec, tc: TrainConfig, device: torch.device) -> LossFn:
     """The loss function; on CUDA under bf16 autocast and torch.compile when asked."""
     if device.type != "cuda":
-        return lambda x, y, s: _loss(model, x, y, s)
+        return lambda x, y, s: _loss(model, x, y, s, tc.bce_weight, tc.bce_negatives)
     fn = _loss
     if tc.compile:
         try:
@@ -302,7 +317,7 @@ def _compiled_loss(model: SASRec, tc: TrainConfig, device: torch.device) -> Loss
 
     def run(x: Tensor, y: Tensor, s: _NegativeSampler | None) -> tuple[Tensor, int]:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=tc.bf16):
-            return fn(model, x, y, s)
+            return fn(model, x, y, s, tc.bce_weight, tc.bce_negatives)
 
     return run
 

@@ -11,6 +11,9 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamrec.worker.kafka_clients import make_consumer
+from streamrec.worker.security import KafkaSecurity
+
 
 def producer(bootstrap: str) -> KafkaProducer:
     """A plain producer that can send records up to 8 MiB."""
@@ -28,12 +31,11 @@ def event(user: str, item: str, ts: int | None = None) -> tuple[bytes, bytes]:
 
 def consume_until(
     bootstrap: str, topic: str, done: Callable[[list[Any]], bool], timeout_s: float = 90.0,
+    security: KafkaSecurity | None = None,
 ) -> list[Any]:
-    """Read `topic` from the beginning until `done(records)` or the timeout."""
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024)
+    """Read `topic` from the beginning (group-less) until `done(records)` or the timeout."""
+    consumer = make_consumer(bootstrap, None, "test-reader", security)
+    consumer.subscribe([topic])
     records: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -43,6 +45,27 @@ def consume_until(
     finally:
         consumer.close()
     return records
+
+
+def latest_by_user(records: list[Any], into: dict[str, dict[str, Any]]) -> set[str]:
+    """Fold recommendation records into `into` (user -> newest doc); returns the users."""
+    for r in records:
+        into[r.key.decode()] = json.loads(r.value)
+    return set(into)
+
+
+def assert_recommendations_avoid_history(
+    latest: dict[str, dict[str, Any]], history: dict[str, list[str]], k: int,
+) -> None:
+    """Every user was served k items, best first, none of them from their history."""
+    assert set(latest) == set(history)
+    for user, rec in latest.items():
+        items = [x["item_id"] for x in rec["items"]]
+        assert rec["user_id"] == user
+        assert len(items) == k
+        assert not set(items) & set(history[user]), f"{user} got history items back"
+        scores = [x["score"] for x in rec["items"]]
+        assert scores == sorted(scores, reverse=True)
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:

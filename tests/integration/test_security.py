@@ -11,13 +11,12 @@ an error naming the bootstrap and `--ssl-cafile`, and `streamrec worker` exits 2
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,12 @@ from streamrec.worker.kafka_clients import ensure_topics, make_admin, make_consu
 from streamrec.worker.local_broker import BrokerConfig, LocalBroker
 from streamrec.worker.security import KafkaSecurity
 from tests.conftest import BROKER_START_TIMEOUT_S, free_port
-from tests.integration.helpers import event
+from tests.integration.helpers import (
+    assert_recommendations_avoid_history,
+    consume_until,
+    event,
+    latest_by_user,
+)
 from tests.tls import make_ca, make_pkcs12, make_server_cert
 
 pytestmark = pytest.mark.integration
@@ -77,22 +81,6 @@ def ssl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SslBroker]:
         broker.stop()
 
 
-def consume_until(bootstrap: str, security: KafkaSecurity, topic: str,
-                  done: Callable[[list[Any]], bool], timeout_s: float = 90.0) -> list[Any]:
-    """Read `topic` from the beginning over `security` until `done(records)`."""
-    consumer = make_consumer(bootstrap, None, "security-test-reader", security)
-    consumer.subscribe([topic])
-    records: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and not done(records):
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-    finally:
-        consumer.close()
-    return records
-
-
 def worker_config(bootstrap: str, model_dir: Path, security: KafkaSecurity) -> WorkerConfig:
     suffix = uuid.uuid4().hex[:8]
     return WorkerConfig(
@@ -124,22 +112,15 @@ def test_worker_consumes_and_publishes_over_ssl(
     thread.start()
     latest: dict[str, dict[str, Any]] = {}
 
-    def all_served(records: list[Any]) -> bool:
-        for r in records:
-            latest[r.key.decode()] = json.loads(r.value)
-        return set(latest) >= set(history)
-
     try:
-        consume_until(ssl_broker.ssl, security, config.recommendations_topic, all_served)
+        consume_until(ssl_broker.ssl, config.recommendations_topic,
+                      lambda records: latest_by_user(records, latest) >= set(history),
+                      security=security)
     finally:
         worker.stop()
         thread.join(timeout=60)
     assert not thread.is_alive()
-    assert set(latest) == set(history)
-    for user, rec in latest.items():
-        items = [x["item_id"] for x in rec["items"]]
-        assert len(items) == 5
-        assert not set(items) & set(history[user])
+    assert_recommendations_avoid_history(latest, history, k=5)
 
 
 def test_wrong_ca_fails_the_worker_fast_with_the_cause(

@@ -19,10 +19,12 @@ from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.publish import HEADER_REASON, HEADER_SOURCE
 from tests.integration.helpers import (
+    assert_recommendations_avoid_history,
     committed_offsets,
     consume_until,
     end_offsets,
     event,
+    latest_by_user,
     metric_sum,
     producer,
     scrape,
@@ -88,9 +90,7 @@ def test_events_to_recommendations_with_dead_letters_and_metrics(
         latest: dict[str, dict] = {}
 
         def all_users_served(records: list) -> bool:
-            for r in records:
-                latest[r.key.decode()] = json.loads(r.value)
-            return set(latest) >= set(history) and not worker.batcher
+            return latest_by_user(records, latest) >= set(history) and not worker.batcher
         consume_until(kafka_bootstrap, topics["recs"], all_users_served)
         dlq = consume_until(kafka_bootstrap, topics["dlq"], lambda rs: len(rs) >= len(bad))
         samples = scrape(worker.metrics_port)
@@ -99,14 +99,8 @@ def test_events_to_recommendations_with_dead_letters_and_metrics(
         thread.join(timeout=60)
     assert not thread.is_alive()
 
-    assert set(latest) == set(history)
-    for user, rec in latest.items():
-        items = [x["item_id"] for x in rec["items"]]
-        assert rec["user_id"] == user
-        assert len(items) == 5
-        assert not set(items) & set(history[user]), f"{user} got history items back"
-        assert [x["score"] for x in rec["items"]] == sorted(
-            (x["score"] for x in rec["items"]), reverse=True)
+    assert_recommendations_avoid_history(latest, history, k=5)
+    for rec in latest.values():
         assert rec["model_version"] == worker.recommender.model_version
         assert rec["produced_ts"] >= rec["event_ts"]
     assert latest["cold-user"]["explanation"]["strategy"] == "popular"

@@ -75,8 +75,9 @@ def test_resume_without_state_is_refused(walks: Interactions, tmp_path: Path) ->
         train_model(walks, *small(walks), checkpoint_dir=tmp_path, resume=True, progress=False)
 
 
-def test_sampled_loss_also_learns(walks: Interactions) -> None:
-    model_config, train_config = small(walks, loss="sampled", num_negatives=32)
+@pytest.mark.parametrize("extra", [{}, {"bce_weight": 1.0, "bce_negatives": 4}])
+def test_sampled_loss_also_learns(walks: Interactions, extra: dict[str, object]) -> None:
+    model_config, train_config = small(walks, loss="sampled", num_negatives=32, **extra)
     result = train_model(walks, model_config, train_config, progress=False)
     assert result.best_val_ndcg10 > 0.5
 
