@@ -107,11 +107,6 @@ class Worker:
         """True once partitions are assigned and restored (what /readyz reports)."""
         return self._assigned_once and not self._restoring and not self._stop.is_set()
 
-    @property
-    def stopping(self) -> bool:
-        """True once `stop()` was called."""
-        return self._stop.is_set()
-
     # -- lifecycle -----------------------------------------------------------------
 
     def run(self) -> None:
