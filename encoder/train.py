@@ -2,7 +2,8 @@
 
 `train_model` trains on each user's history minus its last two items, predicting
 every next item (cross-entropy over all items, or over shared sampled negatives
-with a log-frequency correction), and after each epoch ranks every item for the
+with a log-frequency correction, optionally plus the SASRec paper's binary loss
+against uniform items), and after each epoch ranks every item for the
 held-out second-to-last one (validation NDCG@10, full ranking). It keeps the best
 weights, stops when validation stops improving or the time budget runs out, and
 can resume from the training state it saves after every epoch.
@@ -72,7 +73,13 @@ def train_model(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train an encoder on `interactions`; save a checkpoint to `checkpoint_dir` if given."""
+    """Train an encoder on `interactions` and return the best-validation model.
+
+    With `checkpoint_dir`, the training state is saved there (`train_state/`) after
+    every epoch and the final checkpoint is written there; `resume=True` continues
+    from that state (the time budget counts the earlier run too). `progress` shows a
+    tqdm bar with the running loss and sequences per second.
+    """
     if model_config.num_items != interactions.num_items:
         raise TrainingError(f"model_config.num_items={model_config.num_items} but the data has "
                             f"{interactions.num_items} items")
@@ -305,19 +312,25 @@ def _loss(model: SASRec, x: Tensor, y: Tensor, sampler: _NegativeSampler | None,
 
 
 def _compiled_loss(model: SASRec, tc: TrainConfig, device: torch.device) -> LossFn:
-    """The loss function; on CUDA under bf16 autocast and torch.compile when asked."""
+    """The loss function; on CUDA under bf16 autocast and torch.compile when asked.
+
+    torch.compile is an optimisation, never a requirement: it compiles lazily, so a
+    failure shows up at the first call, and then training falls back to eager mode.
+    """
     if device.type != "cuda":
         return lambda x, y, s: _loss(model, x, y, s, tc.bce_weight, tc.bce_negatives)
-    fn = _loss
-    if tc.compile:
-        try:
-            fn = torch.compile(_loss, dynamic=True)
-        except Exception as exc:  # compile is an optimisation; never fatal
-            logger.warning("torch.compile unavailable (%s); running eagerly", exc)
+    fns = [torch.compile(_loss, dynamic=True), _loss] if tc.compile else [_loss]
 
     def run(x: Tensor, y: Tensor, s: _NegativeSampler | None) -> tuple[Tensor, int]:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=tc.bf16):
-            return fn(model, x, y, s, tc.bce_weight, tc.bce_negatives)
+            while True:
+                try:
+                    return fns[0](model, x, y, s, tc.bce_weight, tc.bce_negatives)
+                except Exception as exc:  # only while a compiled version is still tried
+                    if len(fns) == 1:
+                        raise
+                    logger.warning("torch.compile failed (%s); training eagerly", exc)
+                    fns.pop(0)
 
     return run
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+LOSSES = ("full", "sampled")
 # flag -> (config field, type, help); None defaults mean "the preset's value".
 MODEL_FLAGS = {
     "--max-len": ("max_len", int, "history length L the model reads"),
@@ -43,7 +44,7 @@ TRAIN_FLAGS = {
     "--batch-size": ("batch_size", int, "users per step"),
     "--lr": ("lr", float, "AdamW peak learning rate"),
     "--weight-decay": ("weight_decay", float, "AdamW weight decay"),
-    "--loss": ("loss", str, "full softmax or sampled softmax: full, sampled"),
+    "--loss": ("loss", str, "softmax over all items (full) or shared negatives (sampled)"),
     "--negatives": ("num_negatives", int, "shared negatives per step (sampled loss)"),
     "--patience": ("patience", int, "evaluations without improvement before stopping"),
     "--max-minutes": ("max_minutes", float, "training time budget in minutes (0 = none)"),
@@ -71,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for flags in (MODEL_FLAGS, TRAIN_FLAGS):
         for flag, (_, kind, text) in flags.items():
             p.add_argument(flag, type=kind, default=env_default(flag, None, kind),
+                           choices=LOSSES if flag == "--loss" else None,
                            help=f"{text} (default: the preset's)")
     p.add_argument("--device", default=env_default("--device", "auto"),
                    help="torch device: auto, cpu, cuda, cuda:1 (default %(default)s)")
