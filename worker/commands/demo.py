@@ -74,7 +74,7 @@ def demo_model(workdir: Path, retrain: bool) -> Path:
         except CheckpointError as exc:
             print(f"[demo] {exc}; training again")
     data = write_sasrec(workdir / "train.txt", generate(DEMO_USERS, seed=TRAIN_SEED))
-    print(f"[demo] training the encoder on {data} (demo preset, about a minute on a CPU)")
+    print(f"[demo] training the encoder on {data} (demo preset, seconds on a CPU)")
     train_and_save(data, "sasrec", model_dir, preset_name="demo")
     return model_dir
 
