@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from streamrec.common.devices import resolve_device
 from streamrec.encoder.checkpoint import save_checkpoint
 from streamrec.encoder.config import ModelConfig, TrainConfig
 from streamrec.encoder.data import Interactions
@@ -95,7 +96,7 @@ def train_model(
 def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfig,
            checkpoint_dir: str | Path | None, resume: bool, progress: bool) -> TrainResult:
     """The training loop of `train_model`: epochs, validation, early stopping, saving."""
-    device = _device(tc.device)
+    device = resolve_device(tc.device)
     split = leave_one_out(interactions)
     train_seqs = [s for s in split.train if len(s) >= 2]
     if not train_seqs:
@@ -355,15 +356,6 @@ def _validate(model: SASRec, cases: EvalCases, device: torch.device) -> dict[str
 
 def _cpu_state(model: SASRec) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise TrainingError(f"unknown device {name!r}: {exc}") from exc
 
 
 def _meta(data: Interactions, train_seqs: list[np.ndarray], tc: TrainConfig,

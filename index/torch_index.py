@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import torch
 
+from streamrec.common.devices import resolve_device
 from streamrec.index.base import ItemIndex
 
 logger = logging.getLogger(__name__)
@@ -21,9 +22,7 @@ class TorchIndex(ItemIndex):
 
     def __init__(self, embeddings: np.ndarray, device: str = "auto") -> None:
         super().__init__(embeddings)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         table = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
         self._table = table.to(self.device)  # [V + 1, d]
         self.name = f"torch-{self.device.type}"

@@ -90,7 +90,6 @@ class Worker:
         self._stop = threading.Event()
         self._consumed: dict[int, int] = {}  # partition -> next offset to read
         self._committed: dict[int, int] = {}
-        self._external_ids = self.state.external_ids
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         self._consumer: Any = None
@@ -124,7 +123,7 @@ class Worker:
         self.state.ensure_topic(cfg.events_topic)
         self.metrics.model_info.info({
             "version": self.recommender.model_version,
-            "items": str(len(self._external_ids) - 1),
+            "items": str(len(self.state.external_ids) - 1),
             "max_len": str(self.recommender.max_len),
             "index": self.recommender.index.name,
             "device": str(self.recommender.device),
@@ -241,7 +240,7 @@ class Worker:
         recs = self.recommender.search(encoded, histories, self.config.k)
         t2 = time.perf_counter()
         self._publisher.send_recommendations(
-            batch, recs, histories, self._external_ids, self.recommender.model_version,
+            batch, recs, histories, self.state.external_ids, self.recommender.model_version,
             self.config.explain_top)
         m.stage_seconds.labels("encode").observe(t1 - t0)
         m.stage_seconds.labels("search").observe(t2 - t1)

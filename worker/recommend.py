@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from streamrec.common.devices import resolve_device
 from streamrec.encoder.checkpoint import Checkpoint, load_checkpoint
 from streamrec.index import ItemIndex, build_index
 
@@ -40,13 +41,6 @@ class Recommendations:
     scores: np.ndarray  # [B, k] float32
     popular: np.ndarray  # [B] bool
     attention: np.ndarray  # [B, L] float32
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class Recommender:

@@ -52,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, split, score, print."""
-    import torch
 
+    from streamrec.common.devices import resolve_device
     from streamrec.encoder.baselines import fit_baselines
     from streamrec.encoder.checkpoint import load_checkpoint
     from streamrec.encoder.evaluate import ModelScorer, evaluate_scorers
@@ -62,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or args.num_negatives < 1:
         raise ConfigError("--batch-size and --num-negatives must be >= 1")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
     started = time.perf_counter()
     checkpoint = load_checkpoint(args.model, device=device)
     data = load_data(args, vocab=checkpoint.vocab)
