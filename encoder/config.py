@@ -20,6 +20,7 @@ from streamrec.common.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 LossKind = Literal["full", "sampled"]
+LrSchedule = Literal["constant", "linear", "cosine"]
 PresetName = Literal["auto", "demo", "games"]
 PRESETS: tuple[str, ...] = ("auto", "demo", "games")
 FULL_SOFTMAX_MAX_ITEMS = 4096  # larger catalogues train with the sampled softmax by default
@@ -80,7 +81,9 @@ class TrainConfig:
     batch_size: int = 64  # users per step (batches group users of similar length)
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.0  # AdamW decay on matrices (never on norms, biases, positions)
-    warmup_steps: int = 100  # linear warm-up, then constant
+    warmup_steps: int = 100  # linear warm-up, then `lr_schedule`
+    lr_schedule: LrSchedule = "constant"  # after warm-up: constant, or decay to 0 at `epochs`
+    ema_decay: float = 0.0  # validate and keep an exponential moving average of the weights
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     loss: LossKind = "sampled"  # "full": softmax over all V items; "sampled": shared negatives
     num_negatives: int = 2048  # sampled loss: negatives shared by the whole batch
@@ -110,6 +113,11 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.loss must be 'full' or 'sampled', got {self.loss!r}")
         if self.loss == "sampled" and self.num_negatives < 1:
             raise ConfigError("TrainConfig.num_negatives must be >= 1 for the sampled loss")
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise ConfigError("TrainConfig.lr_schedule must be constant, linear or cosine, "
+                              f"got {self.lr_schedule!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         if min(self.weight_decay, self.grad_clip, self.max_minutes, self.negative_power,

@@ -15,19 +15,19 @@ on real positions only; that is several times cheaper than padding every row to 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
@@ -38,6 +38,7 @@ from streamrec.encoder.config import ModelConfig, TrainConfig
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import TrainingError
 from streamrec.encoder.evaluate import ModelScorer, evaluate
+from streamrec.encoder.losses import LossFn, NegativeSampler, make_loss_fn
 from streamrec.encoder.model import SASRec
 from streamrec.encoder.sequences import pad_histories
 from streamrec.encoder.split import EvalCases, leave_one_out
@@ -46,9 +47,6 @@ logger = logging.getLogger(__name__)
 
 STATE_DIR = "train_state"  # under checkpoint_dir: what --resume continues from
 STATE_VERSION = 1
-
-# (inputs [B, W], targets [B, W], sampler) -> (mean loss, positions)
-LossFn = Callable[[Tensor, Tensor, "_NegativeSampler | None"], tuple[Tensor, int]]
 
 
 @dataclass
@@ -104,14 +102,17 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
     torch.manual_seed(tc.seed)
     model = SASRec(model_config).to(device)
     run = _Run(model=model, optimizer=_optimizer(model, tc), tc=tc, device=device,
-               loss_fn=_compiled_loss(model, tc, device), progress=progress)
+               loss_fn=make_loss_fn(model, tc, device), progress=progress,
+               total_steps=tc.epochs * math.ceil(len(train_seqs) / tc.batch_size),
+               ema=_ema_copy(model) if tc.ema_decay else None)
     if tc.loss == "sampled":
-        run.sampler = _NegativeSampler(torch.as_tensor(interactions.item_counts()).to(device), tc)
+        counts = torch.as_tensor(split.train_item_counts())  # never the held-out items
+        run.sampler = NegativeSampler(counts.to(device), tc)
     state_dir = Path(checkpoint_dir) / STATE_DIR if checkpoint_dir is not None else None
     if resume:
         if state_dir is None or not (state_dir / "state.json").is_file():
             raise TrainingError(f"nothing to resume: no training state under {state_dir}")
-        run.state = _load_state(state_dir, model, run.optimizer, model_config, tc)
+        run.state = _load_state(state_dir, model, run.optimizer, model_config, tc, run.ema)
     state = run.state
     val_cases = _validation_cases(split.validation, tc)
     logger.info("training on %d users (%d positions), %d items, %s loss, device %s",
@@ -135,7 +136,7 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
         logger.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in row.items()
                                                      if k != "epoch"))
         if state_dir is not None:
-            _save_state(state_dir, model, run.optimizer, state, model_config, tc)
+            _save_state(state_dir, model, run.optimizer, state, model_config, tc, run.ema)
         if out_of_time:
             break
         if tc.patience and state.bad_evals >= tc.patience:
@@ -183,7 +184,9 @@ class _Run:
     device: torch.device
     loss_fn: LossFn
     progress: bool
-    sampler: _NegativeSampler | None = None
+    total_steps: int  # epochs x batches per epoch: where a decaying schedule reaches 0
+    ema: SASRec | None = None  # moving average of the weights; validated and kept if set
+    sampler: NegativeSampler | None = None
     state: _TrainState = field(default_factory=_TrainState)
 
 
@@ -197,14 +200,16 @@ def _run_epoch(run: _Run, batches: Iterator[tuple[Tensor, Tensor]], epoch: int,
     bar = tqdm(list(batches), desc=f"epoch {epoch}", disable=not run.progress, leave=False)
     out_of_time = False
     for x, y in bar:
-        for group in run.optimizer.param_groups:  # linear warm-up, then constant
-            group["lr"] = tc.lr * min(1.0, (state.step + 1) / max(tc.warmup_steps, 1))
+        for group in run.optimizer.param_groups:
+            group["lr"] = tc.lr * lr_multiplier(state.step, run.total_steps, tc)
         loss, positions = run.loss_fn(x.to(run.device), y.to(run.device), run.sampler)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip:
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
         run.optimizer.step()
+        if run.ema is not None:
+            _update_ema(run.ema, run.model, tc.ema_decay, state.step)
         state.step += 1
         total += loss.item() * positions
         n_pos += positions
@@ -222,15 +227,43 @@ def _run_epoch(run: _Run, batches: Iterator[tuple[Tensor, Tensor]], epoch: int,
 
 def _validate_and_keep_best(run: _Run, cases: EvalCases, epoch: int) -> dict[str, float]:
     """Validation metrics for the history row; keeps the best weights and the patience count."""
-    metrics = _validate(run.model, cases, run.device)
+    kept = run.ema if run.ema is not None else run.model
+    metrics = _validate(kept, cases, run.device)
     state = run.state
     if metrics["ndcg@10"] > state.best_val:
         state.best_val, state.best_epoch = metrics["ndcg@10"], epoch
-        state.best_weights = _cpu_state(run.model)
+        state.best_weights = _cpu_state(kept)
         state.bad_evals = 0
     else:
         state.bad_evals += 1
     return {"val_ndcg10": metrics["ndcg@10"], "val_hr10": metrics["hr@10"]}
+
+
+def lr_multiplier(step: int, total_steps: int, tc: TrainConfig) -> float:
+    """Multiplier of the peak learning rate at `step`: linear warm-up, then the schedule."""
+    if step < tc.warmup_steps:
+        return (step + 1) / tc.warmup_steps
+    if tc.lr_schedule == "constant":
+        return 1.0
+    done = min(1.0, (step - tc.warmup_steps) / max(total_steps - tc.warmup_steps, 1))
+    if tc.lr_schedule == "linear":
+        return 1.0 - done
+    return 0.5 * (1.0 + math.cos(math.pi * done))
+
+
+def _ema_copy(model: SASRec) -> SASRec:
+    """A frozen copy of `model` that `_update_ema` keeps averaging into."""
+    ema = copy.deepcopy(model)
+    ema.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def _update_ema(ema: SASRec, model: SASRec, decay: float, step: int) -> None:
+    """ema <- decay' * ema + (1 - decay') * model, with decay' ramping up over early steps
+    (so the average does not remember the random initialisation)."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - d)
 
 
 def _validation_cases(cases: EvalCases, tc: TrainConfig) -> EvalCases:
@@ -256,84 +289,6 @@ def _batches(seqs: list[np.ndarray], max_len: int, batch_size: int,
         width = int(lengths[members].max())
         padded = torch.from_numpy(pad_histories([seqs[i] for i in members], width))
         yield padded[:, :-1], padded[:, 1:]  # item t predicts item t + 1
-
-
-class _NegativeSampler:
-    """Shared negatives drawn ~ (count + 1)^power, with the log q that corrects for it.
-
-    Subtracting log(K q) from every logit makes the sampled softmax an estimate of the
-    full one whatever q is; q only decides which items get gradient how often.
-    """
-
-    def __init__(self, counts: Tensor, tc: TrainConfig) -> None:
-        weights = (counts.float().clamp(min=0) + 1.0) ** tc.negative_power
-        weights[0] = 0.0
-        self.probs = weights / weights.sum()  # [V + 1]
-        self.log_q = torch.log(self.probs.clamp(min=1e-12) * tc.num_negatives)
-        self.k = tc.num_negatives
-
-    def sample(self) -> Tensor:
-        """[K] item rows (with replacement, never row 0)."""
-        return torch.multinomial(self.probs, self.k, replacement=True)
-
-
-def _loss(model: SASRec, x: Tensor, y: Tensor, sampler: _NegativeSampler | None,
-          bce_weight: float = 0.0, bce_negatives: int = 1) -> tuple[Tensor, int]:
-    """Mean cross-entropy over real positions of x [B, W] -> (loss, positions).
-
-    With `bce_weight`, adds the SASRec paper's binary loss (each target against
-    `bce_negatives` uniformly drawn items): it pushes rarely seen items' absolute
-    scores down, which the sampled-100 protocol (uniform negatives) rewards and a
-    softmax, which only sees score differences, leaves alone.
-    """
-    hidden = model(x)  # [B, W, d]
-    real = x > 0  # position t has an item, so it predicts y[t] (also > 0)
-    h = hidden[real]  # [N, d]
-    target = y[real]  # [N]
-    table = model.item_embeddings()  # [V + 1, d]
-    pos = (h * table[target]).sum(-1)  # [N]
-    if sampler is None:
-        logits = h @ table[1:].T  # [N, V]; row 0 (padding) is never a candidate
-        loss = F.cross_entropy(logits.float(), target - 1)
-    else:
-        neg = sampler.sample()  # [K]
-        neg_logits = h @ table[neg].T - sampler.log_q[neg]  # [N, K]
-        neg_logits = neg_logits.masked_fill(neg[None, :] == target[:, None], float("-inf"))
-        logits = torch.cat([(pos - sampler.log_q[target])[:, None], neg_logits], dim=1)
-        zeros = torch.zeros(len(target), dtype=torch.long, device=x.device)
-        loss = F.cross_entropy(logits.float(), zeros)  # the target is column 0
-    if bce_weight:
-        shape = (len(target), bce_negatives)
-        other = torch.randint(1, table.shape[0], shape, device=x.device)  # [N, k]
-        neg_scores = torch.einsum("nd,nkd->nk", h, table[other]).float()  # [N, k]
-        neg_loss = F.softplus(neg_scores).masked_fill(other == target[:, None], 0.0)
-        bce = F.softplus(-pos.float()) + neg_loss.mean(dim=1)
-        loss = loss + bce_weight * bce.mean()
-    return loss, int(target.numel())
-
-
-def _compiled_loss(model: SASRec, tc: TrainConfig, device: torch.device) -> LossFn:
-    """The loss function; on CUDA under bf16 autocast and torch.compile when asked.
-
-    torch.compile is an optimisation, never a requirement: it compiles lazily, so a
-    failure shows up at the first call, and then training falls back to eager mode.
-    """
-    if device.type != "cuda":
-        return lambda x, y, s: _loss(model, x, y, s, tc.bce_weight, tc.bce_negatives)
-    fns = [torch.compile(_loss, dynamic=True), _loss] if tc.compile else [_loss]
-
-    def run(x: Tensor, y: Tensor, s: _NegativeSampler | None) -> tuple[Tensor, int]:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=tc.bf16):
-            while True:
-                try:
-                    return fns[0](model, x, y, s, tc.bce_weight, tc.bce_negatives)
-                except Exception as exc:  # only while a compiled version is still tried
-                    if len(fns) == 1:
-                        raise
-                    logger.warning("torch.compile failed (%s); training eagerly", exc)
-                    fns.pop(0)
-
-    return run
 
 
 def _optimizer(model: SASRec, tc: TrainConfig) -> torch.optim.AdamW:
@@ -375,10 +330,12 @@ def _meta(data: Interactions, train_seqs: list[np.ndarray], tc: TrainConfig,
 
 
 def _save_state(root: Path, model: SASRec, optimizer: torch.optim.AdamW, state: _TrainState,
-                mc: ModelConfig, tc: TrainConfig) -> None:
-    """Weights, best weights, optimiser moments (safetensors) and counters (json)."""
+                mc: ModelConfig, tc: TrainConfig, ema: SASRec | None) -> None:
+    """Weights, best and averaged weights, optimiser moments (safetensors), counters (json)."""
     root.mkdir(parents=True, exist_ok=True)
     save_file(_cpu_state(model), str(root / "model.safetensors"))
+    if ema is not None:
+        save_file(_cpu_state(ema), str(root / "ema.safetensors"))
     if state.best_weights is not None:
         save_file(state.best_weights, str(root / "best.safetensors"))
     moments: dict[str, Tensor] = {}
@@ -393,13 +350,19 @@ def _save_state(root: Path, model: SASRec, optimizer: torch.optim.AdamW, state: 
 
 
 def _load_state(root: Path, model: SASRec, optimizer: torch.optim.AdamW, mc: ModelConfig,
-                tc: TrainConfig) -> _TrainState:
+                tc: TrainConfig, ema: SASRec | None) -> _TrainState:
     """Restore what `_save_state` wrote; refuse a state of another model config."""
     doc = json.loads((root / "state.json").read_text(encoding="utf-8"))
     if doc.get("version") != STATE_VERSION or doc.get("model") != mc.to_dict():
         raise TrainingError(f"{root} holds the state of a different model or streamrec "
                             "version; train from scratch (drop --resume) or use its config")
     model.load_state_dict(load_file(str(root / "model.safetensors")))
+    if ema is not None:
+        averaged = root / "ema.safetensors"
+        if not averaged.is_file():
+            raise TrainingError(f"{root} has no averaged weights (ema.safetensors) but "
+                                "ema_decay is set; resume with the run's own config")
+        ema.load_state_dict(load_file(str(averaged)))
     moments = load_file(str(root / "optimizer.safetensors"))
     device = next(model.parameters()).device
     for i, p in enumerate(model.parameters()):

@@ -16,7 +16,7 @@ from streamrec.encoder.errors import TrainingError
 from streamrec.encoder.evaluate import ModelScorer, evaluate
 from streamrec.encoder.split import leave_one_out
 from streamrec.encoder.synthetic import generate
-from streamrec.encoder.train import train_model
+from streamrec.encoder.train import lr_multiplier, train_model
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,11 @@ def test_same_seed_same_run(walks: Interactions) -> None:
     assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
 
 
-def test_resume_continues_where_it_stopped(walks: Interactions, tmp_path: Path) -> None:
-    model_config, train_config = small(walks, epochs=3, patience=0)
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.9}])
+def test_resume_continues_where_it_stopped(
+    walks: Interactions, tmp_path: Path, extra: dict[str, object]
+) -> None:
+    model_config, train_config = small(walks, epochs=3, patience=0, **extra)
     straight = train_model(walks, model_config, train_config, progress=False)
     first = dataclasses.replace(train_config, epochs=2)
     train_model(walks, model_config, first, checkpoint_dir=tmp_path, progress=False)
@@ -68,6 +71,27 @@ def test_resume_continues_where_it_stopped(walks: Interactions, tmp_path: Path) 
                           resume=True, progress=False)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert resumed.history[2]["loss"] == pytest.approx(straight.history[2]["loss"], rel=1e-5)
+    assert resumed.history[2]["val_ndcg10"] == pytest.approx(straight.history[2]["val_ndcg10"])
+
+
+def test_averaged_weights_are_the_ones_kept(walks: Interactions) -> None:
+    model_config, train_config = small(walks, epochs=4, patience=0, ema_decay=0.95)
+    result = train_model(walks, model_config, train_config, progress=False)
+    split = leave_one_out(walks)
+    model = evaluate(ModelScorer(result.model), split.validation, protocol="full", ks=(10,))
+    assert model.ndcg[10] == pytest.approx(result.best_val_ndcg10, rel=1e-4)
+    assert result.best_val_ndcg10 > 0.5
+
+
+@pytest.mark.parametrize(("schedule", "halfway"), [("constant", 1.0), ("linear", 0.5),
+                                                   ("cosine", 0.5)])
+def test_learning_rate_warms_up_then_follows_the_schedule(schedule: str, halfway: float) -> None:
+    tc = TrainConfig(warmup_steps=10, lr_schedule=schedule)  # type: ignore[arg-type]
+    assert lr_multiplier(0, 110, tc) == pytest.approx(0.1)
+    assert lr_multiplier(9, 110, tc) == pytest.approx(1.0)
+    assert lr_multiplier(10, 110, tc) == pytest.approx(1.0)
+    assert lr_multiplier(60, 110, tc) == pytest.approx(halfway)
+    assert lr_multiplier(110, 110, tc) == pytest.approx(1.0 if schedule == "constant" else 0.0)
 
 
 def test_resume_without_state_is_refused(walks: Interactions, tmp_path: Path) -> None:
