@@ -21,9 +21,17 @@ logger = logging.getLogger(__name__)
 
 LossKind = Literal["full", "sampled"]
 LrSchedule = Literal["constant", "linear", "cosine"]
+ItemInit = Literal["random", "cooccurrence"]
 PresetName = Literal["auto", "demo", "games"]
 PRESETS: tuple[str, ...] = ("auto", "demo", "games")
 FULL_SOFTMAX_MAX_ITEMS = 4096  # larger catalogues train with the sampled softmax by default
+# Measured on Amazon Games (docs/QUALITY.md): the item table starts from co-occurrences,
+# so a few epochs with the rate decayed to 0 and averaged weights reach the best ranking;
+# training longer keeps improving full ranking a little while sampled-100 falls.
+SHORT_HISTORY_RECIPE: dict[str, Any] = {
+    "epochs": 8, "lr_schedule": "linear", "ema_decay": 0.999, "weight_decay": 0.1,
+    "item_init": "cooccurrence",
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,9 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warm-up, then `lr_schedule`
     lr_schedule: LrSchedule = "constant"  # after warm-up: constant, or decay to 0 at `epochs`
     ema_decay: float = 0.0  # validate and keep an exponential moving average of the weights
+    item_init: ItemInit = "cooccurrence"  # item table starts from the PPMI SVD of the data
+    item_init_window: int = 20  # items this many positions apart count as co-occurring
+    item_init_std: float = 0.04  # entry std of that table (the other weights use init_std)
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     loss: LossKind = "sampled"  # "full": softmax over all V items; "sampled": shared negatives
     num_negatives: int = 2048  # sampled loss: negatives shared by the whole batch
@@ -101,7 +112,7 @@ class TrainConfig:
     compile: bool = True  # torch.compile on CUDA (ignored on CPU)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every", "bce_negatives"):
+        for name in ("epochs", "batch_size", "eval_every", "bce_negatives", "item_init_window"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"TrainConfig.{name} must be a positive int, got {value!r}")
@@ -116,6 +127,11 @@ class TrainConfig:
         if self.lr_schedule not in ("constant", "linear", "cosine"):
             raise ConfigError("TrainConfig.lr_schedule must be constant, linear or cosine, "
                               f"got {self.lr_schedule!r}")
+        if self.item_init not in ("random", "cooccurrence"):
+            raise ConfigError("TrainConfig.item_init must be random or cooccurrence, "
+                              f"got {self.item_init!r}")
+        if not self.item_init_std > 0:
+            raise ConfigError(f"TrainConfig.item_init_std must be > 0, got {self.item_init_std!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not self.lr > 0:
@@ -135,11 +151,11 @@ def auto_config(
 ) -> tuple[ModelConfig, TrainConfig]:
     """Defaults from the size of the data.
 
-    Short histories (Amazon-like, mean < 20) get L = 50 and strong dropout; long ones
-    (MovieLens-like) get L = 200 and light dropout. The full softmax costs
-    positions x V logits per epoch (Games, 24k items: ~2 min per epoch on 2 cores
-    against ~10 s sampled), so catalogues past a few thousand items use the sampled
-    loss.
+    Short histories (Amazon-like, mean < 20) get L = 50, dropout 0.3 and the measured
+    short-history recipe; long ones (MovieLens-like) get L = 200 and light dropout.
+    The full softmax costs positions x V logits per epoch (Games, 24k items: ~2 min per
+    epoch on 2 cores against ~10 s sampled), so catalogues past a few thousand items use
+    the sampled loss.
     """
     mean_len = num_interactions / max(num_users, 1)
     sparse = mean_len < 20
@@ -149,8 +165,8 @@ def auto_config(
         hidden=64 if num_interactions < 2_000_000 else 128,
         blocks=2,
         heads=1 if sparse else 2,
-        dropout=0.5 if sparse else 0.2,
-        emb_dropout=0.5 if sparse else 0.2,
+        dropout=0.3 if sparse else 0.2,
+        emb_dropout=0.3 if sparse else 0.2,
     )
     train = TrainConfig(
         loss="full" if num_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled",
@@ -158,6 +174,7 @@ def auto_config(
         # Short histories make small matmuls: a second thread gains ~12% per step, and
         # on a shared machine every parallel op waits for a preempted thread (4x slower).
         threads=1 if sparse else 0,
+        **(SHORT_HISTORY_RECIPE if sparse else {"ema_decay": 0.999}),
     )
     return model, train
 
@@ -183,8 +200,9 @@ def preset(
     if name == "games":  # what "auto" picks for Games, pinned so heuristics cannot move it
         return (
             ModelConfig(num_items=num_items, max_len=50, hidden=64, blocks=2, heads=1,
-                        ffn_mult=1, dropout=0.5, emb_dropout=0.5),
+                        ffn_mult=1, dropout=0.3, emb_dropout=0.3),
             TrainConfig(loss="sampled", num_negatives=2048, batch_size=64, lr=1e-3,
-                        eval_users=8000, max_minutes=14.5, patience=5, threads=1),
+                        **SHORT_HISTORY_RECIPE, eval_users=8000, max_minutes=14.5,
+                        patience=5, threads=1),
         )
     raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from streamrec.common.devices import resolve_device
 from streamrec.encoder.checkpoint import save_checkpoint
 from streamrec.encoder.config import ModelConfig, TrainConfig
+from streamrec.encoder.cooccurrence import cooccurrence_embeddings
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import TrainingError
 from streamrec.encoder.evaluate import ModelScorer, evaluate
@@ -100,7 +101,14 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
     if not train_seqs:
         raise TrainingError("no user has 2 or more training interactions; nothing to learn")
     torch.manual_seed(tc.seed)
-    model = SASRec(model_config).to(device)
+    model = SASRec(model_config)
+    if tc.item_init == "cooccurrence" and not resume:
+        table = cooccurrence_embeddings(split.train, model_config.num_items,
+                                        model_config.hidden, window=tc.item_init_window,
+                                        std=tc.item_init_std)
+        with torch.no_grad():
+            model.item_emb.weight.copy_(table)
+    model = model.to(device)
     run = _Run(model=model, optimizer=_optimizer(model, tc), tc=tc, device=device,
                loss_fn=make_loss_fn(model, tc, device), progress=progress,
                total_steps=tc.epochs * math.ceil(len(train_seqs) / tc.batch_size),

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LOSSES = ("full", "sampled")
+CHOICES = {"--loss": ("full", "sampled"), "--item-init": ("random", "cooccurrence")}
 # flag -> (config field, type, help); None defaults mean "the preset's value".
 MODEL_FLAGS = {
     "--max-len": ("max_len", int, "history length L the model reads"),
@@ -46,6 +46,8 @@ TRAIN_FLAGS = {
     "--weight-decay": ("weight_decay", float, "AdamW weight decay"),
     "--loss": ("loss", str, "softmax over all items (full) or shared negatives (sampled)"),
     "--negatives": ("num_negatives", int, "shared negatives per step (sampled loss)"),
+    "--item-init": ("item_init", str, "item table start: random, or cooccurrence (PPMI SVD)"),
+    "--ema-decay": ("ema_decay", float, "keep a moving average of the weights (0 = off)"),
     "--patience": ("patience", int, "evaluations without improvement before stopping"),
     "--max-minutes": ("max_minutes", float, "training time budget in minutes (0 = none)"),
     "--eval-users": ("eval_users", int, "validate on this many users (0 = all)"),
@@ -72,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for flags in (MODEL_FLAGS, TRAIN_FLAGS):
         for flag, (_, kind, text) in flags.items():
             p.add_argument(flag, type=kind, default=env_default(flag, None, kind),
-                           choices=LOSSES if flag == "--loss" else None,
+                           choices=CHOICES.get(flag),
                            help=f"{text} (default: the preset's)")
     p.add_argument("--device", default=env_default("--device", "auto"),
                    help="torch device: auto, cpu, cuda, cuda:1 (default %(default)s)")

@@ -37,3 +37,24 @@ def test_games_baselines_on_a_user_sample() -> None:
     # whole-split figures: 0.0099 and 0.044 (the issue's references: 0.010, 0.045)
     assert 0.005 < pop.ndcg[10] < 0.02
     assert 0.03 < chain.ndcg[10] < 0.06
+
+
+def test_one_epoch_of_the_games_recipe_already_ranks_well() -> None:
+    """Smoke run of the preset (the full run is `benchmarks/quality_games.py`): one epoch
+    from the co-occurrence start. From a random start one epoch reaches ~0.012."""
+    import dataclasses
+
+    from streamrec.encoder.config import preset
+    from streamrec.encoder.evaluate import ModelScorer
+    from streamrec.encoder.train import train_model
+
+    data = load_interactions(GAMES, "sasrec")
+    model_config, train_config = preset("games", data.num_items, data.num_users,
+                                        data.num_interactions)
+    train_config = dataclasses.replace(train_config, epochs=1, eval_users=2000)
+    result = train_model(data, model_config, train_config, progress=False)
+    assert result.best_val_ndcg10 > 0.045
+    split = leave_one_out(data)
+    cases = split.test.take(np.arange(0, len(split.test), 10))
+    sampled = evaluate(ModelScorer(result.model), cases, protocol="sampled", ks=(10,))
+    assert sampled.hr[10] > 0.70
