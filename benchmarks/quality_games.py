@@ -52,7 +52,7 @@ TUNING_RUNS = (
     ("12", "run 6 with the 14.5 min budget and patience 5",
      "the preset until the co-occurrence start: identical to run 6 epoch by epoch (same "
      "seed), stopped by patience at epoch 31: test 0.0554; 0.698 / 0.522"),
-    # Runs 13-35 logged validation and a fixed 10,000-user test subset after every epoch
+    # Runs 13-36 logged validation and a fixed 10,000-user test subset after every epoch
     # ("subset"); where a run finished, its whole-test figures are given.
     ("13", "run 12 + weight averaging (EMA 0.999)", "test 0.0593; 0.709 / 0.537"),
     ("14", "run 12 with the learning rate decayed linearly over 40 epochs",
