@@ -1,12 +1,13 @@
 """Train the encoder: leave-one-out split, cross-entropy on every position, early stopping.
 
 `train_model` trains on each user's history minus its last two items, predicting
-every next item (cross-entropy over all items, or over shared sampled negatives
-with a log-frequency correction, optionally plus the SASRec paper's binary loss
-against uniform items), and after each epoch ranks every item for the
-held-out second-to-last one (validation NDCG@10, full ranking). It keeps the best
-weights, stops when validation stops improving or the time budget runs out, and
-can resume from the training state it saves after every epoch.
+every next item (the losses live in `losses.py`), and after each epoch ranks every
+item for the held-out second-to-last one (validation NDCG@10, full ranking). The
+item table starts from the data's co-occurrences (`cooccurrence.py`) unless asked
+otherwise; the learning rate warms up and then follows its schedule; with
+`ema_decay` a moving average of the weights is what gets validated and kept. It
+keeps the best weights, stops when validation stops improving or the time budget
+runs out, and can resume from the training state it saves after every epoch.
 
 Most histories are short (Amazon Games: ~9 items, L = 50), so batches group users
 of similar length, are trimmed to their longest history, and the loss is computed
@@ -270,8 +271,9 @@ def _ema_copy(model: SASRec) -> SASRec:
 def _update_ema(ema: SASRec, model: SASRec, decay: float, step: int) -> None:
     """ema <- decay' * ema + (1 - decay') * model, with decay' ramping up over early steps
     (so the average does not remember the random initialisation)."""
-    d = min(decay, (1 + step) / (10 + step))
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - d)
+    weight = 1.0 - min(decay, (1 + step) / (10 + step))
+    for averaged, current in zip(ema.parameters(), model.parameters(), strict=True):
+        averaged.lerp_(current, weight)
 
 
 def _validation_cases(cases: EvalCases, tc: TrainConfig) -> EvalCases:
