@@ -56,7 +56,8 @@ TUNING_RUNS = (
     # ("subset"); where a run finished, its whole-test figures are given.
     ("13", "run 12 + weight averaging (EMA 0.999)", "test 0.0593; 0.709 / 0.537"),
     ("14", "run 12 with the learning rate decayed linearly over 40 epochs",
-     "no better than constant at equal epochs (subset 0.702 vs 0.710 at epoch 19); stopped"),
+     "stopped at epoch 24: val 0.0670, subset 0.702; run 13 had val 0.0690, subset 0.706 "
+     "there"),
     ("15", "gSASRec's gBCE loss alone (256 uniform negatives, t 0.75) + EMA",
      "full ranking barely learns in the budget (val 0.0015 after 8 epochs); stopped"),
     ("16", "run 13 with dropout 0.3, 7 min", "test 0.0615; 0.720 / 0.542"),
@@ -94,8 +95,9 @@ TUNING_RUNS = (
      "test 0.0651; 0.745 / 0.566 (seed 7: 0.0649; 0.742 / 0.565): the preset; the results "
      "above are this script's run of it"),
     ("36", "run 35 with d 96, or with the item table's entry std 0.08",
-     "d 96: better full ranking (subset 0.0671 at epoch 6) but sampled-100 falls after epoch "
-     "4 (subset 0.743); std 0.08: test 0.0641; 0.745 / 0.566. Neither is better; not taken"),
+     "d 96: better full ranking (val 0.0760 at epoch 6) but sampled-100 falls after epoch 4 "
+     "(subset 0.747, then 0.743 at epoch 6); std 0.08: test 0.0641; 0.745 / 0.566. "
+     "Neither is better; not taken"),
 )
 TUNING = "\n".join([
     "## How the configuration was chosen",
