@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from streamrec.common.errors import ConfigError
 
@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 LossKind = Literal["full", "sampled"]
 LrSchedule = Literal["constant", "linear", "cosine"]
 ItemInit = Literal["random", "cooccurrence"]
+# The allowed values, read from the types above: the one list the checks and CLI share.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "loss": get_args(LossKind), "lr_schedule": get_args(LrSchedule),
+    "item_init": get_args(ItemInit),
+}
 PresetName = Literal["auto", "demo", "games"]
 PRESETS: tuple[str, ...] = ("auto", "demo", "games")
 FULL_SOFTMAX_MAX_ITEMS = 4096  # larger catalogues train with the sampled softmax by default
@@ -120,16 +125,13 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"TrainConfig.{name} must be an int >= 0, got {value!r}")
-        if self.loss not in ("full", "sampled"):
-            raise ConfigError(f"TrainConfig.loss must be 'full' or 'sampled', got {self.loss!r}")
+        for name, options in CHOICES.items():
+            value = getattr(self, name)
+            if value not in options:
+                raise ConfigError(f"TrainConfig.{name} must be one of {', '.join(options)}, "
+                                  f"got {value!r}")
         if self.loss == "sampled" and self.num_negatives < 1:
             raise ConfigError("TrainConfig.num_negatives must be >= 1 for the sampled loss")
-        if self.lr_schedule not in ("constant", "linear", "cosine"):
-            raise ConfigError("TrainConfig.lr_schedule must be constant, linear or cosine, "
-                              f"got {self.lr_schedule!r}")
-        if self.item_init not in ("random", "cooccurrence"):
-            raise ConfigError("TrainConfig.item_init must be random or cooccurrence, "
-                              f"got {self.item_init!r}")
         if not self.item_init_std > 0:
             raise ConfigError(f"TrainConfig.item_init_std must be > 0, got {self.item_init_std!r}")
         if not 0.0 <= self.ema_decay < 1.0:

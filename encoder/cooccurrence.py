@@ -69,10 +69,10 @@ def cooccurrence_embeddings(
     co-occur with anything get zero rows, the same as an unknown item.
     """
     started = time.perf_counter()
-    size = num_items + 1
-    rows, cols, weights = cooccurrence_pairs(sequences, window)
     if dim < 1 or dim > num_items:
         raise ConfigError(f"embedding size {dim} must be in 1..{num_items} (the items)")
+    size = num_items + 1
+    rows, cols, weights = cooccurrence_pairs(sequences, window)
     if not len(rows):
         raise ConfigError("no item co-occurs with another in the training sequences; "
                           "train with item_init='random'")

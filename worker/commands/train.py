@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHOICES = {"--loss": ("full", "sampled"), "--item-init": ("random", "cooccurrence")}
 # flag -> (config field, type, help); None defaults mean "the preset's value".
 MODEL_FLAGS = {
     "--max-len": ("max_len", int, "history length L the model reads"),
@@ -58,7 +57,7 @@ TRAIN_FLAGS = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `streamrec train`."""
-    from streamrec.encoder.config import PRESETS
+    from streamrec.encoder.config import CHOICES, PRESETS
 
     p = sub.add_parser(
         "train", help="train the encoder and write a checkpoint",
@@ -72,9 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hyper-parameter defaults: auto (from data size), demo, games "
                         "(default %(default)s); the flags below override them")
     for flags in (MODEL_FLAGS, TRAIN_FLAGS):
-        for flag, (_, kind, text) in flags.items():
+        for flag, (name, kind, text) in flags.items():
             p.add_argument(flag, type=kind, default=env_default(flag, None, kind),
-                           choices=CHOICES.get(flag),
+                           choices=CHOICES.get(name),
                            help=f"{text} (default: the preset's)")
     p.add_argument("--device", default=env_default("--device", "auto"),
                    help="torch device: auto, cpu, cuda, cuda:1 (default %(default)s)")
