@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     command = ["train", "--data", str(args.data), "--format", "sasrec", "--preset", "games",
                "--out", str(args.out), *args.train_flags]
     if not args.skip_train:
-        from streamrec.worker.cli import main as streamrec
+        from streamrec.cli.main import main as streamrec
 
         code = streamrec(command)
         if code:

@@ -25,14 +25,14 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from streamrec.worker.changelog import (
+from streamrec.kafka_io.clients import make_producer
+from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
+from streamrec.worker.state.changelog import (
     HistoryRecord,
     changelog_topic,
     encode_history,
     restore_partitions,
 )
-from streamrec.worker.kafka_clients import make_producer
-from streamrec.worker.local_broker import BrokerConfig, LocalBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "BENCHMARKS.md"

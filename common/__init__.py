@@ -1,5 +1,5 @@
-"""Pieces every streamrec package shares: the root error and the settings helpers.
+"""Pieces every streamrec package shares: the root error, settings helpers, devices.
 
-It sits below `worker`, `encoder` and `index` and imports none of them, so imports
-always flow one way: CLI -> pipeline -> stages -> common.
+It sits at the bottom of the import flow (cli -> eventlog -> worker -> encoder,
+index, kafka_io -> common) and imports no other streamrec package.
 """

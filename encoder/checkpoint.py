@@ -12,6 +12,7 @@ runs code when read:
 Loading checks the format version, that every file is present and unchanged
 (sha256), and that every tensor has the shape the config implies; anything else is
 refused with a `CheckpointError` that names the file. Nothing is ever unpickled.
+The same contract for users: docs/CONTRACTS.md, "Checkpoint".
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 `build_index` picks the implementation: FAISS (GPU when faiss sees one, else CPU)
 when faiss is installed, otherwise an exact torch matmul + top-k (which also runs on
 CUDA). Both return exactly the model's top-k by inner product, minus excluded items.
+
+May import: `streamrec.common` only (never the encoder: it takes numpy arrays).
 """
 
-from streamrec.index.base import ItemIndex, SearchResult, build_index
+from streamrec.index.base import ItemIndex, SearchResult
+from streamrec.index.build import build_index
 
 __all__ = ["ItemIndex", "SearchResult", "build_index"]

@@ -11,16 +11,12 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from streamrec.index.errors import IndexBuildError
 
 logger = logging.getLogger(__name__)
-
-Backend = Literal["auto", "faiss", "torch"]
-
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -90,25 +86,3 @@ def _drop_excluded(
         out_rows = np.pad(out_rows, ((0, 0), (0, pad)), constant_values=-1)
         out_scores = np.pad(out_scores, ((0, 0), (0, pad)), constant_values=-np.inf)
     return SearchResult(rows=out_rows, scores=out_scores)
-
-
-def build_index(
-    embeddings: np.ndarray, backend: Backend = "auto", device: str = "auto"
-) -> ItemIndex:
-    """The best available exact index over `embeddings` ([V + 1, d], row 0 padding).
-
-    `auto` uses FAISS when importable (on GPU when faiss has GPUs), else torch.
-    """
-    if backend in ("auto", "faiss"):
-        try:
-            from streamrec.index.faiss_index import FaissIndex
-        except ImportError:
-            if backend == "faiss":
-                raise IndexBuildError(
-                    "faiss is not installed: pip install faiss-cpu (or streamrec[gpu])"
-                ) from None
-        else:
-            return FaissIndex(embeddings, device=device)
-    from streamrec.index.torch_index import TorchIndex
-
-    return TorchIndex(embeddings, device=device)

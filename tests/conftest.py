@@ -19,7 +19,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from streamrec.worker.local_broker import BrokerConfig, LocalBroker
+from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ a batch, so a crash at any point re-reads, and never skips, an event. `stop()` i
 safe to call from a signal handler: the loop finishes the batch in hand, drains the
 pending users, publishes, commits, closes and returns.
 
-State: every history change is written to the changelog (`state.py`) before the
+State: every history change is written to the changelog (`state/`) before the
 commit that covers it; newly assigned partitions are restored before their first
 event is applied. Backpressure is structural: the loop does not poll while it
 encodes or publishes, so at most one poll (`max_poll_records`) waits beside a batch,
@@ -23,7 +23,6 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -31,20 +30,20 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from streamrec.worker.batcher import MicroBatcher
-from streamrec.worker.config import WorkerConfig
-from streamrec.worker.errors import PublishError
-from streamrec.worker.histories import PartitionedHistories
-from streamrec.worker.kafka_clients import (
+from streamrec.kafka_io.clients import (
     MAX_REQUEST_BYTES,
     ensure_topics,
     make_consumer,
     make_producer,
 )
+from streamrec.worker.batcher import MicroBatcher
+from streamrec.worker.config import WorkerConfig
+from streamrec.worker.errors import PublishError
 from streamrec.worker.metrics import WorkerMetrics
+from streamrec.worker.offsets import OffsetTracker
 from streamrec.worker.publish import Publisher, now_ms
 from streamrec.worker.recommend import Recommender
-from streamrec.worker.state import HistoryState
+from streamrec.worker.state.durable import DurableHistories
 from streamrec.worker.validate import Event, validate_event
 
 logger = logging.getLogger(__name__)
@@ -78,23 +77,21 @@ class Worker:
         self.config = config
         self.recommender = recommender or Recommender.load(config.model_dir, config.device)
         self.metrics = metrics or WorkerMetrics()
-        self.histories = PartitionedHistories(self.recommender.max_len)
-        self.state = HistoryState(
-            self.histories, self.recommender.checkpoint.vocab, bootstrap=config.bootstrap,
-            group_id=config.group_id, security=config.security, max_users=config.max_users)
+        self.state = DurableHistories(
+            self.recommender.max_len, self.recommender.checkpoint.vocab,
+            bootstrap=config.bootstrap, group_id=config.group_id, security=config.security,
+            max_users=config.max_users)
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
+        self.offsets = OffsetTracker(config.events_topic, config.commit_interval_ms)
         self._owned: set[int] = set()  # partitions restored and owned
-        self._next_commit = 0.0  # monotonic time the next offset commit is due
         self._assigned_once = False
         self._restoring = False
         self._stop = threading.Event()
-        self._consumed: dict[int, int] = {}  # partition -> next offset to read
-        self._committed: dict[int, int] = {}
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         self._consumer: Any = None
         self._publisher: Publisher | None = None
-        self.metrics.users.set_function(self.histories.num_users)
+        self.metrics.users.set_function(self.state.num_users)
         self.metrics.pending.set_function(lambda: len(self.batcher))
 
     def stop(self) -> None:
@@ -163,7 +160,7 @@ class Worker:
                 self._ingest(tp, records)
             while self.batcher.ready():
                 self._process_batch()
-            if not self.batcher and self._uncommitted() and time.monotonic() >= self._next_commit:
+            if not self.batcher and self.offsets.uncommitted() and self.offsets.due():
                 self._flush_and_commit()  # e.g. a poll of only invalid records
             if time.monotonic() >= next_lag:
                 self._update_lag()
@@ -174,7 +171,7 @@ class Worker:
         while self.batcher:
             self._process_batch()
         self._flush_and_commit(force=True)
-        logger.info("drained and committed %s", self._committed)
+        logger.info("drained and committed %s", self.offsets.committed)
 
     def _close(self, producer: Any) -> None:
         if self._consumer is not None:
@@ -217,7 +214,7 @@ class Worker:
             for event, offset in valid:
                 self.batcher.add(tp.partition, event.user_id, offset, event.ts, now)
             self.metrics.stage_seconds.labels("histories").observe(time.perf_counter() - decoded)
-        self._consumed[tp.partition] = records[-1].offset + 1
+        self.offsets.consumed_up_to(tp.partition, records[-1].offset + 1)
 
     def _process_batch(self) -> None:
         """Encode, search and publish one batch, then commit what it covered."""
@@ -226,14 +223,7 @@ class Worker:
             return
         m = self.metrics
         m.batch_size.observe(len(batch))
-        by_partition: dict[int, list[int]] = defaultdict(list)
-        for i, item in enumerate(batch):
-            by_partition[item.partition].append(i)
-        histories = np.zeros((len(batch), self.histories.max_len), dtype=np.int64)
-        lengths = np.zeros(len(batch), dtype=np.int64)
-        for partition, idx in by_partition.items():
-            rows, lens = self.histories.store(partition).rows([batch[i].user_id for i in idx])
-            histories[idx], lengths[idx] = rows, lens
+        histories, lengths = self.state.rows([(b.partition, b.user_id) for b in batch])
         t0 = time.perf_counter()
         encoded = self.recommender.encode(histories, lengths)
         t1 = time.perf_counter()
@@ -259,9 +249,10 @@ class Worker:
         """
         start = time.perf_counter() if publish_started is None else publish_started
         self.state.write_dirty(self._publisher)
-        due = force or time.monotonic() >= self._next_commit
+        due = force or self.offsets.due()
         eos = self.config.exactly_once
-        offsets = self._offsets_to_commit() if eos or (due and consumer_commit) else {}
+        wanted = eos or (due and consumer_commit)
+        offsets = self.offsets.to_commit(self.batcher.low_watermarks()) if wanted else {}
         try:
             if eos:
                 acked = self._publisher.commit_transaction(offsets,
@@ -284,25 +275,9 @@ class Worker:
         for ts in acked.event_ts:
             m.event_to_rec_seconds.observe(max(0.0, (acked_ms - ts) / 1000.0))
         if committed and offsets:
-            for tp, meta in offsets.items():
-                self._committed[tp.partition] = meta.offset
+            self.offsets.mark_committed(offsets)
             m.commits.inc()
-            self._next_commit = time.monotonic() + self.config.commit_interval_ms / 1000
         m.evicted.inc(self.state.evict())
-
-    def _uncommitted(self) -> bool:
-        return any(self._committed.get(p) != o for p, o in self._consumed.items())
-
-    def _offsets_to_commit(self) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Per partition, up to the first event still waiting for a batch."""
-        marks = self.batcher.low_watermarks()
-        offsets = {}
-        for partition, consumed in self._consumed.items():
-            position = marks.get(partition, consumed)
-            if position != self._committed.get(partition):
-                tp = TopicPartition(self.config.events_topic, partition)
-                offsets[tp] = OffsetAndMetadata(position, "", -1)
-        return offsets
 
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
         """Commit offsets; a failure (broker away, rebalance) is logged and retried later.
@@ -358,8 +333,7 @@ class Worker:
     def _forget(self, partition: int) -> int:
         """Drop everything this worker holds for a partition it no longer owns."""
         self.batcher.drop_partition(partition)
-        self._consumed.pop(partition, None)
-        self._committed.pop(partition, None)
+        self.offsets.forget(partition)
         self._owned.discard(partition)
         return self.state.drop(partition)
 
@@ -391,6 +365,6 @@ class Worker:
         m = self.metrics
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
-            position = self._consumed.get(tp.partition)
+            position = self.offsets.consumed.get(tp.partition)
             if high is not None and position is not None:
                 m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamrec.worker.security import KafkaSecurity
+from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.worker.validate import Limits
 
 

@@ -1,4 +1,8 @@
-"""Errors of the worker package: broker, Kafka connectivity, publishing."""
+"""Errors of the streaming pipeline: publishing and the histories changelog.
+
+Kafka connectivity errors live in `streamrec.kafka_io.errors`; both derive from
+`streamrec.common.errors.StreamrecError`, which the CLI turns into exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,7 @@ from streamrec.common.errors import StreamrecError
 
 
 class WorkerError(StreamrecError):
-    """Base class of worker errors."""
-
-
-class BrokerError(WorkerError):
-    """The local development broker could not be started, stopped or queried."""
-
-
-class KafkaUnavailableError(WorkerError):
-    """No Kafka broker answers at the configured bootstrap address."""
+    """Base class of pipeline errors."""
 
 
 class PublishError(WorkerError):
@@ -29,13 +25,5 @@ class PublishError(WorkerError):
         self.kinds = kinds or []
 
 
-class TopicNotFoundError(KafkaUnavailableError):
-    """A topic streamrec must read does not exist on the cluster (e.g. no changelog yet)."""
-
-
 class ChangelogError(WorkerError):
     """A histories-changelog record cannot be encoded or decoded (bad bytes, over a limit)."""
-
-
-class KafkaSecurityError(KafkaUnavailableError):
-    """A broker answers but the connection's security fails: TLS handshake or SASL login."""

@@ -4,6 +4,7 @@ Sends are asynchronous; `flush` waits for every acknowledgement of the batch and
 raises `PublishError` if any record was not acknowledged after the producer's
 retries. The worker commits offsets only after a clean `flush`, so a record that
 could not be published is never skipped silently: it is read again after restart.
+Record formats (recommendation, dead letter): docs/CONTRACTS.md.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from kafka import KafkaProducer
@@ -21,8 +22,10 @@ from kafka.errors import KafkaError
 
 from streamrec.worker.batcher import BatchItem
 from streamrec.worker.errors import PublishError
-from streamrec.worker.recommend import Recommendations
 from streamrec.worker.validate import Invalid
+
+if TYPE_CHECKING:  # the model stage's output type; importing it at run time loads torch
+    from streamrec.worker.recommend import Recommendations
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def recommendation_json(
     user_id: str, item_ids: list[str], scores: np.ndarray, popular: bool, model_version: str,
     event_ts: int, explanation: list[tuple[str, float]],
 ) -> bytes:
-    """One recommendation record value, per the contract in DESIGN.md."""
+    """One recommendation record value, per the contract in docs/CONTRACTS.md."""
     doc: dict[str, Any] = {
         "user_id": user_id,
         "items": [

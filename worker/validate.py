@@ -1,6 +1,6 @@
 """Decode and validate one events-topic record against the event contract.
 
-The contract (DESIGN.md): key = user id as UTF-8; value = a JSON object with
+The contract (docs/CONTRACTS.md, "Event"): key = user id as UTF-8; value = a JSON object with
 `user_id` (str|int), `item_id` (str|int), optional `ts` (int epoch ms; default: the
 record timestamp) and optional `type` (str); unknown fields are ignored. Anything
 else is rejected with a machine-readable reason, and the worker sends the original

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from streamrec.worker.changelog import HistoryRecord, restore_partitions
+from streamrec.worker.state.changelog import HistoryRecord, restore_partitions
 from tests.integration.helpers import committed_offsets, end_offsets
 
 
@@ -72,7 +72,7 @@ class WorkerProcess:
         self._log = log.open("a")
         self._log_start = self._log.tell()  # this process's lines begin here
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamrec.worker.cli", "worker", *args],
+            [sys.executable, "-m", "streamrec.cli.main", "worker", *args],
             stdout=self._log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamrec.worker.kafka_clients import make_consumer
-from streamrec.worker.security import KafkaSecurity
+from streamrec.kafka_io.clients import make_consumer
+from streamrec.kafka_io.security import KafkaSecurity
 
 
 def producer(bootstrap: str) -> KafkaProducer:

@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from streamrec.worker.local_broker import BrokerConfig, LocalBroker
+from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
 from tests.conftest import free_port
 from tests.integration.durability import (
     SteadyProducer,

@@ -19,14 +19,14 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from streamrec.worker.changelog import (
+from streamrec.kafka_io.errors import TopicNotFoundError
+from streamrec.kafka_io.topic_reader import read_to_end
+from streamrec.worker.state.changelog import (
     HistoryRecord,
     changelog_topic,
     encode_history,
     restore_partitions,
 )
-from streamrec.worker.errors import TopicNotFoundError
-from streamrec.worker.topic_reader import read_to_end
 from tests.conftest import TOPIC_READY_TIMEOUT_MS
 from tests.integration.helpers import producer
 
@@ -123,7 +123,7 @@ def test_read_to_end_stops_at_the_end_taken_at_start(kafka_bootstrap: str, group
 
 def state_dump(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streamrec.worker.cli", "state", "dump", "--bootstrap", bootstrap,
+        [sys.executable, "-m", "streamrec.cli.main", "state", "dump", "--bootstrap", bootstrap,
          *args],
         capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
 

@@ -24,7 +24,7 @@ def test_demo_trains_serves_and_prints_sensible_live_recommendations(
 ) -> None:
     metrics_port = free_port()
     proc = subprocess.run(
-        [sys.executable, "-m", "streamrec.worker.cli", "demo", "--bootstrap", kafka_bootstrap,
+        [sys.executable, "-m", "streamrec.cli.main", "demo", "--bootstrap", kafka_bootstrap,
          "--workdir", str(tmp_path), "--duration", "15", "--print-every", "0.5",
          "--metrics-port", str(metrics_port)],
         capture_output=True, text=True, timeout=600,

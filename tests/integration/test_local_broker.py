@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from streamrec.worker.cli import main
-from streamrec.worker.errors import BrokerError
-from streamrec.worker.local_broker import BrokerConfig, BrokerStatus, LocalBroker, process_args
+from streamrec.cli.main import main
+from streamrec.kafka_io.errors import BrokerError
+from streamrec.kafka_io.local_broker import BrokerConfig, BrokerStatus, LocalBroker, process_args
 from tests.conftest import NewTopicFactory, free_port
 
 pytestmark = pytest.mark.integration

@@ -141,7 +141,7 @@ def test_two_workers_hand_partitions_and_histories_back_and_forth(
     wait_drained(kafka_bootstrap, topics["group"], topics["events"])
     in_memory = {}
     for worker, _ in running.values():
-        for _, store in worker.histories.items():
+        for _, store in worker.state.stores():
             for user in list(store._slots):
                 in_memory[user] = worker.state.vocab.external(store.history(user)[0])
     stop("a")

@@ -23,14 +23,14 @@ from typing import Any
 
 import pytest
 
+from streamrec.cli.flags import load_data
+from streamrec.cli.main import build_parser
+from streamrec.kafka_io.clients import ensure_topics, make_admin, make_consumer, make_producer
+from streamrec.kafka_io.errors import KafkaSecurityError
+from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
+from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.worker.app import Worker
-from streamrec.worker.cli import build_parser
-from streamrec.worker.commands.datasource import load_data
 from streamrec.worker.config import WorkerConfig
-from streamrec.worker.errors import KafkaSecurityError
-from streamrec.worker.kafka_clients import ensure_topics, make_admin, make_consumer, make_producer
-from streamrec.worker.local_broker import BrokerConfig, LocalBroker
-from streamrec.worker.security import KafkaSecurity
 from tests.conftest import BROKER_START_TIMEOUT_S, free_port
 from tests.integration.helpers import (
     assert_recommendations_avoid_history,
@@ -163,7 +163,7 @@ def test_worker_command_exits_2_on_a_wrong_ca(
     ssl_broker: SslBroker, tiny_checkpoint: Path,
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "streamrec.worker.cli", "worker", "--bootstrap", ssl_broker.ssl,
+        [sys.executable, "-m", "streamrec.cli.main", "worker", "--bootstrap", ssl_broker.ssl,
          "--model", str(tiny_checkpoint), "--device", "cpu", "--metrics-port", "-1",
          "--events-topic", f"events-{uuid.uuid4().hex[:8]}",
          "--security-protocol", "SSL", "--ssl-cafile", str(ssl_broker.wrong_ca)],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamrec.worker.topic_log import read_topic_interactions
+from streamrec.eventlog.topic_log import read_topic_interactions
 from tests.conftest import NewTopicFactory
 from tests.integration.helpers import event, producer
 
@@ -35,7 +35,7 @@ def test_reads_valid_events_per_user_in_event_time_order(
 
 
 def test_missing_topic_is_a_clear_error(kafka_bootstrap: str) -> None:
-    from streamrec.worker.errors import KafkaUnavailableError
+    from streamrec.kafka_io.errors import KafkaUnavailableError
 
     with pytest.raises(KafkaUnavailableError, match="does not exist"):
         read_topic_interactions(kafka_bootstrap, "no-such-topic-here", timeout_s=10)

@@ -39,7 +39,7 @@ def test_capped_worker_evicts_and_reads_back_without_losing_history(
     producer.join(timeout=120)
     assert producer.error is None, producer.error
     wait_drained(kafka_bootstrap, topics["group"], topics["events"])
-    sizes = [len(store) for _, store in worker.histories.items()]
+    sizes = [len(store) for _, store in worker.state.stores()]
     evicted = worker.metrics.evicted._value.get()
     worker.stop()
     thread.join(timeout=60)

@@ -45,7 +45,7 @@ def test_sigterm_under_load_exits_zero_and_commits_only_published(
 
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamrec.worker.cli", "worker",
+        [sys.executable, "-m", "streamrec.cli.main", "worker",
          "--bootstrap", kafka_bootstrap, "--model", str(tiny_checkpoint),
          "--events-topic", topics["events"], "--recommendations-topic", topics["recs"],
          "--dead-letter-topic", topics["dlq"], "--group-id", topics["group"],

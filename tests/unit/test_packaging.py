@@ -1,4 +1,4 @@
-"""The distribution maps worker/, encoder/, index/, common/ into the `streamrec` namespace.
+"""The distribution maps every package folder into the `streamrec` namespace.
 
 Checked for both install kinds: the editable one the tests run from, and a normal
 (non-editable) install into a fresh target directory, which must ship every
@@ -16,14 +16,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ("streamrec.worker.cli", "streamrec.worker.commands.demo", "streamrec.encoder.model",
-           "streamrec.index.faiss_index", "streamrec.common.settings")
+MODULES = ("streamrec.cli.main", "streamrec.cli.demo", "streamrec.eventlog.replay",
+           "streamrec.worker.app", "streamrec.worker.state.durable", "streamrec.encoder.model",
+           "streamrec.index.faiss_index", "streamrec.kafka_io.local_broker",
+           "streamrec.common.settings")
 
 
 def test_editable_install_imports_from_the_checkout() -> None:
-    import streamrec.worker.cli
+    import streamrec.cli.main
 
-    assert Path(streamrec.worker.cli.__file__).resolve() == ROOT / "worker" / "cli.py"
+    assert Path(streamrec.cli.main.__file__).resolve() == ROOT / "cli" / "main.py"
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ from collections import Counter
 
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import DataFormatError
-from streamrec.worker.security import KafkaSecurity
-from streamrec.worker.topic_reader import read_to_end
+from streamrec.kafka_io.security import KafkaSecurity
+from streamrec.kafka_io.topic_reader import read_to_end
 from streamrec.worker.validate import Event, Limits, validate_event
 
 logger = logging.getLogger(__name__)

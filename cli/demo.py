@@ -26,7 +26,7 @@ from streamrec.common.settings import env_default
 if TYPE_CHECKING:
     from kafka import KafkaProducer
 
-    from streamrec.worker.local_broker import LocalBroker
+    from streamrec.kafka_io.local_broker import LocalBroker
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def demo_model(workdir: Path, retrain: bool) -> Path:
     """The demo checkpoint: trained once on the generated log, then reused."""
+    from streamrec.cli.train import train_and_save
     from streamrec.encoder.checkpoint import load_checkpoint
     from streamrec.encoder.errors import CheckpointError
     from streamrec.encoder.synthetic import generate, write_sasrec
-    from streamrec.worker.commands.train import train_and_save
 
     model_dir = workdir / "model"
     if not retrain and (model_dir / "config.json").exists():
@@ -81,9 +81,9 @@ def demo_model(workdir: Path, retrain: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Broker, model, worker, replay, live output; clean shutdown on the way out."""
+    from streamrec.kafka_io.clients import make_producer
     from streamrec.worker.app import Worker
     from streamrec.worker.config import WorkerConfig
-    from streamrec.worker.kafka_clients import make_producer
 
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _kafka(args: argparse.Namespace, workdir: Path) -> tuple[LocalBroker | None, str]:
     """(the broker the demo started or None, bootstrap address)."""
-    from streamrec.worker.local_broker import BrokerConfig, LocalBroker
+    from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
 
     if args.bootstrap:
         return None, args.bootstrap
@@ -148,7 +148,7 @@ def _replay_rounds(producer: KafkaProducer, topic: str, rate: float, stop: threa
     """Replay a newly generated walk of every demo user, round after round, until `stop`."""
     from streamrec.encoder.data import Interactions
     from streamrec.encoder.synthetic import generate
-    from streamrec.worker.replay import interleave, replay
+    from streamrec.eventlog.replay import interleave, replay
 
     round_ = 0
     while not stop.is_set():

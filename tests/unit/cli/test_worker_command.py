@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streamrec.worker.cli import build_parser, main
-from streamrec.worker.commands.worker import config_from_args
+from streamrec.cli.main import build_parser, main
+from streamrec.cli.worker import config_from_args
 
 
 def test_flags_and_env_build_the_typed_config(monkeypatch: pytest.MonkeyPatch) -> None:

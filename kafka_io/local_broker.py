@@ -1,7 +1,7 @@
 """The local single-node Kafka broker that tests, the demo and developers run.
 
-No Docker runs here (DESIGN.md, "The broker"), so streamrec starts Apache Kafka
-itself from the official Maven Central jars that `deploy/setup.sh` fetches into
+No Docker engine is assumed (docs/ARCHITECTURE.md, "The local broker"), so streamrec
+starts Apache Kafka itself from the official Maven Central jars that `deploy/setup.sh` fetches into
 `.cache/kafka/libs`, with the machine's Java 17: one KRaft process that is both
 broker and controller. `LocalBroker` renders `deploy/kafka/server.properties.template`
 into a data directory, formats the storage once, starts `kafka.Kafka` detached in
@@ -29,7 +29,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from streamrec.common.errors import ConfigError
-from streamrec.worker.errors import BrokerError
+from streamrec.kafka_io.errors import BrokerError
 
 logger = logging.getLogger(__name__)
 

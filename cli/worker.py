@@ -7,19 +7,11 @@ import signal
 from pathlib import Path
 from types import FrameType
 
+from streamrec.cli.flags import add_kafka_flags, env_flag, security_from_args
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
 from streamrec.worker.config import WorkerConfig
-from streamrec.worker.security import add_security_flags, security_from_args
 from streamrec.worker.validate import Limits
-
-
-def add_bootstrap_flag(parser: argparse.ArgumentParser) -> None:
-    """`--bootstrap` with its env fallback, shared by every command that talks to Kafka."""
-    parser.add_argument(
-        "--bootstrap", default=env_default("--bootstrap", "127.0.0.1:9092"),
-        help="Kafka bootstrap servers, host:port[,host:port] (env STREAMREC_BOOTSTRAP; "
-             "default %(default)s)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,11 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "worker", help="consume events, publish recommendations",
         description="Consume events, keep per-user histories, publish recommendations. "
                     "Every flag can also be set as STREAMREC_<FLAG> (e.g. STREAMREC_MAX_BATCH).")
-    add_bootstrap_flag(p)
+    add_kafka_flags(p)
 
     def flag(name: str, default: object, help_text: str, kind: type = str) -> None:
-        p.add_argument(name, type=kind, default=env_default(name, default, kind),
-                       help=f"{help_text} (default: %(default)s)")
+        env_flag(p, name, default, help_text, kind)
 
     flag("--model", None, "checkpoint directory written by `streamrec train`", str)
     flag("--events-topic", defaults.events_topic, "topic to consume events from")
@@ -63,7 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=env_default("--exactly-once", False),
                    help="one Kafka transaction per batch: recommendations, dead letters, "
                         "changelog and offsets commit together (env STREAMREC_EXACTLY_ONCE)")
-    add_security_flags(p)
     p.set_defaults(handler=run)
 
 

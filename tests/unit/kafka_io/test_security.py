@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
 
+from streamrec.cli.flags import add_security_flags, security_from_args
+from streamrec.cli.main import main
 from streamrec.common.errors import ConfigError
-from streamrec.worker.cli import main
-from streamrec.worker.errors import KafkaSecurityError, KafkaUnavailableError
-from streamrec.worker.kafka_clients import bootstrap_addresses, check_tls, open_client
-from streamrec.worker.security import KafkaSecurity, add_security_flags, security_from_args
+from streamrec.kafka_io.clients import bootstrap_addresses, check_tls, open_client
+from streamrec.kafka_io.errors import KafkaSecurityError, KafkaUnavailableError
+from streamrec.kafka_io.security import KafkaSecurity
 from tests.tls import CertPair, make_ca, make_server_cert
 
 

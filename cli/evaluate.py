@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamrec.cli.flags import add_data_flags, load_data
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
-from streamrec.worker.commands.datasource import add_data_flags, load_data
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ import json
 import logging
 import sys
 
+from streamrec.cli.flags import add_kafka_flags, security_from_args
 from streamrec.common.settings import env_default
-from streamrec.worker.commands.worker import add_bootstrap_flag
-from streamrec.worker.security import add_security_flags, security_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print each user's latest history from the group's histories changelog "
                     "as one JSON line {user_id, partition, items, ts, offset}, sorted by "
                     "partition then user id.")
-    add_bootstrap_flag(dump)
+    add_kafka_flags(dump)
     dump.add_argument("--group-id", default=env_default("--group-id", "streamrec"),
                       help="consumer group whose changelog to read (env STREAMREC_GROUP_ID; "
                            "default %(default)s)")
@@ -38,15 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="read only this changelog partition (repeatable; default: all)")
     dump.add_argument("--timeout", type=float, default=300.0,
                       help="longest the read may take, seconds (default %(default)s)")
-    add_security_flags(dump)
     dump.set_defaults(handler=run_dump)
 
 
 def run_dump(args: argparse.Namespace) -> int:
     """Read the changelog and print its histories."""
-    from streamrec.worker.changelog import changelog_topic, restore_partitions
-    from streamrec.worker.errors import TopicNotFoundError
-    from streamrec.worker.topic_reader import partitions_of
+    from streamrec.kafka_io.errors import TopicNotFoundError
+    from streamrec.kafka_io.topic_reader import partitions_of
+    from streamrec.worker.state.changelog import changelog_topic, restore_partitions
 
     topic = changelog_topic(args.group_id)
     security = security_from_args(args)

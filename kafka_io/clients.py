@@ -31,8 +31,8 @@ from kafka.errors import (
 )
 
 from streamrec.common.errors import ConfigError
-from streamrec.worker.errors import KafkaSecurityError, KafkaUnavailableError
-from streamrec.worker.security import KafkaSecurity
+from streamrec.kafka_io.errors import KafkaSecurityError, KafkaUnavailableError
+from streamrec.kafka_io.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`streamrec broker {start,stop,status}`: the local single-node Kafka broker.
 
-For development and the demo (see `streamrec.worker.local_broker`). The flags are
+For development and the demo (see `streamrec.kafka_io.local_broker`). The flags are
 short because they sit under `broker`; their environment variables carry the
 `BROKER_` prefix so they cannot be mistaken for the worker's settings:
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streamrec.common.settings import env_default, env_name
-from streamrec.worker.local_broker import BrokerConfig, LocalBroker
+from streamrec.cli.flags import env_flag
+from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
 
 EXIT_NOT_RUNNING = 3
 
@@ -40,32 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         action = actions.add_parser(name, help=help_text, description=help_text)
         add_broker_flags(action)
         if timeout is not None:
-            add_flag(action, "--timeout", "--broker-timeout", timeout, float,
-                     "seconds to wait for the broker")
+            env_flag(action, "--timeout", timeout, "seconds to wait for the broker", float,
+                     env="--broker-timeout")
         action.set_defaults(handler=handler)
-
-
-def add_flag(parser: argparse.ArgumentParser, flag: str, env_flag: str, default: object,
-             kind: type, help_text: str) -> None:
-    """`flag` whose environment fallback is named after `env_flag`."""
-    parser.add_argument(
-        flag, type=kind, default=env_default(env_flag, default, kind),
-        help=f"{help_text} (env {env_name(env_flag)}; default: %(default)s)")
 
 
 def add_broker_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that locate a broker: address, ports, data and jar directories."""
     defaults = BrokerConfig()
-    add_flag(parser, "--host", "--broker-host", defaults.host, str,
-             "address the listeners bind and advertise")
-    add_flag(parser, "--port", "--broker-port", defaults.port, int,
-             "client (bootstrap) port")
-    add_flag(parser, "--controller-port", "--broker-controller-port", defaults.controller_port,
-             int, "KRaft controller port")
-    add_flag(parser, "--data-dir", "--broker-data-dir", defaults.data_dir, Path,
-             "config, logs, pidfile and partitions of the broker")
-    add_flag(parser, "--libs-dir", "--broker-libs-dir", defaults.libs_dir, Path,
-             "the Kafka jars (deploy/setup.sh fetches them)")
+    env_flag(parser, "--host", defaults.host, "address the listeners bind and advertise",
+             env="--broker-host")
+    env_flag(parser, "--port", defaults.port, "client (bootstrap) port", int,
+             env="--broker-port")
+    env_flag(parser, "--controller-port", defaults.controller_port, "KRaft controller port",
+             int, env="--broker-controller-port")
+    env_flag(parser, "--data-dir", defaults.data_dir,
+             "config, logs, pidfile and partitions of the broker", Path, env="--broker-data-dir")
+    env_flag(parser, "--libs-dir", defaults.libs_dir,
+             "the Kafka jars (deploy/setup.sh fetches them)", Path, env="--broker-libs-dir")
 
 
 def broker_from_args(args: argparse.Namespace) -> LocalBroker:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamrec.worker.histories import HistoryStore, PartitionedHistories
+from streamrec.encoder.vocab import ItemVocab
+from streamrec.kafka_io.security import KafkaSecurity
+from streamrec.worker.state.durable import DurableHistories
+from streamrec.worker.state.partition import PartitionStore
 
 OFFSET = iter(range(10**9))
 
 
-def append(store: HistoryStore, pairs: list[tuple[str, int]]) -> None:
+def append(store: PartitionStore, pairs: list[tuple[str, int]]) -> None:
     users = [u for u, _ in pairs]
     items = np.array([i for _, i in pairs])
     offsets = np.array([next(OFFSET) for _ in pairs])
@@ -17,7 +20,7 @@ def append(store: HistoryStore, pairs: list[tuple[str, int]]) -> None:
 
 
 def test_keeps_last_items_in_arrival_order_and_bounds_length() -> None:
-    store = HistoryStore(max_len=3)
+    store = PartitionStore(max_len=3)
     append(store, [("a", 1), ("b", 9), ("a", 2)])
     append(store, [("a", 3), ("a", 4)])
     items, ts = store.history("a")
@@ -27,13 +30,13 @@ def test_keeps_last_items_in_arrival_order_and_bounds_length() -> None:
 
 
 def test_more_new_items_than_max_len_in_one_append() -> None:
-    store = HistoryStore(max_len=2)
+    store = PartitionStore(max_len=2)
     append(store, [("a", 1), ("a", 2), ("a", 3), ("a", 4), ("a", 5)])
     assert store.history("a")[0].tolist() == [4, 5]
 
 
 def test_rows_are_left_padded_batch_layout() -> None:
-    store = HistoryStore(max_len=4)
+    store = PartitionStore(max_len=4)
     append(store, [("a", 5), ("a", 6), ("b", 7)])
     rows, lengths = store.rows(["b", "a", "nobody"])
     assert rows.tolist() == [[0, 0, 0, 7], [0, 0, 5, 6], [0, 0, 0, 0]]
@@ -41,7 +44,7 @@ def test_rows_are_left_padded_batch_layout() -> None:
 
 
 def test_unknown_items_are_not_stored_but_user_exists() -> None:
-    store = HistoryStore(max_len=3)
+    store = PartitionStore(max_len=3)
     append(store, [("a", 0), ("a", 4), ("a", 0)])
     assert store.history("a")[0].tolist() == [4]
     append(store, [("new", 0)])
@@ -50,7 +53,7 @@ def test_unknown_items_are_not_stored_but_user_exists() -> None:
 
 
 def test_grows_past_initial_capacity_without_losing_users() -> None:
-    store = HistoryStore(max_len=2, initial_capacity=2)
+    store = PartitionStore(max_len=2, initial_capacity=2)
     users = [f"u{i}" for i in range(100)]
     store.append(users, np.arange(1, 101), np.arange(100), np.arange(100))
     store.append(users, np.arange(101, 201), np.arange(100), np.arange(100, 200))
@@ -62,7 +65,7 @@ def test_grows_past_initial_capacity_without_losing_users() -> None:
 
 def test_matches_a_plain_python_reference_on_random_streams() -> None:
     rng = np.random.default_rng(0)
-    store = HistoryStore(max_len=5, initial_capacity=4)
+    store = PartitionStore(max_len=5, initial_capacity=4)
     reference: dict[str, list[int]] = {}
     for _ in range(50):
         n = int(rng.integers(1, 40))
@@ -78,17 +81,22 @@ def test_matches_a_plain_python_reference_on_random_streams() -> None:
 
 
 def test_partitions_are_independent_and_droppable() -> None:
-    parts = PartitionedHistories(max_len=2)
+    # No broker is contacted until the changelog is read or written.
+    parts = DurableHistories(2, ItemVocab(["x", "y", "z"]), bootstrap="unused:9092",
+                             group_id="g", security=KafkaSecurity())
     parts.store(0).append(["a"], np.array([1]), np.array([1]), np.array([0]))
     parts.store(1).append(["b", "c"], np.array([2, 3]), np.array([1, 1]), np.array([0, 1]))
     assert parts.num_users() == 3
+    items, lengths = parts.rows([(1, "c"), (0, "a"), (0, "c")])
+    assert items.tolist() == [[0, 3], [0, 1], [0, 0]]  # "c" lives in partition 1 only
+    assert lengths.tolist() == [1, 1, 0]
     assert parts.drop(1) == 2
-    assert parts.partitions() == [0]
+    assert [p for p, _ in parts.stores()] == [0]
     assert parts.num_users() == 1
 
 
 def test_replayed_events_at_or_below_the_applied_offset_are_not_applied_twice() -> None:
-    store = HistoryStore(max_len=5)
+    store = PartitionStore(max_len=5)
     fresh = store.append(["a", "a", "b"], np.array([1, 2, 3]), np.zeros(3), np.array([10, 11, 12]))
     assert fresh.tolist() == [True, True, True]
     # A crash replays from offset 11: 11 and 12 were applied, 13 is new.
@@ -100,19 +108,19 @@ def test_replayed_events_at_or_below_the_applied_offset_are_not_applied_twice() 
 
 
 def test_unknown_items_advance_the_offset_without_being_stored() -> None:
-    store = HistoryStore(max_len=3)
+    store = PartitionStore(max_len=3)
     store.append(["a"], np.array([0]), np.zeros(1), np.array([7]))
     assert store.applied_offset("a") == 7
     assert store.take_dirty() == []
 
 
 def test_dirty_users_are_reported_once_and_export_loads_back() -> None:
-    store = HistoryStore(max_len=3)
+    store = PartitionStore(max_len=3)
     append(store, [("a", 1), ("b", 2), ("a", 3)])
     assert sorted(store.take_dirty()) == ["a", "b"]
     assert store.take_dirty() == []
     items, ts, offsets = store.export(["a", "b"])
-    other = HistoryStore(max_len=3)
+    other = PartitionStore(max_len=3)
     other.load(["a", "b"], items, ts, offsets)
     assert other.history("a")[0].tolist() == [1, 3]
     assert other.applied_offset("b") == store.applied_offset("b")
@@ -120,7 +128,7 @@ def test_dirty_users_are_reported_once_and_export_loads_back() -> None:
 
 
 def test_evicts_least_recently_active_users_already_in_the_changelog() -> None:
-    store = HistoryStore(max_len=2, initial_capacity=2)
+    store = PartitionStore(max_len=2, initial_capacity=2)
     append(store, [("a", 1)])
     append(store, [("b", 2)])
     append(store, [("c", 3)])

@@ -1,6 +1,6 @@
 """Durable per-partition state: histories in memory, their changelog in Kafka.
 
-The worker's histories (`histories.py`) are the fast copy; the compacted topic
+The in-memory `PartitionStore`s (`partition.py`) are the fast copy; the compacted topic
 `<group-id>-histories-changelog` (same partition count as the events topic, key =
 user id, value = the whole bounded history and the offset of the last event
 applied, see `changelog.py`) is the durable one. Changed users are written before
@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from streamrec.encoder.vocab import ItemVocab
-from streamrec.worker.changelog import (
+from streamrec.kafka_io.clients import ensure_topics, make_admin
+from streamrec.kafka_io.security import KafkaSecurity
+from streamrec.worker.publish import Publisher
+from streamrec.worker.state.changelog import (
     HistoryRecord,
     changelog_topic,
     encode_history,
     fetch_histories,
     restore_partitions,
 )
-from streamrec.worker.histories import HistoryStore, PartitionedHistories
-from streamrec.worker.kafka_clients import ensure_topics, make_admin
-from streamrec.worker.publish import Publisher
-from streamrec.worker.security import KafkaSecurity
+from streamrec.worker.state.partition import PartitionStore
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +44,16 @@ class Restored:
     seconds: float
 
 
-class HistoryState:
-    """Histories of the partitions this worker owns, backed by the changelog."""
+class DurableHistories:
+    """Histories of the partitions this worker owns: one `PartitionStore` each, in
+    memory, made durable by the changelog."""
 
     def __init__(
-        self, histories: PartitionedHistories, vocab: ItemVocab, *, bootstrap: str,
-        group_id: str, security: KafkaSecurity, max_users: int = 0,
+        self, max_len: int, vocab: ItemVocab, *, bootstrap: str, group_id: str,
+        security: KafkaSecurity, max_users: int = 0,
     ) -> None:
-        self.histories = histories
+        self.max_len = max_len
+        self._stores: dict[int, PartitionStore] = {}
         self.vocab = vocab
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -60,6 +63,32 @@ class HistoryState:
         self.external_ids = ["", *vocab.external(np.arange(1, len(vocab) + 1))]
         # Users evicted by the cap: partition -> user -> changelog offset of their state.
         self._evicted: dict[int, dict[str, int]] = {}
+
+    def store(self, partition: int) -> PartitionStore:
+        """The partition's store, created empty on first use."""
+        store = self._stores.get(partition)
+        if store is None:
+            store = self._stores[partition] = PartitionStore(self.max_len)
+        return store
+
+    def stores(self) -> list[tuple[int, PartitionStore]]:
+        """(partition, store) pairs, by partition."""
+        return sorted(self._stores.items())
+
+    def rows(self, users: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """(items [B, L] left-padded, lengths [B]) of (partition, user) pairs: a batch."""
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for i, (partition, _) in enumerate(users):
+            by_partition[partition].append(i)
+        items = np.zeros((len(users), self.max_len), dtype=np.int64)
+        lengths = np.zeros(len(users), dtype=np.int64)
+        for partition, idx in by_partition.items():
+            items[idx], lengths[idx] = self.store(partition).rows([users[i][1] for i in idx])
+        return items, lengths
+
+    def num_users(self) -> int:
+        """Users held in memory across all partitions."""
+        return sum(len(s) for s in self._stores.values())
 
     def ensure_topic(self, events_topic: str) -> None:
         """Create the compacted changelog with the events topic's partition count."""
@@ -87,13 +116,13 @@ class HistoryState:
                 self._load(partition, fetch_histories(
                     self.bootstrap, self.group_id, partition, back, security=self.security))
         rows = self.vocab.rows(items)
-        fresh = self.histories.store(partition).append(users, rows, ts, offsets)
+        fresh = self.store(partition).append(users, rows, ts, offsets)
         return fresh, int((rows[fresh] == 0).sum())
 
     def write_dirty(self, publisher: Publisher) -> int:
         """Queue a changelog record for every user changed since the last call."""
         written = 0
-        for partition, store in self.histories.items():
+        for partition, store in self.stores():
             users = store.take_dirty()
             if not users:
                 continue
@@ -110,14 +139,14 @@ class HistoryState:
     def note_written(self, written: list[tuple[int, str, int]]) -> None:
         """Remember where acknowledged changelog records landed: (partition, user, offset)."""
         for partition, user, offset in written:
-            self.histories.store(partition).note_written(user, offset)
+            self.store(partition).note_written(user, offset)
 
     def evict(self) -> int:
         """Apply the per-partition user cap (only users already in the changelog go)."""
         if self.max_users <= 0:
             return 0
         count = 0
-        for partition, store in self.histories.items():
+        for partition, store in self.stores():
             gone = store.evict(self.max_users)
             self._evicted.setdefault(partition, {}).update(gone)
             count += len(gone)
@@ -126,7 +155,8 @@ class HistoryState:
     def drop(self, partition: int) -> int:
         """Forget a partition this worker no longer owns; returns the users dropped."""
         self._evicted.pop(partition, None)
-        return self.histories.drop(partition)
+        store = self._stores.pop(partition, None)
+        return len(store) if store is not None else 0
 
     def restore(self, partitions: list[int]) -> Restored:
         """Load the partitions' histories from the changelog (replacing memory)."""
@@ -150,8 +180,8 @@ class HistoryState:
                     users, stats.records, list(partitions), restored.seconds)
         return restored
 
-    def _load(self, partition: int, records: dict[str, HistoryRecord]) -> HistoryStore:
-        store = self.histories.store(partition)
+    def _load(self, partition: int, records: dict[str, HistoryRecord]) -> PartitionStore:
+        store = self.store(partition)
         width = store.max_len
         users = list(records)
         items = np.zeros((len(users), width), dtype=np.int64)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamrec.cli.flags import add_data_flags, add_kafka_flags, load_data, security_from_args
 from streamrec.common.settings import env_default
-from streamrec.worker.commands.datasource import add_data_flags, load_data
-from streamrec.worker.commands.worker import add_bootstrap_flag
-from streamrec.worker.security import add_security_flags, security_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Produce an interaction log's events to the events topic. "
                                    "Each user's order is kept; users are interleaved.")
     add_data_flags(p)
-    add_bootstrap_flag(p)
+    add_kafka_flags(p)
     p.add_argument("--topic", default=env_default("--events-topic", "events"),
                    help="events topic (env STREAMREC_EVENTS_TOPIC; default %(default)s)")
     p.add_argument("--rate", type=float, default=100.0,
@@ -25,14 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="interleaving seed")
     p.add_argument("--partitions", type=int, default=env_default("--partitions", 3),
                    help="partitions if the topic must be created (default %(default)s)")
-    add_security_flags(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load, interleave and send."""
-    from streamrec.worker.kafka_clients import ensure_topics, make_producer
-    from streamrec.worker.replay import interleave, replay
+    from streamrec.eventlog.replay import interleave, replay
+    from streamrec.kafka_io.clients import ensure_topics, make_producer
 
     security = security_from_args(args)
     interactions = load_data(args)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamrec.worker.cli import main
+from streamrec.cli.main import main
 
 checkpoint = pytest.importorskip("streamrec.encoder.checkpoint")
 config_mod = pytest.importorskip("streamrec.encoder.config")

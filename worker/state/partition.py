@@ -1,4 +1,4 @@
-"""Per-user rolling histories in compact numpy form, one store per partition.
+"""One partition's users and their rolling histories, in memory, in compact numpy form.
 
 Each user holds the last `max_len` item rows (the encoder's vocabulary rows) in one
 row of a `[capacity, max_len]` int64 matrix, right-aligned and left-padded with 0:
@@ -21,8 +21,12 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-class HistoryStore:
-    """Last-`max_len` item rows, event times and applied offset per user of one partition."""
+class PartitionStore:
+    """Last-`max_len` item rows, event times and applied offset per user of one partition.
+
+    The in-memory layer of the worker's state; `durable.DurableHistories` holds one
+    per owned partition and keeps it in step with the changelog.
+    """
 
     def __init__(self, max_len: int, initial_capacity: int = 1024) -> None:
         if max_len < 1:
@@ -192,35 +196,3 @@ class HistoryStore:
         """Events-topic offset of the user's last applied event (-1 if none)."""
         slot = self._slots.get(user_id)
         return -1 if slot is None else int(self._offsets[slot])
-
-
-class PartitionedHistories:
-    """One `HistoryStore` per events-topic partition."""
-
-    def __init__(self, max_len: int) -> None:
-        self.max_len = max_len
-        self._stores: dict[int, HistoryStore] = {}
-
-    def store(self, partition: int) -> HistoryStore:
-        """The partition's store, created empty on first use."""
-        store = self._stores.get(partition)
-        if store is None:
-            store = self._stores[partition] = HistoryStore(self.max_len)
-        return store
-
-    def drop(self, partition: int) -> int:
-        """Forget a partition's users (revoked partition); returns how many were dropped."""
-        store = self._stores.pop(partition, None)
-        return len(store) if store is not None else 0
-
-    def num_users(self) -> int:
-        """Users held in memory across all partitions."""
-        return sum(len(s) for s in self._stores.values())
-
-    def partitions(self) -> list[int]:
-        """Partitions that currently hold a store."""
-        return sorted(self._stores)
-
-    def items(self) -> list[tuple[int, HistoryStore]]:
-        """(partition, store) pairs."""
-        return sorted(self._stores.items())

@@ -1,6 +1,7 @@
 """The `streamrec` command line: one entry point, one subcommand per job.
 
-Subcommands live in `streamrec.worker.commands` and register themselves here.
+Each subcommand is a module of `streamrec.cli` with `register(subparsers)`; this
+module lists them and runs the one chosen.
 Errors streamrec raises on purpose (`StreamrecError`) are printed as one clear line
 with exit code 2; anything else is a bug and keeps its traceback.
 """
@@ -8,25 +9,17 @@ with exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
+from streamrec.cli import broker, demo, evaluate, replay, state, train, worker
 from streamrec.common.errors import StreamrecError
 
 logger = logging.getLogger(__name__)
 
 # Order here is the order `streamrec --help` lists them.
-COMMANDS = (
-    "demo",
-    "broker",
-    "worker",
-    "replay",
-    "train",
-    "evaluate",
-    "state",
-)
+COMMANDS = (demo, broker, worker, replay, train, evaluate, state)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,14 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging level (default: INFO)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"streamrec.worker.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"streamrec.worker.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamrec.worker.changelog import (
+from streamrec.worker.errors import ChangelogError
+from streamrec.worker.state.changelog import (
     FORMAT_VERSION,
     MAGIC,
     HistoryRecord,
@@ -16,7 +17,6 @@ from streamrec.worker.changelog import (
     decode_history,
     encode_history,
 )
-from streamrec.worker.errors import ChangelogError
 
 TS = 1_700_000_000_000
 

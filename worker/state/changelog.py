@@ -5,7 +5,8 @@ Every change to a user's history is written to `<group-id>-histories-changelog`
 each user's latest history. A partition assigned to a worker is restored from it
 before the worker processes the partition's events.
 
-Record value, big-endian, versioned so the format can evolve:
+Record value (docs/CONTRACTS.md, "Changelog record"), big-endian, versioned so the
+format can evolve:
 
     b"SRH"  format version (uint8, = 1)  offset (int64)  count (uint16)
     count x ts (int64, epoch ms)          count x (length uint16, UTF-8 item id)
@@ -24,9 +25,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from streamrec.kafka_io.security import KafkaSecurity
+from streamrec.kafka_io.topic_reader import read_offsets, read_to_end
 from streamrec.worker.errors import ChangelogError
-from streamrec.worker.security import KafkaSecurity
-from streamrec.worker.topic_reader import read_offsets, read_to_end
 
 logger = logging.getLogger(__name__)
 

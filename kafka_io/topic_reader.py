@@ -20,9 +20,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
-from streamrec.worker.errors import KafkaUnavailableError, TopicNotFoundError
-from streamrec.worker.kafka_clients import make_consumer
-from streamrec.worker.security import KafkaSecurity
+from streamrec.kafka_io.clients import make_consumer
+from streamrec.kafka_io.errors import KafkaUnavailableError, TopicNotFoundError
+from streamrec.kafka_io.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 

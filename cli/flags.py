@@ -1,0 +1,144 @@
+"""Flag helpers shared by the subcommands: env fallbacks, Kafka connection, data sources.
+
+Every flag takes its default from a `STREAMREC_*` environment variable when set
+(`streamrec.common.settings`), then from the library's own default. Commands that
+talk to Kafka add `add_kafka_flags` (bootstrap + TLS/SASL) and turn them into a
+`KafkaSecurity` with `security_from_args`; `train`, `evaluate` and `replay` read
+their interactions through `add_data_flags`/`load_data`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
+
+from streamrec.common.errors import ConfigError
+from streamrec.common.settings import env_default, env_name
+from streamrec.kafka_io.security import KafkaSecurity, SaslMechanism, SecurityProtocol, named
+
+if TYPE_CHECKING:
+    from streamrec.encoder.data import Interactions
+    from streamrec.encoder.vocab import ItemVocab
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+def env_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str,
+             default: object, help_text: str, kind: type = str, env: str | None = None) -> None:
+    """`flag` whose default comes from `STREAMREC_<env or flag>`, then from `default`."""
+    env = env or flag
+    parser.add_argument(
+        flag, type=kind, default=env_default(env, default, kind),
+        help=f"{help_text} (env {env_name(env)}; default: %(default)s)")
+
+
+def add_kafka_flags(parser: argparse.ArgumentParser, purpose: str = "") -> None:
+    """`--bootstrap` and the TLS/SASL flags: every command that talks to Kafka."""
+    env_flag(parser, "--bootstrap", DEFAULT_BOOTSTRAP,
+             "Kafka bootstrap servers, host:port[,host:port]" + purpose)
+    add_security_flags(parser)
+
+
+def add_security_flags(parser: argparse.ArgumentParser) -> None:
+    """The Kafka security flags, each with its `STREAMREC_*` environment fallback."""
+    group = parser.add_argument_group(
+        "Kafka security", "TLS and SASL settings for every Kafka client of this command.")
+
+    def add(flag: str, help_text: str, secret: bool = False, **kwargs: Any) -> None:
+        env = f"env {env_name(flag)}" + (": prefer it, flags show up in `ps`" if secret else "")
+        group.add_argument(flag, default=env_default(flag, kwargs.pop("default", None), str),
+                           help=f"{help_text} ({env})", **kwargs)
+
+    add("--security-protocol", "how clients connect (default %(default)s)",
+        default="PLAINTEXT", choices=get_args(SecurityProtocol))
+    add("--ssl-cafile", "PEM CA bundle that signed the brokers' certificates "
+        "(default: the system CAs)", metavar="PEM")
+    add("--ssl-certfile", "client certificate, PEM (mutual TLS; with --ssl-keyfile)",
+        metavar="PEM")
+    add("--ssl-keyfile", "client private key, PEM (mutual TLS)", metavar="PEM")
+    add("--ssl-password", "password of an encrypted --ssl-keyfile", secret=True,
+        metavar="SECRET")
+    group.add_argument(
+        "--no-ssl-check-hostname", action="store_true",
+        default=env_default("--no-ssl-check-hostname", False),
+        help="accept a broker certificate that does not name the host connected to; the CA "
+             "is still checked (env STREAMREC_NO_SSL_CHECK_HOSTNAME)")
+    add("--sasl-mechanism", "SASL mechanism (default with SASL_*: PLAIN)",
+        choices=get_args(SaslMechanism))
+    add("--sasl-username", "SASL username", metavar="USER")
+    add("--sasl-password", "SASL password", secret=True, metavar="SECRET")
+
+
+def security_from_args(args: argparse.Namespace) -> KafkaSecurity:
+    """The checked `KafkaSecurity` for flags added by `add_security_flags`.
+
+    Raises ConfigError naming the flag (and env variable) to fix, including SSL
+    files that do not exist.
+    """
+    if args.security_protocol not in get_args(SecurityProtocol):  # a bad env value
+        raise ConfigError(f"{named('security_protocol')} must be one of "
+                          f"{', '.join(get_args(SecurityProtocol))}, "
+                          f"got {args.security_protocol!r}")
+    security = KafkaSecurity(
+        protocol=args.security_protocol,
+        ssl_cafile=_path(args.ssl_cafile), ssl_certfile=_path(args.ssl_certfile),
+        ssl_keyfile=_path(args.ssl_keyfile), ssl_password=args.ssl_password or None,
+        ssl_check_hostname=not args.no_ssl_check_hostname,
+        sasl_mechanism=args.sasl_mechanism or None, sasl_username=args.sasl_username or None,
+        sasl_password=args.sasl_password or None,
+    )
+    security.check_files()
+    return security
+
+
+
+def add_data_flags(parser: argparse.ArgumentParser, from_topic: bool = False) -> None:
+    """`--data/--format` and the column flags; with `from_topic`, also `--from-topic`."""
+    from streamrec.encoder.data import DATA_FORMATS
+
+    parser.add_argument("--data", type=Path, required=not from_topic,
+                        help="interaction log file")
+    parser.add_argument("--format", choices=DATA_FORMATS, help="file format of --data")
+    if from_topic:
+        parser.add_argument("--from-topic", metavar="TOPIC", default=None,
+                            help="read the interactions from this events topic instead "
+                                 "(with --bootstrap)")
+        add_kafka_flags(parser, " for --from-topic")
+    parser.add_argument("--user-field", default="user_id", help="csv/jsonl user column")
+    parser.add_argument("--item-field", default="item_id", help="csv/jsonl item column")
+    parser.add_argument("--time-field", default="ts",
+                        help="csv/jsonl timestamp column ('' = file order)")
+    parser.add_argument("--delimiter", default=",", help="csv delimiter")
+    parser.add_argument("--strict", action="store_true", help="fail on the first bad line")
+
+
+def load_data(args: argparse.Namespace, vocab: ItemVocab | None = None) -> Interactions:
+    """The `Interactions` the `add_data_flags` flags name (mapped through `vocab` if given)."""
+    from streamrec.encoder.data import Interactions, load_interactions
+
+    topic = getattr(args, "from_topic", None)
+    if topic:
+        if args.data is not None:
+            raise ConfigError("give either --data or --from-topic, not both")
+        from streamrec.eventlog.topic_log import read_topic_interactions
+
+        data = read_topic_interactions(args.bootstrap, topic, strict=args.strict,
+                                       security=security_from_args(args))
+        if vocab is None:
+            return data
+        pairs = [(u, i) for u, seq in zip(data.users, data.sequences, strict=True)
+                 for i in data.vocab.external(seq)]
+        return Interactions.from_pairs([u for u, _ in pairs], [i for _, i in pairs],
+                                       vocab=vocab, source=f"kafka:{topic}")
+    if args.data is None or args.format is None:
+        raise ConfigError("--data and --format are required (or --from-topic TOPIC)")
+    return load_interactions(
+        args.data, args.format, user_field=args.user_field, item_field=args.item_field,
+        time_field=args.time_field or None, delimiter=args.delimiter, strict=args.strict,
+        vocab=vocab,
+    )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None

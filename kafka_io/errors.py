@@ -1,0 +1,25 @@
+"""Errors of Kafka connectivity and of the local development broker."""
+
+from __future__ import annotations
+
+from streamrec.common.errors import StreamrecError
+
+
+class KafkaIOError(StreamrecError):
+    """Base class of errors talking to Kafka or running the local broker."""
+
+
+class BrokerError(KafkaIOError):
+    """The local development broker could not be started, stopped or queried."""
+
+
+class KafkaUnavailableError(KafkaIOError):
+    """No Kafka broker answers at the configured bootstrap address."""
+
+
+class TopicNotFoundError(KafkaUnavailableError):
+    """A topic streamrec must read does not exist on the cluster (e.g. no changelog yet)."""
+
+
+class KafkaSecurityError(KafkaUnavailableError):
+    """A broker answers but the connection's security fails: TLS handshake or SASL login."""
