@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -136,9 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     command = ["train", "--data", str(args.data), "--format", "sasrec", "--preset", "games",
                "--out", str(args.out), *args.train_flags]
     if not args.skip_train:
-        from streamrec.cli.main import main as streamrec
-
-        code = streamrec(command)
+        # The CLI in its own process: benchmarks sit below the command line.
+        code = subprocess.run([sys.executable, "-m", "streamrec.cli.main", *command]).returncode
         if code:
             return code
     results = json.loads((args.out / "results.json").read_text(encoding="utf-8"))

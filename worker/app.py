@@ -132,6 +132,8 @@ class Worker:
         transactional = {"transactional_id": cfg.transactional_id} if cfg.exactly_once else {}
         producer = make_producer(cfg.bootstrap, cfg.client_id, cfg.security, **transactional)
         self.metrics.watch_producer(producer)
+        self.metrics.inflight.set_function(
+            lambda: self._publisher.inflight if self._publisher is not None else 0)
         self._publisher = Publisher(producer, cfg.recommendations_topic, cfg.dead_letter_topic,
                                     cfg.dead_letter_max_bytes, transactional=cfg.exactly_once)
         self._consumer = make_consumer(

@@ -91,6 +91,10 @@ class WorkerMetrics:
             "streamrec_users_in_memory", "Users with a history held by this worker.", registry=r)
         self.pending = Gauge(
             "streamrec_pending_users", "Users waiting for a batch.", registry=r)
+        self.inflight = Gauge(
+            "streamrec_inflight_records",
+            "Records sent (recommendations, dead letters, changelog) and not yet acknowledged.",
+            registry=r)
         self.changelog_records = Counter(
             "streamrec_changelog_records_published_total",
             "History records acknowledged on the changelog topic.", registry=r)

@@ -104,6 +104,11 @@ class Publisher:
             # transaction a killed predecessor left open.
             producer.init_transactions()
 
+    @property
+    def inflight(self) -> int:
+        """Records sent and not yet confirmed by a flush."""
+        return len(self._inflight)
+
     def _send(self, topic: str, kind: str, event_ts: int = 0, user: str = "",
               **kwargs: Any) -> None:
         """Send one record (inside the open transaction, when transactional)."""

@@ -50,6 +50,12 @@ class PartitionStore:
     def __contains__(self, user_id: str) -> bool:
         return user_id in self._slots
 
+    def nbytes(self) -> int:
+        """Bytes of the per-slot arrays (memory beyond them: the user-id index)."""
+        arrays = (self._items, self._ts, self._lengths, self._offsets, self._active,
+                  self._dirty, self._changelog)
+        return sum(a.nbytes for a in arrays)
+
     def slots_for(self, user_ids: list[str]) -> np.ndarray:
         """Slot per user, allocating rows for new users (growing by doubling)."""
         slots = np.empty(len(user_ids), dtype=np.int64)

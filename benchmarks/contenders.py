@@ -1,0 +1,319 @@
+"""The contenders of `bench e2e`, each measured the same way over the same stream.
+
+    a  passthrough (`runners.py`): consume -> decode -> produce one record per event
+    b  the worker, full pipeline, default settings (changelog, commits, explanations)
+    c  naive (`runners.py`): the same model, index and store called once per event
+    d  the model stage alone: encoder + search on the same histories, no Kafka
+    e  several worker processes in one consumer group on the same machine
+
+Time runs from the first event consumed to the last record acknowledged: workers
+are watched through their own /metrics (events consumed, pending users, records in
+flight), never from process start. CPU seconds and peak RSS come from /proc.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamrec.bench.report import free_port
+from streamrec.kafka_io.clients import ensure_topics, make_producer
+from streamrec.kafka_io.topic_reader import partitions_of, read_to_end
+
+logger = logging.getLogger(__name__)
+
+DONE_POLL_S = 0.02
+GAMES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "games.txt"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Events in the order they are produced: user, item, event time (ms)."""
+
+    users: list[str]
+    items: list[str]
+    ts: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def last_ts(self) -> dict[str, int]:
+        """Each user's last event time (times are unique and increasing)."""
+        return dict(zip(self.users, self.ts.tolist(), strict=True))
+
+
+@dataclass
+class Result:
+    """One contender's run over the stream."""
+
+    name: str
+    events: int
+    seconds: float
+    recommendations: int
+    records_out: int
+    cpu_s: float
+    peak_rss_mb: float
+    note: str = ""
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    @property
+    def recs_per_s(self) -> float:
+        return self.recommendations / self.seconds if self.seconds else 0.0
+
+
+def load_stream(events: int, users: int, seed: int = 0, data: Path | None = None) -> Stream:
+    """Up to `events` events, users interleaved (games log when present)."""
+    from streamrec.encoder.data import load_interactions
+    from streamrec.eventlog.replay import interleave
+
+    path = data or (GAMES if GAMES.is_file() else None)
+    if path is not None:
+        interactions = load_interactions(path, "sasrec")
+        source = f"{path.name} ({interactions.num_users:,} users)"
+    else:
+        from streamrec.encoder.synthetic import generate
+
+        interactions = generate(users, seed=seed)
+        source = f"synthetic ({users:,} users)"
+    pairs = list(interleave(interactions, seed=seed))[:events]
+    base = 1_700_000_000_000
+    return Stream([u for u, _ in pairs], [i for _, i in pairs],
+                  base + np.arange(len(pairs), dtype=np.int64), source)
+
+
+def bench_model(model: Path | None, workdir: Path, users: int = 30_000) -> Path:
+    """The model to serve: `model`, or the games preset trained once and cached
+    (the demo preset on a synthetic log when ../shared/data is absent)."""
+    if model is not None:
+        return model
+    workdir.mkdir(parents=True, exist_ok=True)
+    games = GAMES.is_file()
+    path = workdir / ("games-model" if games else "demo-model")
+    if (path / "config.json").is_file():
+        return path
+    if games:
+        data, preset = GAMES, "games"
+    else:
+        from streamrec.encoder.synthetic import generate, write_sasrec
+
+        data, preset = write_sasrec(workdir / "synthetic.txt", generate(users, seed=0)), "demo"
+    print(f"[bench] training the {preset} preset on {data} into {path} (once)", flush=True)
+    subprocess.run([sys.executable, "-m", "streamrec.cli.main", "train", "--data", str(data),
+                    "--format", "sasrec", "--preset", preset, "--out", str(path),
+                    "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def preload(bootstrap: str, topic: str, stream: Stream, partitions: int) -> float:
+    """Create `topic` and write the stream to it; returns seconds."""
+    ensure_topics(bootstrap, {topic: partitions})
+    producer = make_producer(bootstrap, "bench-preload", linger_ms=20, batch_size=512 * 1024)
+    start = time.perf_counter()
+    for user, item, ts in zip(stream.users, stream.items, stream.ts.tolist(), strict=True):
+        value = json.dumps({"user_id": user, "item_id": item, "ts": ts}).encode()
+        producer.send(topic, key=user.encode(), value=value)
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - start
+
+
+# -- processes and their measurements ------------------------------------------------
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a running process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Sample values of a worker's /metrics, summed over labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
+
+
+def worker_command(bootstrap: str, topic: str, out: str, group: str, model: Path, port: int,
+                   instance: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "streamrec.cli.main", "--log-level", "WARNING", "worker",
+            "--bootstrap", bootstrap, "--model", str(model), "--events-topic", topic,
+            "--recommendations-topic", out, "--dead-letter-topic", f"{out}.dlq",
+            "--group-id", group, "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+            "--instance-id", instance, *extra]
+
+
+def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
+                processes: int = 1, extra: list[str] | None = None,
+                timeout_s: float = 1800.0) -> tuple[Result, str]:
+    """Run `processes` workers in one group over the topic; returns (result, output topic)."""
+    from streamrec.kafka_io.local_broker import port_accepts
+
+    tag = uuid.uuid4().hex[:6]
+    out, group = f"{topic}-{name}-{tag}", f"bench-{name}-{tag}"
+    ports = [free_port() for _ in range(processes)]
+    procs = [subprocess.Popen(worker_command(bootstrap, topic, out, group, model, port,
+                                             f"{name}-{i}", extra or []))
+             for i, port in enumerate(ports)]
+    try:
+        deadline = time.monotonic() + 300
+        while not all(port_accepts("127.0.0.1", p) for p in ports):
+            _check_alive(procs)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: workers did not open their metrics ports")
+            time.sleep(0.1)
+        start = cpu0 = None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            _check_alive(procs)
+            samples = [scrape(p) for p in ports]
+            consumed = sum(s.get("streamrec_events_consumed_total", 0) for s in samples)
+            if start is None and consumed > 0:
+                start = time.perf_counter()
+                cpu0 = sum(proc_cpu_s(p.pid) for p in procs)
+            busy = sum(s.get("streamrec_pending_users", 0) + s.get("streamrec_inflight_records", 0)
+                       for s in samples)
+            if consumed >= events and busy == 0:
+                seconds = time.perf_counter() - start  # type: ignore[operator]
+                cpu = sum(proc_cpu_s(p.pid) for p in procs) - cpu0  # type: ignore[operator]
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: consumed {consumed:.0f} of {events} in {timeout_s}s")
+            time.sleep(DONE_POLL_S)
+        recs = sum(s.get("streamrec_recommendations_published_total", 0) for s in samples)
+        out_records = recs + sum(s.get("streamrec_changelog_records_published_total", 0)
+                                 + s.get("streamrec_dead_letters_published_total", 0)
+                                 for s in samples)
+        rss = sum(proc_peak_rss_mb(p.pid) for p in procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return Result(name, events, seconds, int(recs), int(out_records), cpu, rss), out
+
+
+def run_runner(runner: str, bootstrap: str, topic: str, events: int,
+               model: Path | None = None, threads: int = 0) -> Result:
+    """Run passthrough or naive in a subprocess and read its JSON result."""
+    tag = uuid.uuid4().hex[:6]
+    cmd = [sys.executable, "-m", "streamrec.bench.runners", runner, "--bootstrap", bootstrap,
+           "--topic", topic, "--out", f"{topic}-{runner}-{tag}", "--group",
+           f"bench-{runner}-{tag}", "--events", str(events), "--threads", str(threads)]
+    if model is not None:
+        cmd += ["--model", str(model)]
+    partitions = len(partitions_of(bootstrap, topic))
+    ensure_topics(bootstrap, {f"{topic}-{runner}-{tag}": partitions})
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if done.returncode:
+        raise RuntimeError(f"{runner} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    doc = json.loads(done.stdout.strip().splitlines()[-1])
+    return Result(runner, doc["events"], doc["seconds"], doc["recommendations"],
+                  doc["records_out"], doc["cpu_s"], doc["peak_rss_mb"])
+
+
+def model_stage(stream: Stream, model: Path, max_batch: int, threads: int) -> Result:
+    """Encoder + search alone over the histories the worker would batch, no Kafka.
+
+    The stream is applied to one history store in order; whenever `max_batch`
+    distinct users changed, their current histories are encoded and searched,
+    which is what the worker does under full load. Only encode + search are timed.
+    """
+    import torch
+
+    from streamrec.worker.recommend import Recommender
+    from streamrec.worker.state.partition import PartitionStore
+
+    torch.set_num_threads(threads)
+    _faiss_threads(threads)
+    recommender = Recommender.load(model, "cpu")
+    store = PartitionStore(recommender.max_len)
+    rows = recommender.checkpoint.vocab.rows(stream.items)
+    timed = 0.0
+    served = 0
+    for users, idx in _batches(stream.users, max_batch):
+        store.append(users, rows[idx], stream.ts[idx], idx.astype(np.int64))
+        distinct = list(dict.fromkeys(users))
+        histories, lengths = store.rows(distinct)
+        t0 = time.perf_counter()
+        recommender.search(recommender.encode(histories, lengths), histories, 10)
+        timed += time.perf_counter() - t0
+        served += len(distinct)
+    return Result(f"model stage ({threads} thr)", len(stream), timed, served, 0, float("nan"),
+                  float("nan"), note=f"{served / timed:,.0f} users/s")
+
+
+def _batches(users: list[str], max_batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Consecutive runs of events holding `max_batch` distinct users each."""
+    start = 0
+    seen: set[str] = set()
+    for i, user in enumerate(users):
+        if user not in seen and len(seen) == max_batch:
+            yield users[start:i], np.arange(start, i)
+            start, seen = i, set()
+        seen.add(user)
+    if start < len(users):
+        yield users[start:], np.arange(start, len(users))
+
+
+def verify(bootstrap: str, out: str, stream: Stream) -> int:
+    """Users whose last event got no recommendation on `out` (0 = all served)."""
+    wanted = stream.last_ts()
+    for rec in read_to_end(bootstrap, out, client_id="bench-verify"):
+        doc = json.loads(rec.value)
+        if wanted.get(doc["user_id"]) == doc["event_ts"]:
+            del wanted[doc["user_id"]]
+    return len(wanted)
+
+
+def _faiss_threads(threads: int) -> None:
+    try:
+        import faiss
+    except ImportError:
+        return
+    faiss.omp_set_num_threads(threads)
+
+
+def _check_alive(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is not None:
+            raise RuntimeError(f"worker process {p.pid} exited with {p.returncode}")
+
+
+def as_dict(result: Result) -> dict[str, Any]:
+    """A result with its rates, for JSON output."""
+    return dataclasses.asdict(result) | {"events_per_s": result.events_per_s,
+                                         "recs_per_s": result.recs_per_s}

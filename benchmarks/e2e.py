@@ -1,0 +1,205 @@
+"""`streamrec bench e2e`: the whole pipeline beside its ceilings, in one run.
+
+Preloads an events topic with a realistic stream (the Amazon Games log, users
+interleaved, when ../shared/data is present, else the synthetic generator), reads it
+from offset 0 with each contender of `contenders.py` (passthrough, worker, naive,
+model stage, two workers), checks that every user's last event got a
+recommendation, then measures latency at half the worker's throughput
+(`latency.py`) and throughput against `--max-batch`. Appends a dated section with
+the machine, a table, ratios and plots to docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamrec.bench import latency as latency_run
+from streamrec.bench.contenders import (
+    Result,
+    Stream,
+    as_dict,
+    bench_model,
+    load_stream,
+    model_stage,
+    preload,
+    run_runner,
+    run_workers,
+    verify,
+)
+from streamrec.bench.report import ROOT, append_section, broker, machine, plot_path, table
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class E2EOptions:
+    """What `bench e2e` runs; defaults fit a 2-core machine in about ten minutes."""
+
+    events: int = 300_000  # the games log has 287k: all of it
+    users: int = 30_000  # synthetic stream only
+    partitions: int = 4  # even split for two workers
+    naive_events: int = 10_000  # the naive contender reads this prefix
+    latency_seconds: float = 30.0
+    sweep: tuple[int, ...] = (16, 64, 256, 1024)
+    sweep_events: int = 60_000
+    model: Path | None = None
+    workdir: Path = ROOT / ".cache" / "bench"
+    bootstrap: str | None = None
+    worker_args: tuple[str, ...] = ()
+
+
+def run(opts: E2EOptions) -> dict:
+    """Every contender, the latency run and the sweep; returns the figures."""
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    model = bench_model(opts.model, opts.workdir, opts.users)
+    stream = load_stream(opts.events, opts.users)
+    extra = list(opts.worker_args)
+    figures: dict = {"machine": machine(), "stream": stream.source, "events": len(stream),
+                     "users": len(set(stream.users)), "partitions": opts.partitions}
+    with broker(opts.bootstrap) as bootstrap:
+        topic = f"bench-events-{uuid.uuid4().hex[:6]}"
+        say(f"preloading {len(stream):,} events ({figures['users']:,} users, {stream.source})")
+        figures["preload_s"] = preload(bootstrap, topic, stream, opts.partitions)
+        n = len(stream)
+        results: dict[str, Result] = {}
+        say("a: passthrough (kafka-python consume -> decode -> produce)")
+        results["a"] = run_runner("passthrough", bootstrap, topic, n)
+        say("b: the worker, default settings")
+        results["b"], out_b = run_workers("worker", bootstrap, topic, model, n, extra=extra)
+        figures["b_users_missing"] = verify(bootstrap, out_b, stream)
+        say(f"c: naive, one event at a time ({opts.naive_events:,} events)")
+        results["c"] = run_runner("naive", bootstrap, topic, min(opts.naive_events, n), model)
+        for threads in (1, os.cpu_count() or 1):
+            say(f"d: model stage alone, {threads} thread(s)")
+            results[f"d{threads}"] = model_stage(stream, model, 256, threads)
+        say("e: two worker processes in one group")
+        results["e"], out_e = run_workers("workers", bootstrap, topic, model, n, processes=2,
+                                          extra=extra)
+        figures["e_users_missing"] = verify(bootstrap, out_e, stream)
+        for key, result in results.items():
+            say(f"{key}: {result.events_per_s:,.0f} events/s, {result.recs_per_s:,.0f} recs/s")
+        figures["results"] = {k: as_dict(r) for k, r in results.items()}
+        rate = 0.5 * results["b"].events_per_s
+        say(f"latency at {rate:,.0f} events/s (half of b) for {opts.latency_seconds:.0f} s")
+        lat = latency_run.measure(bootstrap, model, stream, rate, opts.latency_seconds,
+                                  opts.partitions, opts.workdir, extra)
+        figures["latency"] = {"rate": rate, "sent": lat.sent, "received": len(lat.ms),
+                              **{f"p{q}": lat.percentile(q) for q in (50, 95, 99)},
+                              "max": float(lat.ms.max()) if len(lat.ms) else float("nan")}
+        figures["sweep"] = sweep(bootstrap, model, stream, opts, extra)
+    (opts.workdir / f"e2e-{int(time.time())}.json").write_text(json.dumps(figures, indent=2))
+    write_report(figures, lat, results)
+    failed = figures["b_users_missing"] or figures["e_users_missing"]
+    if failed:
+        print(f"[bench] FAILED: users without a recommendation for their last event: "
+              f"b {figures['b_users_missing']}, e {figures['e_users_missing']}", file=sys.stderr)
+    return figures
+
+
+def sweep(bootstrap: str, model: Path, stream: Stream, opts: E2EOptions,
+          extra: list[str]) -> list[dict]:
+    """Worker throughput against --max-batch on a prefix of the stream."""
+    prefix = Stream(stream.users[: opts.sweep_events], stream.items[: opts.sweep_events],
+                    stream.ts[: opts.sweep_events], stream.source)
+    topic = f"bench-sweep-{uuid.uuid4().hex[:6]}"
+    preload(bootstrap, topic, prefix, opts.partitions)
+    rows = []
+    for max_batch in opts.sweep:
+        say(f"sweep: --max-batch {max_batch} over {len(prefix):,} events")
+        result, _ = run_workers(f"mb{max_batch}", bootstrap, topic, model, len(prefix),
+                                extra=[*extra, "--max-batch", str(max_batch)])
+        rows.append({"max_batch": max_batch} | as_dict(result))
+    return rows
+
+
+def say(text: str) -> None:
+    """Progress on stdout: a run takes minutes."""
+    print(f"[bench] {time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+def write_report(figures: dict, lat: latency_run.Latency, results: dict[str, Result]) -> None:
+    """The dated section in docs/BENCHMARKS.md, with the two plots."""
+    r = results
+    rows = [[f"{k}: {v.name}", f"{v.events_per_s:,.0f}", f"{v.recs_per_s:,.0f}",
+             f"{v.seconds:.1f}", _per_k(v), f"{v.records_out / v.events:.2f}" if v.events
+             else "-", f"{v.peak_rss_mb:,.0f}" if v.peak_rss_mb == v.peak_rss_mb else "-"]
+            for k, v in r.items()]
+    d_worker = r.get(f"d{os.cpu_count() or 1}", r["d1"])
+    ratios = {
+        "b / a (events/s)": r["b"].events_per_s / r["a"].events_per_s,
+        "b / c": r["b"].events_per_s / r["c"].events_per_s,
+        "b / d (recommendations/s vs users/s, same threads)":
+            r["b"].recs_per_s / d_worker.recs_per_s,
+        "e / b": r["e"].events_per_s / r["b"].events_per_s,
+    }
+    lat_rows = [[f"{figures['latency']['rate']:,.0f}", f"{lat.sent:,}", f"{len(lat.ms):,}",
+                 *(f"{figures['latency'][f'p{q}']:.0f}" for q in (50, 95, 99)),
+                 f"{figures['latency']['max']:.0f}"]]
+    sweep_rows = [[s["max_batch"], f"{s['events_per_s']:,.0f}", f"{s['recs_per_s']:,.0f}",
+                   f"{s['cpu_s'] / s['events'] * 1000:.2f}"] for s in figures["sweep"]]
+    _plots(lat, figures["sweep"])
+    body = "\n\n".join([
+        f"Machine: {figures['machine']}.",
+        f"Stream: {figures['events']:,} events of {figures['users']:,} users from "
+        f"{figures['stream']}, interleaved, {figures['partitions']} partitions, local "
+        "single-node broker on the same machine. Time from the first event consumed to the "
+        "last record acknowledged.",
+        table(["contender", "events/s", "recs/s", "seconds", "CPU s / 1k events",
+               "records out / event", "peak RSS MB"], rows),
+        "Ratios: " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + ". "
+        f"Users whose last event got no recommendation: b {figures['b_users_missing']}, "
+        f"e {figures['e_users_missing']}.",
+        "Latency, produce to arrival at a consumer (ms), at half of b's throughput:\n\n"
+        + table(["offered events/s", "sent", "recs received", "p50", "p95", "p99", "max"],
+                lat_rows),
+        "Throughput against `--max-batch`:\n\n"
+        + table(["max batch", "events/s", "recs/s", "CPU s / 1k events"], sweep_rows),
+        f"![latency CDF]({plot_path('latency_cdf').name}) "
+        f"![throughput vs max batch]({plot_path('max_batch').name})",
+    ])
+    append_section("bench e2e", body)
+
+
+def _per_k(result: Result) -> str:
+    if result.cpu_s != result.cpu_s:  # NaN: not measured (in-process model stage)
+        return "-"
+    return f"{result.cpu_s / result.events * 1000:.2f}"
+
+
+def _plots(lat: latency_run.Latency, sweep_rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if len(lat.ms):
+        ms = np.sort(lat.ms)
+        ax.plot(ms, np.arange(1, len(ms) + 1) / len(ms))
+    ax.set_xscale("log")
+    ax.set_xlabel("produce-to-arrival latency (ms)")
+    ax.set_ylabel("fraction of recommendations")
+    ax.set_title(f"latency CDF at {lat.rate:,.0f} events/s")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(plot_path("latency_cdf"), dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([s["max_batch"] for s in sweep_rows], [s["events_per_s"] for s in sweep_rows],
+            marker="o")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("--max-batch")
+    ax.set_ylabel("events/s")
+    ax.set_title("worker throughput against --max-batch")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(plot_path("max_batch"), dpi=100)
+    plt.close(fig)

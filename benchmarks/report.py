@@ -1,0 +1,141 @@
+"""What every benchmark shares: the machine it ran on, a broker, the report file.
+
+A figure without its machine means nothing, so `machine()` names the CPU, cores,
+memory, GPU and the versions of everything in the path (Python, torch, faiss,
+kafka-python, the Kafka broker jars, the streamrec commit). `broker()` gives a
+bootstrap address: `$KAFKA_BOOTSTRAP` when set, else a local broker on free ports
+that is stopped afterwards. `append_section()` adds one dated section to
+docs/BENCHMARKS.md, newest last, so the file keeps every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import platform
+import re
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from importlib import metadata
+from pathlib import Path
+
+from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker, project_dir
+
+logger = logging.getLogger(__name__)
+
+ROOT = project_dir()
+REPORT = ROOT / "docs" / "BENCHMARKS.md"
+HEADER = ("# Benchmarks\n\nFigures as measured, machine named; each section is one run "
+          "of a `streamrec bench` command (or a script in `benchmarks/`), newest last.\n")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def broker(bootstrap: str | None = None) -> Iterator[str]:
+    """`bootstrap`, `$KAFKA_BOOTSTRAP`, or a fresh local broker stopped on exit."""
+    given = bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    port, controller = free_port(), free_port()
+    while controller == port:
+        controller = free_port()
+    local = LocalBroker(BrokerConfig(port=port, controller_port=controller,
+                                     data_dir=Path(tempfile.mkdtemp(prefix="streamrec-bench-"))))
+    print(f"[bench] starting a local Kafka broker on 127.0.0.1:{port}", flush=True)
+    try:
+        yield local.start(timeout_s=180)
+    finally:
+        local.stop()
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return int(line.split()[1]) / 2**20
+    return 0.0
+
+
+def _kafka_version() -> str:
+    libs = ROOT / ".cache" / "kafka" / "libs"
+    for jar in sorted(libs.glob("kafka_2.13-*.jar")):
+        found = re.match(r"kafka_2\.13-([\d.]+)\.jar", jar.name)
+        if found:
+            return found.group(1)
+    return "unknown"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.strip() + ("+changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine(device: str = "cpu") -> str:
+    """One line naming the machine and the versions a figure depends on."""
+    import torch
+
+    gpu = "no GPU"
+    if torch.cuda.is_available():
+        gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    faiss = _version("faiss-cpu")
+    if faiss == "absent":
+        faiss = _version("faiss-gpu-cu12")
+    return (f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB, {gpu}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}, faiss {faiss}, "
+            f"kafka-python {_version('kafka-python')}, Kafka {_kafka_version()}, "
+            f"numpy {_version('numpy')}; streamrec {_commit()}; device {device}")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def append_section(title: str, body: str, report: Path = REPORT) -> None:
+    """Add `## <date> <title>` with `body` to the end of the report."""
+    if not report.exists():
+        report.write_text(HEADER, encoding="utf-8")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    with report.open("a", encoding="utf-8") as f:
+        f.write(f"\n## {stamp}: {title}\n\n{body.rstrip()}\n")
+    print(f"[bench] appended '{title}' to {report}", flush=True)
+
+
+def plot_path(name: str) -> Path:
+    """Where a plot of the report goes (docs/bench_<name>.png)."""
+    return ROOT / "docs" / f"bench_{name}.png"

@@ -1,0 +1,158 @@
+"""The processes `bench e2e` runs beside the worker, each in its own interpreter.
+
+    passthrough   the Kafka client ceiling: consume -> decode JSON -> produce one small
+                  record per event, commit every second after a flush; no model
+    naive         the same model, index and history store called once per event
+                  (batch of 1), one recommendation per event
+
+Both read the events topic from offset 0 with the worker's own client settings
+and print one JSON line: events, records produced, seconds from the first event
+polled to the last record acknowledged, CPU seconds over that span, peak RSS.
+
+    python -m streamrec.bench.runners passthrough --bootstrap B --topic T --out O --events N
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrec.kafka_io.clients import make_consumer, make_producer
+from streamrec.worker.validate import Event, Limits, validate_event
+
+logger = logging.getLogger(__name__)
+
+POLL_RECORDS = 1024  # the worker's max_poll_records at its default max_batch
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def passthrough(bootstrap: str, topic: str, out: str, group: str, events: int) -> dict[str, Any]:
+    """Consume `events` records, decode each, produce one small record per event."""
+    consumer = make_consumer(bootstrap, group, "bench-passthrough",
+                             max_poll_records=POLL_RECORDS)
+    producer = make_producer(bootstrap, "bench-passthrough")
+    consumer.subscribe([topic])
+    seen = produced = 0
+    start = cpu0 = None
+    next_commit = 0.0
+    while seen < events:
+        polled = consumer.poll(timeout_ms=500)
+        for records in polled.values():
+            if start is None:
+                start, cpu0 = time.perf_counter(), cpu_seconds()
+            for rec in records:
+                doc = json.loads(rec.value)
+                value = json.dumps({"user_id": doc["user_id"], "n": seen}).encode()
+                producer.send(out, key=rec.key, value=value)
+                seen += 1
+                produced += 1
+        if time.monotonic() >= next_commit:
+            producer.flush()
+            consumer.commit()
+            next_commit = time.monotonic() + 1.0
+    producer.flush()
+    consumer.commit()
+    seconds = time.perf_counter() - start  # type: ignore[operator]
+    result = {"events": seen, "records_out": produced, "recommendations": produced,
+              "seconds": seconds, "cpu_s": cpu_seconds() - cpu0,  # type: ignore[operator]
+              "peak_rss_mb": peak_rss_mb()}
+    consumer.close(autocommit=False)
+    producer.close()
+    return result
+
+
+def naive(bootstrap: str, topic: str, out: str, group: str, events: int, model: Path,
+          k: int = 10) -> dict[str, Any]:
+    """One encode + search + produce per event, through the worker's own stages."""
+    from streamrec.worker.publish import recommendation_json, top_attended
+    from streamrec.worker.recommend import Recommender
+    from streamrec.worker.state.partition import PartitionStore
+
+    recommender = Recommender.load(model, "cpu")
+    vocab = recommender.checkpoint.vocab
+    names = ["", *vocab.external(np.arange(1, len(vocab) + 1))]
+    stores: dict[int, PartitionStore] = {}
+    consumer = make_consumer(bootstrap, group, "bench-naive", max_poll_records=POLL_RECORDS)
+    producer = make_producer(bootstrap, "bench-naive")
+    consumer.subscribe([topic])
+    seen = 0
+    start = cpu0 = None
+    limits = Limits()
+    while seen < events:
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            if start is None:
+                start, cpu0 = time.perf_counter(), cpu_seconds()
+            store = stores.setdefault(tp.partition, PartitionStore(recommender.max_len))
+            for rec in records:
+                if seen >= events:
+                    break
+                seen += 1
+                event = validate_event(rec.key, rec.value, rec.timestamp, limits)
+                if not isinstance(event, Event):
+                    continue
+                store.append([event.user_id], vocab.rows([event.item_id]),
+                             np.array([event.ts]), np.array([rec.offset]))
+                rows, lengths = store.rows([event.user_id])
+                found = recommender.search(recommender.encode(rows, lengths), rows, k)
+                valid = found.rows[0] > 0
+                explanation = [(names[r], w) for r, w in
+                               top_attended(rows[0], found.attention[0], 3)]
+                value = recommendation_json(
+                    event.user_id, [names[r] for r in found.rows[0][valid]],
+                    found.scores[0][valid], bool(found.popular[0]),
+                    recommender.model_version, event.ts, explanation)
+                producer.send(out, key=rec.key, value=value)
+    producer.flush()
+    seconds = time.perf_counter() - start  # type: ignore[operator]
+    result = {"events": seen, "records_out": seen, "recommendations": seen, "seconds": seconds,
+              "cpu_s": cpu_seconds() - cpu0, "peak_rss_mb": peak_rss_mb()}  # type: ignore[operator]
+    consumer.close(autocommit=False)
+    producer.close()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one runner and print its result as one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runner", choices=["passthrough", "naive"])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.runner == "passthrough":
+        result = passthrough(args.bootstrap, args.topic, args.out, args.group, args.events)
+    else:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        result = naive(args.bootstrap, args.topic, args.out, args.group, args.events, args.model)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

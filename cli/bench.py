@@ -1,0 +1,116 @@
+"""`streamrec bench {e2e,model,state}`: measure, side by side, and write docs/BENCHMARKS.md.
+
+Each action prints its progress, appends a dated section naming the machine to
+docs/BENCHMARKS.md (plots beside it in docs/) and exits 0; figures are never
+asserted. The code lives in `streamrec.bench` (the benchmarks/ folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from streamrec.cli.flags import env_flag
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `streamrec bench` and its actions."""
+    from streamrec.bench.e2e import E2EOptions
+    from streamrec.bench.model import ModelOptions
+    from streamrec.bench.state import StateOptions
+
+    parser = sub.add_parser("bench", help="benchmarks: e2e pipeline, model stage, state",
+                            description=__doc__)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    e2e = actions.add_parser(
+        "e2e", help="the worker beside the Kafka client ceiling, naive, model-only, 2 workers",
+        description="Preload an events topic, then read it from offset 0 with: a kafka-python "
+                    "passthrough, the worker, a naive one-event-at-a-time loop, the model stage "
+                    "alone and two workers; then latency at half the worker's throughput and "
+                    "a --max-batch sweep. Starts a local broker unless --bootstrap is given.")
+    d = E2EOptions()
+    env_flag(e2e, "--bootstrap", "", "use this Kafka instead of a local broker")
+    e2e.add_argument("--events", type=int, default=d.events, help="events in the stream "
+                     "(default %(default)s; the games log has 287k)")
+    e2e.add_argument("--users", type=int, default=d.users,
+                     help="users of the synthetic stream when ../shared/data is absent")
+    e2e.add_argument("--partitions", type=int, default=d.partitions,
+                     help="partitions of the events topic (default %(default)s)")
+    e2e.add_argument("--naive-events", type=int, default=d.naive_events,
+                     help="events the naive loop reads (default %(default)s)")
+    e2e.add_argument("--latency-seconds", type=float, default=d.latency_seconds,
+                     help="length of the latency run (default %(default)s)")
+    e2e.add_argument("--sweep", default=",".join(map(str, d.sweep)),
+                     help="--max-batch values to sweep (default %(default)s)")
+    e2e.add_argument("--sweep-events", type=int, default=d.sweep_events,
+                     help="events per sweep point (default %(default)s)")
+    e2e.add_argument("--model", type=Path, default=None,
+                     help="checkpoint to serve (default: the games preset, trained once)")
+    e2e.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
+                     help="extra flag for every worker process (repeatable)")
+    e2e.set_defaults(handler=run_e2e)
+
+    model = actions.add_parser(
+        "model", help="encoder + search users/s by batch size; exact vs approximate index",
+        description="Encoder + exact search users/s by batch size (1 ... 4096) at 1 and all "
+                    "threads (and on CUDA when present); FAISS flat against IVF at 100k and 1M "
+                    "synthetic items: recall@10 against exact, queries/s.")
+    m = ModelOptions()
+    model.add_argument("--model", type=Path, default=None,
+                       help="checkpoint (default: the games preset, trained once)")
+    model.add_argument("--batches", default=",".join(map(str, m.batches)),
+                       help="batch sizes (default %(default)s)")
+    model.add_argument("--items", default=",".join(map(str, m.catalogues)),
+                       help="synthetic catalogue sizes for the index comparison "
+                            "(default %(default)s)")
+    model.add_argument("--seconds", type=float, default=m.seconds,
+                       help="time per measurement (default %(default)s)")
+    model.set_defaults(handler=run_model)
+
+    state = actions.add_parser(
+        "state", help="bytes per user in memory; changelog restore time",
+        description="Memory of the in-memory histories at L items per user, and the time "
+                    "to restore that many users from a changelog on a real broker.")
+    s = StateOptions()
+    env_flag(state, "--bootstrap", "", "use this Kafka instead of a local broker")
+    state.add_argument("--users", type=int, default=s.users, help="users (default %(default)s)")
+    state.add_argument("--history", type=int, default=s.history,
+                       help="items per user, L (default %(default)s)")
+    state.add_argument("--partitions", type=int, default=s.partitions,
+                       help="changelog partitions (default %(default)s)")
+    state.set_defaults(handler=run_state)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def run_e2e(args: argparse.Namespace) -> int:
+    """Run `bench e2e`; exit 1 if a user's last event got no recommendation."""
+    from streamrec.bench.e2e import E2EOptions, run
+
+    figures = run(E2EOptions(
+        events=args.events, users=args.users, partitions=args.partitions,
+        naive_events=args.naive_events, latency_seconds=args.latency_seconds,
+        sweep=_ints(args.sweep), sweep_events=args.sweep_events, model=args.model,
+        bootstrap=args.bootstrap or None, worker_args=tuple(args.worker_arg)))
+    return 1 if figures["b_users_missing"] or figures["e_users_missing"] else 0
+
+
+def run_model(args: argparse.Namespace) -> int:
+    """Run `bench model`."""
+    from streamrec.bench.model import ModelOptions, run
+
+    run(ModelOptions(model=args.model, batches=_ints(args.batches),
+                     catalogues=_ints(args.items), seconds=args.seconds))
+    return 0
+
+
+def run_state(args: argparse.Namespace) -> int:
+    """Run `bench state`; exit 1 if the restore lost users."""
+    from streamrec.bench.state import StateOptions, run
+
+    ok = run(StateOptions(users=args.users, history=args.history, partitions=args.partitions,
+                          bootstrap=args.bootstrap or None))
+    return 0 if ok else 1
