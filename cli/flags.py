@@ -10,6 +10,7 @@ their interactions through `add_data_flags`/`load_data`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -92,7 +93,6 @@ def security_from_args(args: argparse.Namespace) -> KafkaSecurity:
     return security
 
 
-
 def add_data_flags(parser: argparse.ArgumentParser, from_topic: bool = False) -> None:
     """`--data/--format` and the column flags; with `from_topic`, also `--from-topic`."""
     from streamrec.encoder.data import DATA_FORMATS
@@ -109,8 +109,28 @@ def add_data_flags(parser: argparse.ArgumentParser, from_topic: bool = False) ->
     parser.add_argument("--item-field", default="item_id", help="csv/jsonl item column")
     parser.add_argument("--time-field", default="ts",
                         help="csv/jsonl timestamp column ('' = file order)")
+    parser.add_argument("--type-field", default="type",
+                        help="csv/jsonl event-type column, read with --event-types")
+    add_event_types_flag(parser, "events (csv/jsonl rows, topic events) of other types are "
+                                 "skipped and counted")
     parser.add_argument("--delimiter", default=",", help="csv delimiter")
     parser.add_argument("--strict", action="store_true", help="fail on the first bad line")
+
+
+def add_event_types_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--event-types view,purchase` (env STREAMREC_EVENT_TYPES); parse with
+    `parse_event_types`. Shared by the worker and the data flags so both read alike."""
+    env_flag(parser, "--event-types", None,
+             f"comma-separated allow-list of event types; {what}; 'untyped' in the list "
+             "keeps events without a type; unset = every event")
+
+
+def parse_event_types(text: str | None) -> frozenset[str] | None:
+    """`"view, purchase"` -> {"view", "purchase"}; None or blank -> None (every type)."""
+    if text is None:
+        return None
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    return names or None
 
 
 def load_data(args: argparse.Namespace, vocab: ItemVocab | None = None) -> Interactions:
@@ -118,25 +138,32 @@ def load_data(args: argparse.Namespace, vocab: ItemVocab | None = None) -> Inter
     from streamrec.encoder.data import Interactions, load_interactions
 
     topic = getattr(args, "from_topic", None)
+    event_types = parse_event_types(args.event_types)
     if topic:
         if args.data is not None:
             raise ConfigError("give either --data or --from-topic, not both")
         from streamrec.eventlog.topic_log import read_topic_interactions
 
         data = read_topic_interactions(args.bootstrap, topic, strict=args.strict,
-                                       security=security_from_args(args))
+                                       security=security_from_args(args),
+                                       event_types=event_types)
         if vocab is None:
             return data
         pairs = [(u, i) for u, seq in zip(data.users, data.sequences, strict=True)
                  for i in data.vocab.external(seq)]
-        return Interactions.from_pairs([u for u, _ in pairs], [i for _, i in pairs],
-                                       vocab=vocab, source=f"kafka:{topic}")
+        mapped = Interactions.from_pairs([u for u, _ in pairs], [i for _, i in pairs],
+                                         vocab=vocab, source=f"kafka:{topic}")
+        # Keep what the topic read counted (records, invalid ones, other types).
+        report = dataclasses.replace(
+            data.report, interactions=mapped.report.interactions, users=mapped.report.users,
+            items=mapped.report.items, unknown_items=mapped.report.unknown_items)
+        return dataclasses.replace(mapped, report=report)
     if args.data is None or args.format is None:
         raise ConfigError("--data and --format are required (or --from-topic TOPIC)")
     return load_interactions(
         args.data, args.format, user_field=args.user_field, item_field=args.item_field,
-        time_field=args.time_field or None, delimiter=args.delimiter, strict=args.strict,
-        vocab=vocab,
+        time_field=args.time_field or None, type_field=args.type_field,
+        event_types=event_types, delimiter=args.delimiter, strict=args.strict, vocab=vocab,
     )
 
 

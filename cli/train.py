@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamrec.cli.flags import add_data_flags, load_data
+from streamrec.cli.flags import add_data_flags, load_data, parse_event_types
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
 
@@ -161,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
         "epochs": len(result.history), "stopped": result.stopped,
         "best_val_ndcg@10": result.best_val_ndcg10,
         "total_seconds": round(time.perf_counter() - started, 2),
+        # What the model learnt from: serve it with the same --event-types.
+        "event_types": sorted(parse_event_types(args.event_types) or []) or None,
+        "data": data.report.as_dict(),
     })
     # Re-save with the test metrics in config.json; the weights (and their hash) are unchanged.
     save_checkpoint(args.out, result.model.cpu(), data.vocab, data.item_counts(),

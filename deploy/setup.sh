@@ -3,8 +3,8 @@
 #
 #   1. checks Python >= 3.11 and Java >= 17 (as root with apt-get, installs what is
 #      missing: openjdk-17-jre-headless, maven, python3-venv);
-#   2. creates .venv and installs streamrec editable with its dev extras, again only
-#      when pyproject.toml changed (sha256 stamp in .venv);
+#   2. creates .venv and installs streamrec editable with its cpu (faiss-cpu) and dev
+#      extras, again only when pyproject.toml changed (sha256 stamp in .venv);
 #   3. fetches the Kafka broker jars from Maven Central into .cache/kafka/libs with
 #      deploy/kafka/pom.xml, again only when the pom changed (sha256 stamp).
 #
@@ -88,7 +88,7 @@ setup_venv() {
   fi
   say "installing streamrec and its dependencies into .venv (pip, PyPI; log: .venv/pip-install.log)"
   quietly "$VENV/pip-install.log" \
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[dev]"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[cpu,dev]"
   printf '%s\n' "$want" >"$PY_STAMP"
   say ".venv ready"
 }

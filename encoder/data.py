@@ -11,6 +11,7 @@ in a `LoadReport`, because silently dropped lines are how evaluations go wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from streamrec.encoder.errors import DataFormatError
-from streamrec.encoder.formats import DATA_FORMATS, BadLine, DataFormat, read_log
+from streamrec.encoder.formats import DATA_FORMATS, BadLine, DataFormat, SkipTally, read_log
 from streamrec.encoder.vocab import ItemVocab
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ __all__ = [
     "Interactions",
     "LoadReport",
     "load_interactions",
+    "with_skipped",
 ]
 
 
@@ -49,6 +51,8 @@ class LoadReport:
     bad_lines: int = 0
     unknown_items: int = 0  # interactions dropped because a given vocabulary lacks the item
     bad_examples: tuple[BadLine, ...] = field(default_factory=tuple)
+    skipped: int = 0  # events of types outside the allow-list (`--event-types`), not bad
+    skipped_types: tuple[tuple[str, int], ...] = ()  # (type, count), most first; "untyped"
 
     def summary(self) -> str:
         """One line for the log and the terminal."""
@@ -60,6 +64,9 @@ class LoadReport:
             text += f"; {self.bad_lines:,} bad lines skipped"
         if self.unknown_items:
             text += f"; {self.unknown_items:,} interactions with items unknown to the model dropped"
+        if self.skipped:
+            kinds = ", ".join(f"{name} {n:,}" for name, n in self.skipped_types[:5])
+            text += f"; {self.skipped:,} events of other types skipped ({kinds})"
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +75,7 @@ class LoadReport:
             "source": self.source, "format": self.format, "lines": self.lines,
             "interactions": self.interactions, "users": self.users, "items": self.items,
             "bad_lines": self.bad_lines, "unknown_items": self.unknown_items,
+            "skipped": self.skipped, "skipped_types": dict(self.skipped_types),
             "bad_examples": [
                 {"line": b.line, "reason": b.reason, "text": b.text} for b in self.bad_examples
             ],
@@ -143,6 +151,8 @@ def load_interactions(
     user_field: str = "user_id",
     item_field: str = "item_id",
     time_field: str | None = "ts",
+    type_field: str = "type",
+    event_types: frozenset[str] | None = None,
     delimiter: str = ",",
     strict: bool = False,
     vocab: ItemVocab | None = None,
@@ -153,18 +163,23 @@ def load_interactions(
     object per line). Bad lines are skipped and reported (`strict=True` raises
     DataFormatError at the first one, with its line number). `vocab` maps items to
     rows; give the checkpoint's vocabulary when evaluating a trained model.
+    `event_types` (csv/jsonl) keeps only events of those types (`type_field`
+    column; see `formats.type_allowed` for events without one); the others are
+    counted in `report.skipped`.
     """
     path = Path(path)
     started = time.perf_counter()
     log = read_log(
         path, fmt, user_field=user_field, item_field=item_field, time_field=time_field,
-        delimiter=delimiter, strict=strict,
+        type_field=type_field, event_types=event_types, delimiter=delimiter, strict=strict,
     )
     times = None if log.times is None else np.asarray(log.times, dtype=np.float64)
     data = _group(
         log.users, log.items, times, vocab, source=str(path), fmt=fmt, lines=log.lines,
         bad_lines=log.bad_lines, bad_examples=tuple(log.bad_examples),
     )
+    if log.skipped.total:
+        data = with_skipped(data, log.skipped)
     logger.info("loaded %s in %.2fs", data.report.summary(), time.perf_counter() - started)
     for bad in data.report.bad_examples:
         logger.warning("%s:%d: %s: %r", path, bad.line, bad.reason, bad.text)
@@ -218,6 +233,13 @@ def _group(
         bad_lines=bad_lines, unknown_items=unknown, bad_examples=bad_examples,
     )
     return Interactions(users=names, sequences=sequences, vocab=vocab, report=report)
+
+
+def with_skipped(data: Interactions, skipped: SkipTally) -> Interactions:
+    """`data` with its report counting the events skipped for their type."""
+    ranked = tuple(sorted(skipped.by_type.items(), key=lambda kv: (-kv[1], kv[0])))
+    report = dataclasses.replace(data.report, skipped=skipped.total, skipped_types=ranked)
+    return dataclasses.replace(data, report=report)
 
 
 def _id_str(value: str | int) -> str:

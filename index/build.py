@@ -1,13 +1,26 @@
-"""Pick and build the item index: FAISS when it is installed, else exact torch.
+"""Pick and build the item index, and say which one and why.
 
-Kept apart from `base.py` so the backends import the shape they implement and
-this module imports the backends, never the other way round.
+FAISS is an optional dependency (`pip install 'streamrec[cpu]'` brings faiss-cpu,
+`'streamrec[gpu]'` faiss-gpu-cu12); the base install has none, and then the exact
+torch index serves. Both are exact, so the choice changes speed, never results.
+`auto` picks, for the encoder's device:
+
+    faiss importable, device cuda, faiss sees a GPU  -> faiss-gpu
+    device cuda, faiss missing or without GPU support -> torch-cuda (a GPU matmul
+                                                         beats faiss on the CPU)
+    device cpu                                        -> torch-cpu (measured faster
+                                                         than FAISS flat: docs/BENCHMARKS.md)
+
+The choice and its reason are logged once, and the built index's `name` is what the
+worker reports as `streamrec_model_info{index=...}`. Kept apart from `base.py` so the
+backends import the shape they implement and this module imports the backends.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from importlib import metadata
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -17,25 +30,78 @@ from streamrec.index.errors import IndexBuildError
 logger = logging.getLogger(__name__)
 
 Backend = Literal["auto", "faiss", "torch"]
+INSTALL_HINT = ("pip install 'streamrec[cpu]' for faiss-cpu, or 'streamrec[gpu]' for "
+                "faiss-gpu-cu12 (not both: they ship the same module)")
 
 
 def build_index(
     embeddings: np.ndarray, backend: Backend = "auto", device: str = "auto"
 ) -> ItemIndex:
-    """The best available exact index over `embeddings` ([V + 1, d], row 0 padding).
+    """An exact inner-product index over `embeddings` ([V + 1, d], row 0 padding).
 
-    `auto` uses FAISS when importable (on GPU when faiss has GPUs), else torch.
+    `backend` "faiss" refuses to start without faiss (IndexBuildError); "torch"
+    never uses it; "auto" chooses as the module docstring says. `device` is the
+    encoder's: auto, cpu, cuda[:N].
     """
-    if backend in ("auto", "faiss"):
-        try:
-            from streamrec.index.faiss_index import FaissIndex
-        except ImportError:
-            if backend == "faiss":
-                raise IndexBuildError(
-                    "faiss is not installed: pip install faiss-cpu (or streamrec[gpu])"
-                ) from None
-        else:
-            return FaissIndex(embeddings, device=device)
-    from streamrec.index.torch_index import TorchIndex
+    if backend not in get_args(Backend):
+        raise IndexBuildError(f"unknown index backend {backend!r}; choose one of "
+                              f"{', '.join(get_args(Backend))}")
+    faiss_gpus, faiss_error = probe_faiss() if backend != "torch" else (0, "not asked for")
+    if backend == "faiss" and faiss_error is not None:
+        raise IndexBuildError(f"faiss is not importable ({faiss_error}): {INSTALL_HINT}")
+    on_cuda = device != "cpu" and _cuda_device(device)
+    kind, reason = choose_backend(backend, on_cuda, faiss_gpus, faiss_error)
+    if kind == "faiss":
+        from streamrec.index.faiss_index import FaissIndex
 
-    return TorchIndex(embeddings, device=device)
+        index: ItemIndex = FaissIndex(embeddings, device=device)
+    else:
+        from streamrec.index.torch_index import TorchIndex
+
+        index = TorchIndex(embeddings, device=device)
+    logger.info("index backend %s: %s", index.name, reason)
+    return index
+
+
+def choose_backend(
+    backend: Backend, on_cuda: bool, faiss_gpus: int, faiss_error: str | None,
+) -> tuple[Literal["faiss", "torch"], str]:
+    """("faiss" or "torch", why) for the situation described; no side effects."""
+    if backend == "torch":
+        return "torch", "backend 'torch' was asked for"
+    if backend == "faiss":
+        return "faiss", "backend 'faiss' was asked for"
+    if faiss_error is not None:
+        return "torch", f"faiss is not importable ({faiss_error}); exact torch search; " \
+                        f"{INSTALL_HINT}"
+    if on_cuda and faiss_gpus > 0:
+        return "faiss", f"faiss sees {faiss_gpus} GPU(s)"
+    if on_cuda:
+        return "torch", ("the encoder runs on CUDA but this faiss has no GPU support "
+                         "(faiss-cpu): exact torch search on the GPU instead of faiss on "
+                         "the CPU; 'streamrec[gpu]' installs faiss-gpu-cu12")
+    return "torch", ("the encoder runs on the CPU, where exact torch search (one matmul, "
+                     "history masked before the top-k) beat FAISS flat, which must fetch "
+                     "k + history candidates and filter (docs/BENCHMARKS.md); --index faiss "
+                     "to use it")
+
+
+def probe_faiss() -> tuple[int, str | None]:
+    """(GPUs faiss can use, None) when faiss imports; (0, the import error) when not."""
+    try:
+        import faiss
+    except ImportError as exc:
+        return 0, str(exc) or type(exc).__name__
+    providers = sorted(set(metadata.packages_distributions().get("faiss", [])))
+    if len(providers) > 1:
+        logger.warning("several distributions install the faiss module (%s); the last one "
+                       "installed overwrote the others' files: uninstall all but one",
+                       ", ".join(providers))
+    has_gpu = hasattr(faiss, "StandardGpuResources")
+    return (int(faiss.get_num_gpus()) if has_gpu else 0), None
+
+
+def _cuda_device(device: str) -> bool:
+    from streamrec.common.devices import resolve_device
+
+    return resolve_device(device).type == "cuda"

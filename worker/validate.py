@@ -6,14 +6,30 @@ record timestamp) and optional `type` (str); unknown fields are ignored. Anythin
 else is rejected with a machine-readable reason, and the worker sends the original
 bytes to the dead-letter topic. Size limits are checked before parsing, so a huge or
 hostile record never costs more than its length check.
+
+Event times: any epoch-millisecond time from 1973-03-03 (`MIN_TS_MS` = 1e11) to one
+day ahead of now is valid, so replays of old logs keep their own times. The lines
+are where units can no longer be confused: below 1e11 a value is a plausible time
+in *seconds* (1973..5138) and, in ms, only the first three years of the epoch;
+above now + 1 day it is a future time, or a plausible time in micro- or
+nanoseconds, and the detail says which and how to fix it.
+
+Event types: a valid event whose type is outside the allow-list (`EventFilter`) is
+not invalid: `validate_event` returns `Skipped`, which the worker counts and drops
+without a dead letter.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
+
+from streamrec.common.errors import ConfigError
+from streamrec.encoder.formats import OTHER_TYPES, UNTYPED, type_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +50,11 @@ InvalidReason = Literal[
 ]
 INVALID_REASONS: tuple[str, ...] = InvalidReason.__args__  # type: ignore[attr-defined]
 
-# Plausible event times: 2000-01-01 .. 2100-01-01 in epoch ms. Outside that window a
-# `ts` is a unit mistake (seconds, micros) or garbage, and would poison latency metrics.
-MIN_TS_MS = 946_684_800_000
-MAX_TS_MS = 4_102_444_800_000
+# Smallest valid `ts`: 1e11 ms = 1973-03-03T09:46:40Z. Below it a value is far more
+# likely seconds (881250949 s = 1997) than a millisecond time from 1970-1973.
+MIN_TS_MS = 100_000_000_000
+DAY_MS = 86_400_000
+SKIPPED_TYPE_LABELS = 16  # distinct type labels of the skipped-events metric, then "other"
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,7 @@ class Limits:
 
     max_record_bytes: int = 64 * 1024
     max_id_chars: int = 256
+    max_future_ms: int = DAY_MS  # a ts further ahead of the wall clock is bad_ts
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,7 @@ class Event:
     user_id: str
     item_id: str
     ts: int  # epoch ms
+    type: str | None = None  # the event's `type`, None when it has none
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,89 @@ class Invalid:
 
     reason: InvalidReason
     detail: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A valid event of a type outside the allow-list: counted, never dead-lettered."""
+
+    type: str | None  # None: the event has no type
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which event types the worker (and training) uses: `--event-types`.
+
+    `types` None keeps every event. With an allow-list an event without a type is
+    kept only when the list holds "untyped" (`streamrec.encoder.formats.UNTYPED`).
+    """
+
+    types: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.types is not None and (not self.types or "" in self.types):
+            raise ConfigError("--event-types needs at least one non-empty type name "
+                              "(leave it unset to use every type)")
+
+    def accepts(self, event: Event) -> bool:
+        """Whether `event` counts (its history changes, it gets a recommendation)."""
+        return type_allowed(event.type, self.types)
+
+
+class SkippedTypeLabels:
+    """Bounded label values for counting skipped events by type in a metric.
+
+    The first `cap` distinct types are their own label, events without a type are
+    "untyped", any later type is "other": a stream of made-up types cannot grow the
+    metric without bound. Not thread-safe; one per worker loop.
+    """
+
+    def __init__(self, cap: int = SKIPPED_TYPE_LABELS) -> None:
+        self.cap = cap
+        self._seen: set[str] = set()
+
+    def __call__(self, event_type: str | None) -> str:
+        if event_type is None:
+            return UNTYPED
+        if event_type in self._seen:
+            return event_type
+        if len(self._seen) < self.cap and len(event_type) <= 64:
+            self._seen.add(event_type)
+            return event_type
+        return OTHER_TYPES
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def check_ts(ts: object, now: int, limits: Limits, name: str = "ts") -> str | None:
+    """None if `ts` is a valid event time at wall-clock `now` (epoch ms), else why not."""
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        return f"{name} must be an integer of epoch milliseconds, got {type(ts).__name__}"
+    shown = str(ts) if abs(ts) < 10**24 else f"{str(ts)[:20]}... ({len(str(abs(ts)))} digits)"
+    if ts < 0:
+        return f"{name} {shown} is negative: epoch milliseconds count from 1970-01-01"
+    if ts < MIN_TS_MS:
+        return (f"{name} {shown} looks like seconds: multiply by 1000 (epoch milliseconds "
+                f"are >= {MIN_TS_MS}, 1973-03-03)")
+    latest = now + limits.max_future_ms
+    if ts <= latest:
+        return None
+    if MIN_TS_MS * 1000 <= ts <= latest * 1000:
+        return f"{name} {shown} looks like microseconds: divide by 1000"
+    if MIN_TS_MS * 1_000_000 <= ts <= latest * 1_000_000:
+        return f"{name} {shown} looks like nanoseconds: divide by 1000000"
+    return (f"{name} {shown} is in the future ({_iso(ts)}): more than "
+            f"{limits.max_future_ms / 3_600_000:g} h after now ({_iso(now)})")
+
+
+def _iso(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return "beyond year 9999"
 
 
 def _normalise_id(value: object, limits: Limits) -> str | None:
@@ -81,9 +183,15 @@ def _normalise_id(value: object, limits: Limits) -> str | None:
 
 
 def validate_event(
-    key: bytes | None, value: bytes | None, record_ts: int, limits: Limits
-) -> Event | Invalid:
-    """Parse one record; return an `Event` or the reason it is not one."""
+    key: bytes | None, value: bytes | None, record_ts: int, limits: Limits, *,
+    event_filter: EventFilter | None = None, now: int | None = None,
+) -> Event | Invalid | Skipped:
+    """Parse one record; return an `Event`, the reason it is not one, or `Skipped`.
+
+    `Skipped` comes only with an `event_filter`, for a valid event whose type it
+    does not accept (an invalid record is `Invalid` whatever its type). `now` is the
+    wall clock in epoch ms (default: read per call) that bounds future times.
+    """
     if value is None or len(value) == 0:
         return Invalid("empty", "record has no value")
     if len(value) > limits.max_record_bytes:
@@ -120,10 +228,21 @@ def validate_event(
     if key_text != user_id:
         # Partitioning (and so per-partition state) relies on key == user id.
         return Invalid("key_mismatch", "record key differs from user_id")
-    ts = doc.get("ts", record_ts)
-    if isinstance(ts, bool) or not isinstance(ts, int) or not MIN_TS_MS <= ts <= MAX_TS_MS:
-        return Invalid("bad_ts", "ts must be an int epoch-milliseconds between 2000 and 2100")
+    given = "ts" in doc
+    ts = doc["ts"] if given else record_ts
+    if now is None:
+        now = now_ms()
+    # The common case in one comparison; check_ts explains everything else.
+    if type(ts) is not int or not MIN_TS_MS <= ts <= now + limits.max_future_ms:
+        why = check_ts(ts, now, limits, "ts" if given else "record timestamp")
+        if why is not None:
+            if not given:
+                why += " (the event has no ts, so its record timestamp is used)"
+            return Invalid("bad_ts", why)
     kind = doc.get("type")
-    if kind is not None and not isinstance(kind, str):
+    if kind is not None and type(kind) is not str:
         return Invalid("bad_type", "type must be a string when present")
-    return Event(user_id=user_id, item_id=item_id, ts=ts)
+    if event_filter is not None and event_filter.types is not None and not type_allowed(
+            kind, event_filter.types):
+        return Skipped(kind)
+    return Event(user_id, item_id, ts, kind)

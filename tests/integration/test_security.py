@@ -181,7 +181,7 @@ def test_train_from_topic_reads_over_ssl(ssl_broker: SslBroker, tmp_path: Path) 
     ensure_topics(ssl_broker.ssl, {topic: 1}, security=security)
     producer = make_producer(ssl_broker.ssl, "security-test-producer", security)
     for n in range(6):
-        key, value = event(f"u{n % 2}", f"i{n}", ts=1_800_000_000_000 + n)
+        key, value = event(f"u{n % 2}", f"i{n}", ts=1_700_000_000_000 + n)
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from streamrec.eventlog.topic_log import read_topic_interactions
@@ -39,3 +41,29 @@ def test_missing_topic_is_a_clear_error(kafka_bootstrap: str) -> None:
 
     with pytest.raises(KafkaUnavailableError, match="does not exist"):
         read_topic_interactions(kafka_bootstrap, "no-such-topic-here", timeout_s=10)
+
+
+def test_old_event_times_and_the_type_allow_list_apply_to_topic_logs(
+    kafka_bootstrap: str, new_topic: NewTopicFactory,
+) -> None:
+    topic = new_topic(partitions=2, prefix="events")
+    p = producer(kafka_bootstrap)
+    old = 881_250_949_000  # 1997: valid, in order, never dropped as bad_ts
+    sent = [("a", "x", old + 2, "purchase"), ("a", "y", old + 1, "view"),
+            ("a", "z", old, "purchase"), ("b", "x", old, None), ("b", "w", old + 9, "click")]
+    for user, item, ts, kind in sent:
+        doc = {"user_id": user, "item_id": item, "ts": ts} | ({"type": kind} if kind else {})
+        p.send(topic, key=user.encode(), value=json.dumps(doc).encode())
+    p.send(topic, key=b"a", value=b'{"user_id": "a", "item_id": "q", "ts": 881250949}')
+    p.flush()
+    p.close()
+
+    everything = read_topic_interactions(kafka_bootstrap, topic)
+    assert everything.num_interactions == 5
+    assert everything.report.bad_lines == 1  # the ts in seconds
+
+    data = read_topic_interactions(kafka_bootstrap, topic, event_types=frozenset({"purchase"}))
+    got = {u: data.vocab.external(s) for u, s in zip(data.users, data.sequences, strict=True)}
+    assert got == {"a": ["z", "x"]}
+    assert (data.report.lines, data.report.bad_lines, data.report.skipped) == (6, 1, 3)
+    assert dict(data.report.skipped_types) == {"view": 1, "untyped": 1, "click": 1}

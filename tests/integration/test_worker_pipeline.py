@@ -18,6 +18,7 @@ import pytest
 from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.publish import HEADER_REASON, HEADER_SOURCE
+from streamrec.worker.validate import INVALID_REASONS
 from tests.integration.helpers import (
     assert_recommendations_avoid_history,
     committed_offsets,
@@ -48,6 +49,9 @@ def bad_records() -> list[tuple[bytes | None, bytes | None, str]]:
         (b"u1", b"{" + b" " * TWO_MB + b"}", "oversize"),
         (b"u1", b"", "empty"),
         (None, json.dumps({"user_id": "u1", "item_id": "i1"}).encode(), "missing_key"),
+        (b"u2", json.dumps({"user_id": "u1", "item_id": "i1"}).encode(), "key_mismatch"),
+        (b"u1", b'{"user_id": "u1", "item_id": "\xff"}', "bad_encoding"),
+        (b"u1", json.dumps({"user_id": "u1", "item_id": "i1", "type": 3}).encode(), "bad_type"),
     ]
 
 
@@ -119,7 +123,9 @@ def test_events_to_recommendations_with_dead_letters_and_metrics(
     assert metric_sum(samples, "streamrec_events_consumed_total") == n_valid + n_bad
     assert metric_sum(samples, "streamrec_dead_letters_published_total") == n_bad
     assert metric_sum(samples, "streamrec_recommendations_published_total") >= len(history)
-    assert samples['streamrec_events_invalid_total{reason="oversize"}'] == 1
+    assert {reason for _, _, reason in bad} == set(INVALID_REASONS)  # one of every kind
+    for reason in INVALID_REASONS:
+        assert samples[f'streamrec_events_invalid_total{{reason="{reason}"}}'] == 1, reason
     assert metric_sum(samples, "streamrec_event_to_recommendation_seconds_count") >= len(history)
     assert samples["streamrec_users_in_memory"] == len(history)
 

@@ -8,23 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Plain imports: these are streamrec's own modules, so an import error must fail the
+# tests, not skip them.
 from streamrec.cli.main import main
-
-checkpoint = pytest.importorskip("streamrec.encoder.checkpoint")
-config_mod = pytest.importorskip("streamrec.encoder.config")
-model_mod = pytest.importorskip("streamrec.encoder.model")
+from streamrec.encoder.checkpoint import save_checkpoint
+from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.model import SASRec
+from streamrec.encoder.vocab import ItemVocab
 
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    from streamrec.encoder.vocab import ItemVocab
-
     vocab = ItemVocab([f"i{n}" for n in range(1, 13)])
-    config = config_mod.ModelConfig(num_items=len(vocab), max_len=6, hidden=8, blocks=1)
-    model = model_mod.SASRec(config)
+    config = ModelConfig(num_items=len(vocab), max_len=6, hidden=8, blocks=1)
+    model = SASRec(config)
     popularity = np.ones(len(vocab) + 1, dtype=np.float32)
     popularity[0] = 0
-    return checkpoint.save_checkpoint(tmp_path / "model", model, vocab, popularity, meta={})
+    return save_checkpoint(tmp_path / "model", model, vocab, popularity, meta={})
 
 
 def test_evaluate_prints_model_and_baselines_as_json(
@@ -67,3 +67,24 @@ def test_evaluate_table_and_strict_failure(
     assert main(["evaluate", "--model", str(model_dir), "--data", str(data), "--format",
                  "sasrec", "--strict"]) == 2
     assert ":2:" in capsys.readouterr().err
+
+
+def test_evaluate_counts_only_the_allowed_event_types(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Users 0..9 bought 4 items each; users 10..19 only viewed (4 views each).
+    rows = [{"user_id": f"u{u}", "item_id": f"i{k}", "ts": k,
+             "type": "purchase" if u < 10 else "view"} for u in range(20) for k in range(1, 5)]
+    data = tmp_path / "log.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+
+    code = main(["evaluate", "--model", str(model_dir), "--data", str(data), "--format",
+                 "jsonl", "--event-types", "purchase", "--json", "--device", "cpu",
+                 "--num-negatives", "5", "--no-baselines"])
+
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["users_evaluated"] == 10
+    assert doc["data"]["interactions"] == 40
+    assert doc["data"]["skipped"] == 40
+    assert doc["data"]["skipped_types"] == {"view": 40}
