@@ -37,7 +37,7 @@ from streamrec.kafka_io.topic_reader import partitions_of, read_to_end
 
 logger = logging.getLogger(__name__)
 
-DONE_POLL_S = 0.02
+DONE_POLL_S = 0.1  # metrics scrapes cost CPU the worker needs: a tenth of a second
 GAMES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "games.txt"
 
 
@@ -227,12 +227,13 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
 
 
 def run_runner(runner: str, bootstrap: str, topic: str, events: int,
-               model: Path | None = None, threads: int = 0) -> Result:
+               model: Path | None = None, threads: int = 0, backend: str = "auto") -> Result:
     """Run passthrough or naive in a subprocess and read its JSON result."""
     tag = uuid.uuid4().hex[:6]
     cmd = [sys.executable, "-m", "streamrec.bench.runners", runner, "--bootstrap", bootstrap,
            "--topic", topic, "--out", f"{topic}-{runner}-{tag}", "--group",
-           f"bench-{runner}-{tag}", "--events", str(events), "--threads", str(threads)]
+           f"bench-{runner}-{tag}", "--events", str(events), "--threads", str(threads),
+           "--index", backend]
     if model is not None:
         cmd += ["--model", str(model)]
     partitions = len(partitions_of(bootstrap, topic))
@@ -245,21 +246,18 @@ def run_runner(runner: str, bootstrap: str, topic: str, events: int,
                   doc["records_out"], doc["cpu_s"], doc["peak_rss_mb"])
 
 
-def model_stage(stream: Stream, model: Path, max_batch: int, threads: int) -> Result:
+def model_stage(stream: Stream, model: Path, max_batch: int, threads: int,
+                backend: str = "auto") -> Result:
     """Encoder + search alone over the histories the worker would batch, no Kafka.
 
     The stream is applied to one history store in order; whenever `max_batch`
     distinct users changed, their current histories are encoded and searched,
     which is what the worker does under full load. Only encode + search are timed.
     """
-    import torch
-
     from streamrec.worker.recommend import Recommender
     from streamrec.worker.state.partition import PartitionStore
 
-    torch.set_num_threads(threads)
-    _faiss_threads(threads)
-    recommender = Recommender.load(model, "cpu")
+    recommender = Recommender.load(model, "cpu", backend, threads)
     store = PartitionStore(recommender.max_len)
     rows = recommender.checkpoint.vocab.rows(stream.items)
     timed = 0.0
@@ -272,8 +270,8 @@ def model_stage(stream: Stream, model: Path, max_batch: int, threads: int) -> Re
         recommender.search(recommender.encode(histories, lengths), histories, 10)
         timed += time.perf_counter() - t0
         served += len(distinct)
-    return Result(f"model stage ({threads} thr)", len(stream), timed, served, 0, float("nan"),
-                  float("nan"), note=f"{served / timed:,.0f} users/s")
+    return Result(f"model stage ({threads} thr, {recommender.index.name})", len(stream), timed,
+                  served, 0, float("nan"), float("nan"))
 
 
 def _batches(users: list[str], max_batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -297,14 +295,6 @@ def verify(bootstrap: str, out: str, stream: Stream) -> int:
         if wanted.get(doc["user_id"]) == doc["event_ts"]:
             del wanted[doc["user_id"]]
     return len(wanted)
-
-
-def _faiss_threads(threads: int) -> None:
-    try:
-        import faiss
-    except ImportError:
-        return
-    faiss.omp_set_num_threads(threads)
 
 
 def _check_alive(procs: list[subprocess.Popen]) -> None:

@@ -28,7 +28,7 @@ from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker, project_d
 logger = logging.getLogger(__name__)
 
 ROOT = project_dir()
-REPORT = ROOT / "docs" / "BENCHMARKS.md"
+DOCS = ROOT / "docs"  # the report and its plots (tests point it elsewhere)
 HEADER = ("# Benchmarks\n\nFigures as measured, machine named; each section is one run "
           "of a `streamrec bench` command (or a script in `benchmarks/`), newest last.\n")
 
@@ -126,8 +126,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def append_section(title: str, body: str, report: Path = REPORT) -> None:
-    """Add `## <date> <title>` with `body` to the end of the report."""
+def append_section(title: str, body: str) -> None:
+    """Add `## <date> <title>` with `body` to the end of docs/BENCHMARKS.md."""
+    report = DOCS / "BENCHMARKS.md"
     if not report.exists():
         report.write_text(HEADER, encoding="utf-8")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -138,4 +139,4 @@ def append_section(title: str, body: str, report: Path = REPORT) -> None:
 
 def plot_path(name: str) -> Path:
     """Where a plot of the report goes (docs/bench_<name>.png)."""
-    return ROOT / "docs" / f"bench_{name}.png"
+    return DOCS / f"bench_{name}.png"

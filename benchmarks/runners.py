@@ -80,13 +80,13 @@ def passthrough(bootstrap: str, topic: str, out: str, group: str, events: int) -
 
 
 def naive(bootstrap: str, topic: str, out: str, group: str, events: int, model: Path,
-          k: int = 10) -> dict[str, Any]:
+          backend: str = "auto", threads: int = 0, k: int = 10) -> dict[str, Any]:
     """One encode + search + produce per event, through the worker's own stages."""
     from streamrec.worker.publish import recommendation_json, top_attended
     from streamrec.worker.recommend import Recommender
     from streamrec.worker.state.partition import PartitionStore
 
-    recommender = Recommender.load(model, "cpu")
+    recommender = Recommender.load(model, "cpu", backend, threads)
     vocab = recommender.checkpoint.vocab
     names = ["", *vocab.external(np.arange(1, len(vocab) + 1))]
     stores: dict[int, PartitionStore] = {}
@@ -140,16 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--index", default="auto", help="index backend, as the worker's")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.runner == "passthrough":
         result = passthrough(args.bootstrap, args.topic, args.out, args.group, args.events)
     else:
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        result = naive(args.bootstrap, args.topic, args.out, args.group, args.events, args.model)
+        result = naive(args.bootstrap, args.topic, args.out, args.group, args.events, args.model,
+                       args.index, args.threads)
     print(json.dumps(result), flush=True)
     return 0
 

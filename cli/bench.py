@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="events per sweep point (default %(default)s)")
     e2e.add_argument("--model", type=Path, default=None,
                      help="checkpoint to serve (default: the games preset, trained once)")
+    e2e.add_argument("--index", default=d.index,
+                     help="the workers' and the model stage's --index (default %(default)s)")
+    e2e.add_argument("--threads", type=int, default=d.threads,
+                     help="the workers' --torch-threads (default %(default)s)")
     e2e.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
                      help="extra flag for every worker process (repeatable)")
     e2e.set_defaults(handler=run_e2e)
@@ -94,7 +98,8 @@ def run_e2e(args: argparse.Namespace) -> int:
         events=args.events, users=args.users, partitions=args.partitions,
         naive_events=args.naive_events, latency_seconds=args.latency_seconds,
         sweep=_ints(args.sweep), sweep_events=args.sweep_events, model=args.model,
-        bootstrap=args.bootstrap or None, worker_args=tuple(args.worker_arg)))
+        bootstrap=args.bootstrap or None, worker_args=tuple(args.worker_arg),
+        index=args.index, threads=args.threads))
     return 1 if figures["b_users_missing"] or figures["e_users_missing"] else 0
 
 

@@ -7,7 +7,13 @@ import signal
 from pathlib import Path
 from types import FrameType
 
-from streamrec.cli.flags import add_kafka_flags, env_flag, security_from_args
+from streamrec.cli.flags import (
+    add_event_types_flag,
+    add_kafka_flags,
+    env_flag,
+    parse_event_types,
+    security_from_args,
+)
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
 from streamrec.worker.config import WorkerConfig
@@ -39,9 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     flag("--metrics-port", defaults.metrics_port, "port of /metrics (0 = any, -1 = off)", int)
     flag("--metrics-host", defaults.metrics_host, "address the metrics server binds")
     flag("--device", defaults.device, "torch device of the encoder: auto, cpu, cuda")
+    flag("--index", defaults.index,
+         "item index: auto (see README), torch (exact matmul + top-k), faiss (exact flat)")
+    flag("--torch-threads", defaults.torch_threads,
+         "CPU threads of the encoder and index (0 = torch's default, every core)", int)
     flag("--max-record-bytes", defaults.limits.max_record_bytes,
          "larger event records go to the dead-letter topic", int)
     flag("--max-id-chars", defaults.limits.max_id_chars, "longest accepted user/item id", int)
+    add_event_types_flag(p, "events of other types are counted and skipped, not dead-lettered")
     flag("--max-users", defaults.max_users,
          "users kept in memory per partition, least recently active evicted (0 = no cap)", int)
     flag("--session-timeout-ms", defaults.session_timeout_ms,
@@ -69,10 +80,12 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             client_id=args.client_id, k=args.k, max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms, partitions=args.partitions,
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
+            index=args.index, torch_threads=args.torch_threads,
             max_users=args.max_users, exactly_once=args.exactly_once,
             instance_id=args.instance_id, commit_interval_ms=args.commit_interval_ms,
             session_timeout_ms=args.session_timeout_ms,
             limits=Limits(max_record_bytes=args.max_record_bytes, max_id_chars=args.max_id_chars),
+            event_types=parse_event_types(args.event_types),
             security=security_from_args(args),
         )
     except ValueError as exc:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from streamrec.encoder.data import Interactions
 from streamrec.worker.errors import PublishError
-from streamrec.worker.publish import now_ms
+from streamrec.worker.validate import now_ms
 
 logger = logging.getLogger(__name__)
 

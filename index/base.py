@@ -1,9 +1,11 @@
 """The shape every item index shares, and the one exclusion filter they all use.
 
 An index is built from the item embedding table `[V + 1, d]` (row 0 is padding and
-is never returned). `search` asks the backend for `k + m` candidates, where `m` is
-the longest exclusion list in the batch, then removes excluded rows in one
-vectorised pass, so every user still gets `k` items (when the catalogue has them).
+is never returned). A backend that scores every item (torch) masks the excluded
+rows before its top-k; otherwise `search` asks the backend for `k + m` candidates,
+where `m` is the longest exclusion list in the batch, then removes excluded rows in
+one vectorised pass. Either way every user gets `k` items (when the catalogue has
+them) and the same ones.
 """
 
 from __future__ import annotations
@@ -43,22 +45,41 @@ class ItemIndex(ABC):
         """Top-`n` (rows [B, n] int64, scores [B, n] float32) over rows 1..V, best first."""
 
     def search(
-        self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
+        self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | np.ndarray | None = None
     ) -> SearchResult:
-        """Top-`k` item rows per query, skipping each query's `exclude` rows."""
+        """Top-`k` item rows per query, skipping each query's `exclude` rows (a list of
+        arrays, or one [B, m] array where 0 and -1 exclude nothing)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must be [B, {self.dim}], got {queries.shape}")
         batch = queries.shape[0]
         excl = _pad_exclusions(exclude, batch)
+        masked = self._masked_search(queries, k, excl)
+        if masked is not None:
+            return masked
         n = min(k + excl.shape[1], self.num_rows - 1)
         rows, scores = self._raw_search(queries, n)
         return _drop_excluded(rows, scores, excl, k)
 
+    def _masked_search(self, queries: np.ndarray, k: int, excl: np.ndarray
+                       ) -> SearchResult | None:
+        """Top-`k` with `excl` ([B, m], -1 = none) masked before ranking, for backends
+        that score every item anyway; None where the backend cannot (the default):
+        then `search` asks `_raw_search` for k + m candidates and filters them."""
+        return None
 
-def _pad_exclusions(exclude: list[np.ndarray] | None, batch: int) -> np.ndarray:
-    """Exclusion lists as one [B, m] int64 matrix padded with -1 (never a real row)."""
-    if not exclude:
+
+def _pad_exclusions(exclude: list[np.ndarray] | np.ndarray | None, batch: int) -> np.ndarray:
+    """Exclusion lists as one [B, m] int64 matrix padded with -1 (never a real row).
+
+    A [B, m] array is taken as it is (0 and -1 entries exclude nothing: row 0 is
+    padding, never returned), e.g. a batch of left-padded histories.
+    """
+    if isinstance(exclude, np.ndarray) and exclude.ndim == 2:
+        if exclude.shape[0] != batch:
+            raise ValueError(f"{exclude.shape[0]} exclusion rows for {batch} queries")
+        return exclude.astype(np.int64, copy=False)
+    if exclude is None or len(exclude) == 0:
         return np.full((batch, 0), -1, dtype=np.int64)
     if len(exclude) != batch:
         raise ValueError(f"{len(exclude)} exclusion lists for {batch} queries")

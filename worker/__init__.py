@@ -8,6 +8,7 @@ The modules, in the order an event meets them:
                    changelog.py (record format, restore), durable.py (both together)
     batcher.py     micro-batches of changed users, one query per user
     recommend.py   encoder (torch) + index search with exclusions, cold start
+    model_stage.py the recommender on its own thread, overlapping with Kafka work
     publish.py     recommendations, dead letters and changelog records; acks
     offsets.py     what may be committed, and when
 

@@ -1,19 +1,22 @@
 """The worker: the poll loop that drives every stage of the data flow.
 
     poll -> validate (bad -> dead letters) -> histories -> micro-batch
-         -> encode -> search -> publish -> flush (acks) -> commit offsets
+         -> model stage (encode + search, own thread) -> send recommendations and
+            changelog records -> every commit interval: commit offsets once every
+            record sent before them is acknowledged
 
-Offsets are committed only after every record of the batch (recommendations and
-dead letters) is acknowledged, and never past an event whose user still waits for
-a batch, so a crash at any point re-reads, and never skips, an event. `stop()` is
-safe to call from a signal handler: the loop finishes the batch in hand, drains the
-pending users, publishes, commits, closes and returns.
+Offsets are never committed past an event whose user still waits for a batch (or
+sits in the model stage), nor before every record sent ahead of them is
+acknowledged, so a crash at any point re-reads, and never skips, an event. `stop()`
+is safe to call from a signal handler: the loop finishes the batch in hand, drains
+the pending users, publishes, waits for every acknowledgement, commits, closes and
+returns.
 
-State: every history change is written to the changelog (`state/`) before the
-commit that covers it; newly assigned partitions are restored before their first
-event is applied. Backpressure is structural: the loop does not poll while it
-encodes or publishes, so at most one poll (`max_poll_records`) waits beside a batch,
-and Kafka's fetch limits bound what the client buffers ahead.
+State: each batch writes its users' changed histories to the changelog (`state/`)
+right after their recommendations; newly assigned partitions are restored before
+their first event is applied. Backpressure: one batch is in the model stage at a
+time, the next is cut only after it is published, and Kafka's fetch limits bound
+what the client buffers ahead.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,15 +44,26 @@ from streamrec.worker.batcher import MicroBatcher
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.errors import PublishError
 from streamrec.worker.metrics import WorkerMetrics
+from streamrec.worker.model_stage import ModelJob, ModelStage
 from streamrec.worker.offsets import OffsetTracker
-from streamrec.worker.publish import Publisher, now_ms
-from streamrec.worker.recommend import Recommender
+from streamrec.worker.publish import Acked, Publisher
+from streamrec.worker.recommend import Recommendations, Recommender
 from streamrec.worker.state.durable import DurableHistories
-from streamrec.worker.validate import Event, validate_event
+from streamrec.worker.validate import (
+    Event,
+    EventFilter,
+    Skipped,
+    SkippedTypeLabels,
+    now_ms,
+    validate_event,
+)
 
 logger = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 2.0
+ACK_POLL_S = 0.005  # poll timeout while records await acknowledgement
+MODEL_POLL_S = 0.002  # poll timeout while the model stage works on a batch
+PRODUCER_BATCH_BYTES = 512 * 1024
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -75,7 +90,8 @@ class Worker:
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.config = config
-        self.recommender = recommender or Recommender.load(config.model_dir, config.device)
+        self.recommender = recommender or Recommender.load(
+            config.model_dir, config.device, config.index, config.torch_threads)
         self.metrics = metrics or WorkerMetrics()
         self.state = DurableHistories(
             self.recommender.max_len, self.recommender.checkpoint.vocab,
@@ -87,9 +103,16 @@ class Worker:
         self._assigned_once = False
         self._restoring = False
         self._stop = threading.Event()
+        self._failed = False  # a record was not acknowledged: stop without committing
+        # Offsets waiting for their records' acknowledgements: (offsets, sequence number
+        # every record below which must be confirmed first).
+        self._pending_commit: tuple[dict[TopicPartition, OffsetAndMetadata], int] | None = None
+        self._event_filter = EventFilter(config.event_types)
+        self._skip_label = SkippedTypeLabels()
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         self._consumer: Any = None
+        self._model: Any = None  # ModelStage, started by run()
         self._publisher: Publisher | None = None
         self.metrics.users.set_function(self.state.num_users)
         self.metrics.pending.set_function(lambda: len(self.batcher))
@@ -130,12 +153,16 @@ class Worker:
                                                       ready=lambda: self.ready)
             self.metrics_port = self._metrics_server.server_port
         transactional = {"transactional_id": cfg.transactional_id} if cfg.exactly_once else {}
-        producer = make_producer(cfg.bootstrap, cfg.client_id, cfg.security, **transactional)
+        # Large batches: kafka-python builds records in Python, and a new batch costs a
+        # wake-up of its sender thread; the worker sends two records per changed user.
+        producer = make_producer(cfg.bootstrap, cfg.client_id, cfg.security,
+                                 batch_size=PRODUCER_BATCH_BYTES, **transactional)
         self.metrics.watch_producer(producer)
         self.metrics.inflight.set_function(
             lambda: self._publisher.inflight if self._publisher is not None else 0)
         self._publisher = Publisher(producer, cfg.recommendations_topic, cfg.dead_letter_topic,
                                     cfg.dead_letter_max_bytes, transactional=cfg.exactly_once)
+        self._model = ModelStage(self.recommender, cfg.k)
         self._consumer = make_consumer(
             cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
             max_poll_records=max(500, 4 * cfg.max_batch),
@@ -153,31 +180,44 @@ class Worker:
     def _loop(self) -> None:
         next_lag = 0.0
         while not self._stop.is_set():
-            # Idle: block up to 0.5 s; with users pending: only until the oldest is due.
-            timeout_ms = int(1000 * min(self.batcher.wait_time(), 0.5)) if self.batcher else 500
             start = time.perf_counter()
-            polled = self._consumer.poll(timeout_ms=max(timeout_ms, 1))
+            polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms())
             self.metrics.stage_seconds.labels("poll").observe(time.perf_counter() - start)
             for tp, records in polled.items():
                 self._ingest(tp, records)
-            while self.batcher.ready():
-                self._process_batch()
-            if not self.batcher and self.offsets.uncommitted() and self.offsets.due():
-                self._flush_and_commit()  # e.g. a poll of only invalid records
+            self._advance()
+            self._account(self._confirmed(self._publisher.collect))
+            self._maybe_commit()
             if time.monotonic() >= next_lag:
                 self._update_lag()
                 next_lag = time.monotonic() + LAG_REFRESH_S
 
+    def _poll_timeout_ms(self) -> int:
+        """Block up to 0.5 s when idle; less while users wait for their batch, while
+        acknowledgements are due (they are counted when they arrive) or a commit is."""
+        wait = 0.5
+        if self._model.busy:
+            wait = min(wait, MODEL_POLL_S)
+        elif self.batcher:
+            wait = min(wait, self.batcher.wait_time())
+        if self._publisher.inflight:
+            wait = min(wait, ACK_POLL_S)
+        if self.offsets.uncommitted() and self._pending_commit is None:
+            wait = min(wait, self.offsets.until_due())
+        return max(1, int(1000 * wait))
+
     def _drain(self) -> None:
         """Publish every pending user and commit: the graceful part of shutdown."""
-        while self.batcher:
-            self._process_batch()
-        self._flush_and_commit(force=True)
+        while self.batcher or self._model.busy:
+            self._advance(drain=True)
+        self._commit_point()
         logger.info("drained and committed %s", self.offsets.committed)
 
     def _close(self, producer: Any) -> None:
         if self._consumer is not None:
             self._consumer.close(autocommit=False)
+        if self._model is not None:
+            self._model.close()
         producer.close(timeout=30)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -191,10 +231,16 @@ class Worker:
         start = time.perf_counter()
         self.metrics.events_consumed.labels(tp.topic).inc(len(records))
         valid: list[tuple[Event, int]] = []
+        record_times: list[int] = []
+        limits, event_filter, now = self.config.limits, self._event_filter, now_ms()
         for rec in records:
-            result = validate_event(rec.key, rec.value, rec.timestamp, self.config.limits)
+            result = validate_event(rec.key, rec.value, rec.timestamp, limits,
+                                    event_filter=event_filter, now=now)
             if isinstance(result, Event):
                 valid.append((result, rec.offset))
+                record_times.append(rec.timestamp)
+            elif isinstance(result, Skipped):
+                self.metrics.events_skipped.labels(self._skip_label(result.type)).inc()
             else:
                 self.metrics.events_invalid.labels(result.reason).inc()
                 self._publisher.send_dead_letter(
@@ -213,73 +259,147 @@ class Worker:
             # Replayed events still mark their user: whether its recommendation went
             # out before the crash is unknown, and output is at-least-once.
             now = time.monotonic()
-            for event, offset in valid:
-                self.batcher.add(tp.partition, event.user_id, offset, event.ts, now)
+            add = self.batcher.add
+            for (event, offset), record_ts in zip(valid, record_times, strict=True):
+                add(tp.partition, event.user_id, offset, event.ts, now, record_ts)
             self.metrics.stage_seconds.labels("histories").observe(time.perf_counter() - decoded)
         self.offsets.consumed_up_to(tp.partition, records[-1].offset + 1)
 
-    def _process_batch(self) -> None:
-        """Encode, search and publish one batch, then commit what it covered."""
-        batch = self.batcher.take()
+    def _advance(self, drain: bool = False) -> None:
+        """Publish the batch the model stage finished; hand it the next one when due.
+
+        The stage holds one batch at a time and its result is published before the
+        next batch is cut, so each user's recommendations follow its events in order.
+        `drain` waits for the stage and cuts batches without waiting (shutdown).
+        """
+        if self._model.busy:
+            job = self._model.take(timeout_s=None if drain else 0.0)
+            if job is None:
+                return
+            self._publish(job)
+        if self.batcher.ready() or (drain and self.batcher):
+            batch = self.batcher.take()
+            self.metrics.batch_size.observe(len(batch))
+            histories, lengths = self.state.rows([(b.partition, b.user_id) for b in batch])
+            self._model.submit(ModelJob(batch, histories, lengths))
+
+    def _publish(self, job: ModelJob) -> None:
+        """Send a finished batch's recommendations and its users' changelog records."""
+        m = self.metrics
+        m.stage_seconds.labels("encode").observe(job.encode_s)
+        m.stage_seconds.labels("search").observe(job.search_s)
+        batch, histories, recs = job.batch, job.histories, job.recs
+        owned = [b.partition in self._owned for b in batch]
+        if not all(owned):  # partitions lost while the batch was in the model
+            keep = np.array(owned)
+            batch = [b for b, k in zip(batch, owned, strict=True) if k]
+            histories = histories[keep]
+            recs = Recommendations(rows=recs.rows[keep], scores=recs.scores[keep],
+                                   popular=recs.popular[keep], attention=recs.attention[keep])
         if not batch:
             return
-        m = self.metrics
-        m.batch_size.observe(len(batch))
-        histories, lengths = self.state.rows([(b.partition, b.user_id) for b in batch])
-        t0 = time.perf_counter()
-        encoded = self.recommender.encode(histories, lengths)
-        t1 = time.perf_counter()
-        recs = self.recommender.search(encoded, histories, self.config.k)
-        t2 = time.perf_counter()
+        start = time.perf_counter()
         self._publisher.send_recommendations(
             batch, recs, histories, self.state.external_ids, self.recommender.model_version,
             self.config.explain_top)
-        m.stage_seconds.labels("encode").observe(t1 - t0)
-        m.stage_seconds.labels("search").observe(t2 - t1)
-        self._flush_and_commit(publish_started=t2)
+        self.state.write_users(self._publisher, [(b.partition, b.user_id) for b in batch])
+        m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
 
-    def _flush_and_commit(self, publish_started: float | None = None, force: bool = False,
-                          consumer_commit: bool = True) -> None:
-        """Write changed histories, wait for every ack, commit, then apply the user cap.
+    def _unpublished_marks(self) -> dict[int, int]:
+        """Per partition, the lowest offset whose recommendation is not yet sent: the
+        pending users' and those of the batch in the model stage."""
+        marks = self.batcher.low_watermarks()
+        for item in self._model.batch:
+            if item.first_offset < marks.get(item.partition, item.first_offset + 1):
+                marks[item.partition] = item.first_offset
+        return marks
 
-        Records are confirmed every batch; offsets are committed every
-        `commit_interval_ms` (and always when `force`d: shutdown), like Kafka Streams.
-        A crash in between re-reads events whose state is already in the changelog:
-        the applied offsets stored with it make that replay a no-op. With exactly-once
-        every batch is one transaction, offsets included. `consumer_commit=False`
-        skips the consumer's own commit (not allowed inside its rebalance callback).
+    def _maybe_commit(self) -> None:
+        """Every `commit_interval_ms`: commit the offsets whose records are confirmed.
+
+        Without exactly-once a commit does not stop the loop: the offsets are taken
+        when it is due, with the sequence number of the next record, and committed
+        once every record before that number is acknowledged (`collect` sees them
+        arrive). With exactly-once, the transaction is committed (`_commit_point`).
         """
-        start = time.perf_counter() if publish_started is None else publish_started
-        self.state.write_dirty(self._publisher)
-        due = force or self.offsets.due()
+        if self.config.exactly_once:
+            if self.offsets.due() and (self.offsets.uncommitted() or self._publisher.inflight):
+                self._commit_point()
+            return
+        if self._pending_commit is not None:
+            offsets, barrier = self._pending_commit
+            if self._publisher.confirmed(barrier):
+                self._pending_commit = None
+                self._finish_commit(offsets, self._commit(offsets))
+        elif self.offsets.due() and self.offsets.uncommitted():
+            self.offsets.schedule_next()
+            offsets = self.offsets.to_commit(self._unpublished_marks())
+            if offsets:
+                self._pending_commit = (offsets, self._publisher.sent)
+
+    def _commit_point(self, consumer_commit: bool = True) -> None:
+        """Wait for every acknowledgement, then commit: at shutdown, before a rebalance,
+        and every interval with exactly-once.
+
+        Offsets are committed only after every record sent before them is
+        acknowledged. State needs no write here: each batch wrote its users' changelog
+        records, and a user changed since is pending, so its offsets are held back.
+        A crash re-reads events whose state may already be in the changelog; the
+        applied offsets stored with it make that replay a no-op. With exactly-once
+        the records since the last commit and the offsets are one transaction.
+        `consumer_commit=False` skips the consumer's own commit (not allowed inside its
+        rebalance callback).
+        """
+        start = time.perf_counter()
+        self._pending_commit = None  # superseded: these offsets are taken afresh
+        if self._model.busy:  # its batch goes out with this commit
+            self._publish(self._model.take(timeout_s=None))  # type: ignore[arg-type]
         eos = self.config.exactly_once
-        wanted = eos or (due and consumer_commit)
-        offsets = self.offsets.to_commit(self.batcher.low_watermarks()) if wanted else {}
+        wanted = eos or consumer_commit
+        offsets = self.offsets.to_commit(self._unpublished_marks()) if wanted else {}
+        if eos:
+            acked = self._confirmed(lambda: self._publisher.commit_transaction(
+                offsets, self._consumer.group_metadata()))
+        else:
+            acked = self._confirmed(self._publisher.flush)
+        self._account(acked)
+        self.offsets.schedule_next()
+        self._finish_commit(offsets, eos or self._commit(offsets))
+        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
+
+    def _finish_commit(self, offsets: dict[TopicPartition, OffsetAndMetadata],
+                       committed: bool) -> None:
+        """Book a commit and apply the user cap (evicting only users in the changelog)."""
+        if committed and offsets:
+            self.offsets.mark_committed(offsets)
+            self.metrics.commits.inc()
+        self.metrics.evicted.inc(self.state.evict())
+
+    def _confirmed(self, confirm: Callable[[], Acked]) -> Acked:
+        """`confirm()` (collect, flush or commit the transaction), counting failures: a
+        `PublishError` stops the worker before any offset past the failed record is
+        committed."""
         try:
-            if eos:
-                acked = self._publisher.commit_transaction(offsets,
-                                                           self._consumer.group_metadata())
-            else:
-                acked = self._publisher.flush()
+            return confirm()
         except PublishError as exc:
+            self._failed = True
             for kind in exc.kinds:
                 self.metrics.publish_failures.labels(kind).inc()
             raise
-        committed = eos or self._commit(offsets)
-        acked_ms = now_ms()
+
+    def _account(self, acked: Acked) -> None:
+        """Count acknowledged records; latency runs from each event's record timestamp."""
+        if not acked:
+            return
         m = self.metrics
-        m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
         for strategy, n in acked.recommendations.items():
             m.recommendations.labels(strategy).inc(n)
         m.dead_letters.inc(acked.dead_letters)
         m.changelog_records.inc(len(acked.changelog))
         self.state.note_written(acked.changelog)
-        for ts in acked.event_ts:
+        acked_ms = now_ms()
+        for ts in acked.record_ts:
             m.event_to_rec_seconds.observe(max(0.0, (acked_ms - ts) / 1000.0))
-        if committed and offsets:
-            self.offsets.mark_committed(offsets)
-            m.commits.inc()
-        m.evicted.inc(self.state.evict())
 
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
         """Commit offsets; a failure (broker away, rebalance) is logged and retried later.
@@ -313,9 +433,9 @@ class Worker:
         pending: they are published if the partition comes back, and dropped (their
         events replayed by the new owner) if it does not.
         """
-        if self._publisher is None:
-            return
-        self._flush_and_commit(force=True, consumer_commit=False)
+        if self._publisher is None or self._failed:
+            return  # after a failed publish nothing more is written or committed
+        self._commit_point(consumer_commit=False)
         logger.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
 
     def _on_lost(self, lost: list[TopicPartition]) -> None:

@@ -24,17 +24,20 @@ class Pending:
     """A user waiting for a recommendation."""
 
     first_offset: int  # lowest events-topic offset not yet covered by a publish
-    event_ts: int  # epoch ms of the latest event (for event-to-recommendation latency)
+    event_ts: int  # the latest event's own `ts` (epoch ms): published as `event_ts`
+    record_ts: int  # the latest event's record timestamp (epoch ms): latency is measured from it
     since: float  # monotonic time the user became pending
 
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One row of a batch: a user and the event time that triggered it."""
+    """One row of a batch: a user and the times of the newest event that changed it."""
 
     partition: int
     user_id: str
     event_ts: int
+    record_ts: int = 0
+    first_offset: int = 0  # lowest events-topic offset this row answers
 
 
 class MicroBatcher:
@@ -53,14 +56,16 @@ class MicroBatcher:
         return len(self._pending)
 
     def add(self, partition: int, user_id: str, offset: int, event_ts: int,
-            now: float | None = None) -> None:
+            now: float | None = None, record_ts: int = 0) -> None:
         """Mark a user pending after an event at `offset` changed its history."""
         key = (partition, user_id)
         entry = self._pending.get(key)
         if entry is None:
-            self._pending[key] = Pending(offset, event_ts, time.monotonic() if now is None else now)
+            self._pending[key] = Pending(offset, event_ts, record_ts,
+                                         time.monotonic() if now is None else now)
         else:
             entry.event_ts = max(entry.event_ts, event_ts)
+            entry.record_ts = max(entry.record_ts, record_ts)
 
     def wait_time(self, now: float | None = None) -> float:
         """Seconds until the oldest pending user is due (0 when a batch is ready)."""
@@ -81,7 +86,8 @@ class MicroBatcher:
         batch: list[BatchItem] = []
         for key in list(self._pending)[: self.max_batch]:
             entry = self._pending.pop(key)
-            batch.append(BatchItem(key[0], key[1], entry.event_ts))
+            batch.append(BatchItem(key[0], key[1], entry.event_ts, entry.record_ts,
+                                   entry.first_offset))
         return batch
 
     def drop_partition(self, partition: int) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamrec.kafka_io.security import KafkaSecurity
-from streamrec.worker.validate import Limits
+from streamrec.worker.validate import EventFilter, Limits
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class WorkerConfig:
     metrics_port: int = 9108  # 0 = any free port; -1 = no metrics server
     metrics_host: str = "0.0.0.0"
     device: str = "auto"  # torch device for the encoder: auto, cpu, cuda, cuda:1
+    index: str = "auto"  # item index backend: auto, torch (exact), faiss (exact flat)
+    torch_threads: int = 1  # encoder/index threads on a CPU (0 = torch's default: all cores)
     explain_top: int = 3  # history items listed in the explanation
     max_users: int = 0  # users kept in memory per partition (0 = no cap); rest in changelog
     commit_interval_ms: float = 1000.0  # offset commits (records are acked every batch)
@@ -41,6 +43,8 @@ class WorkerConfig:
     instance_id: str = field(default_factory=socket.gethostname)  # stable per worker instance
     dead_letter_max_bytes: int = 4 * 1024 * 1024  # larger bad records are truncated
     limits: Limits = field(default_factory=Limits)
+    # --event-types allow-list (None = every type); build the EventFilter from it
+    event_types: frozenset[str] | None = None
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @property
@@ -56,3 +60,4 @@ class WorkerConfig:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         if len({self.events_topic, self.recommendations_topic, self.dead_letter_topic}) != 3:
             raise ValueError("events, recommendations and dead-letter topics must differ")
+        EventFilter(self.event_types)  # refuses an empty allow-list (ConfigError)

@@ -60,6 +60,11 @@ class WorkerMetrics:
             "streamrec_events_replayed_total",
             "Valid events at or below their user's applied offset (re-read after a crash): "
             "not applied again.", registry=r)
+        self.events_skipped = Counter(
+            "streamrec_events_skipped_total",
+            "Valid events of a type outside --event-types: skipped, not dead-lettered "
+            "(the first 16 types are labelled by name, then 'other'; no type: 'untyped').",
+            ["type"], registry=r)
         self.unknown_items = Counter(
             "streamrec_unknown_items_total",
             "Valid events whose item is not in the model's vocabulary (not added to history).",

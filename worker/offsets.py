@@ -41,6 +41,14 @@ class OffsetTracker:
         """True when the commit interval has passed since the last commit."""
         return (time.monotonic() if now is None else now) >= self._next_commit
 
+    def until_due(self, now: float | None = None) -> float:
+        """Seconds until the next commit is due (0 when it is)."""
+        return max(0.0, self._next_commit - (time.monotonic() if now is None else now))
+
+    def schedule_next(self) -> None:
+        """A commit point has run: the next is due one interval from now."""
+        self._next_commit = time.monotonic() + self.interval_s
+
     def to_commit(self, low_watermarks: dict[int, int]) -> dict[TopicPartition,
                                                                   OffsetAndMetadata]:
         """Per partition, up to the first event still waiting for a batch; unchanged
@@ -54,10 +62,9 @@ class OffsetTracker:
         return offsets
 
     def mark_committed(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        """`offsets` are committed; the next commit is due one interval from now."""
+        """`offsets` are committed."""
         for tp, meta in offsets.items():
             self.committed[tp.partition] = meta.offset
-        self._next_commit = time.monotonic() + self.interval_s
 
     def forget(self, partition: int) -> None:
         """Drop a partition this worker no longer owns."""

@@ -1,28 +1,36 @@
-"""Publishing: recommendations to their topic, rejected records to the dead-letter topic.
+"""Publishing: recommendations, dead letters and changelog records, acknowledged in bulk.
 
-Sends are asynchronous; `flush` waits for every acknowledgement of the batch and
-raises `PublishError` if any record was not acknowledged after the producer's
-retries. The worker commits offsets only after a clean `flush`, so a record that
-could not be published is never skipped silently: it is read again after restart.
+Sends are asynchronous and the worker does not wait for them batch by batch:
+`collect()` takes the acknowledgements that have arrived (cheap, never blocks) and
+`flush()` waits for all of them. Either raises `PublishError` if a record was not
+acknowledged after the producer's retries. Every record gets a sequence number;
+the worker commits offsets only once every record sent before them is confirmed
+(`confirmed(seq)`), so an offset is never committed past a record that was not: a
+record that could not be published is read again after a restart, never skipped.
+
+Recommendation records go to the partition Kafka's default partitioner gives
+their key (murmur2, as the Java client), computed once per user and kept, because
+kafka-python computes it in pure Python on every send.
 Record formats (recommendation, dead letter): docs/CONTRACTS.md.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.partitioner.default import murmur2
 
 from streamrec.worker.batcher import BatchItem
 from streamrec.worker.errors import PublishError
-from streamrec.worker.validate import Invalid
+from streamrec.worker.validate import Invalid, now_ms
 
 if TYPE_CHECKING:  # the model stage's output type; importing it at run time loads torch
     from streamrec.worker.recommend import Recommendations
@@ -33,26 +41,27 @@ HEADER_REASON = "streamrec.reason"
 HEADER_DETAIL = "streamrec.detail"
 HEADER_SOURCE = "streamrec.source"  # "topic/partition/offset"
 HEADER_TRUNCATED = "streamrec.original-bytes"
+PARTITION_CACHE_USERS = 500_000  # key -> partition entries kept before starting over
 
 
 @dataclass
 class Acked:
-    """What one flush confirmed."""
+    """What one `collect` or `flush` confirmed."""
 
     recommendations: Counter[str] = field(default_factory=Counter)  # by strategy
     dead_letters: int = 0
-    changelog: list[tuple[int, str, int]] = field(default_factory=list)  # partition, user, offset
-    event_ts: list[int] = field(default_factory=list)  # per recommendation
+    # partition, user, offset, sequence number
+    changelog: list[tuple[int, str, int, int]] = field(default_factory=list)
+    record_ts: list[int] = field(default_factory=list)  # per recommendation: its record time
 
-
-def now_ms() -> int:
-    """Wall-clock epoch milliseconds."""
-    return time.time_ns() // 1_000_000
+    def __bool__(self) -> bool:
+        return bool(self.recommendations or self.dead_letters or self.changelog)
 
 
 def recommendation_json(
-    user_id: str, item_ids: list[str], scores: np.ndarray, popular: bool, model_version: str,
-    event_ts: int, explanation: list[tuple[str, float]],
+    user_id: str, item_ids: list[str], scores: np.ndarray | list[float], popular: bool,
+    model_version: str, event_ts: int, explanation: list[tuple[str, float]],
+    produced_ts: int | None = None,
 ) -> bytes:
     """One recommendation record value, per the contract in docs/CONTRACTS.md."""
     doc: dict[str, Any] = {
@@ -63,13 +72,13 @@ def recommendation_json(
         ],
         "model_version": model_version,
         "event_ts": event_ts,
-        "produced_ts": now_ms(),
+        "produced_ts": now_ms() if produced_ts is None else produced_ts,
         "explanation": {
             "strategy": "popular" if popular else "attention",
             "history": [{"item_id": i, "weight": round(w, 4)} for i, w in explanation],
         },
     }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return orjson.dumps(doc)
 
 
 def top_attended(history: np.ndarray, attention: np.ndarray, n: int) -> list[tuple[int, float]]:
@@ -78,15 +87,31 @@ def top_attended(history: np.ndarray, attention: np.ndarray, n: int) -> list[tup
     An item seen several times in the history gets the sum of its positions' weights,
     so the explanation names items, not positions.
     """
-    weights: dict[int, float] = {}
-    for row, weight in zip(history.tolist(), attention.tolist(), strict=True):
-        if row > 0 and weight > 0:
-            weights[row] = weights.get(row, 0.0) + weight
-    return sorted(weights.items(), key=lambda rw: -rw[1])[:n]
+    return top_attended_batch(history[None, :], attention[None, :], n)[0]
+
+
+def top_attended_batch(histories: np.ndarray, attention: np.ndarray, n: int
+                       ) -> list[list[tuple[int, float]]]:
+    """`top_attended` for every row of histories/attention [B, L], in one vectorised pass."""
+    batch, width = histories.shape
+    rows = np.repeat(np.arange(batch, dtype=np.int64), width)
+    items = histories.reshape(-1).astype(np.int64)
+    weights = attention.reshape(-1).astype(np.float64)
+    keep = (items > 0) & (weights > 0)
+    key = (rows[keep] << 32) | items[keep]  # (row, item) pairs; item rows fit 32 bits
+    pairs, inverse = np.unique(key, return_inverse=True)
+    sums = np.bincount(inverse, weights=weights[keep], minlength=len(pairs))
+    pair_rows, pair_items = pairs >> 32, pairs & 0xFFFFFFFF
+    order = np.lexsort((pair_items, -sums, pair_rows))  # by row, then weight desc
+    starts = np.searchsorted(pair_rows[order], np.arange(batch))
+    ends = np.searchsorted(pair_rows[order], np.arange(batch), side="right")
+    ranked_items, ranked_sums = pair_items[order].tolist(), sums[order].tolist()
+    return [list(zip(ranked_items[s:min(e, s + n)], ranked_sums[s:min(e, s + n)], strict=True))
+            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 class Publisher:
-    """Sends the batch's records and confirms them all at `flush`."""
+    """Sends records as they come and confirms them in bulk (`collect`, `flush`)."""
 
     def __init__(
         self, producer: KafkaProducer, recommendations_topic: str, dead_letter_topic: str,
@@ -98,7 +123,11 @@ class Publisher:
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.transactional = transactional
         self._in_transaction = False
-        self._inflight: list[tuple[Any, str, int, str]] = []  # future, kind, event_ts, user
+        # seq, future, kind, record_ts (recommendations), user (changelog); oldest first
+        self._inflight: deque[tuple[int, Any, str, int, str]] = deque()
+        self._seq = 0  # records sent so far
+        self._partitions: dict[bytes, int] = {}  # key -> partition of the recommendations topic
+        self._partition_count = 0
         if transactional:
             # Fences older instances with the same transactional id and aborts a
             # transaction a killed predecessor left open.
@@ -106,36 +135,71 @@ class Publisher:
 
     @property
     def inflight(self) -> int:
-        """Records sent and not yet confirmed by a flush."""
+        """Records sent and not yet confirmed by `collect` or `flush`."""
         return len(self._inflight)
 
-    def _send(self, topic: str, kind: str, event_ts: int = 0, user: str = "",
+    @property
+    def sent(self) -> int:
+        """Sequence number of the next record: every record before it has been sent."""
+        return self._seq
+
+    def confirmed(self, seq: int) -> bool:
+        """True when every record numbered below `seq` is acknowledged (as far as
+        `collect`/`flush` have seen)."""
+        return not self._inflight or self._inflight[0][0] >= seq
+
+    def _key_partitions(self, topic: str) -> dict[bytes, int]:
+        """The key -> partition cache, reset when the topic's partition count changes."""
+        count = len(self.producer.partitions_for(topic))
+        if count != self._partition_count or len(self._partitions) > PARTITION_CACHE_USERS:
+            self._partitions = {}
+            self._partition_count = count
+        return self._partitions
+
+    def _send(self, topic: str, kind: str, record_ts: int = 0, user: str = "",
               **kwargs: Any) -> None:
         """Send one record (inside the open transaction, when transactional)."""
         if self.transactional and not self._in_transaction:
             self.producer.begin_transaction()
             self._in_transaction = True
-        self._inflight.append((self.producer.send(topic, **kwargs), kind, event_ts, user))
+        future = self.producer.send(topic, **kwargs)
+        self._inflight.append((self._seq, future, kind, record_ts, user))
+        self._seq += 1
 
     def send_recommendations(
         self, batch: list[BatchItem], recs: Recommendations, histories: np.ndarray,
-        external_ids: list[str], model_version: str, explain_top: int,
+        external_ids: np.ndarray, model_version: str, explain_top: int,
     ) -> None:
         """Queue one record per batch row; `external_ids[row]` names item rows."""
+        explanations = top_attended_batch(histories, recs.attention, explain_top)
+        scores = np.round(recs.scores.astype(np.float64), 6).tolist()
+        valid = recs.rows > 0
+        produced = now_ms()
+        topic = self.recommendations_topic
+        partitions = self._key_partitions(topic)
+        count = self._partition_count
         for i, item in enumerate(batch):
-            valid = recs.rows[i] > 0
-            ids = [external_ids[r] for r in recs.rows[i][valid]]
-            explanation = [
-                (external_ids[r], w)
-                for r, w in top_attended(histories[i], recs.attention[i], explain_top)
-            ]
             popular = bool(recs.popular[i])
-            value = recommendation_json(
-                item.user_id, ids, recs.scores[i][valid], popular, model_version,
-                item.event_ts, explanation,
-            )
-            self._send(self.recommendations_topic, "popular" if popular else "attention",
-                       item.event_ts, key=item.user_id.encode(), value=value)
+            ids = external_ids[recs.rows[i][valid[i]]].tolist()
+            doc = {
+                "user_id": item.user_id,
+                "items": [{"item_id": x, "score": s}
+                          for x, s in zip(ids, scores[i][: len(ids)], strict=True)],
+                "model_version": model_version,
+                "event_ts": item.event_ts,
+                "produced_ts": produced,
+                "explanation": {
+                    "strategy": "popular" if popular else "attention",
+                    "history": [{"item_id": external_ids[r], "weight": round(w, 4)}
+                                for r, w in explanations[i]],
+                },
+            }
+            key = item.user_id.encode()
+            partition = partitions.get(key)
+            if partition is None:  # as kafka-python's (and Java's) default partitioner
+                partition = partitions[key] = (murmur2(key) & 0x7FFFFFFF) % count
+            self._send(topic, "popular" if popular else "attention", item.record_ts,
+                       key=key, value=orjson.dumps(doc), partition=partition)
 
     def send_dead_letter(
         self, key: bytes | None, value: bytes | None, invalid: Invalid, source: str,
@@ -158,12 +222,70 @@ class Publisher:
         self._send(topic, "changelog", user=user_id, key=user_id.encode(), value=value,
                    partition=partition)
 
-    def commit_transaction(self, offsets: dict, group_metadata: Any) -> Acked:
-        """Commit the batch's records and the consumed `offsets` as one transaction.
+    def collect(self) -> Acked:
+        """The acknowledgements that have arrived, oldest first; never waits.
 
-        Consumers reading with isolation_level=read_committed then see the batch's
-        recommendations, dead letters and changelog records exactly when the offsets
-        that produced them are committed: never twice, never half.
+        Raises `PublishError` when a record failed after the producer's retries.
+        """
+        acked = Acked()
+        failures: list[tuple[str, KafkaError]] = []
+        inflight = self._inflight
+        while inflight and inflight[0][1].is_done:
+            self._account(inflight.popleft(), acked, failures)
+        self._raise(failures)
+        return acked
+
+    def flush(self, timeout_s: float = 120.0) -> Acked:
+        """Wait for every queued record; raise `PublishError` if any failed."""
+        if not self._inflight:
+            return Acked()
+        self.producer.flush(timeout=timeout_s)
+        acked = Acked()
+        failures: list[tuple[str, KafkaError]] = []
+        inflight, self._inflight = self._inflight, deque()
+        for entry in inflight:
+            if not entry[1].is_done:  # flush timed out: wait for this one alone
+                with contextlib.suppress(KafkaError):
+                    entry[1].get(timeout=timeout_s)
+            self._account(entry, acked, failures)
+        self._raise(failures, total=len(inflight))
+        return acked
+
+    @staticmethod
+    def _account(entry: tuple[int, Any, str, int, str], acked: Acked,
+                 failures: list[tuple[str, KafkaError]]) -> None:
+        seq, future, kind, record_ts, user = entry
+        if not future.is_done:  # `flush` gave up waiting for it
+            failures.append((kind, KafkaTimeoutError("not acknowledged before the timeout")))
+        elif future.failed():
+            failures.append((kind, future.exception))
+        elif kind == "dlq":
+            acked.dead_letters += 1
+        elif kind == "changelog":
+            meta = future.value
+            acked.changelog.append((meta.partition, user, meta.offset, seq))
+        else:
+            acked.recommendations[kind] += 1
+            acked.record_ts.append(record_ts)
+
+    def _raise(self, failures: list[tuple[str, KafkaError]], total: int = 0) -> None:
+        if not failures:
+            return
+        self._inflight.clear()
+        for kind, exc in failures:
+            logger.error("%s record not acknowledged after retries: %s", kind, exc)
+        raise PublishError(
+            f"{len(failures)} of {total or len(failures)} records not acknowledged after "
+            f"retries (first: {failures[0][0]}: {failures[0][1]}); offsets not committed",
+            kinds=[kind for kind, _ in failures],
+        )
+
+    def commit_transaction(self, offsets: dict, group_metadata: Any) -> Acked:
+        """Commit the records sent since the last commit and the consumed `offsets` as one
+        transaction.
+
+        Consumers reading with isolation_level=read_committed then see the records
+        exactly when the offsets that produced them are committed: never twice, never half.
         """
         if not offsets and not self._in_transaction:
             return Acked()
@@ -175,7 +297,7 @@ class Publisher:
                 self.producer.send_offsets_to_transaction(offsets, group_metadata)
             self.producer.commit_transaction()
         except KafkaError as exc:
-            self._inflight = []
+            self._inflight.clear()
             raise PublishError(f"transaction not committed: {exc}; offsets not committed",
                                kinds=["transaction"]) from exc
         finally:
@@ -184,41 +306,10 @@ class Publisher:
 
     def abort_transaction(self) -> None:
         """Abort the open transaction (if any): its records are never seen committed."""
-        self._inflight = []
+        self._inflight.clear()
         if self._in_transaction:
             self._in_transaction = False
             try:
                 self.producer.abort_transaction()
             except KafkaError as exc:
                 logger.warning("abort_transaction failed: %s", exc)
-
-    def flush(self, timeout_s: float = 120.0) -> Acked:
-        """Wait for every queued record; raise `PublishError` if any failed."""
-        inflight, self._inflight = self._inflight, []
-        if not inflight:
-            return Acked()
-        self.producer.flush(timeout=timeout_s)
-        acked = Acked()
-        failures: list[tuple[str, KafkaError]] = []
-        for future, kind, event_ts, user in inflight:
-            try:
-                meta = future.get(timeout=0.1 if future.is_done else timeout_s)
-            except KafkaError as exc:
-                failures.append((kind, exc))
-                continue
-            if kind == "dlq":
-                acked.dead_letters += 1
-            elif kind == "changelog":
-                acked.changelog.append((meta.partition, user, meta.offset))
-            else:
-                acked.recommendations[kind] += 1
-                acked.event_ts.append(event_ts)
-        if failures:
-            for kind, exc in failures:
-                logger.error("%s record not acknowledged after retries: %s", kind, exc)
-            raise PublishError(
-                f"{len(failures)} of {len(inflight)} records not acknowledged after retries "
-                f"(first: {failures[0][0]}: {failures[0][1]}); offsets not committed",
-                kinds=[kind for kind, _ in failures],
-            )
-        return acked

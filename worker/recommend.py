@@ -2,8 +2,8 @@
 
 `Recommender` owns the loaded checkpoint and the item index built from its tied
 item table. For a batch of histories it encodes the non-empty ones into query
-vectors (with the last position's attention over the history), searches the index
-for top-(k + history length), removes items the user already has and keeps k.
+vectors (with the last position's attention over the history) and searches the
+index for the top k items outside each user's history.
 Users with no usable history get the most popular training items instead. The two
 stages are separate methods so each can be timed and benchmarked alone.
 """
@@ -59,13 +59,26 @@ class Recommender:
         self._popular_scores = popularity[self._popular_order]
 
     @classmethod
-    def load(cls, model_dir: Path, device: str = "auto") -> Recommender:
-        """Load a checkpoint directory and index its item table."""
+    def load(cls, model_dir: Path, device: str = "auto", backend: str = "auto",
+             threads: int = 0) -> Recommender:
+        """Load a checkpoint directory and index its item table.
+
+        `backend` is the index's (auto, torch, faiss). `threads` > 0 sets torch's and
+        FAISS's CPU threads for the process: the Kafka client and the broker need
+        cores too.
+        """
+        if threads > 0:
+            torch.set_num_threads(threads)
         dev = resolve_device(device)
         checkpoint = load_checkpoint(model_dir, device=str(dev))
         with torch.inference_mode():
             table = checkpoint.model.item_embeddings().float().cpu().numpy()
-        index = build_index(table, device="cuda" if dev.type == "cuda" else "cpu")
+        index = build_index(table, backend=backend,  # type: ignore[arg-type]
+                            device="cuda" if dev.type == "cuda" else "cpu")
+        if threads > 0 and index.name.startswith("faiss"):
+            import faiss
+
+            faiss.omp_set_num_threads(threads)
         logger.info(
             "loaded model %s: %d items, max history %d, device %s, index %s",
             checkpoint.model_version, len(checkpoint.vocab), checkpoint.config.max_len,
@@ -101,8 +114,7 @@ class Recommender:
         scores = np.full((batch, k), -np.inf, dtype=np.float32)
         has = encoded.has_history
         if has.any():
-            exclude = [h[h > 0] for h in histories[has]]
-            found = self.index.search(encoded.queries[has], k, exclude)
+            found = self.index.search(encoded.queries[has], k, histories[has])
             rows[has], scores[has] = found.rows, found.scores
         if (~has).any():
             top = self._popular_order[:k]

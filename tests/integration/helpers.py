@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -109,3 +112,40 @@ def scrape(port: int) -> dict[str, float]:
 def metric_sum(samples: dict[str, float], name: str) -> float:
     """Sum of a metric's samples over all label values."""
     return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
+
+
+@dataclass
+class WorkerThread:
+    """A worker's loop running in a thread, and what it raised (if anything)."""
+
+    worker: Any  # streamrec.worker.app.Worker
+    thread: threading.Thread
+    failure: list[BaseException] = field(default_factory=list)
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+
+@contextmanager
+def running(worker: Any, name: str = "test-worker") -> Iterator[WorkerThread]:
+    """Run `worker` in a thread; on the way out stop it, join it and check it stopped
+    cleanly, without an exception."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failure.append(exc)
+            raise
+
+    handle = WorkerThread(worker, threading.Thread(target=run, daemon=True, name=name), failure)
+    handle.thread.start()
+    try:
+        yield handle
+    finally:
+        worker.stop()
+        handle.thread.join(timeout=60)
+    assert not handle.thread.is_alive()
+    assert handle.failure == []

@@ -22,8 +22,10 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import read_offsets, read_to_end
@@ -77,6 +79,40 @@ def encode_history(record: HistoryRecord) -> bytes:
     except struct.error as exc:
         raise ChangelogError(f"offset or timestamps do not fit int64: {exc}") from exc
     return b"".join([head, times, *encoded])
+
+
+def item_id_table(external_ids: Sequence[str]) -> list[bytes]:
+    """Per item row, its id as a history record stores it (uint16 length + UTF-8 bytes);
+    built once per vocabulary so `encode_rows` never encodes an id again."""
+    table = []
+    for item in external_ids:
+        data = item.encode("utf-8")
+        if len(data) > MAX_ITEM_BYTES:
+            raise ChangelogError(
+                f"item id of {len(data)} UTF-8 bytes: the format holds at most {MAX_ITEM_BYTES}")
+        table.append(_LENGTH.pack(len(data)) + data)
+    return table
+
+
+def encode_rows(items: np.ndarray, ts: np.ndarray, offsets: np.ndarray,
+                id_table: Sequence[bytes]) -> list[bytes]:
+    """`encode_history` for many users at once, from the worker's own layout.
+
+    items/ts [n, L] are right-aligned and left-padded with 0 (a `PartitionStore`'s
+    rows), offsets [n]; `id_table` comes from `item_id_table`. Gives exactly the
+    bytes `encode_history` gives for the same histories, without a Python loop per item.
+    """
+    lengths = (items > 0).sum(axis=1).tolist()
+    width = items.shape[1]
+    times = np.ascontiguousarray(ts, dtype=">i8")
+    rows = items.tolist()
+    out = []
+    for i, (count, offset) in enumerate(zip(lengths, offsets.tolist(), strict=True)):
+        start = width - count
+        out.append(b"".join([
+            _HEADER.pack(MAGIC, FORMAT_VERSION, offset, count), times[i, start:].tobytes(),
+            *[id_table[r] for r in rows[i][start:]]]))
+    return out
 
 
 def decode_history(value: bytes) -> HistoryRecord:

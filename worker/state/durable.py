@@ -25,8 +25,9 @@ from streamrec.worker.publish import Publisher
 from streamrec.worker.state.changelog import (
     HistoryRecord,
     changelog_topic,
-    encode_history,
+    encode_rows,
     fetch_histories,
+    item_id_table,
     restore_partitions,
 )
 from streamrec.worker.state.partition import PartitionStore
@@ -60,7 +61,10 @@ class DurableHistories:
         self.security = security
         self.max_users = max_users  # per partition store; 0 = unbounded
         self.topic = changelog_topic(group_id)
-        self.external_ids = ["", *vocab.external(np.arange(1, len(vocab) + 1))]
+        # Item row -> external id (row 0: padding), and its bytes as the changelog stores it.
+        self.external_ids = np.array(["", *vocab.external(np.arange(1, len(vocab) + 1))],
+                                     dtype=object)
+        self._id_table = item_id_table(self.external_ids.tolist())
         # Users evicted by the cap: partition -> user -> changelog offset of their state.
         self._evicted: dict[int, dict[str, int]] = {}
 
@@ -119,27 +123,38 @@ class DurableHistories:
         fresh = self.store(partition).append(users, rows, ts, offsets)
         return fresh, int((rows[fresh] == 0).sum())
 
-    def write_dirty(self, publisher: Publisher) -> int:
-        """Queue a changelog record for every user changed since the last call."""
-        written = 0
-        for partition, store in self.stores():
-            users = store.take_dirty()
-            if not users:
-                continue
-            items, ts, offsets = store.export(users)
-            for user, row_items, row_ts, offset in zip(users, items, ts, offsets, strict=True):
-                known = row_items > 0
-                record = HistoryRecord(
-                    items=tuple(self.external_ids[r] for r in row_items[known]),
-                    ts=tuple(int(t) for t in row_ts[known]), offset=int(offset))
-                publisher.send_changelog(self.topic, partition, user, encode_history(record))
-            written += len(users)
-        return written
+    def write_users(self, publisher: Publisher, users: list[tuple[int, str]]) -> int:
+        """Queue a changelog record for each of these (partition, user) that changed.
 
-    def note_written(self, written: list[tuple[int, str, int]]) -> None:
-        """Remember where acknowledged changelog records landed: (partition, user, offset)."""
-        for partition, user, offset in written:
-            self.store(partition).note_written(user, offset)
+        The worker calls it right after a batch's recommendations, so state reaches
+        the changelog as the batch is served, spread over time: several events of a
+        user within one batch give one record. Offsets are committed only after these
+        records are acknowledged.
+        """
+        by_partition: dict[int, list[str]] = defaultdict(list)
+        for partition, user in users:
+            by_partition[partition].append(user)
+        return sum(self._write(publisher, partition, store, store.take_dirty_of(ids))
+                   for partition, ids in by_partition.items()
+                   if (store := self._stores.get(partition)) is not None)
+
+    def _write(self, publisher: Publisher, partition: int, store: PartitionStore,
+               users: list[str]) -> int:
+        if not users:
+            return 0
+        items, ts, offsets = store.export(users)
+        first_seq = publisher.sent
+        for user, value in zip(users, encode_rows(items, ts, offsets, self._id_table),
+                               strict=True):
+            publisher.send_changelog(self.topic, partition, user, value)
+        store.mark_sent(users, first_seq)
+        return len(users)
+
+    def note_written(self, written: list[tuple[int, str, int, int]]) -> None:
+        """Remember where acknowledged changelog records landed: (partition, user, offset,
+        publisher sequence number)."""
+        for partition, user, offset, seq in written:
+            self.store(partition).note_written(user, offset, seq)
 
     def evict(self) -> int:
         """Apply the per-partition user cap (only users already in the changelog go)."""

@@ -7,9 +7,10 @@ Appends are vectorised over a whole poll (no Python loop per event).
 
 Beside the items, each user keeps the events-topic offset of the last event applied.
 An event at or below it is not applied again, which makes replays after a crash
-idempotent. Users changed since the last `take_dirty()` are the ones whose state
-must go to the changelog before offsets are committed. With a cap on users, the
-least recently active clean users are evicted (their state stays in the changelog).
+idempotent. Users changed since their last changelog record (`take_dirty_of`) are
+the ones whose state must go to the changelog before offsets are committed. With a
+cap on users, the least recently active clean users are evicted (their state stays
+in the changelog).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class PartitionStore:
         self._active = np.zeros(initial_capacity, dtype=np.int64)  # tick of last change
         self._dirty = np.zeros(initial_capacity, dtype=bool)
         self._changelog = np.full(initial_capacity, -1, dtype=np.int64)  # offset of last record
+        # Publisher sequence number of a record sent and not yet acknowledged (-1: none);
+        # while one is in flight the user is not evictable: its offset is not known yet.
+        self._record_seq = np.full(initial_capacity, -1, dtype=np.int64)
         self._tick = 0
 
     def __len__(self) -> int:
@@ -53,7 +57,7 @@ class PartitionStore:
     def nbytes(self) -> int:
         """Bytes of the per-slot arrays (memory beyond them: the user-id index)."""
         arrays = (self._items, self._ts, self._lengths, self._offsets, self._active,
-                  self._dirty, self._changelog)
+                  self._dirty, self._changelog, self._record_seq)
         return sum(a.nbytes for a in arrays)
 
     def slots_for(self, user_ids: list[str]) -> np.ndarray:
@@ -80,6 +84,7 @@ class PartitionStore:
         self._active = np.concatenate([self._active, np.zeros(old, dtype=np.int64)])
         self._dirty = np.concatenate([self._dirty, np.zeros(old, dtype=bool)])
         self._changelog = np.concatenate([self._changelog, np.full(old, -1, dtype=np.int64)])
+        self._record_seq = np.concatenate([self._record_seq, np.full(old, -1, dtype=np.int64)])
         self._users.extend([None] * old)
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -107,6 +112,18 @@ class PartitionStore:
     def _push(self, slots: np.ndarray, items: np.ndarray, ts: np.ndarray) -> None:
         """Append items to slots (grouped by slot, arrival order kept), vectorised."""
         max_len = self.max_len
+        if len(slots) == 1 or len(np.unique(slots)) == len(slots):
+            # One event per user (the usual poll under an interleaved stream): shift
+            # each row left by one and write the new item last; a few array operations.
+            self._items[slots, :-1] = self._items[slots, 1:]
+            self._items[slots, -1] = items
+            self._ts[slots, :-1] = self._ts[slots, 1:]
+            self._ts[slots, -1] = ts
+            self._lengths[slots] = np.minimum(self._lengths[slots] + 1, max_len)
+            self._tick += 1
+            self._active[slots] = self._tick
+            self._dirty[slots] = True
+            return
         order = np.argsort(slots, kind="stable")
         s, x, t = slots[order], items[order], ts[order]
         users, first, counts = np.unique(s, return_index=True, return_counts=True)
@@ -140,22 +157,39 @@ class PartitionStore:
         self._offsets[slots] = offsets
         self._dirty[slots] = False
 
-    def take_dirty(self) -> list[str]:
-        """Users changed since the last call (their state must reach the changelog)."""
-        slots = np.flatnonzero(self._dirty)
-        self._dirty[slots] = False
-        return [self._users[s] for s in slots]  # type: ignore[misc]
+    def take_dirty_of(self, user_ids: list[str]) -> list[str]:
+        """Those of `user_ids` changed since their last record, marked clean again."""
+        slots = np.array([self._slots.get(u, -1) for u in user_ids], dtype=np.int64)
+        dirty = np.zeros(len(user_ids), dtype=bool)
+        present = slots >= 0
+        dirty[present] = self._dirty[slots[present]]
+        self._dirty[slots[dirty]] = False
+        return [u for u, d in zip(user_ids, dirty.tolist(), strict=True) if d]
 
     def export(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(items [n, L], ts [n, L], offsets [n]) of stored users, for the changelog."""
         slots = np.array([self._slots[u] for u in user_ids], dtype=np.int64)
         return self._items[slots], self._ts[slots], self._offsets[slots]
 
-    def note_written(self, user_id: str, changelog_offset: int) -> None:
-        """Where the user's latest state sits in the changelog (for fetching it back)."""
+    def mark_sent(self, user_ids: list[str], first_seq: int) -> None:
+        """Records of these users went out, numbered `first_seq`, `first_seq + 1`, ...:
+        until the last is acknowledged their changelog offset is unknown."""
+        slots = np.array([self._slots[u] for u in user_ids], dtype=np.int64)
+        self._changelog[slots] = -1
+        self._record_seq[slots] = first_seq + np.arange(len(slots))
+
+    def note_written(self, user_id: str, changelog_offset: int, seq: int | None = None
+                     ) -> None:
+        """Where the user's latest state sits in the changelog (for fetching it back).
+
+        With `seq` (an acknowledgement) it counts only for the user's latest record:
+        the acknowledgement of an older one must not make the user evictable.
+        """
         slot = self._slots.get(user_id)
-        if slot is not None:
-            self._changelog[slot] = changelog_offset
+        if slot is None or (seq is not None and self._record_seq[slot] != seq):
+            return
+        self._changelog[slot] = changelog_offset
+        self._record_seq[slot] = -1
 
     def evict(self, max_users: int) -> list[tuple[str, int]]:
         """Drop the least recently active users beyond `max_users` whose state is in the
@@ -177,6 +211,7 @@ class PartitionStore:
             self._offsets[slot] = -1
             gone.append((user, int(self._changelog[slot])))
             self._changelog[slot] = -1
+            self._record_seq[slot] = -1
             self._free.append(slot)
         return gone  # type: ignore[return-value]
 

@@ -89,3 +89,16 @@ def test_training_mode_is_stochastic_and_eval_is_not(model: SASRec) -> None:
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(items), model(items))
+
+
+def test_last_position_shortcut_equals_the_full_last_block(model: SASRec) -> None:
+    """`encode` runs only the last position through the last block; the full pass's
+    last row and its explicit attention weights must be the same numbers."""
+    items = torch.tensor([[0, 0, 0, 4, 5, 6, 7, 9], [0, 0, 0, 0, 0, 0, 0, 6],
+                          [1, 2, 3, 4, 5, 6, 7, 8], [0, 3, 0, 4, 0, 5, 1, 1]])
+    query, attention = model.encode(items)
+    with torch.inference_mode():
+        hidden, weights = model._run(items, need_weights=True)
+    expected = weights[:, :, -1, :].mean(dim=1) * (items > 0)
+    assert torch.allclose(query, hidden[:, -1], atol=1e-5)
+    assert torch.allclose(attention, expected, atol=1e-6)

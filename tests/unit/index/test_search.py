@@ -57,3 +57,26 @@ def test_query_dimension_is_checked() -> None:
     index = build_index(table(), backend="torch", device="cpu")
     with pytest.raises(ValueError, match="queries"):
         index.search(np.zeros((1, 3), dtype=np.float32), 3)
+
+
+def test_masked_torch_search_equals_candidates_then_filter() -> None:
+    """The torch backend masks exclusions before its top-k; the generic path asks for
+    k + m candidates and filters. Same rows, same scores, chunk boundaries included."""
+    from streamrec.index.base import _drop_excluded, _pad_exclusions
+
+    rng = np.random.default_rng(7)
+    emb = rng.standard_normal((3001, 8)).astype(np.float32)
+    emb[0] = 0
+    index = build_index(emb, backend="torch", device="cpu")
+    index.chunk = 7  # several chunks, the last one short
+    queries = rng.standard_normal((30, 8)).astype(np.float32)
+    exclude = [rng.choice(np.arange(1, 3001), size=rng.integers(0, 40), replace=False)
+               for _ in range(30)]
+    got = index.search(queries, 10, exclude)
+    excl = _pad_exclusions(exclude, 30)
+    rows, scores = index._raw_search(queries, 10 + excl.shape[1])
+    want = _drop_excluded(rows, scores, excl, 10)
+    assert np.array_equal(got.rows, want.rows)
+    assert np.allclose(got.scores, want.scores)
+    for row, banned in zip(got.rows, exclude, strict=True):
+        assert not set(row.tolist()) & set(banned.tolist())

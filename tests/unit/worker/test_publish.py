@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from streamrec.worker.publish import recommendation_json, top_attended
+from streamrec.worker.publish import recommendation_json, top_attended, top_attended_batch
 
 
 def test_explanation_sums_repeated_items_and_skips_padding() -> None:
@@ -27,3 +27,19 @@ def test_recommendation_record_has_the_contract_fields() -> None:
     assert doc["produced_ts"] >= doc["event_ts"]
     assert doc["explanation"] == {"strategy": "attention",
                                   "history": [{"item_id": "x", "weight": 0.9}]}
+
+
+def test_batch_explanations_equal_a_per_item_sum_for_every_row() -> None:
+    rng = np.random.default_rng(3)
+    histories = rng.integers(0, 6, size=(40, 9))  # small catalogue: many repeats, padding
+    attention = rng.random((40, 9)) * (rng.random((40, 9)) > 0.2)
+    for n in (1, 3, 20):
+        got = top_attended_batch(histories, attention, n)
+        for row, weights, found in zip(histories, attention, got, strict=True):
+            sums: dict[int, float] = {}
+            for item, w in zip(row.tolist(), weights.tolist(), strict=True):
+                if item > 0 and w > 0:
+                    sums[item] = sums.get(item, 0.0) + w
+            expected = sorted(sums.items(), key=lambda iw: (-iw[1], iw[0]))[:n]
+            assert [i for i, _ in found] == [i for i, _ in expected]
+            assert np.allclose([w for _, w in found], [w for _, w in expected])

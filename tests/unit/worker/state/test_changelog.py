@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import re
 import struct
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +22,7 @@ from streamrec.worker.state.changelog import (
 )
 
 TS = 1_700_000_000_000
+_HEADER_SIZE = 3 + 1 + 8 + 2  # magic, version, offset, count
 
 # st.text() draws no lone surrogates: every id it makes is encodable UTF-8.
 histories = st.integers(min_value=0, max_value=40).flatmap(
@@ -80,13 +84,70 @@ def test_damaged_records_decode_or_are_refused(
     _decode_or_refuse(good[: len(good) - cut] if cut else good)
 
 
-def _decode_or_refuse(value: bytes) -> None:
+def _decode_or_refuse(value: bytes) -> str:
+    """"accepted" (then the value must be canonical) or the refusal branch that ran."""
     try:
         record = decode_history(value)
-    except ChangelogError:
-        return
+    except ChangelogError as exc:
+        message = str(exc)
+    else:
+        message = ""
+    if message:
+        branches = [name for name, pattern in REFUSALS.items() if re.search(pattern, message)]
+        assert len(branches) == 1, f"{message} matches {branches}"
+        return branches[0]
     assert len(record.items) == len(record.ts)
     assert encode_history(record) == value  # anything accepted is exactly canonical
+    return "accepted"
+
+
+# Every refusal of `decode_history`, by the message only that branch gives.
+REFUSALS = {
+    "short-header": r"shorter than the \d+-byte header",
+    "magic": r"not a history record: magic",
+    "version": r"history format version \d+",
+    "negative-offset": r"offset -\d+ is negative",
+    "short-timestamps": r"truncated: \d+ timestamps need",
+    "no-length": r"truncated: item \d+ of \d+ has no length",
+    "short-item": r"truncated: item \d+ needs \d+ bytes",
+    "bad-utf8": r"item \d+ is not UTF-8",
+    "trailing": r"\d+ trailing bytes after",
+}
+
+
+def _valid_records(rng: random.Random, n: int) -> list[bytes]:
+    """Encodings of varied valid histories: 0..6 items, ASCII and multi-byte ids."""
+    alphabet = ["a", "z", "7", "-", "é", "日", "🎧"]
+    out = []
+    for _ in range(n):
+        count = rng.randint(0, 6)
+        items = tuple("".join(rng.choices(alphabet, k=rng.randint(0, 5))) for _ in range(count))
+        ts = tuple(rng.randint(-(2**63), 2**63 - 1) for _ in range(count))
+        out.append(encode_history(HistoryRecord(items, ts, rng.randint(-1, 2**40))))
+    return out
+
+
+def test_fuzz_from_valid_encodings_reaches_every_refusal_branch() -> None:
+    """Truncate, extend and overwrite bytes of valid records: each branch must run.
+
+    Random bytes almost never get past the magic; starting from valid encodings
+    puts the damage in the counts, the lengths and the text, where the subtle bugs
+    (a read past the end, a length trusted, a surrogate accepted) would be.
+    """
+    rng = random.Random(7)
+    seen: Counter[str] = Counter()
+    for good in _valid_records(rng, 60):
+        for cut in range(len(good)):  # every truncation
+            seen[_decode_or_refuse(good[:cut])] += 1
+        seen[_decode_or_refuse(good + rng.randbytes(rng.randint(1, 4)))] += 1  # extension
+        for pos in range(len(good)):  # every byte overwritten, twice
+            for value in (rng.randrange(256), 0xFF ^ good[pos]):
+                seen[_decode_or_refuse(good[:pos] + bytes([value]) + good[pos + 1:])] += 1
+        # A run of bytes overwritten past the header: counts, lengths and text at once.
+        pos = rng.randrange(_HEADER_SIZE, len(good) + 1)
+        noise = rng.randbytes(rng.randint(1, 8))
+        seen[_decode_or_refuse(good[:pos] + noise + good[pos + len(noise):])] += 1
+    assert set(seen) == {*REFUSALS, "accepted"}, seen
 
 
 def _header(count: int, version: int = FORMAT_VERSION, magic: bytes = MAGIC) -> bytes:
@@ -137,3 +198,23 @@ def test_refuses_malformed_values(value: bytes, message: str) -> None:
 def test_encode_enforces_the_format_limits(record: HistoryRecord, message: str) -> None:
     with pytest.raises(ChangelogError, match=message):
         encode_history(record)
+
+
+def test_bulk_encoding_gives_the_same_bytes_as_one_record_at_a_time() -> None:
+    """The worker writes with `encode_rows`; restores read with `decode_history`."""
+    import numpy as np
+
+    from streamrec.worker.state.changelog import encode_rows, item_id_table
+
+    ids = ["", "a", "ü-2", "x" * 300, "42"]
+    table = item_id_table(ids)
+    items = np.array([[0, 0, 1, 2], [3, 4, 1, 1], [0, 0, 0, 0]])
+    ts = np.array([[0, 0, 10, 11], [-5, 7, 8, 2**40], [0, 0, 0, 0]])
+    offsets = np.array([17, -1, 3])
+    values = encode_rows(items, ts, offsets, table)
+    for row, t, offset, value in zip(items, ts, offsets, values, strict=True):
+        known = row > 0
+        record = HistoryRecord(items=tuple(ids[r] for r in row[known]),
+                               ts=tuple(int(x) for x in t[known]), offset=int(offset))
+        assert value == encode_history(record)
+        assert decode_history(value) == record

@@ -111,20 +111,20 @@ def test_unknown_items_advance_the_offset_without_being_stored() -> None:
     store = PartitionStore(max_len=3)
     store.append(["a"], np.array([0]), np.zeros(1), np.array([7]))
     assert store.applied_offset("a") == 7
-    assert store.take_dirty() == []
+    assert store.take_dirty_of(["a"]) == []
 
 
 def test_dirty_users_are_reported_once_and_export_loads_back() -> None:
     store = PartitionStore(max_len=3)
     append(store, [("a", 1), ("b", 2), ("a", 3)])
-    assert sorted(store.take_dirty()) == ["a", "b"]
-    assert store.take_dirty() == []
+    assert store.take_dirty_of(["b", "a", "nobody"]) == ["b", "a"]
+    assert store.take_dirty_of(["a", "b"]) == []
     items, ts, offsets = store.export(["a", "b"])
     other = PartitionStore(max_len=3)
     other.load(["a", "b"], items, ts, offsets)
     assert other.history("a")[0].tolist() == [1, 3]
     assert other.applied_offset("b") == store.applied_offset("b")
-    assert other.take_dirty() == []
+    assert other.take_dirty_of(["a", "b"]) == []
 
 
 def test_evicts_least_recently_active_users_already_in_the_changelog() -> None:
@@ -133,7 +133,7 @@ def test_evicts_least_recently_active_users_already_in_the_changelog() -> None:
     append(store, [("b", 2)])
     append(store, [("c", 3)])
     append(store, [("z", 9)])
-    store.take_dirty()
+    store.take_dirty_of(["a", "b", "c", "z"])
     for offset, user in enumerate(["a", "b", "c"]):  # z's record was never acknowledged
         store.note_written(user, 100 + offset)
     append(store, [("a", 4)])  # a is active again, and dirty: never evicted while dirty
@@ -144,3 +144,20 @@ def test_evicts_least_recently_active_users_already_in_the_changelog() -> None:
     append(store, [("d", 5), ("e", 6)])  # freed slots are reused
     assert store.history("d")[0].tolist() == [5]
     assert store.history("a")[0].tolist() == [1, 4]
+
+
+def test_a_user_whose_latest_record_is_unacknowledged_is_never_evicted() -> None:
+    """Acks arrive after later records are sent: the ack of an older record must not
+    make the user evictable, or a read-back would lose the events of the newer one."""
+    store = PartitionStore(max_len=3)
+    append(store, [("a", 1), ("b", 2)])
+    assert store.take_dirty_of(["a", "b"]) == ["a", "b"]
+    store.mark_sent(["a", "b"], first_seq=10)  # records 10 (a) and 11 (b)
+    append(store, [("a", 3)])
+    assert store.take_dirty_of(["a"]) == ["a"]
+    store.mark_sent(["a"], first_seq=12)  # a's newer record, not yet acknowledged
+    store.note_written("a", 100, seq=10)  # the older record's ack arrives
+    store.note_written("b", 101, seq=11)
+    assert store.evict(max_users=0) == [("b", 101)]
+    store.note_written("a", 102, seq=12)
+    assert store.evict(max_users=0) == [("a", 102)]

@@ -1,0 +1,61 @@
+"""`streamrec bench` runs end to end at toy sizes and writes its report.
+
+The figures themselves are never asserted (they belong in docs/BENCHMARKS.md, not in
+a test); what is checked is that every contender ran over the real broker, that
+each user's last event got a recommendation, and that the section, its table and
+its plots were written where the report goes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamrec.bench import report
+from streamrec.bench.e2e import E2EOptions
+from streamrec.bench.e2e import run as run_e2e
+from streamrec.bench.state import StateOptions
+from streamrec.bench.state import run as run_state
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def docs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The report and plots go to a temporary docs folder, not the repository's."""
+    monkeypatch.setattr(report, "DOCS", tmp_path)
+    return tmp_path
+
+
+def test_bench_state_restores_every_user_and_reports(kafka_bootstrap: str, docs: Path) -> None:
+    assert run_state(StateOptions(users=3000, history=5, partitions=2,
+                                  bootstrap=kafka_bootstrap))
+    text = (docs / "BENCHMARKS.md").read_text()
+    assert ": bench state" in text
+    assert "| 3,000 | 5 |" in text
+    assert "| yes |" in text
+
+
+def test_bench_e2e_runs_every_contender_and_reports(
+    kafka_bootstrap: str, tiny_checkpoint: Path, docs: Path, tmp_path: Path,
+) -> None:
+    figures = run_e2e(E2EOptions(
+        events=2000, users=300, naive_events=200, latency_seconds=3.0, sweep=(64,),
+        sweep_events=500, model=tiny_checkpoint, workdir=tmp_path / "work",
+        bootstrap=kafka_bootstrap))
+    assert figures["b_users_missing"] == 0
+    assert figures["e_users_missing"] == 0
+    results = figures["results"]
+    assert set(results) >= {"a", "b", "c", "d1", "e"}
+    for key in ("a", "b", "e"):
+        assert results[key]["events"] == 2000
+        assert results[key]["seconds"] > 0
+    assert results["c"]["events"] == 200
+    assert figures["latency"]["received"] > 0
+    assert [s["max_batch"] for s in figures["sweep"]] == [64]
+    text = (docs / "BENCHMARKS.md").read_text()
+    assert ": bench e2e" in text
+    assert "| b: worker |" in text
+    assert (docs / "bench_latency_cdf.png").stat().st_size > 0
+    assert (docs / "bench_max_batch.png").stat().st_size > 0

@@ -1,0 +1,105 @@
+"""The model stage on its own thread, so encoding overlaps with Kafka work.
+
+torch releases the GIL inside its kernels, and the encoder and the index search
+are most of a batch's time; kafka-python's consuming, record building and sending
+are pure Python. Running the model on a thread of its own lets the poll loop
+ingest the next records and send the previous batch while the current one is
+encoded. One batch is in the stage at a time, and its result is published before
+the next batch is cut, so a user's recommendations keep the order of its events.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamrec.worker.batcher import BatchItem
+from streamrec.worker.recommend import Recommendations, Recommender
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelJob:
+    """One batch through the model: its rows in, its recommendations out."""
+
+    batch: list[BatchItem]
+    histories: np.ndarray  # [B, L] snapshot taken when the batch was cut
+    lengths: np.ndarray  # [B]
+    recs: Recommendations | None = None
+    error: BaseException | None = None
+    encode_s: float = 0.0
+    search_s: float = 0.0
+
+
+class ModelStage:
+    """A single worker thread that encodes and searches one `ModelJob` at a time."""
+
+    def __init__(self, recommender: Recommender, k: int) -> None:
+        self.recommender = recommender
+        self.k = k
+        self._job: ModelJob | None = None
+        self._ready = threading.Event()  # the job in hand is finished
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="streamrec-model", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        """True while a job is in the stage (finished or not) and not yet taken."""
+        return self._job is not None
+
+    @property
+    def batch(self) -> list[BatchItem]:
+        """The batch in the stage (not yet taken), or an empty list."""
+        job = self._job
+        return job.batch if job is not None else []
+
+    def submit(self, job: ModelJob) -> None:
+        """Hand a batch to the model thread; the stage must be empty."""
+        if self._job is not None:
+            raise RuntimeError("the model stage holds a batch already")
+        self._ready.clear()
+        with self._wake:
+            self._job = job
+            self._wake.notify()
+
+    def take(self, timeout_s: float | None = 0.0) -> ModelJob | None:
+        """The finished job (re-raising its error), or None if it is not done in time."""
+        job = self._job
+        if job is None or not self._ready.wait(timeout_s):
+            return None
+        self._job = None
+        if job.error is not None:
+            raise job.error
+        return job
+
+    def close(self) -> None:
+        """Stop the thread (after the job in hand, if any)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and (self._job is None or self._ready.is_set()):
+                    self._wake.wait()
+                if self._closed:
+                    return
+                job = self._job
+            try:
+                t0 = time.perf_counter()
+                encoded = self.recommender.encode(job.histories, job.lengths)
+                t1 = time.perf_counter()
+                job.recs = self.recommender.search(encoded, job.histories, self.k)
+                job.encode_s, job.search_s = t1 - t0, time.perf_counter() - t1
+            except BaseException as exc:  # handed to the poll loop, which stops
+                job.error = exc
+            self._ready.set()
