@@ -258,10 +258,10 @@ class Worker:
             self.metrics.events_replayed.inc(int((~fresh).sum()))
             # Replayed events still mark their user: whether its recommendation went
             # out before the crash is unknown, and output is at-least-once.
-            now = time.monotonic()
+            since = time.monotonic()
             add = self.batcher.add
             for (event, offset), record_ts in zip(valid, record_times, strict=True):
-                add(tp.partition, event.user_id, offset, event.ts, now, record_ts)
+                add(tp.partition, event.user_id, offset, event.ts, since, record_ts)
             self.metrics.stage_seconds.labels("histories").observe(time.perf_counter() - decoded)
         self.offsets.consumed_up_to(tp.partition, records[-1].offset + 1)
 
