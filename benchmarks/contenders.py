@@ -90,9 +90,12 @@ def load_stream(events: int, users: int, seed: int = 0, data: Path | None = None
         interactions = load_interactions(path, "sasrec")
         source = f"{path.name} ({interactions.num_users:,} users)"
     else:
+        from streamrec.encoder.data import Interactions
         from streamrec.encoder.synthetic import generate
 
-        interactions = generate(users, seed=seed)
+        pairs = generate(users, seed=seed)
+        interactions = Interactions.from_pairs([u for u, _ in pairs], [i for _, i in pairs],
+                                               source="synthetic")
         source = f"synthetic ({users:,} users)"
     pairs = list(interleave(interactions, seed=seed))[:events]
     base = 1_700_000_000_000
