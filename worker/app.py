@@ -115,7 +115,7 @@ class Worker:
         self._model: Any = None  # ModelStage, started by run()
         self._publisher: Publisher | None = None
         self.metrics.users.set_function(self.state.num_users)
-        self.metrics.pending.set_function(lambda: len(self.batcher))
+        self.metrics.pending.set_function(self._unanswered_users)
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -304,6 +304,10 @@ class Worker:
             self.config.explain_top)
         self.state.write_users(self._publisher, [(b.partition, b.user_id) for b in batch])
         m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
+
+    def _unanswered_users(self) -> int:
+        """Users waiting for their recommendation: pending, or in the model stage."""
+        return len(self.batcher) + (len(self._model.batch) if self._model is not None else 0)
 
     def _unpublished_marks(self) -> dict[int, int]:
         """Per partition, the lowest offset whose recommendation is not yet sent: the

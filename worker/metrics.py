@@ -95,7 +95,9 @@ class WorkerMetrics:
         self.users = Gauge(
             "streamrec_users_in_memory", "Users with a history held by this worker.", registry=r)
         self.pending = Gauge(
-            "streamrec_pending_users", "Users waiting for a batch.", registry=r)
+            "streamrec_pending_users",
+            "Users waiting for their recommendation: for a batch, or in the model stage.",
+            registry=r)
         self.inflight = Gauge(
             "streamrec_inflight_records",
             "Records sent (recommendations, dead letters, changelog) and not yet acknowledged.",
