@@ -70,6 +70,7 @@ class Result:
     cpu_s: float
     peak_rss_mb: float
     note: str = ""
+    final: dict[str, float] = dataclasses.field(default_factory=dict)  # last /metrics scrape
 
     @property
     def events_per_s(self) -> float:
@@ -103,13 +104,15 @@ def load_stream(events: int, users: int, seed: int = 0, data: Path | None = None
                   base + np.arange(len(pairs), dtype=np.int64), source)
 
 
-def bench_model(model: Path | None, workdir: Path, users: int = 30_000) -> Path:
+def bench_model(model: Path | None, workdir: Path, users: int = 30_000,
+                games: bool | None = None) -> Path:
     """The model to serve: `model`, or the games preset trained once and cached
-    (the demo preset on a synthetic log when ../shared/data is absent)."""
+    (the demo preset on a synthetic log when ../shared/data is absent, or when
+    `games` is False: a small fast model for benchmarks that measure something else)."""
     if model is not None:
         return model
     workdir.mkdir(parents=True, exist_ok=True)
-    games = GAMES.is_file()
+    games = GAMES.is_file() if games is None else games and GAMES.is_file()
     path = workdir / ("games-model" if games else "demo-model")
     if (path / "config.json").is_file():
         return path
@@ -226,7 +229,9 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
-    return Result(name, events, seconds, int(recs), int(out_records), cpu, rss), out
+    final = {k: sum(s.get(k, 0.0) for s in samples) for k in samples[0]}
+    return Result(name, events, seconds, int(recs), int(out_records), cpu, rss,
+                  final=final), out
 
 
 def run_runner(runner: str, bootstrap: str, topic: str, events: int,

@@ -78,11 +78,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "to restore that many users from a changelog on a real broker.")
     s = StateOptions()
     env_flag(state, "--bootstrap", "", "use this Kafka instead of a local broker")
-    state.add_argument("--users", type=int, default=s.users, help="users (default %(default)s)")
+    state.add_argument("--users", type=int, default=s.users,
+                       help="users of the memory and restore parts (default %(default)s; "
+                            "0: skip)")
     state.add_argument("--history", type=int, default=s.history,
                        help="items per user, L (default %(default)s)")
     state.add_argument("--partitions", type=int, default=s.partitions,
-                       help="changelog partitions (default %(default)s)")
+                       help="changelog and events partitions (default %(default)s)")
+    state.add_argument("--cap-users", type=int, default=s.cap_users,
+                       help="distinct users to stream through a worker with --max-users "
+                            "(default %(default)s: skip; the issue's figure uses 1000000)")
+    state.add_argument("--max-users", type=int, default=s.max_users,
+                       help="the capped worker's --max-users, per partition (default "
+                            "%(default)s)")
     state.set_defaults(handler=run_state)
 
 
@@ -117,5 +125,6 @@ def run_state(args: argparse.Namespace) -> int:
     from streamrec.bench.state import StateOptions, run
 
     ok = run(StateOptions(users=args.users, history=args.history, partitions=args.partitions,
-                          bootstrap=args.bootstrap or None))
+                          bootstrap=args.bootstrap or None, cap_users=args.cap_users,
+                          max_users=args.max_users))
     return 0 if ok else 1

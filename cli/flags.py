@@ -41,6 +41,17 @@ def add_kafka_flags(parser: argparse.ArgumentParser, purpose: str = "") -> None:
     add_security_flags(parser)
 
 
+def add_replication_flag(parser: argparse.ArgumentParser) -> None:
+    """`--replication-factor` of the topics a command creates; unset = the broker's default.
+
+    Leaving it to the broker means a 3-broker cluster's `default.replication.factor`
+    applies, instead of a hard-coded 1 that loses state with one broker.
+    """
+    env_flag(parser, "--replication-factor", None,
+             "replicas of each topic this command creates (default: the broker's "
+             "default.replication.factor)", int)
+
+
 def add_security_flags(parser: argparse.ArgumentParser) -> None:
     """The Kafka security flags, each with its `STREAMREC_*` environment fallback."""
     group = parser.add_argument_group(

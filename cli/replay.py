@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from streamrec.cli.flags import add_data_flags, add_kafka_flags, load_data, security_from_args
+from streamrec.cli.flags import (
+    add_data_flags,
+    add_kafka_flags,
+    add_replication_flag,
+    load_data,
+    security_from_args,
+)
 from streamrec.common.settings import env_default
 
 
@@ -23,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="interleaving seed")
     p.add_argument("--partitions", type=int, default=env_default("--partitions", 3),
                    help="partitions if the topic must be created (default %(default)s)")
+    add_replication_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -34,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     security = security_from_args(args)
     interactions = load_data(args)
     total = interactions.num_interactions if args.limit is None else args.limit
-    ensure_topics(args.bootstrap, {args.topic: args.partitions}, security=security)
+    ensure_topics(args.bootstrap, {args.topic: args.partitions}, security=security,
+                  replication_factor=args.replication_factor)
     producer = make_producer(args.bootstrap, "streamrec-replay", security)
     try:
         sent = replay(producer, args.topic, interleave(interactions, args.seed), args.rate,

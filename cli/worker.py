@@ -10,6 +10,7 @@ from types import FrameType
 from streamrec.cli.flags import (
     add_event_types_flag,
     add_kafka_flags,
+    add_replication_flag,
     env_flag,
     parse_event_types,
     security_from_args,
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     flag("--max-batch", defaults.max_batch, "most users per encoder batch", int)
     flag("--max-wait-ms", defaults.max_wait_ms, "longest a changed user waits for a batch", float)
     flag("--partitions", defaults.partitions, "partitions of topics the worker creates", int)
+    add_replication_flag(p)
     flag("--metrics-port", defaults.metrics_port, "port of /metrics (0 = any, -1 = off)", int)
     flag("--metrics-host", defaults.metrics_host, "address the metrics server binds")
     flag("--device", defaults.device, "torch device of the encoder: auto, cpu, cuda")
@@ -79,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             dead_letter_topic=args.dead_letter_topic, group_id=args.group_id,
             client_id=args.client_id, k=args.k, max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms, partitions=args.partitions,
+            replication_factor=args.replication_factor,
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
             index=args.index, torch_threads=args.torch_threads,
             max_users=args.max_users, exactly_once=args.exactly_once,

@@ -99,13 +99,21 @@ def make_admin(
 def ensure_topics(
     bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None,
     client_id: str = "streamrec-admin", security: KafkaSecurity | None = None,
+    replication_factor: int | None = None,
 ) -> list[str]:
-    """Create the missing topics (name -> partitions); returns the names created."""
+    """Create the missing topics (name -> partitions); returns the names created.
+
+    `replication_factor` None leaves it to the broker (`default.replication.factor`),
+    so a topic on a 3-broker cluster gets the cluster's replication, not a hard-coded 1.
+    """
+    if replication_factor is not None and replication_factor < 1:
+        raise ConfigError(f"replication factor must be >= 1, got {replication_factor}")
     admin = make_admin(bootstrap, client_id, security)
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=parts, replication_factor=1,
+            NewTopic(name, num_partitions=parts,
+                     replication_factor=-1 if replication_factor is None else replication_factor,
                      topic_configs=(configs or {}).get(name, {}))
             for name, parts in topics.items() if name not in existing
         ]

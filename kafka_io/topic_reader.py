@@ -144,34 +144,80 @@ def partitions_of(
     return sorted(existing)
 
 
-def read_offsets(
-    bootstrap: str, topic: str, partition: int, offsets: Iterable[int], *, client_id: str,
-    security: KafkaSecurity | None = None, timeout_s: float = 60.0,
-) -> dict[int, ConsumerRecord]:
-    """The records at `offsets` of one partition (missing ones, e.g. compacted, left out)."""
-    wanted = sorted(set(offsets))
-    found: dict[int, ConsumerRecord] = {}
-    if not wanted:
+class OffsetReader:
+    """Records at given offsets of a topic, many per call, through one long-lived consumer.
+
+    The worker's user cap reads evicted users back while events flow. A consumer per
+    read would cost a connection, a metadata round trip and a fetch session per
+    returning user; this keeps one group-less consumer open, and for each call seeks
+    to the first wanted offset and reads forward, seeking again only across gaps
+    wider than `max_gap` records. Fetches are kept small (`fetch_bytes`) because
+    wanted records are usually scattered. Close it when done.
+    """
+
+    def __init__(
+        self, bootstrap: str, topic: str, *, client_id: str,
+        security: KafkaSecurity | None = None, timeout_s: float = 60.0, max_gap: int = 64,
+        fetch_bytes: int = 64 * 1024,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.client_id = client_id
+        self.security = security
+        self.timeout_s = timeout_s
+        self.max_gap = max_gap
+        self.fetch_bytes = fetch_bytes
+        self.seeks = 0  # seeks so far (each costs a fetch round trip): for tests and logs
+        self._consumer: KafkaConsumer | None = None
+
+    def read(self, partition: int, offsets: Iterable[int]) -> dict[int, ConsumerRecord]:
+        """The records at `offsets` of one partition; ones that are gone (compacted,
+        aborted) are left out. Raises KafkaUnavailableError past `timeout_s`."""
+        wanted = sorted(set(offsets))
+        found: dict[int, ConsumerRecord] = {}
+        if not wanted:
+            return found
+        tp = TopicPartition(self.topic, partition)
+        consumer = self._open()
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            if consumer.assignment() != {tp}:
+                consumer.assign([tp])
+            wanted_set = set(wanted)
+            i = 0
+            while i < len(wanted):
+                consumer.seek(tp, wanted[i])
+                self.seeks += 1
+                while i < len(wanted):
+                    if time.monotonic() > deadline:
+                        raise KafkaUnavailableError(
+                            f"reading {len(wanted)} records of {self.topic}/{partition} took "
+                            f"over {self.timeout_s:.0f}s ({len(found)} found)")
+                    records = consumer.poll(timeout_ms=POLL_TIMEOUT_MS).get(tp, [])
+                    if not records:
+                        continue
+                    for rec in records:
+                        if rec.offset in wanted_set:
+                            found[rec.offset] = rec
+                    last = records[-1].offset
+                    while i < len(wanted) and wanted[i] <= last:
+                        i += 1
+                    if i < len(wanted) and wanted[i] - last > self.max_gap:
+                        break  # cheaper to seek than to read through the gap
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot read {self.topic}/{partition}: {exc}") from exc
         return found
-    tp = TopicPartition(topic, partition)
-    consumer = make_consumer(bootstrap, None, client_id, security, max_poll_records=1)
-    deadline = time.monotonic() + timeout_s
-    try:
-        consumer.assign([tp])
-        for offset in wanted:
-            consumer.seek(tp, offset)
-            while time.monotonic() < deadline:
-                records = consumer.poll(timeout_ms=POLL_TIMEOUT_MS).get(tp, [])
-                if records:
-                    if records[0].offset == offset:
-                        found[offset] = records[0]
-                    break
-            else:
-                raise KafkaUnavailableError(
-                    f"reading {len(wanted)} records of {topic}/{partition} took over "
-                    f"{timeout_s:.0f}s")
-    except KafkaError as exc:
-        raise KafkaUnavailableError(f"cannot read {topic}/{partition}: {exc}") from exc
-    finally:
-        consumer.close()
-    return found
+
+    def close(self) -> None:
+        """Close the consumer (a later `read` opens a new one)."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def _open(self) -> KafkaConsumer:
+        if self._consumer is None:
+            self._consumer = make_consumer(
+                self.bootstrap, None, self.client_id, self.security,
+                allow_auto_create_topics=False, max_poll_records=MAX_POLL_RECORDS,
+                max_partition_fetch_bytes=self.fetch_bytes, fetch_max_wait_ms=50)
+        return self._consumer

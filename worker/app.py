@@ -138,9 +138,9 @@ class Worker:
             {cfg.events_topic: cfg.partitions, cfg.recommendations_topic: cfg.partitions,
              cfg.dead_letter_topic: cfg.partitions},
             configs={cfg.dead_letter_topic: {"max.message.bytes": str(MAX_REQUEST_BYTES)}},
-            security=cfg.security,
+            security=cfg.security, replication_factor=cfg.replication_factor,
         )
-        self.state.ensure_topic(cfg.events_topic)
+        self.state.ensure_topic(cfg.events_topic, cfg.replication_factor)
         self.metrics.model_info.info({
             "version": self.recommender.model_version,
             "items": str(len(self.state.external_ids) - 1),
@@ -218,6 +218,7 @@ class Worker:
             self._consumer.close(autocommit=False)
         if self._model is not None:
             self._model.close()
+        self.state.close()
         producer.close(timeout=30)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -377,7 +378,11 @@ class Worker:
         if committed and offsets:
             self.offsets.mark_committed(offsets)
             self.metrics.commits.inc()
-        self.metrics.evicted.inc(self.state.evict())
+        if self.config.max_users:
+            self.metrics.evicted.inc(self.state.evict())
+            users, nbytes = self.state.evicted_users()
+            self.metrics.evicted_index_users.set(users)
+            self.metrics.evicted_index_bytes.set(nbytes)
 
     def _confirmed(self, confirm: Callable[[], Acked]) -> Acked:
         """`confirm()` (collect, flush or commit the transaction), counting failures: a

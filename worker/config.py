@@ -30,6 +30,7 @@ class WorkerConfig:
     max_batch: int = 256  # users per encoder batch
     max_wait_ms: float = 20.0  # longest a changed user waits for its batch
     partitions: int = 3  # partitions for topics the worker creates
+    replication_factor: int | None = None  # of topics the worker creates; None = broker default
     metrics_port: int = 9108  # 0 = any free port; -1 = no metrics server
     metrics_host: str = "0.0.0.0"
     device: str = "auto"  # torch device for the encoder: auto, cpu, cuda, cuda:1
@@ -56,6 +57,8 @@ class WorkerConfig:
         for name in ("k", "max_batch", "partitions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.replication_factor is not None and self.replication_factor < 1:
+            raise ValueError(f"replication_factor must be >= 1, got {self.replication_factor}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         if len({self.events_topic, self.recommendations_topic, self.dead_letter_topic}) != 3:

@@ -120,6 +120,14 @@ class WorkerMetrics:
             "streamrec_users_evicted_total",
             "Users dropped from memory by the user cap (their state stays in the changelog).",
             registry=r)
+        self.evicted_index_users = Gauge(
+            "streamrec_evicted_users",
+            "Users evicted by the cap and not back: their state is only in the changelog.",
+            registry=r)
+        self.evicted_index_bytes = Gauge(
+            "streamrec_evicted_index_bytes",
+            "Memory of the index of evicted users' changelog offsets (~16 bytes a user).",
+            registry=r)
         self.commit_failures = Counter(
             "streamrec_offset_commit_failures_total",
             "Offset commits that failed (retried with the next batch).", registry=r)

@@ -37,6 +37,23 @@ def test_bench_state_restores_every_user_and_reports(kafka_bootstrap: str, docs:
     assert "| yes |" in text
 
 
+def test_bench_state_cap_serves_every_user_and_reports_the_index(
+    kafka_bootstrap: str, tiny_checkpoint: Path, docs: Path, tmp_path: Path,
+) -> None:
+    assert run_state(StateOptions(users=0, cap_users=3000, max_users=20, partitions=2,
+                                  bootstrap=kafka_bootstrap, model=tiny_checkpoint,
+                                  workdir=tmp_path, worker_args=("--commit-interval-ms", "20")))
+    text = (docs / "BENCHMARKS.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| 3,000 | 300 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "20 x 2"
+    # The cap applies at each commit: memory holds the cap plus the users since the last.
+    assert int(cells[3].replace(",", "")) < 1000
+    assert int(cells[4].replace(",", "")) > 2000  # users were evicted
+    assert float(cells[5]) <= 110  # index bytes per evicted user (all still in the buffer)
+    assert cells[-1] == "yes"
+
+
 def test_bench_e2e_runs_every_contender_and_reports(
     kafka_bootstrap: str, tiny_checkpoint: Path, docs: Path, tmp_path: Path,
 ) -> None:

@@ -41,11 +41,19 @@ def test_capped_worker_evicts_and_reads_back_without_losing_history(
     wait_drained(kafka_bootstrap, topics["group"], topics["events"])
     sizes = [len(store) for _, store in worker.state.stores()]
     evicted = worker.metrics.evicted._value.get()
+    index_users = worker.metrics.evicted_index_users._value.get()
+    reader, read_back = worker.state._reader, worker.state.read_back
     worker.stop()
     thread.join(timeout=60)
     assert not thread.is_alive()
 
     assert max(sizes) <= 4 + 16, sizes  # cap, plus at most one batch of returning users
     assert evicted > 0
+    assert 0 < index_users <= 30
+    # Returning users were read back through one long-lived reader, now closed.
+    assert read_back > 0
+    assert reader is not None
+    assert reader.seeks > 0
+    assert worker.state._reader is None
     assert_state_matches(final_state(kafka_bootstrap, topics["group"], partitions=3),
                          producer.expected(64))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamrec.kafka_io.security import KafkaSecurity
-from streamrec.kafka_io.topic_reader import read_offsets, read_to_end
+from streamrec.kafka_io.topic_reader import OffsetReader, read_to_end
 from streamrec.worker.errors import ChangelogError
 
 logger = logging.getLogger(__name__)
@@ -216,13 +216,16 @@ def restore_partitions(
 
 
 def fetch_histories(
-    bootstrap: str, group_id: str, partition: int, positions: dict[str, int], *,
-    security: KafkaSecurity | None = None,
+    reader: OffsetReader, partition: int, positions: dict[str, int],
 ) -> dict[str, HistoryRecord]:
-    """The records of users evicted from memory, read back at their changelog offsets."""
+    """The records of users evicted from memory, read back at their changelog offsets.
+
+    A record whose key is not the user asked for (the eviction index keys users by a
+    64-bit hash; a collision is possible in principle) is not returned: that user
+    starts empty rather than with someone else's history.
+    """
     by_offset = {offset: user for user, offset in positions.items()}
-    found = read_offsets(bootstrap, changelog_topic(group_id), partition, by_offset,
-                         client_id=f"{group_id}-fetch", security=security)
+    found = reader.read(partition, by_offset)
     histories = {}
     for offset, rec in found.items():
         user = by_offset[offset]

@@ -21,6 +21,7 @@ import numpy as np
 from streamrec.encoder.vocab import ItemVocab
 from streamrec.kafka_io.clients import ensure_topics, make_admin
 from streamrec.kafka_io.security import KafkaSecurity
+from streamrec.kafka_io.topic_reader import OffsetReader
 from streamrec.worker.publish import Publisher
 from streamrec.worker.state.changelog import (
     HistoryRecord,
@@ -30,6 +31,7 @@ from streamrec.worker.state.changelog import (
     item_id_table,
     restore_partitions,
 )
+from streamrec.worker.state.evicted import EvictedIndex
 from streamrec.worker.state.partition import PartitionStore
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,9 @@ class DurableHistories:
                                      dtype=object)
         self._id_table = item_id_table(self.external_ids.tolist())
         # Users evicted by the cap: partition -> user -> changelog offset of their state.
-        self._evicted: dict[int, dict[str, int]] = {}
+        self._evicted: dict[int, EvictedIndex] = {}
+        self._reader: OffsetReader | None = None  # reads evicted users back; opened on need
+        self.read_back = 0  # evicted users read back from the changelog so far
 
     def store(self, partition: int) -> PartitionStore:
         """The partition's store, created empty on first use."""
@@ -94,8 +98,12 @@ class DurableHistories:
         """Users held in memory across all partitions."""
         return sum(len(s) for s in self._stores.values())
 
-    def ensure_topic(self, events_topic: str) -> None:
-        """Create the compacted changelog with the events topic's partition count."""
+    def ensure_topic(self, events_topic: str, replication_factor: int | None = None) -> None:
+        """Create the compacted changelog with the events topic's partition count.
+
+        `replication_factor` None takes the broker's default; see docs/RELIABILITY.md
+        for the `min.insync.replicas` the changelog needs on a replicated cluster.
+        """
         admin = make_admin(self.bootstrap, "streamrec-state", self.security)
         try:
             described = admin.describe_topics([events_topic])
@@ -104,7 +112,7 @@ class DurableHistories:
         partitions = len(described[0]["partitions"])
         ensure_topics(self.bootstrap, {self.topic: partitions},
                       configs={self.topic: {"cleanup.policy": "compact"}},
-                      security=self.security)
+                      security=self.security, replication_factor=replication_factor)
 
     def apply(self, partition: int, users: list[str], items: list[str], ts: np.ndarray,
               offsets: np.ndarray) -> tuple[np.ndarray, int]:
@@ -115,10 +123,10 @@ class DurableHistories:
         """
         evicted = self._evicted.get(partition)
         if evicted:
-            back = {u: evicted.pop(u) for u in set(users) if u in evicted}
+            back = evicted.pop(users)
             if back:
-                self._load(partition, fetch_histories(
-                    self.bootstrap, self.group_id, partition, back, security=self.security))
+                self.read_back += len(back)
+                self._load(partition, fetch_histories(self._offset_reader(), partition, back))
         rows = self.vocab.rows(items)
         fresh = self.store(partition).append(users, rows, ts, offsets)
         return fresh, int((rows[fresh] == 0).sum())
@@ -163,9 +171,28 @@ class DurableHistories:
         count = 0
         for partition, store in self.stores():
             gone = store.evict(self.max_users)
-            self._evicted.setdefault(partition, {}).update(gone)
+            if gone:
+                self._evicted.setdefault(partition, EvictedIndex()).add(gone)
             count += len(gone)
         return count
+
+    def evicted_users(self) -> tuple[int, int]:
+        """(users evicted and not back, bytes of their index) across partitions."""
+        return (sum(len(i) for i in self._evicted.values()),
+                sum(i.nbytes() for i in self._evicted.values()))
+
+    def close(self) -> None:
+        """Close the reader of evicted users, if one was opened."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _offset_reader(self) -> OffsetReader:
+        if self._reader is None:
+            self._reader = OffsetReader(self.bootstrap, self.topic,
+                                        client_id=f"{self.group_id}-fetch",
+                                        security=self.security)
+        return self._reader
 
     def drop(self, partition: int) -> int:
         """Forget a partition this worker no longer owns; returns the users dropped."""

@@ -1,7 +1,7 @@
 """One partition's users and their rolling histories, in memory, in compact numpy form.
 
 Each user holds the last `max_len` item rows (the encoder's vocabulary rows) in one
-row of a `[capacity, max_len]` int64 matrix, right-aligned and left-padded with 0:
+row of a `[capacity, max_len]` int32 matrix, right-aligned and left-padded with 0:
 exactly the `[B, L]` layout the encoder takes, so a batch is one fancy-index away.
 Appends are vectorised over a whole poll (no Python loop per event).
 
@@ -36,7 +36,9 @@ class PartitionStore:
         self._slots: dict[str, int] = {}
         self._users: list[str | None] = [None] * initial_capacity
         self._free: list[int] = list(range(initial_capacity - 1, -1, -1))
-        self._items = np.zeros((initial_capacity, max_len), dtype=np.int64)
+        # Item rows fit 32 bits (a vocabulary of 2^31 items is far beyond any model here):
+        # half the bytes of int64, which the encoder's batch copy converts back.
+        self._items = np.zeros((initial_capacity, max_len), dtype=np.int32)
         self._ts = np.zeros((initial_capacity, max_len), dtype=np.int64)
         self._lengths = np.zeros(initial_capacity, dtype=np.int64)
         self._offsets = np.full(initial_capacity, -1, dtype=np.int64)
