@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     flag("--k", defaults.k, "items per recommendation", int)
     flag("--max-batch", defaults.max_batch, "most users per encoder batch", int)
     flag("--max-wait-ms", defaults.max_wait_ms, "longest a changed user waits for a batch", float)
+    flag("--max-pending", defaults.max_pending,
+         "users waiting for a batch at which fetching pauses (resumes at half; "
+         "0 = 16 x --max-batch)", int)
     flag("--partitions", defaults.partitions, "partitions of topics the worker creates", int)
     add_replication_flag(p)
     flag("--metrics-port", defaults.metrics_port, "port of /metrics (0 = any, -1 = off)", int)
@@ -80,7 +83,8 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             events_topic=args.events_topic, recommendations_topic=args.recommendations_topic,
             dead_letter_topic=args.dead_letter_topic, group_id=args.group_id,
             client_id=args.client_id, k=args.k, max_batch=args.max_batch,
-            max_wait_ms=args.max_wait_ms, partitions=args.partitions,
+            max_wait_ms=args.max_wait_ms, max_pending=args.max_pending,
+            partitions=args.partitions,
             replication_factor=args.replication_factor,
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
             index=args.index, torch_threads=args.torch_threads,

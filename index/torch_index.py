@@ -6,7 +6,11 @@ on CUDA a [B, d] x [d, V] matmul plus `topk` is as exact as `IndexFlatIP` and fa
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -15,6 +19,44 @@ from streamrec.common.devices import resolve_device
 from streamrec.index.base import ItemIndex, SearchResult
 
 logger = logging.getLogger(__name__)
+
+
+def masked_topk(queries: torch.Tensor, table_t: torch.Tensor, banned: torch.Tensor, k: int,
+                chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, rows) [B, k] of the best rows of `table_t` [d, V + 1] per query, without
+    row 0 (padding) and each query's `banned` rows [B, n] (0 pads them).
+
+    Queries go in chunks so each chunk's [chunk, V + 1] scores stay in cache (scoring
+    a whole batch at once is bound by memory bandwidth on a CPU). Served scripted
+    (`scripted_masked_topk`).
+    """
+    values: list[torch.Tensor] = [queries.new_empty((0, k))]
+    rows: list[torch.Tensor] = [torch.empty((0, k), dtype=torch.long, device=queries.device)]
+    for start in range(0, queries.shape[0], chunk):
+        scores = queries[start:start + chunk] @ table_t  # [c, V + 1]
+        scores[:, 0] = -math.inf  # padding row, and the pads of `banned` mapped to it
+        if banned.shape[1] > 0:
+            scores.scatter_(1, banned[start:start + chunk], -math.inf)
+        top = torch.topk(scores, k, dim=1)
+        values.append(top.values)
+        rows.append(top.indices)
+    return torch.cat(values), torch.cat(rows)
+
+
+@functools.cache
+def scripted_masked_topk() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """`masked_topk` as TorchScript: the chunk loop runs in C++ without taking the GIL
+    back per operator, which matters while the worker's Kafka loop runs Python on
+    another thread (encoder/compiled.py says the same of the encoder). TorchScript is
+    deprecated in recent torch but still the one way to do this without a compiler
+    toolchain; where it fails, the eager function serves (same results)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.script is deprecated"
+            return torch.jit.script(masked_topk)
+    except Exception as exc:
+        logger.warning("exact torch search runs eager: scripting failed (%s)", exc)
+        return masked_topk
 
 
 class TorchIndex(ItemIndex):
@@ -35,27 +77,14 @@ class TorchIndex(ItemIndex):
 
     @torch.inference_mode()
     def _masked_search(self, queries: np.ndarray, k: int, excl: np.ndarray) -> SearchResult:
-        """Score every item, set padding and excluded rows to -inf, take the top-k.
-
-        Queries go in chunks so each chunk's [chunk, V + 1] scores stay in cache
-        (scoring a whole batch at once is bound by memory bandwidth on a CPU).
-        """
-        batch = queries.shape[0]
+        """Score every item, set padding and excluded rows to -inf, take the top-k."""
         k_eff = min(k, self.num_rows - 1)
-        rows = np.empty((batch, k_eff), dtype=np.int64)
-        scores = np.empty((batch, k_eff), dtype=np.float32)
         q_all = torch.as_tensor(queries, device=self.device)
-        banned_all = torch.as_tensor(np.where(excl < 0, 0, excl), device=self.device)
-        for start in range(0, batch, self.chunk):
-            stop = min(start + self.chunk, batch)
-            s = q_all[start:stop] @ self._table_t  # [c, V + 1]
-            s[:, 0] = -torch.inf  # padding row, and the -1 pads of excl mapped to it
-            if banned_all.shape[1]:
-                s.scatter_(1, banned_all[start:stop], -torch.inf)
-            top = torch.topk(s, k=k_eff, dim=1)
-            rows[start:stop] = top.indices.cpu().numpy()
-            scores[start:stop] = top.values.float().cpu().numpy()
-        out_rows, out_scores = rows, scores
+        banned = torch.as_tensor(np.where(excl < 0, 0, excl), device=self.device)
+        search = scripted_masked_topk()
+        top_scores, top_rows = search(q_all, self._table_t, banned, k_eff, self.chunk)
+        out_rows = top_rows.cpu().numpy()
+        out_scores = top_scores.float().cpu().numpy()
         gone = ~np.isfinite(out_scores)  # fewer than k items left after the exclusions
         out_rows[gone] = -1
         if k_eff < k:

@@ -104,6 +104,7 @@ class Worker:
         self._restoring = False
         self._stop = threading.Event()
         self._failed = False  # a record was not acknowledged: stop without committing
+        self._paused = False  # fetching paused: too many users wait for a batch
         # Offsets waiting for their records' acknowledgements: (offsets, sequence number
         # every record below which must be confirmed first).
         self._pending_commit: tuple[dict[TopicPartition, OffsetAndMetadata], int] | None = None
@@ -186,11 +187,31 @@ class Worker:
             for tp, records in polled.items():
                 self._ingest(tp, records)
             self._advance()
+            self._backpressure()
             self._account(self._confirmed(self._publisher.collect))
             self._maybe_commit()
             if time.monotonic() >= next_lag:
                 self._update_lag()
                 next_lag = time.monotonic() + LAG_REFRESH_S
+
+    def _backpressure(self) -> None:
+        """Pause fetching while `pending_limit` users wait for a batch; resume at half.
+
+        Without it the loop reads as fast as Kafka delivers while the model stage is
+        behind: every waiting user is held in memory (past `--max-users`, which only
+        evicts users already served) and a catch-up folds many events into one
+        recommendation. Paused, the backlog stays in Kafka, as consumer lag.
+        """
+        pending, limit = len(self.batcher), self.config.pending_limit
+        if not self._paused and pending >= limit:
+            self._paused = True
+            self.metrics.backpressure_pauses.inc()
+        elif self._paused and pending <= limit // 2:
+            self._paused = False
+            self._consumer.resume(*self._consumer.paused())
+        if self._paused:  # again every time: partitions assigned meanwhile pause too
+            self._consumer.pause(*self._consumer.assignment())
+        self.metrics.paused.set(1 if self._paused else 0)
 
     def _poll_timeout_ms(self) -> int:
         """Block up to 0.5 s when idle; less while users wait for their batch, while

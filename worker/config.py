@@ -29,6 +29,9 @@ class WorkerConfig:
     k: int = 10  # items per recommendation
     max_batch: int = 256  # users per encoder batch
     max_wait_ms: float = 20.0  # longest a changed user waits for its batch
+    # Users waiting for a batch before the consumer pauses (resumes at half): keeps a
+    # backlog in Kafka, not in memory, and bounds memory under --max-users. 0 = 16 batches.
+    max_pending: int = 0
     partitions: int = 3  # partitions for topics the worker creates
     replication_factor: int | None = None  # of topics the worker creates; None = broker default
     metrics_port: int = 9108  # 0 = any free port; -1 = no metrics server
@@ -49,11 +52,18 @@ class WorkerConfig:
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @property
+    def pending_limit(self) -> int:
+        """Pending users at which the consumer pauses (at least one full batch)."""
+        return max(self.max_pending or 16 * self.max_batch, self.max_batch)
+
+    @property
     def transactional_id(self) -> str:
         """Stable across restarts of this instance, so a restart fences its zombie."""
         return f"{self.group_id}-{self.instance_id}"
 
     def __post_init__(self) -> None:
+        if self.max_pending < 0:
+            raise ValueError(f"max_pending must be >= 0, got {self.max_pending}")
         for name in ("k", "max_batch", "partitions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

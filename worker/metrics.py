@@ -120,6 +120,14 @@ class WorkerMetrics:
             "streamrec_users_evicted_total",
             "Users dropped from memory by the user cap (their state stays in the changelog).",
             registry=r)
+        self.paused = Gauge(
+            "streamrec_consumer_paused",
+            "1 while fetching is paused because --max-pending users wait for a batch.",
+            registry=r)
+        self.backpressure_pauses = Counter(
+            "streamrec_backpressure_pauses_total",
+            "Times fetching paused because the model stage was behind (backlog left in Kafka).",
+            registry=r)
         self.evicted_index_users = Gauge(
             "streamrec_evicted_users",
             "Users evicted by the cap and not back: their state is only in the changelog.",
