@@ -71,6 +71,7 @@ class Result:
     peak_rss_mb: float
     note: str = ""
     final: dict[str, float] = dataclasses.field(default_factory=dict)  # last /metrics scrape
+    start_rss_mb: float = 0.0  # resident memory when the first event was consumed
 
     @property
     def events_per_s(self) -> float:
@@ -150,12 +151,17 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_peak_rss_mb(pid: int) -> float:
+def proc_peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
     """Peak resident memory (VmHWM) of a running process."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of a running process now."""
+    return proc_peak_rss_mb(pid, "VmRSS")
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -198,6 +204,7 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
                 raise RuntimeError(f"{name}: workers did not open their metrics ports")
             time.sleep(0.1)
         start = cpu0 = None
+        rss0 = 0.0
         deadline = time.monotonic() + timeout_s
         while True:
             _check_alive(procs)
@@ -206,6 +213,7 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
             if start is None and consumed > 0:
                 start = time.perf_counter()
                 cpu0 = sum(proc_cpu_s(p.pid) for p in procs)
+                rss0 = sum(proc_rss_mb(p.pid) for p in procs)
             busy = sum(s.get("streamrec_pending_users", 0) + s.get("streamrec_inflight_records", 0)
                        for s in samples)
             if consumed >= events and busy == 0:
@@ -231,7 +239,7 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
                 p.kill()
     final = {k: sum(s.get(k, 0.0) for s in samples) for k in samples[0]}
     return Result(name, events, seconds, int(recs), int(out_records), cpu, rss,
-                  final=final), out
+                  final=final, start_rss_mb=rss0), out
 
 
 def run_runner(runner: str, bootstrap: str, topic: str, events: int,

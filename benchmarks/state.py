@@ -143,7 +143,8 @@ def capped(bootstrap: str, opts: StateOptions) -> tuple[list[object], bool]:
     index_bytes = final.get("streamrec_evicted_index_bytes", 0.0)
     row = [f"{opts.cap_users:,}", f"{len(back):,}", f"{opts.max_users:,} x {opts.partitions}",
            f"{final.get('streamrec_users_in_memory', 0):,.0f}", f"{evicted:,.0f}",
-           f"{index_bytes / max(evicted, 1):.1f}", f"{result.peak_rss_mb:,.0f}",
+           f"{index_bytes / max(evicted, 1):.1f}", f"{result.start_rss_mb:,.0f}",
+           f"{result.peak_rss_mb:,.0f}",
            f"{result.events_per_s:,.0f}", "yes" if not missing else f"no: {missing:,} missing"]
     return row, not missing
 
@@ -168,7 +169,8 @@ def run(opts: StateOptions) -> bool:
                          "1 event each, the returning ones a second event at the end).")
             parts.append(table(
                 ["users", "returning", "--max-users x partitions", "in memory at end",
-                 "evicted at end", "index bytes/evicted user", "worker peak RSS MiB",
+                 "evicted at end", "index bytes/evicted user",
+                 "worker RSS at first event MiB", "worker peak RSS MiB",
                  "events/s", "last events served"], [row]))
     append_section("bench state", "\n\n".join(parts))
     return ok
