@@ -21,25 +21,39 @@ from streamrec.index.base import ItemIndex, SearchResult
 logger = logging.getLogger(__name__)
 
 
-def masked_topk(queries: torch.Tensor, table_t: torch.Tensor, banned: torch.Tensor, k: int,
-                chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scores, rows) [B, k] of the best rows of `table_t` [d, V + 1] per query, without
-    row 0 (padding) and each query's `banned` rows [B, n] (0 pads them).
+BLOCK = 128  # items per block of the two-stage top-k
 
-    Queries go in chunks so each chunk's [chunk, V + 1] scores stay in cache (scoring
-    a whole batch at once is bound by memory bandwidth on a CPU). Served scripted
-    (`scripted_masked_topk`).
+
+def masked_topk(queries: torch.Tensor, table_t: torch.Tensor, banned: torch.Tensor, k: int,
+                chunk: int, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, rows) [B, k] of the best of the first `num_rows` rows of `table_t`
+    [d, nb * BLOCK] per query, without row 0 (padding) and each query's `banned` rows
+    [B, n] (0 pads them). Exact.
+
+    Two stages, because a full `topk` over V scores costs as much as the matmul that
+    made them: each block of BLOCK items gets its maximum (a cheap reduction), the k
+    blocks with the highest maxima are kept, and the top k of their k x BLOCK items is
+    the answer. It is exact: an item outside those blocks has k items (their maxima)
+    scoring at least as high. Queries go in chunks so each chunk's scores stay in
+    cache. Served scripted (`scripted_masked_topk`).
     """
     values: list[torch.Tensor] = [queries.new_empty((0, k))]
     rows: list[torch.Tensor] = [torch.empty((0, k), dtype=torch.long, device=queries.device)]
     for start in range(0, queries.shape[0], chunk):
-        scores = queries[start:start + chunk] @ table_t  # [c, V + 1]
+        scores = queries[start:start + chunk] @ table_t  # [c, nb * BLOCK]
         scores[:, 0] = -math.inf  # padding row, and the pads of `banned` mapped to it
+        scores[:, num_rows:] = -math.inf  # the table's padding up to whole blocks
         if banned.shape[1] > 0:
             scores.scatter_(1, banned[start:start + chunk], -math.inf)
-        top = torch.topk(scores, k, dim=1)
+        c = scores.shape[0]
+        blocks = scores.view(c, -1, BLOCK)  # [c, nb, BLOCK]
+        kb = min(k, blocks.shape[1])
+        best = torch.topk(blocks.amax(dim=2), kb, dim=1).indices  # [c, kb]
+        candidates = torch.gather(blocks, 1, best.unsqueeze(2).expand(c, kb, BLOCK))
+        top = torch.topk(candidates.reshape(c, kb * BLOCK), k, dim=1)
+        block_of = torch.gather(best, 1, torch.div(top.indices, BLOCK, rounding_mode="floor"))
         values.append(top.values)
-        rows.append(top.indices)
+        rows.append(block_of * BLOCK + top.indices % BLOCK)
     return torch.cat(values), torch.cat(rows)
 
 
@@ -67,7 +81,10 @@ class TorchIndex(ItemIndex):
         self.device = resolve_device(device)
         table = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
         self._table = table.to(self.device)  # [V + 1, d]
-        self._table_t = self._table.T.contiguous()  # [d, V + 1]: the matmul's layout
+        # [d, nb * BLOCK]: the matmul's layout, zero-padded to whole blocks of the top-k
+        padded = -(-self.num_rows // BLOCK) * BLOCK
+        self._table_t = torch.zeros(self.dim, padded, device=self.device)
+        self._table_t[:, : self.num_rows] = self._table.T
         # Queries per scoring chunk: on a CPU, [chunk, V + 1] float32 scores of about
         # 4 MiB stay in cache; a GPU takes the whole batch at once.
         cpu_chunk = max(1, min(4096, (1 << 20) // self.num_rows))
@@ -82,7 +99,8 @@ class TorchIndex(ItemIndex):
         q_all = torch.as_tensor(queries, device=self.device)
         banned = torch.as_tensor(np.where(excl < 0, 0, excl), device=self.device)
         search = scripted_masked_topk()
-        top_scores, top_rows = search(q_all, self._table_t, banned, k_eff, self.chunk)
+        top_scores, top_rows = search(q_all, self._table_t, banned, k_eff, self.chunk,
+                                      self.num_rows)
         out_rows = top_rows.cpu().numpy()
         out_scores = top_scores.float().cpu().numpy()
         gone = ~np.isfinite(out_scores)  # fewer than k items left after the exclusions

@@ -19,7 +19,9 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
+from streamrec.encoder.vocab import ItemVocab
 from streamrec.kafka_io.errors import TopicNotFoundError
+from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import read_to_end
 from streamrec.worker.state.changelog import (
     HistoryRecord,
@@ -27,6 +29,7 @@ from streamrec.worker.state.changelog import (
     encode_history,
     restore_partitions,
 )
+from streamrec.worker.state.durable import DurableHistories
 from tests.conftest import TOPIC_READY_TIMEOUT_MS
 from tests.integration.helpers import producer
 
@@ -85,6 +88,33 @@ def test_restore_keeps_the_latest_record_per_user_and_drops_tombstones(
     assert histories == EXPECTED
     assert (stats.records, stats.users, stats.tombstones, stats.invalid) == (len(SENDS), 4, 2, 1)
     assert stats.seconds > 0
+
+
+def test_the_workers_bulk_restore_loads_what_the_record_by_record_read_gives(
+    kafka_bootstrap: str, group: str,
+) -> None:
+    """`DurableHistories.restore` decodes in bulk; it must hold exactly EXPECTED, plus
+    nothing for a user whose latest value has a valid header and a corrupt body."""
+    topic = changelog_topic(group)
+    corrupt = encode_history(history("i1", "i2", offset=9))[:-1] + b"\xff\xff"  # bad length
+    p = producer(kafka_bootstrap)
+    p.send(topic, key=b"zoe", value=corrupt, partition=0)
+    p.flush()
+    p.close()
+    vocab = ItemVocab(["i1", "i2", "i3", "i4", "i5", "i6", "i7", "日本"])
+    state = DurableHistories(4, vocab, bootstrap=kafka_bootstrap, group_id=group,
+                             security=KafkaSecurity())
+    restored = state.restore([0, 1])
+    assert restored.users == 4
+    for partition, users in EXPECTED.items():
+        store = state.store(partition)
+        assert len(store) == len(users)
+        for user, record in users.items():
+            items, ts = store.history(user)
+            assert vocab.external(items) == list(record.items)
+            assert ts.tolist() == list(record.ts)
+            assert store.applied_offset(user) == record.offset
+    assert "zoe" not in state.store(0)
 
 
 def test_restore_reads_only_the_partitions_asked_for(kafka_bootstrap: str, group: str) -> None:

@@ -19,6 +19,7 @@ understand with `ChangelogError`: a changelog record is input like any other.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import struct
 import time
@@ -154,6 +155,136 @@ def decode_history(value: bytes) -> HistoryRecord:
     return HistoryRecord(items=tuple(items), ts=ts, offset=offset)
 
 
+# -- bulk decoding for restores --------------------------------------------------------
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+BULK_MAX_ITEM_BYTES = 64  # longer item ids take the per-record path
+BULK_MAX_COUNT = 256  # so do longer histories (the worker writes at most the model's L)
+BULK_CHUNK = 8192  # values decoded per call: bounds the transient [chunk, count] arrays
+_HEADER_BYTES = _HEADER.size  # 14
+
+
+def _hash_segments(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """64-bit FNV-1a of each byte segment buf[start : start + length], with the length
+    mixed in first: one vectorised step per byte position, not per segment."""
+    h = np.full(len(starts), _FNV_OFFSET, dtype=np.uint64)
+    h = (h ^ lengths.astype(np.uint64)) * _FNV_PRIME
+    longest = int(lengths.max()) if len(lengths) else 0
+    for k in range(longest):
+        live = k < lengths
+        byte = buf[np.where(live, starts + k, 0)].astype(np.uint64)
+        h = np.where(live, (h ^ byte) * _FNV_PRIME, h)
+    return h
+
+
+class ItemRows:
+    """Item id bytes -> vocabulary row, looked up for millions of ids at once.
+
+    Restores map every stored item id back to the serving model's row; a Python dict
+    lookup per id (50 per user) is most of a restore's time. Ids are hashed in bulk
+    (`_hash_segments`) and found by `searchsorted` in the vocabulary's sorted hashes.
+    A 64-bit hash collision between a stored id and a vocabulary id (about
+    ids x vocabulary / 2^64) would map the id to the wrong item.
+    """
+
+    def __init__(self, external_ids: Sequence[str]) -> None:
+        encoded = [item.encode("utf-8") for item in external_ids]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        starts = np.zeros(len(encoded), dtype=np.int64)
+        starts[1:] = np.cumsum(lengths)[:-1]
+        buf = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
+        hashes = _hash_segments(buf, starts, lengths)
+        order = np.argsort(hashes, kind="stable")
+        self._hashes = hashes[order]
+        self._rows = (order + 1).astype(np.int64)  # row 0 is padding
+
+    def rows(self, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Rows of the ids at buf[start : start + length] (0: not in the vocabulary)."""
+        if not len(starts) or not len(self._hashes):
+            return np.zeros(len(starts), dtype=np.int64)
+        h = _hash_segments(buf, starts, lengths)
+        pos = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
+        return np.where(self._hashes[pos] == h, self._rows[pos], 0)
+
+
+def decode_rows(
+    values: Sequence[bytes], lookup: ItemRows, width: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Many changelog values at once, straight into a `PartitionStore`'s layout.
+
+    Returns (items [n, width] rows, ts [n, width], offsets [n], ok [n]): the newest
+    `width` items the vocabulary knows (unknown ones dropped first, as `decode_history`
+    + `ItemVocab.rows` would), right-aligned and left-padded with 0. `ok` is False for
+    a value this fast path does not take: malformed (same checks as `decode_history`,
+    bar UTF-8 validity, which cannot matter: only ids equal to a vocabulary id map to
+    a row), or holding an item id over `BULK_MAX_ITEM_BYTES` or more than
+    `BULK_MAX_COUNT` items. The caller decodes those one by one with
+    `decode_history`, which names what is wrong. Memory is about 50 bytes per value
+    per stored item: pass at most `BULK_CHUNK` values.
+    """
+    n = len(values)
+    lens = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    starts = np.zeros(n, dtype=np.int64)
+    starts[1:] = np.cumsum(lens)[:-1]
+    ends = starts + lens
+    buf = np.frombuffer(b"".join(values) + bytes(_HEADER_BYTES), dtype=np.uint8)
+    ok = lens >= _HEADER_BYTES
+    s = np.where(ok, starts, 0)
+    ok &= ((buf[s] == MAGIC[0]) & (buf[s + 1] == MAGIC[1]) & (buf[s + 2] == MAGIC[2])
+           & (buf[s + 3] == FORMAT_VERSION))
+    offsets = _big_endian(buf, s + 4, 8).view(np.int64)
+    count = _big_endian(buf, s + 12, 2).astype(np.int64)
+    ok &= (offsets >= -1) & (count <= BULK_MAX_COUNT)
+    ts_start = s + _HEADER_BYTES
+    pos = ts_start + 8 * count
+    ok &= pos <= ends
+    count = np.where(ok, count, 0)
+    most = int(count.max()) if n else 0
+    item_start = np.zeros((n, most), dtype=np.int64)
+    item_len = np.zeros((n, most), dtype=np.int64)
+    for j in range(most):
+        live = ok & (j < count)
+        ok &= ~live | (pos + 2 <= ends)
+        live &= ok
+        length = np.where(live, _big_endian(buf, np.where(live, pos, 0), 2).astype(np.int64),
+                          0)
+        item_start[:, j] = pos + 2
+        item_len[:, j] = length
+        pos = np.where(live, pos + 2 + length, pos)
+        ok &= pos <= ends
+    ok &= pos == ends
+    present = (np.arange(most)[None, :] < count[:, None]) & ok[:, None]
+    ok &= ~(present & (item_len > BULK_MAX_ITEM_BYTES)).any(axis=1)
+    present &= ok[:, None]
+    rows = np.zeros((n, most), dtype=np.int64)
+    rows[present] = lookup.rows(buf, item_start[present], item_len[present])
+    ts_all = np.zeros((n, most), dtype=np.int64)
+    ts_pos = ts_start[:, None] + 8 * np.arange(most)[None, :]
+    ts_all[present] = _big_endian(buf, ts_pos[present], 8).view(np.int64)
+    # Known items keep their order and move right; unknown ones (0) move left.
+    order = np.argsort(rows > 0, axis=1, kind="stable")
+    rows = np.take_along_axis(rows, order, axis=1)
+    ts_all = np.take_along_axis(ts_all, order, axis=1)
+    ts_all[rows == 0] = 0
+    items = np.zeros((n, width), dtype=np.int64)
+    ts = np.zeros((n, width), dtype=np.int64)
+    take = min(width, most)
+    if take:
+        items[:, width - take:] = rows[:, most - take:]
+        ts[:, width - take:] = ts_all[:, most - take:]
+    return items, ts, offsets, ok
+
+
+def _big_endian(buf: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
+    """The unsigned big-endian integers of `size` bytes at positions `at` (as uint64,
+    reinterpreted by the caller when signed)."""
+    out = np.zeros(len(at), dtype=np.uint64)
+    for k in range(size):
+        out = (out << np.uint64(8)) | buf[at + k].astype(np.uint64)
+    return out
+
+
 @dataclass(frozen=True)
 class RestoreStats:
     """What one restore read: for logs, metrics and tests."""
@@ -165,6 +296,68 @@ class RestoreStats:
     seconds: float  # wall time of the read
 
 
+def header_problem(value: bytes) -> str | None:
+    """What is wrong with a value's fixed part (magic, version, room for its timestamps),
+    or None: the check a restore can afford per record while it reads."""
+    if len(value) < _HEADER_BYTES:
+        return f"record of {len(value)} bytes is shorter than the {_HEADER_BYTES}-byte header"
+    magic, version, offset, count = _HEADER.unpack_from(value)
+    if magic != MAGIC:
+        return f"not a history record: magic {magic!r}, expected {MAGIC!r}"
+    if version != FORMAT_VERSION:
+        return f"history format version {version}; this streamrec reads version {FORMAT_VERSION}"
+    if offset < -1 or len(value) < _HEADER_BYTES + 8 * count:
+        return "truncated or corrupt header"
+    return None
+
+
+def read_latest(
+    bootstrap: str, group_id: str, partitions: Iterable[int], *,
+    security: KafkaSecurity | None = None, timeout_s: float = 300.0,
+) -> tuple[dict[int, dict[str, tuple[bytes, int]]], RestoreStats]:
+    """The latest changelog value of every user of `partitions`, undecoded, with its
+    offset: `latest[partition][user] = (value, changelog offset)`.
+
+    The last record per key wins and a tombstone deletes the user. A record whose key
+    is missing or not UTF-8, or whose value's header is not one this version reads
+    (`header_problem`: another format, a future version, too short for its
+    timestamps), is logged, counted in `stats.invalid` and skipped, so the user keeps
+    their previous record; the rest of a value is checked by whoever decodes it.
+    Raises `TopicNotFoundError` if the changelog topic (or a partition) does not
+    exist, `KafkaUnavailableError` if the broker fails or the read outlasts `timeout_s`.
+    """
+    wanted = sorted(set(partitions))
+    topic = changelog_topic(group_id)
+    start = time.perf_counter()
+    latest: dict[int, dict[str, tuple[bytes, int]]] = {p: {} for p in wanted}
+    records = tombstones = invalid = 0
+    for rec in read_to_end(bootstrap, topic, wanted, client_id=f"{group_id}-restore",
+                           security=security, timeout_s=timeout_s):
+        records += 1
+        try:
+            if rec.key is None:
+                raise ChangelogError("record has no key (the user id)")
+            user = rec.key.decode("utf-8")
+        except (ChangelogError, UnicodeDecodeError) as exc:
+            invalid += 1
+            logger.warning("skipped changelog record %s/%d/%d: %s", topic, rec.partition,
+                           rec.offset, exc)
+            continue
+        if rec.value is None:
+            tombstones += 1
+            latest[rec.partition].pop(user, None)
+        elif (problem := header_problem(rec.value)) is not None:
+            invalid += 1  # the user keeps the history of their previous record
+            logger.warning("skipped changelog record %s/%d/%d: %s", topic, rec.partition,
+                           rec.offset, problem)
+        else:
+            latest[rec.partition][user] = (rec.value, rec.offset)
+    stats = RestoreStats(records=records, users=sum(len(u) for u in latest.values()),
+                         tombstones=tombstones, invalid=invalid,
+                         seconds=time.perf_counter() - start)
+    return latest, stats
+
+
 def restore_partitions(
     bootstrap: str, group_id: str, partitions: Iterable[int], *,
     security: KafkaSecurity | None = None, timeout_s: float = 300.0,
@@ -173,45 +366,35 @@ def restore_partitions(
     """The latest history of every user of `partitions`, read from the group's changelog.
 
     Returns `(histories, stats)`: `histories[partition][user_id]`, with an entry
-    (maybe empty) for every requested partition. The last record per key wins, a
-    tombstone deletes the user; records with an undecodable key or value are logged
-    and counted in `stats.invalid`, never fatal. Raises `TopicNotFoundError` if the
-    changelog topic (or a partition) does not exist, `KafkaUnavailableError` if the
-    broker fails or the read outlasts `timeout_s`. When `positions` is given, it is
-    filled with the changelog offset of each returned record, keyed (partition, user).
+    (maybe empty) for every requested partition; `read_latest` says which record
+    counts. A value that does not decode is logged and counted in `stats.invalid`
+    (its user left out), never fatal. When `positions` is given, it is filled with
+    the changelog offset of each returned record, keyed (partition, user). The
+    worker's own restore decodes in bulk instead (`DurableHistories.restore`).
     """
-    wanted = sorted(set(partitions))
+    began = time.perf_counter()
+    latest, stats = read_latest(bootstrap, group_id, partitions, security=security,
+                                timeout_s=timeout_s)
     topic = changelog_topic(group_id)
-    start = time.perf_counter()
-    histories: dict[int, dict[str, HistoryRecord]] = {p: {} for p in wanted}
-    records = tombstones = invalid = 0
-    for rec in read_to_end(bootstrap, topic, wanted, client_id=f"{group_id}-restore",
-                           security=security, timeout_s=timeout_s):
-        records += 1
-        users = histories[rec.partition]
-        try:
-            user = rec.key.decode("utf-8") if rec.key is not None else None
-            if user is None:
-                raise ChangelogError("record has no key (the user id)")
-            if rec.value is None:
-                tombstones += 1
-                users.pop(user, None)
-                if positions is not None:
-                    positions.pop((rec.partition, user), None)
+    histories: dict[int, dict[str, HistoryRecord]] = {}
+    invalid = stats.invalid
+    for partition, users in latest.items():
+        decoded = histories[partition] = {}
+        for user, (value, offset) in users.items():
+            try:
+                decoded[user] = decode_history(value)
+            except ChangelogError as exc:
+                invalid += 1
+                logger.warning("skipped changelog record %s/%d/%d: %s", topic, partition,
+                               offset, exc)
                 continue
-            users[user] = decode_history(rec.value)
             if positions is not None:
-                positions[(rec.partition, user)] = rec.offset
-        except (ChangelogError, UnicodeDecodeError) as exc:
-            invalid += 1
-            logger.warning("skipped changelog record %s/%d/%d: %s", topic, rec.partition,
-                           rec.offset, exc)
-    stats = RestoreStats(records=records, users=sum(len(u) for u in histories.values()),
-                         tombstones=tombstones, invalid=invalid,
-                         seconds=time.perf_counter() - start)
+                positions[(partition, user)] = offset
+    stats = dataclasses.replace(stats, users=sum(len(u) for u in histories.values()),
+                                invalid=invalid, seconds=time.perf_counter() - began)
     logger.info("restored %d users of partitions %s from %s: %d records in %.2fs "
-                "(%d tombstones, %d invalid)", stats.users, wanted, topic, records,
-                stats.seconds, tombstones, invalid)
+                "(%d tombstones, %d invalid)", stats.users, sorted(latest), topic,
+                stats.records, stats.seconds, stats.tombstones, stats.invalid)
     return histories, stats
 
 

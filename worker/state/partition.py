@@ -150,14 +150,19 @@ class PartitionStore:
 
     def load(
         self, user_ids: list[str], items: np.ndarray, ts: np.ndarray, offsets: np.ndarray,
+        changelog: np.ndarray | None = None,
     ) -> None:
-        """Set whole histories (restore): items/ts [n, L] left-padded, offsets [n]."""
+        """Set whole histories (restore): items/ts [n, L] left-padded, offsets [n], and
+        where each history sits in the changelog when known (`note_written` for many)."""
         slots = self.slots_for(user_ids)
         self._items[slots] = items
         self._ts[slots] = ts
         self._lengths[slots] = (np.asarray(items) > 0).sum(axis=1)
         self._offsets[slots] = offsets
         self._dirty[slots] = False
+        if changelog is not None:
+            self._changelog[slots] = changelog
+            self._record_seq[slots] = -1
 
     def take_dirty_of(self, user_ids: list[str]) -> list[str]:
         """Those of `user_ids` changed since their last record, marked clean again."""

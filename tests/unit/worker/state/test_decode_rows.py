@@ -1,0 +1,87 @@
+"""Bulk decoding of changelog values equals decoding them one by one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamrec.encoder.vocab import ItemVocab
+from streamrec.worker.errors import ChangelogError
+from streamrec.worker.state.changelog import (
+    BULK_MAX_ITEM_BYTES,
+    HistoryRecord,
+    ItemRows,
+    decode_history,
+    decode_rows,
+    encode_history,
+)
+
+VOCAB = ItemVocab([f"item-{i}" for i in range(1, 60)] + ["é✓", "x" * 40])
+LOOKUP = ItemRows(VOCAB.external(np.arange(1, len(VOCAB) + 1)))
+
+item_ids = st.one_of(
+    st.sampled_from(VOCAB.external(np.arange(1, len(VOCAB) + 1))),  # known
+    st.text(max_size=12),  # mostly unknown, any unicode
+    st.just("y" * (BULK_MAX_ITEM_BYTES + 1)),  # too long for the fast path
+)
+records = st.builds(
+    lambda items, base, offset: HistoryRecord(tuple(items), tuple(base + i for i in
+                                                                  range(len(items))), offset),
+    st.lists(item_ids, max_size=70), st.integers(-2**40, 2**40), st.integers(-1, 2**40))
+
+
+def expected(value: bytes, width: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """What the per-record path stores for `value` (None: it refuses the value)."""
+    try:
+        rec = decode_history(value)
+    except ChangelogError:
+        return None
+    rows = VOCAB.rows(rec.items)
+    known = rows > 0
+    kept, kept_ts = rows[known][-width:], np.asarray(rec.ts, dtype=np.int64)[known][-width:]
+    items, ts = np.zeros(width, dtype=np.int64), np.zeros(width, dtype=np.int64)
+    if len(kept):
+        items[width - len(kept):], ts[width - len(kept):] = kept, kept_ts
+    return items, ts, rec.offset
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(records, st.integers(0, 2000), st.binary(max_size=3),
+                          st.booleans()), min_size=1, max_size=12),
+       st.integers(1, 60))
+def test_bulk_decoding_matches_the_one_by_one_path(
+    cases: list[tuple[HistoryRecord, int, bytes, bool]], width: int,
+) -> None:
+    values = []
+    for record, cut, extra, damaged in cases:
+        value = encode_history(record)
+        values.append(value[:cut % (len(value) + 1)] + extra if damaged else value)
+    items, ts, offsets, ok = decode_rows(values, LOOKUP, width)
+    for i, value in enumerate(values):
+        want = expected(value, width)
+        if want is None:
+            # Refused one by one: the fast path must refuse it too, unless the only fault
+            # is an id that is not UTF-8 (it then maps to no row, as an unknown id).
+            if ok[i]:
+                with pytest.raises(ChangelogError, match="is not UTF-8"):
+                    decode_history(value)
+            continue
+        if not ok[i]:  # left to the per-record path: allowed only for what it cannot take
+            rec = decode_history(value)
+            assert (len(rec.items) > 256
+                    or any(len(x.encode()) > BULK_MAX_ITEM_BYTES for x in rec.items))
+            continue
+        np.testing.assert_array_equal(items[i], want[0])
+        np.testing.assert_array_equal(ts[i], want[1])
+        assert offsets[i] == want[2]
+
+
+def test_an_empty_history_and_garbage() -> None:
+    empty = encode_history(HistoryRecord((), (), 7))
+    items, ts, offsets, ok = decode_rows([empty, b"", b"SRH", b"nonsense-bytes-here"], LOOKUP, 4)
+    assert ok.tolist() == [True, False, False, False]
+    assert offsets[0] == 7
+    assert not items[0].any()
+    assert not ts[0].any()
