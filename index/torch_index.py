@@ -21,18 +21,18 @@ from streamrec.index.base import ItemIndex, SearchResult
 logger = logging.getLogger(__name__)
 
 
-BLOCK = 128  # items per block of the two-stage top-k
+BLOCK = 128  # items per block of the two-stage top-k (`masked_topk`)
 
 
 def masked_topk(queries: torch.Tensor, table_t: torch.Tensor, banned: torch.Tensor, k: int,
-                chunk: int, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+                chunk: int, num_rows: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores, rows) [B, k] of the best of the first `num_rows` rows of `table_t`
-    [d, nb * BLOCK] per query, without row 0 (padding) and each query's `banned` rows
+    [d, nb * block] per query, without row 0 (padding) and each query's `banned` rows
     [B, n] (0 pads them). Exact.
 
     Two stages, because a full `topk` over V scores costs as much as the matmul that
-    made them: each block of BLOCK items gets its maximum (a cheap reduction), the k
-    blocks with the highest maxima are kept, and the top k of their k x BLOCK items is
+    made them: each block of `block` items gets its maximum (a cheap reduction), the k
+    blocks with the highest maxima are kept, and the top k of their k x block items is
     the answer. It is exact: an item outside those blocks has k items (their maxima)
     scoring at least as high. Queries go in chunks so each chunk's scores stay in
     cache. Served scripted (`scripted_masked_topk`).
@@ -40,20 +40,20 @@ def masked_topk(queries: torch.Tensor, table_t: torch.Tensor, banned: torch.Tens
     values: list[torch.Tensor] = [queries.new_empty((0, k))]
     rows: list[torch.Tensor] = [torch.empty((0, k), dtype=torch.long, device=queries.device)]
     for start in range(0, queries.shape[0], chunk):
-        scores = queries[start:start + chunk] @ table_t  # [c, nb * BLOCK]
+        scores = queries[start:start + chunk] @ table_t  # [c, nb * block]
         scores[:, 0] = -math.inf  # padding row, and the pads of `banned` mapped to it
         scores[:, num_rows:] = -math.inf  # the table's padding up to whole blocks
         if banned.shape[1] > 0:
             scores.scatter_(1, banned[start:start + chunk], -math.inf)
         c = scores.shape[0]
-        blocks = scores.view(c, -1, BLOCK)  # [c, nb, BLOCK]
+        blocks = scores.view(c, -1, block)  # [c, nb, block]
         kb = min(k, blocks.shape[1])
         best = torch.topk(blocks.amax(dim=2), kb, dim=1).indices  # [c, kb]
-        candidates = torch.gather(blocks, 1, best.unsqueeze(2).expand(c, kb, BLOCK))
-        top = torch.topk(candidates.reshape(c, kb * BLOCK), k, dim=1)
-        block_of = torch.gather(best, 1, torch.div(top.indices, BLOCK, rounding_mode="floor"))
+        candidates = torch.gather(blocks, 1, best.unsqueeze(2).expand(c, kb, block))
+        top = torch.topk(candidates.reshape(c, kb * block), k, dim=1)
+        block_of = torch.gather(best, 1, torch.div(top.indices, block, rounding_mode="floor"))
         values.append(top.values)
-        rows.append(block_of * BLOCK + top.indices % BLOCK)
+        rows.append(block_of * block + top.indices % block)
     return torch.cat(values), torch.cat(rows)
 
 
@@ -100,7 +100,7 @@ class TorchIndex(ItemIndex):
         banned = torch.as_tensor(np.where(excl < 0, 0, excl), device=self.device)
         search = scripted_masked_topk()
         top_scores, top_rows = search(q_all, self._table_t, banned, k_eff, self.chunk,
-                                      self.num_rows)
+                                      self.num_rows, BLOCK)
         out_rows = top_rows.cpu().numpy()
         out_scores = top_scores.float().cpu().numpy()
         gone = ~np.isfinite(out_scores)  # fewer than k items left after the exclusions

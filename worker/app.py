@@ -274,10 +274,14 @@ class Worker:
             users = [e.user_id for e, _ in valid]
             ts = np.fromiter((e.ts for e, _ in valid), dtype=np.int64, count=len(valid))
             offsets = np.fromiter((o for _, o in valid), dtype=np.int64, count=len(valid))
-            fresh, unknown = self.state.apply(
+            applied = self.state.apply(
                 tp.partition, users, [e.item_id for e, _ in valid], ts, offsets)
-            self.metrics.unknown_items.inc(unknown)
+            fresh = applied.fresh
+            self.metrics.unknown_items.inc(applied.unknown)
             self.metrics.events_replayed.inc(int((~fresh).sum()))
+            if applied.judged:
+                self.metrics.observe_quality(self.recommender.model_version, applied.judged,
+                                             applied.hits, applied.ndcg)
             # Replayed events still mark their user: whether its recommendation went
             # out before the crash is unknown, and output is at-least-once.
             since = time.monotonic()
@@ -324,7 +328,9 @@ class Worker:
         self._publisher.send_recommendations(
             batch, recs, histories, self.state.external_ids, self.recommender.model_version,
             self.config.explain_top)
-        self.state.write_users(self._publisher, [(b.partition, b.user_id) for b in batch])
+        served = [(b.partition, b.user_id) for b in batch]
+        self.state.recommended(served, recs.rows)
+        self.state.write_users(self._publisher, served)
         m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
 
     def _unanswered_users(self) -> int:

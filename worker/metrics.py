@@ -128,6 +128,19 @@ class WorkerMetrics:
             "streamrec_backpressure_pauses_total",
             "Times fetching paused because the model stage was behind (backlog left in Kafka).",
             registry=r)
+        self.online_judged = Counter(
+            "streamrec_online_events_total",
+            "Live quality sample: new events of users who had been sent a recommendation "
+            "(each is judged against the last one they were sent).", ["model_version"],
+            registry=r)
+        self.online_hits = Counter(
+            "streamrec_online_hits_total",
+            "Judged events whose item was in that recommendation: hit rate @k = "
+            "rate(hits) / rate(events).", ["model_version"], registry=r)
+        self.online_ndcg = Counter(
+            "streamrec_online_ndcg_total",
+            "Sum of NDCG@k over judged events (1 / log2(rank + 2) on a hit, else 0): "
+            "NDCG@k = rate(ndcg) / rate(events).", ["model_version"], registry=r)
         self.evicted_index_users = Gauge(
             "streamrec_evicted_users",
             "Users evicted by the cap and not back: their state is only in the changelog.",
@@ -147,6 +160,12 @@ class WorkerMetrics:
             "streamrec_offset_commits_total", "Successful offset commits.", registry=r)
         self.model_info = Info(
             "streamrec_model", "The loaded model: version, items, dims.", registry=r)
+
+    def observe_quality(self, version: str, judged: int, hits: int, ndcg: float) -> None:
+        """Count a poll's live quality sample for the model `version` serving now."""
+        self.online_judged.labels(version).inc(judged)
+        self.online_hits.labels(version).inc(hits)
+        self.online_ndcg.labels(version).inc(ndcg)
 
     def watch_producer(self, producer: Any) -> None:
         """Export the producer's own retry and error rates (kafka-python's sensors)."""

@@ -52,6 +52,17 @@ class Restored:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What applying a poll's events did: which were new, and the live quality sample."""
+
+    fresh: np.ndarray  # [n] bool: not applied before (a replay after a crash is not)
+    unknown: int  # new events whose item the model does not know
+    judged: int  # new events of users who had been sent a recommendation
+    hits: int  # of those, events whose item was in it
+    ndcg: float  # sum over the judged events of NDCG@k (1 / log2(rank + 2) on a hit)
+
+
 class DurableHistories:
     """Histories of the partitions this worker owns: one `PartitionStore` each, in
     memory, made durable by the changelog."""
@@ -121,11 +132,13 @@ class DurableHistories:
                       security=self.security, replication_factor=replication_factor)
 
     def apply(self, partition: int, users: list[str], items: list[str], ts: np.ndarray,
-              offsets: np.ndarray) -> tuple[np.ndarray, int]:
-        """Apply a partition's valid events; returns (mask of new events, unknown items).
+              offsets: np.ndarray) -> Applied:
+        """Apply a partition's valid events (see `Applied` for what comes back).
 
         Users evicted by the cap are first read back from the changelog, so a
-        returning user continues their history instead of starting a new one.
+        returning user continues their history instead of starting a new one. Each
+        new event is first judged against the last recommendation its user was sent
+        (the live quality metrics).
         """
         evicted = self._evicted.get(partition)
         if evicted:
@@ -134,8 +147,24 @@ class DurableHistories:
                 self.read_back += len(back)
                 self._load(partition, fetch_histories(self._offset_reader(), partition, back))
         rows = self.vocab.rows(items)
-        fresh = self.store(partition).append(users, rows, ts, offsets)
-        return fresh, int((rows[fresh] == 0).sum())
+        store = self.store(partition)
+        ranks = store.judge(users, rows)
+        fresh = store.append(users, rows, ts, offsets)
+        judged = ranks[fresh & (ranks > -2)]
+        hits = judged[judged >= 0]
+        return Applied(fresh=fresh, unknown=int((rows[fresh] == 0).sum()),
+                       judged=len(judged), hits=len(hits),
+                       ndcg=float((1.0 / np.log2(hits + 2.0)).sum()))
+
+    def recommended(self, users: list[tuple[int, str]], rows: np.ndarray) -> None:
+        """Remember what these (partition, user) were just sent: rows [n, k]."""
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for i, (partition, _) in enumerate(users):
+            by_partition[partition].append(i)
+        for partition, idx in by_partition.items():
+            store = self._stores.get(partition)
+            if store is not None:
+                store.recommended([users[i][1] for i in idx], rows[idx])
 
     def write_users(self, publisher: Publisher, users: list[tuple[int, str]]) -> int:
         """Queue a changelog record for each of these (partition, user) that changed.

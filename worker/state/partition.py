@@ -48,6 +48,9 @@ class PartitionStore:
         # Publisher sequence number of a record sent and not yet acknowledged (-1: none);
         # while one is in flight the user is not evictable: its offset is not known yet.
         self._record_seq = np.full(initial_capacity, -1, dtype=np.int64)
+        # Item rows last recommended to each user ([capacity, k], -1: none), for the live
+        # quality metrics; allocated on the first recommendation (k is the worker's).
+        self._recs: np.ndarray | None = None
         self._tick = 0
 
     def __len__(self) -> int:
@@ -87,6 +90,8 @@ class PartitionStore:
         self._dirty = np.concatenate([self._dirty, np.zeros(old, dtype=bool)])
         self._changelog = np.concatenate([self._changelog, np.full(old, -1, dtype=np.int64)])
         self._record_seq = np.concatenate([self._record_seq, np.full(old, -1, dtype=np.int64)])
+        if self._recs is not None:
+            self._recs = np.concatenate([self._recs, np.full_like(self._recs, -1)])
         self._users.extend([None] * old)
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -160,9 +165,35 @@ class PartitionStore:
         self._lengths[slots] = (np.asarray(items) > 0).sum(axis=1)
         self._offsets[slots] = offsets
         self._dirty[slots] = False
+        if self._recs is not None:
+            self._recs[slots] = -1  # what was recommended before is not known
         if changelog is not None:
             self._changelog[slots] = changelog
             self._record_seq[slots] = -1
+
+    def recommended(self, user_ids: list[str], rows: np.ndarray) -> None:
+        """Remember the item rows just recommended to these users ([n, k], -1 = none)."""
+        slots = np.array([self._slots.get(u, -1) for u in user_ids], dtype=np.int64)
+        present = slots >= 0
+        if self._recs is None or self._recs.shape[1] != rows.shape[1]:
+            self._recs = np.full((len(self._lengths), rows.shape[1]), -1, dtype=np.int32)
+        self._recs[slots[present]] = rows[present]
+
+    def judge(self, user_ids: list[str], items: np.ndarray) -> np.ndarray:
+        """Per event, the rank of its item in the last recommendation its user was sent
+        (0 = first), -1 for a miss, -2 when the user has not been sent one: the
+        prequential test of the live quality metrics. Call it before `append`."""
+        ranks = np.full(len(user_ids), -2, dtype=np.int64)
+        if self._recs is None or not len(user_ids):
+            return ranks
+        slots = np.array([self._slots.get(u, -1) for u in user_ids], dtype=np.int64)
+        present = np.flatnonzero(slots >= 0)
+        recs = self._recs[slots[present]]  # [m, k]
+        sent = recs[:, 0] >= 0
+        match = recs == np.asarray(items)[present][:, None]
+        found = match.any(axis=1)
+        ranks[present[sent]] = np.where(found, match.argmax(axis=1), -1)[sent]
+        return ranks
 
     def take_dirty_of(self, user_ids: list[str]) -> list[str]:
         """Those of `user_ids` changed since their last record, marked clean again."""
@@ -219,6 +250,8 @@ class PartitionStore:
             gone.append((user, int(self._changelog[slot])))
             self._changelog[slot] = -1
             self._record_seq[slot] = -1
+            if self._recs is not None:
+                self._recs[slot] = -1
             self._free.append(slot)
         return gone  # type: ignore[return-value]
 

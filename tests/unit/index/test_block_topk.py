@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamrec.index.torch_index import TorchIndex, masked_topk, scripted_masked_topk
+from streamrec.index.torch_index import BLOCK, TorchIndex, masked_topk, scripted_masked_topk
 
 
 def full_topk(table: np.ndarray, queries: np.ndarray, banned: np.ndarray, k: int
@@ -32,11 +32,17 @@ def test_equals_the_full_top_k(rows: int, k: int) -> None:
     k_eff = min(k, rows - 1)
     for search in (masked_topk, scripted_masked_topk()):
         values, found = search(torch.as_tensor(queries), index._table_t,
-                               torch.as_tensor(banned), k_eff, 5, rows)
+                               torch.as_tensor(banned), k_eff, 5, rows, BLOCK)
         want_values, want_rows = full_topk(table, queries, banned, k_eff)
         np.testing.assert_allclose(values.numpy(), want_values, rtol=1e-5, atol=1e-5)
         finite = np.isfinite(want_values)
         np.testing.assert_array_equal(found.numpy()[finite], want_rows[finite])
+
+
+def test_the_search_is_served_scripted() -> None:
+    """Scripting fails quietly into the eager function (same results, more GIL round
+    trips); the worker must not depend on that fallback."""
+    assert isinstance(scripted_masked_topk(), torch.jit.ScriptFunction)
 
 
 def test_a_query_with_everything_banned_finds_nothing() -> None:

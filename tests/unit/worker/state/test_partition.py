@@ -161,3 +161,32 @@ def test_a_user_whose_latest_record_is_unacknowledged_is_never_evicted() -> None
     assert store.evict(max_users=0) == [("b", 101)]
     store.note_written("a", 102, seq=12)
     assert store.evict(max_users=0) == [("a", 102)]
+
+
+def test_events_are_judged_against_the_last_recommendation_their_user_was_sent() -> None:
+    store = PartitionStore(max_len=4)
+    store.append(["a", "b", "c"], np.array([1, 2, 3]), np.array([10, 11, 12]),
+                 np.array([0, 1, 2]))
+    assert store.judge(["a", "b"], np.array([5, 6])).tolist() == [-2, -2]  # nothing sent
+    store.recommended(["a", "b", "zed"], np.array([[5, 6, 7], [8, 9, -1], [1, 2, 3]]))
+    # a's 6 is second in its list, b's 5 is not in its list, c was never sent one.
+    assert store.judge(["a", "b", "c", "a"], np.array([6, 5, 7, 5])).tolist() == [1, -1, -2, 0]
+    store.recommended(["a"], np.array([[1, 2, 3]]))  # a newer recommendation replaces it
+    assert store.judge(["a"], np.array([6])).tolist() == [-1]
+
+
+def test_what_was_recommended_is_forgotten_on_eviction_and_load() -> None:
+    store = PartitionStore(max_len=4, initial_capacity=2)
+    store.append(["a", "b", "c"], np.array([1, 2, 3]), np.array([1, 2, 3]), np.array([0, 1, 2]))
+    store.recommended(["a", "b", "c"], np.array([[7], [7], [7]]))  # grown past capacity
+    assert store.judge(["a", "b", "c"], np.array([7, 7, 7])).tolist() == [0, 0, 0]
+    store.load(["a"], np.array([[0, 0, 0, 1]]), np.array([[0, 0, 0, 1]]), np.array([5]))
+    assert store.judge(["a"], np.array([7])).tolist() == [-2]
+    for user, offset in (("b", 10), ("c", 11)):
+        store.note_written(user, offset)
+    store.take_dirty_of(["a", "b", "c"])
+    gone = dict(store.evict(1))
+    assert gone
+    store.append(list(gone), np.array([4] * len(gone)), np.array([9] * len(gone)),
+                 np.array([20 + i for i in range(len(gone))]))
+    assert store.judge(list(gone), np.array([7] * len(gone))).tolist() == [-2] * len(gone)
