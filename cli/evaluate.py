@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.cli.flags import add_data_flags, load_data
+from streamrec.cli.flags import (
+    add_data_flags,
+    load_data,
+    parse_event_types,
+    parse_since,
+    security_from_args,
+)
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
 
@@ -32,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "item-transition baselines: full ranking (HR/NDCG@10,20, MRR) and the "
                     "sampled-100 protocol of the SASRec paper.",
     )
-    p.add_argument("--model", required=True, type=Path, help="checkpoint directory")
+    p.add_argument("--model", type=Path, help="checkpoint directory (not with --online)")
     add_data_flags(p, from_topic=True)
     p.add_argument("--min-interactions", type=int, default=3,
                    help="users with fewer interactions are not evaluated (default %(default)s)")
@@ -47,11 +53,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-negatives", type=int, default=100,
                    help="negatives per user in the sampled protocol (default %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="seed of the sampled negatives")
+    online = p.add_argument_group(
+        "online", "--online: the live quality of what was served, from the events and "
+                  "recommendations topics (each event judged against the last recommendation "
+                  "its user was sent before it), per model version; the worker exports the "
+                  "same as streamrec_online_*_total.")
+    online.add_argument("--online", action="store_true", help="evaluate what was served")
+    online.add_argument("--events-topic", default=env_default("--events-topic", "events"),
+                        help="(env STREAMREC_EVENTS_TOPIC; default %(default)s)")
+    online.add_argument("--recommendations-topic",
+                        default=env_default("--recommendations-topic", "recommendations"),
+                        help="(env STREAMREC_RECOMMENDATIONS_TOPIC; default %(default)s)")
+    online.add_argument("--since", default="0",
+                        help="records from this time on, by Kafka timestamp: a duration back "
+                             "from now (30m, 1h, 7d) or epoch ms (default: everything)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load, split, score, print."""
+    """Load, split, score, print (or, with --online, judge what was served)."""
+    if args.online:
+        return run_online(args)
+    if args.model is None:
+        raise ConfigError("--model is required (a checkpoint directory), unless --online")
 
     from streamrec.common.devices import resolve_device
     from streamrec.encoder.baselines import fit_baselines
@@ -106,4 +130,33 @@ def run(args: argparse.Namespace) -> int:
         "the SASRec paper only",
         f"baselines fitted on this split's training part; {meta['seconds']:.1f}s",
     )))
+    return 0
+
+
+def run_online(args: argparse.Namespace) -> int:
+    """Hit rate and NDCG of the recommendations served, per model version."""
+    from streamrec.eventlog.online import online_quality
+    from streamrec.worker.validate import now_ms
+
+    if args.model is not None or args.data is not None:
+        raise ConfigError("--online reads the topics: it takes no --model or --data")
+    since = parse_since(args.since, now_ms())
+    quality = online_quality(
+        args.bootstrap, args.events_topic, args.recommendations_topic, since_ms=since,
+        security=security_from_args(args), event_types=parse_event_types(args.event_types))
+    rows = {version: {"judged": q.judged, "hits": q.hits, "k": q.k,
+                      "hit_rate": round(q.hit_rate, 6), "ndcg": round(q.mean_ndcg, 6)}
+            for version, q in sorted(quality.items())}
+    if args.json:
+        print(json.dumps({"since_ms": since, "events_topic": args.events_topic,
+                          "recommendations_topic": args.recommendations_topic,
+                          "versions": rows}, indent=2))
+        return 0
+    if not rows:
+        print("no event was preceded by a recommendation to its user in that window")
+        return 0
+    print(f"{'model version':<32} {'judged':>9} {'HR@k':>8} {'NDCG@k':>8}  k")
+    for version, row in rows.items():
+        print(f"{version:<32} {row['judged']:>9,} {row['hit_rate']:>8.4f} {row['ndcg']:>8.4f}"
+              f"  {row['k']}")
     return 0

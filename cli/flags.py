@@ -52,6 +52,22 @@ def add_replication_flag(parser: argparse.ArgumentParser) -> None:
              "default.replication.factor)", int)
 
 
+SINCE_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_since(text: str, now_ms: int) -> int:
+    """`--since`: a duration back from now (`90s`, `30m`, `1h`, `7d`) or epoch ms;
+    returns epoch ms. ConfigError names the forms it takes."""
+    text = text.strip()
+    try:
+        if text[-1:] in SINCE_UNITS:
+            return now_ms - int(float(text[:-1]) * SINCE_UNITS[text[-1]])
+        return int(text)
+    except ValueError as exc:
+        raise ConfigError(f"--since {text!r}: give a duration (90s, 30m, 1h, 7d) or epoch "
+                          "milliseconds") from exc
+
+
 def add_security_flags(parser: argparse.ArgumentParser) -> None:
     """The Kafka security flags, each with its `STREAMREC_*` environment fallback."""
     group = parser.add_argument_group(

@@ -4,7 +4,8 @@ Users send their events in rounds, and each round waits until every user has the
 recommendation that answers it, so before each event its user was sent exactly the
 recommendation of the history before it. Offline, the same model recommends from the
 same histories (`Recommender` in this process); the worker's
-`streamrec_online_{events,hits,ndcg}_total` must equal that evaluation. The stated
+`streamrec_online_{events,hits,ndcg}_total` must equal that evaluation, and
+`streamrec evaluate --online` must find the same from the two topics. The stated
 tolerance is 2 % of the judged events: ties between equal scores may order the
 top-k differently from one batch composition to another.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamrec.cli.main import build_parser
 from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.recommend import Recommender
@@ -32,6 +34,7 @@ TS = 1_700_000_000_000
 
 def test_online_hit_rate_and_ndcg_equal_the_offline_evaluation(
     kafka_bootstrap: str, tiny_checkpoint: Path, topics: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     rng = random.Random(3)
     items = {f"user-{u}": [f"i{rng.randint(1, 40)}" for _ in range(ROUNDS)] for u in range(USERS)}
@@ -64,11 +67,31 @@ def test_online_hit_rate_and_ndcg_equal_the_offline_evaluation(
     prod.close()
 
     offline = offline_evaluation(Recommender.load(tiny_checkpoint, "cpu", "torch"), items)
+    from_topics = evaluate_online(kafka_bootstrap, topics, capsys)
     judged = USERS * (ROUNDS - 1)
     assert online[0] == offline[0] == judged
     assert abs(online[1] - offline[1]) <= 0.02 * judged, (online, offline)
     assert abs(online[2] - offline[2]) <= 0.02 * judged, (online, offline)
     assert offline[1] > 0  # the sample is not trivially all misses
+    # `streamrec evaluate --online` computes the same from the two topics alone.
+    assert from_topics["judged"] == judged
+    assert from_topics["hits"] == online[1]
+    assert from_topics["ndcg"] == pytest.approx(online[2] / judged, abs=1e-5)
+    assert from_topics["k"] == K
+
+
+def evaluate_online(bootstrap: str, topics: dict[str, str],
+                    capsys: pytest.CaptureFixture[str]) -> dict:
+    """`streamrec evaluate --online --json` on the test's topics: its one model version."""
+    capsys.readouterr()
+    args = build_parser().parse_args([
+        "evaluate", "--online", "--json", "--bootstrap", bootstrap,
+        "--events-topic", topics["events"], "--recommendations-topic", topics["recs"],
+        "--since", "1d"])
+    assert args.handler(args) == 0
+    versions = json.loads(capsys.readouterr().out)["versions"]
+    assert len(versions) == 1
+    return next(iter(versions.values()))
 
 
 def offline_evaluation(recommender: Recommender, items: dict[str, list[str]]
