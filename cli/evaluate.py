@@ -64,9 +64,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     online.add_argument("--recommendations-topic",
                         default=env_default("--recommendations-topic", "recommendations"),
                         help="(env STREAMREC_RECOMMENDATIONS_TOPIC; default %(default)s)")
-    online.add_argument("--since", default="0",
-                        help="records from this time on, by Kafka timestamp: a duration back "
-                             "from now (30m, 1h, 7d) or epoch ms (default: everything)")
     p.set_defaults(handler=run)
 
 
@@ -138,9 +135,10 @@ def run_online(args: argparse.Namespace) -> int:
     from streamrec.eventlog.online import online_quality
     from streamrec.worker.validate import now_ms
 
-    if args.model is not None or args.data is not None:
-        raise ConfigError("--online reads the topics: it takes no --model or --data")
-    since = parse_since(args.since, now_ms())
+    if args.model is not None or args.data is not None or args.from_topic:
+        raise ConfigError("--online reads the events and recommendations topics: it takes "
+                          "no --model, --data or --from-topic")
+    since = parse_since(args.since or "0", now_ms())  # --since from the data flags
     quality = online_quality(
         args.bootstrap, args.events_topic, args.recommendations_topic, since_ms=since,
         security=security_from_args(args), event_types=parse_event_types(args.event_types))

@@ -131,6 +131,10 @@ def add_data_flags(parser: argparse.ArgumentParser, from_topic: bool = False) ->
         parser.add_argument("--from-topic", metavar="TOPIC", default=None,
                             help="read the interactions from this events topic instead "
                                  "(with --bootstrap)")
+        parser.add_argument("--since", default=None,
+                            help="with --from-topic (and evaluate --online): only records "
+                                 "whose Kafka timestamp is at or after this: a duration back "
+                                 "from now (30m, 1h, 7d) or epoch ms (default: all of them)")
         add_kafka_flags(parser, " for --from-topic")
     parser.add_argument("--user-field", default="user_id", help="csv/jsonl user column")
     parser.add_argument("--item-field", default="item_id", help="csv/jsonl item column")
@@ -170,10 +174,13 @@ def load_data(args: argparse.Namespace, vocab: ItemVocab | None = None) -> Inter
         if args.data is not None:
             raise ConfigError("give either --data or --from-topic, not both")
         from streamrec.eventlog.topic_log import read_topic_interactions
+        from streamrec.worker.validate import now_ms
 
-        data = read_topic_interactions(args.bootstrap, topic, strict=args.strict,
-                                       security=security_from_args(args),
-                                       event_types=event_types)
+        since = getattr(args, "since", None)
+        data = read_topic_interactions(
+            args.bootstrap, topic, strict=args.strict, security=security_from_args(args),
+            event_types=event_types,
+            since_ms=None if since is None else parse_since(since, now_ms()))
         if vocab is None:
             return data
         pairs = [(u, i) for u, seq in zip(data.users, data.sequences, strict=True)
@@ -185,6 +192,8 @@ def load_data(args: argparse.Namespace, vocab: ItemVocab | None = None) -> Inter
             data.report, interactions=mapped.report.interactions, users=mapped.report.users,
             items=mapped.report.items, unknown_items=mapped.report.unknown_items)
         return dataclasses.replace(mapped, report=report)
+    if getattr(args, "since", None) is not None:
+        raise ConfigError("--since reads a topic by time: it needs --from-topic")
     if args.data is None or args.format is None:
         raise ConfigError("--data and --format are required (or --from-topic TOPIC)")
     return load_interactions(

@@ -28,12 +28,14 @@ logger = logging.getLogger(__name__)
 def read_topic_interactions(
     bootstrap: str, topic: str, *, limits: Limits | None = None, strict: bool = False,
     timeout_s: float = 300.0, security: KafkaSecurity | None = None,
-    event_types: frozenset[str] | None = None,
+    event_types: frozenset[str] | None = None, since_ms: int | None = None,
 ) -> Interactions:
     """All valid events of `topic` as `Interactions` (ids as in the events, ts-ordered).
 
     With `event_types`, only events of those types (see `EventFilter`); the others
-    are counted in `report.skipped`, invalid records in `report.bad_lines`.
+    are counted in `report.skipped`, invalid records in `report.bad_lines`. With
+    `since_ms`, only records whose Kafka timestamp is at or after it (a retrain on
+    the last days of events: `streamrec train --from-topic events --since 7d`).
     """
     limits = limits or Limits()
     event_filter = EventFilter(event_types)
@@ -43,7 +45,7 @@ def read_topic_interactions(
     rejected: Counter[str] = Counter()
     skipped = SkipTally()
     records = read_to_end(bootstrap, topic, client_id="streamrec-topic-log", security=security,
-                          timeout_s=timeout_s)
+                          timeout_s=timeout_s, since_ms=since_ms)
     for rec in records:
         result = validate_event(rec.key, rec.value, rec.timestamp, limits,
                                 event_filter=event_filter)

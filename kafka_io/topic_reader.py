@@ -33,9 +33,12 @@ MAX_POLL_RECORDS = 5000  # a bulk read: fewer, larger polls
 def read_to_end(
     bootstrap: str, topic: str, partitions: Iterable[int] | None = None, *, client_id: str,
     security: KafkaSecurity | None = None, timeout_s: float = 300.0,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, since_ms: int | None = None,
 ) -> Generator[ConsumerRecord, None, None]:
     """Every record of `topic`'s `partitions` (all when None) below their end offsets.
+
+    With `since_ms`, each partition starts at its first record whose timestamp is at
+    or after it (the broker's time index: `offsets_for_times`), not at the beginning.
 
     Records come in offset order within a partition; partitions interleave. The end
     offsets are taken at the start (the last stable offset: the consumer reads
@@ -54,6 +57,8 @@ def read_to_end(
                              max_poll_records=MAX_POLL_RECORDS)
     try:
         tps, ends = _assign_from_beginning(consumer, bootstrap, topic, wanted)
+        if since_ms is not None:
+            _seek_to_time(consumer, topic, tps, ends, since_ms)
         remaining = _unfinished(consumer, tps, ends, deadline)
         logger.debug("reading %s partitions %s up to %s", topic,
                      [tp.partition for tp in tps], {tp.partition: ends[tp] for tp in tps})
@@ -102,6 +107,18 @@ def _unfinished(
             f"cannot read the positions of {sorted(tp.partition for tp in tps)}: {exc}"
         ) from exc
     return unfinished
+
+
+def _seek_to_time(consumer: KafkaConsumer, topic: str, tps: list[TopicPartition],
+                  ends: dict[TopicPartition, int], since_ms: int) -> None:
+    """Move each partition to its first record at or after `since_ms` (its end if none)."""
+    try:
+        found = consumer.offsets_for_times({tp: max(0, since_ms) for tp in tps})
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot look up offsets by time in {topic!r}: {exc}") from exc
+    for tp in tps:
+        at = found.get(tp)
+        consumer.seek(tp, at.offset if at is not None else ends[tp])
 
 
 def _assign_from_beginning(

@@ -67,3 +67,22 @@ def test_old_event_times_and_the_type_allow_list_apply_to_topic_logs(
     assert got == {"a": ["z", "x"]}
     assert (data.report.lines, data.report.bad_lines, data.report.skipped) == (6, 1, 3)
     assert dict(data.report.skipped_types) == {"view": 1, "untyped": 1, "click": 1}
+
+
+def test_since_reads_only_records_from_that_time_on(
+    kafka_bootstrap: str, new_topic: NewTopicFactory,
+) -> None:
+    """`--since` seeks each partition by record timestamp (the broker's time index)."""
+    topic = new_topic(partitions=2)
+    p = producer(kafka_bootstrap)
+    base = 1_700_000_000_000
+    for i in range(40):  # record timestamps base + i*1000; users spread over partitions
+        key, value = event(f"u{i % 5}", f"i{i}", ts=base + i)
+        p.send(topic, key=key, value=value, timestamp_ms=base + i * 1000)
+    p.flush()
+    p.close()
+    data = read_topic_interactions(kafka_bootstrap, topic, since_ms=base + 30_000)
+    items = sorted(int(i[1:]) for seq in data.sequences for i in data.vocab.external(seq))
+    assert items == list(range(30, 40))
+    assert read_topic_interactions(kafka_bootstrap, topic, since_ms=base + 10**9).report \
+        .interactions == 0
