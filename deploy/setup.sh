@@ -6,7 +6,11 @@
 #   2. creates .venv and installs streamrec editable with its cpu (faiss-cpu) and dev
 #      extras, again only when pyproject.toml changed (sha256 stamp in .venv);
 #   3. fetches the Kafka broker jars from Maven Central into .cache/kafka/libs with
-#      deploy/kafka/pom.xml, again only when the pom changed (sha256 stamp).
+#      deploy/kafka/pom.xml, again only when the pom changed (sha256 stamp);
+#   4. installs Debian's prometheus package (prometheus + promtool, for the alert-rule
+#      and scrape tests) when promtool is missing: as root with apt-get, else it warns
+#      (the tests skip) or, with CI set, stops. On a systemd host the package also
+#      enables a prometheus service on :9090 (`systemctl disable --now prometheus`).
 #
 # Environment: PYTHON (default python3) picks the interpreter for a new .venv.
 set -euo pipefail
@@ -120,7 +124,25 @@ fetch_jars() {
   say "Kafka jars ready ($(find "$LIBS" -name '*.jar' | wc -l) in .cache/kafka/libs)"
 }
 
+check_prometheus() {
+  if command -v promtool >/dev/null 2>&1; then  # cheap no-op once installed
+    say "promtool $(promtool --version 2>&1 | sed -n '1s/.*version \([^ ]*\).*/\1/p') ok"
+    return
+  fi
+  if can_apt; then
+    apt_install prometheus
+  elif [[ -n "${CI:-}" ]]; then
+    need "promtool (the Prometheus rule tests)" prometheus
+  else
+    say "promtool not found: the Prometheus tests will be skipped (Debian: apt-get install prometheus)"
+    return
+  fi
+  command -v promtool >/dev/null 2>&1 || die "the prometheus package brought no promtool"
+  say "promtool installed"
+}
+
 check_python
 check_java
 setup_venv
 fetch_jars
+check_prometheus

@@ -493,6 +493,7 @@ class Worker:
         self.batcher.drop_partition(partition)
         self.offsets.forget(partition)
         self._owned.discard(partition)
+        self.metrics.forget_partition(self.config.events_topic, partition)
         return self.state.drop(partition)
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:

@@ -7,6 +7,7 @@ several workers in one process and read each one's numbers). `serve` exposes it 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -160,6 +161,12 @@ class WorkerMetrics:
             "streamrec_offset_commits_total", "Successful offset commits.", registry=r)
         self.model_info = Info(
             "streamrec_model", "The loaded model: version, items, dims.", registry=r)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop the lag series of a partition this worker no longer owns: a stale value
+        would add to every sum of lag over workers."""
+        with contextlib.suppress(KeyError):
+            self.consumer_lag.remove(topic, str(partition))
 
     def observe_quality(self, version: str, judged: int, hits: int, ndcg: float) -> None:
         """Count a poll's live quality sample for the model `version` serving now."""
