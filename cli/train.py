@@ -66,7 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "write a checkpoint directory and print model vs baselines. Every flag "
                     "can also be set as STREAMREC_<FLAG>.")
     add_data_flags(p, from_topic=True)
-    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    p.add_argument("--out", required=True, type=Path,
+                   help="checkpoint directory to write, or a model repository (see --repo)")
+    p.add_argument("--repo", action="store_true",
+                   help="--out is a model repository (created if missing): train into a new "
+                        "version and make it the current one atomically, so workers given "
+                        "the repository as --model serve it; implied when --out has a "
+                        "CURRENT file")
     p.add_argument("--preset", choices=PRESETS, default=env_default("--preset", "auto"),
                    help="hyper-parameter defaults: auto (from data size), demo, games "
                         "(default %(default)s); the flags below override them")
@@ -133,21 +139,51 @@ def train_and_save(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load, train, save, evaluate on the test items, print the table."""
+    """Load, train, save (or publish into a repository), print the test table."""
+    from streamrec.encoder import repository
+
+    started = time.perf_counter()
+    repo = args.out if args.repo or repository.is_repository(args.out) else None
+    if repo is not None and args.resume:
+        raise ConfigError("--resume continues a checkpoint directory, not a model repository")
+    data = load_training_data(args)
+    out = repository.incoming(repo) if repo is not None else args.out
+    try:
+        summary, table = _train_evaluate_save(args, data, out, started)
+    except BaseException:
+        if repo is not None:
+            repository.discard(out)  # a failed run leaves nothing behind in the repository
+        raise
+    where = str(out)
+    if repo is not None:
+        version = json.loads((out / "config.json").read_text(encoding="utf-8"))["model_version"]
+        where = f"{repository.publish(repo, out, version)} (now current in {repo})"
+    if args.json:
+        print(json.dumps(summary | {"checkpoint": where}, indent=2))
+        return 0
+    print(data.report.summary())
+    print(f"trained {summary['epochs']} epochs in {summary['train_seconds']:.0f}s "
+          f"({summary['stopped']}); best epoch {summary['best_epoch']}, validation NDCG@10 "
+          f"{summary['best_val_ndcg@10']:.4f}; checkpoint {where}")
+    print(table)
+    return 0
+
+
+def _train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path,
+                         started: float) -> tuple[dict[str, Any], str]:
+    """Train into `out`, evaluate on the test items, save; (summary, printable table)."""
     from streamrec.encoder.baselines import fit_baselines
     from streamrec.encoder.checkpoint import save_checkpoint
     from streamrec.encoder.evaluate import ModelScorer, evaluate_scorers
     from streamrec.encoder.report import format_table, results_to_dict
     from streamrec.encoder.split import leave_one_out
 
-    started = time.perf_counter()
-    data = load_training_data(args)
     overrides: dict[str, Any] = {"device": args.device}
     for flags in (MODEL_FLAGS, TRAIN_FLAGS):
         for flag, (name, _, _) in flags.items():
             overrides[name] = getattr(args, flag.lstrip("-").replace("-", "_"))
     progress = not args.no_progress and sys.stderr.isatty()
-    result = train_and_save(data, args.format, args.out, preset_name=args.preset,
+    result = train_and_save(data, args.format, out, preset_name=args.preset,
                             overrides=overrides, resume=args.resume, progress=progress)
     split = leave_one_out(data)
     device = next(result.model.parameters()).device
@@ -166,20 +202,12 @@ def run(args: argparse.Namespace) -> int:
         "data": data.report.as_dict(),
     })
     # Re-save with the test metrics in config.json; the weights (and their hash) are unchanged.
-    save_checkpoint(args.out, result.model.cpu(), data.vocab, data.item_counts(),
+    save_checkpoint(out, result.model.cpu(), data.vocab, data.item_counts(),
                     meta=result.meta | {"test": summary})
-    (args.out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    print(data.report.summary())
-    print(f"trained {len(result.history)} epochs in {result.wall_seconds:.0f}s "
-          f"({result.stopped}); best epoch {result.best_epoch}, validation NDCG@10 "
-          f"{result.best_val_ndcg10:.4f}; checkpoint {args.out}")
-    print(format_table(results, notes=(
+    (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary, format_table(results, notes=(
         f"test split, leave-one-out; {split.skipped_users:,} users with fewer than 3 "
         "interactions not evaluated",
         f"full: ranked against all {data.num_items:,} items minus the user's history; "
         "sampled: against 100 unseen items (SASRec paper protocol)",
-    )))
-    return 0
+    ))

@@ -34,6 +34,7 @@ from streamrec.common.errors import ConfigError
 from streamrec.encoder.config import ModelConfig
 from streamrec.encoder.errors import CheckpointError, DataFormatError
 from streamrec.encoder.model import SASRec
+from streamrec.encoder.repository import resolve
 from streamrec.encoder.vocab import ItemVocab
 
 logger = logging.getLogger(__name__)
@@ -106,8 +107,9 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
-    """Load and validate a checkpoint directory; the model is in eval mode on `device`."""
-    root = Path(path)
+    """Load and validate a checkpoint directory (or a model repository's current
+    version, `repository.resolve`); the model is in eval mode on `device`."""
+    root = resolve(path)
     doc = _read_config(root)
     for name in HASHED_FILES:
         file = root / name

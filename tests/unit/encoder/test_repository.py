@@ -1,0 +1,75 @@
+"""Model repositories: versions published atomically, the current one served."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streamrec.cli.main import build_parser
+from streamrec.common.errors import StreamrecError
+from streamrec.encoder import repository
+from streamrec.encoder.checkpoint import load_checkpoint
+from streamrec.encoder.errors import CheckpointError
+
+
+def test_resolve_follows_current_and_leaves_a_checkpoint_directory_alone(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "v1").mkdir(parents=True)
+    (repo / "CURRENT").write_text("v1\n")
+    assert repository.resolve(repo) == repo / "v1"
+    assert repository.resolve(repo / "v1") == repo / "v1"  # no CURRENT: itself
+
+
+@pytest.mark.parametrize(("pointer", "problem"), [
+    ("", "must name"), ("../elsewhere", "must name"), (".incoming-x", "must name"),
+    ("v9", "not a directory"),
+])
+def test_a_current_pointer_that_names_nothing_usable_is_refused(
+    tmp_path: Path, pointer: str, problem: str,
+) -> None:
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "CURRENT").write_text(pointer)
+    with pytest.raises(CheckpointError, match=problem):
+        repository.resolve(tmp_path)
+
+
+def test_publish_moves_the_version_in_and_points_current_at_it_last(tmp_path: Path) -> None:
+    first = repository.incoming(tmp_path)
+    (first / "config.json").write_text("{}")
+    assert repository.publish(tmp_path, first, "v1") == tmp_path / "v1"
+    again = repository.incoming(tmp_path)
+    assert repository.publish(tmp_path, again, "v1") == tmp_path / "v1-2"  # same version name
+    assert repository.current_version(tmp_path) == "v1-2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT", "v1", "v1-2"]
+
+
+def train(data: Path, repo: Path, *extra: str) -> dict:
+    args = build_parser().parse_args([
+        "train", "--data", str(data), "--format", "sasrec", "--preset", "demo",
+        "--epochs", "1", "--out", str(repo), "--no-progress", "--json", *extra])
+    return args.handler(args)
+
+
+def test_train_publishes_each_run_as_a_new_current_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = tmp_path / "log.txt"
+    lines = (f"u{u} i{(u * 7 + t) % 60 + 1}\n" for u in range(150) for t in range(6))
+    data.write_text("".join(lines))
+    repo = tmp_path / "models"
+    assert train(data, repo, "--repo", "--seed", "1") == 0
+    first = json.loads(capsys.readouterr().out)["checkpoint"]
+    v1 = repository.current_version(repo)
+    assert train(data, repo, "--seed", "2") == 0  # CURRENT exists: --repo implied
+    v2 = repository.current_version(repo)
+    assert v1 != v2
+    assert first.startswith(str(repo / v1))
+    assert load_checkpoint(repo).path == repo / v2  # what a worker given the repo serves
+    assert {p.name for p in repo.iterdir()} == {"CURRENT", v1, v2}
+
+    with pytest.raises((StreamrecError, ValueError)):  # a run that fails publishes nothing
+        train(data, repo, "--max-len", "0")
+    assert repository.current_version(repo) == v2
+    assert {p.name for p in repo.iterdir()} == {"CURRENT", v1, v2}
