@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     def flag(name: str, default: object, help_text: str, kind: type = str) -> None:
         env_flag(p, name, default, help_text, kind)
 
-    flag("--model", None, "checkpoint directory written by `streamrec train`", str)
+    flag("--model", None, "checkpoint directory written by `streamrec train`, or a model "
+         "repository (`train --repo`): its current version, hot-reloaded", str)
     flag("--events-topic", defaults.events_topic, "topic to consume events from")
     flag("--recommendations-topic", defaults.recommendations_topic, "topic to publish to")
     flag("--dead-letter-topic", defaults.dead_letter_topic, "topic for rejected records")
@@ -50,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     flag("--metrics-port", defaults.metrics_port, "port of /metrics (0 = any, -1 = off)", int)
     flag("--metrics-host", defaults.metrics_host, "address the metrics server binds")
     flag("--device", defaults.device, "torch device of the encoder: auto, cpu, cuda")
+    flag("--model-check-s", defaults.model_check_s,
+         "how often a model repository (--model REPO) is checked for a new current "
+         "version, swapped in between batches (0 = never; SIGHUP checks at once)", float)
     flag("--index", defaults.index,
          "item index: auto (see README), torch (exact matmul + top-k), faiss (exact flat)")
     flag("--torch-threads", defaults.torch_threads,
@@ -87,6 +91,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             partitions=args.partitions,
             replication_factor=args.replication_factor,
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
+            model_check_s=args.model_check_s,
             index=args.index, torch_threads=args.torch_threads,
             max_users=args.max_users, exactly_once=args.exactly_once,
             instance_id=args.instance_id, commit_interval_ms=args.commit_interval_ms,
@@ -115,5 +120,6 @@ def run(args: argparse.Namespace) -> int:
 
     worker = Worker(config_from_args(args))
     install_stop_handlers(worker.stop)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: worker.request_reload())
     worker.run()
     return 0

@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from streamrec.encoder import repository
+from streamrec.encoder.errors import CheckpointError
 from streamrec.kafka_io.clients import (
     MAX_REQUEST_BYTES,
     ensure_topics,
@@ -48,6 +51,7 @@ from streamrec.worker.model_stage import ModelJob, ModelStage
 from streamrec.worker.offsets import OffsetTracker
 from streamrec.worker.publish import Acked, Publisher
 from streamrec.worker.recommend import Recommendations, Recommender
+from streamrec.worker.reload import ModelWatcher
 from streamrec.worker.state.durable import DurableHistories
 from streamrec.worker.validate import (
     Event,
@@ -105,6 +109,7 @@ class Worker:
         self._stop = threading.Event()
         self._failed = False  # a record was not acknowledged: stop without committing
         self._paused = False  # fetching paused: too many users wait for a batch
+        self._refusals_seen = 0  # model versions refused, as counted in the metrics
         # Offsets waiting for their records' acknowledgements: (offsets, sequence number
         # every record below which must be confirmed first).
         self._pending_commit: tuple[dict[TopicPartition, OffsetAndMetadata], int] | None = None
@@ -117,10 +122,19 @@ class Worker:
         self._publisher: Publisher | None = None
         self.metrics.users.set_function(self.state.num_users)
         self.metrics.pending.set_function(self._unanswered_users)
+        serving = (self.recommender.checkpoint.path.name
+                   if repository.is_repository(config.model_dir) else None)
+        self._watcher = ModelWatcher(config.model_dir, serving, self._load_model,
+                                     config.model_check_s)
+        self._next_model: tuple[str, Recommender] | None = None
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
         self._stop.set()
+
+    def request_reload(self) -> None:
+        """Check the model repository now (SIGHUP; signal-safe)."""
+        self._watcher.request()
 
     @property
     def ready(self) -> bool:
@@ -142,13 +156,7 @@ class Worker:
             security=cfg.security, replication_factor=cfg.replication_factor,
         )
         self.state.ensure_topic(cfg.events_topic, cfg.replication_factor)
-        self.metrics.model_info.info({
-            "version": self.recommender.model_version,
-            "items": str(len(self.state.external_ids) - 1),
-            "max_len": str(self.recommender.max_len),
-            "index": self.recommender.index.name,
-            "device": str(self.recommender.device),
-        })
+        self._report_model()
         if cfg.metrics_port >= 0:
             self._metrics_server = self.metrics.serve(cfg.metrics_port, cfg.metrics_host,
                                                       ready=lambda: self.ready)
@@ -187,6 +195,13 @@ class Worker:
             for tp, records in polled.items():
                 self._ingest(tp, records)
             self._advance()
+            ready = self._watcher.poll()
+            if ready is not None:
+                self._next_model = ready
+            elif self._watcher.refusals > self._refusals_seen:
+                self.metrics.model_reloads.labels("refused").inc(
+                    self._watcher.refusals - self._refusals_seen)
+                self._refusals_seen = self._watcher.refusals
             self._backpressure()
             self._account(self._confirmed(self._publisher.collect))
             self._maybe_commit()
@@ -303,11 +318,47 @@ class Worker:
             if job is None:
                 return
             self._publish(job)
+        if self._next_model is not None:  # between two batches: the stage is empty
+            self._swap_model()
         if self.batcher.ready() or (drain and self.batcher):
             batch = self.batcher.take()
             self.metrics.batch_size.observe(len(batch))
             histories, lengths = self.state.rows([(b.partition, b.user_id) for b in batch])
             self._model.submit(ModelJob(batch, histories, lengths))
+
+    def _load_model(self, path: Path) -> Recommender:
+        """Load a new version (on the watcher's thread) and check it can replace the
+        serving one: the histories in memory are `max_len` wide."""
+        cfg = self.config
+        new = Recommender.load(path, cfg.device, cfg.index, cfg.torch_threads)
+        if new.max_len != self.recommender.max_len:
+            raise CheckpointError(f"{path}: history length {new.max_len} differs from the "
+                                  f"serving model's {self.recommender.max_len}; restart the "
+                                  "workers to change it")
+        return new
+
+    def _swap_model(self) -> None:
+        """Serve the loaded new version from the next batch on (no batch in the stage)."""
+        version, new = self._next_model  # type: ignore[misc]
+        self._next_model = None
+        old = self.recommender.model_version
+        self.state.change_vocab(new.checkpoint.vocab)
+        self.recommender = new
+        self._model.recommender = new
+        self._watcher.swapped(version)
+        self._report_model()
+        self.metrics.model_reloads.labels("ok").inc()
+        logger.info("now serving model %s (was %s): %d items", new.model_version, old,
+                    len(new.checkpoint.vocab))
+
+    def _report_model(self) -> None:
+        self.metrics.model_info.info({
+            "version": self.recommender.model_version,
+            "items": str(len(self.state.external_ids) - 1),
+            "max_len": str(self.recommender.max_len),
+            "index": self.recommender.index.name,
+            "device": str(self.recommender.device),
+        })
 
     def _publish(self, job: ModelJob) -> None:
         """Send a finished batch's recommendations and its users' changelog records."""

@@ -37,6 +37,7 @@ class WorkerConfig:
     metrics_port: int = 9108  # 0 = any free port; -1 = no metrics server
     metrics_host: str = "0.0.0.0"
     device: str = "auto"  # torch device for the encoder: auto, cpu, cuda, cuda:1
+    model_check_s: float = 10.0  # how often a model repository's CURRENT is checked (0: never)
     index: str = "auto"  # item index backend: auto, torch (exact), faiss (exact flat)
     torch_threads: int = 1  # encoder/index threads on a CPU (0 = torch's default: all cores)
     explain_top: int = 3  # history items listed in the explanation

@@ -129,6 +129,13 @@ class WorkerMetrics:
             "streamrec_backpressure_pauses_total",
             "Times fetching paused because the model stage was behind (backlog left in Kafka).",
             registry=r)
+        self.model_reloads = Counter(
+            "streamrec_model_reloads_total",
+            "Model versions of the repository swapped in (ok) or refused (corrupt, "
+            "incompatible, half-written: the old model keeps serving).", ["result"],
+            registry=r)
+        for result in ("ok", "refused"):
+            self.model_reloads.labels(result)
         self.online_judged = Counter(
             "streamrec_online_events_total",
             "Live quality sample: new events of users who had been sent a recommendation "

@@ -16,13 +16,13 @@ from streamrec.encoder.vocab import ItemVocab
 from tests.conftest import NewTopicFactory
 
 
-def write_checkpoint(path: Path, max_len: int) -> Path:
-    """A real (untrained, seeded) checkpoint over items i1..i40."""
-    torch.manual_seed(0)
-    model = SASRec(ModelConfig(num_items=40, max_len=max_len, hidden=16, blocks=1, heads=1,
+def write_checkpoint(path: Path, max_len: int, items: int = 40, seed: int = 0) -> Path:
+    """A real (untrained, seeded) checkpoint over items i1..i<items>."""
+    torch.manual_seed(seed)
+    model = SASRec(ModelConfig(num_items=items, max_len=max_len, hidden=16, blocks=1, heads=1,
                                dropout=0.0, emb_dropout=0.0)).eval()
-    vocab = ItemVocab([f"i{n}" for n in range(1, 41)])
-    popularity = np.concatenate([[0.0], np.arange(40, 0, -1)]).astype(np.float32)
+    vocab = ItemVocab([f"i{n}" for n in range(1, items + 1)])
+    popularity = np.concatenate([[0.0], np.arange(items, 0, -1)]).astype(np.float32)
     save_checkpoint(path, model, vocab, popularity, meta={"data": "integration fixture"})
     return path
 

@@ -156,6 +156,19 @@ class DurableHistories:
                        judged=len(judged), hits=len(hits),
                        ndcg=float((1.0 / np.log2(hits + 2.0)).sum()))
 
+    def change_vocab(self, vocab: ItemVocab) -> None:
+        """Serve a new model's vocabulary: every stored row is translated by external id
+        (items the new model lacks leave the in-memory histories)."""
+        remap = np.zeros(len(self.external_ids), dtype=np.int64)
+        remap[1:] = vocab.rows(self.external_ids[1:].tolist())
+        for _, store in self.stores():
+            store.remap_items(remap)
+        self.vocab = vocab
+        self.external_ids = np.array(["", *vocab.external(np.arange(1, len(vocab) + 1))],
+                                     dtype=object)
+        self._id_table = item_id_table(self.external_ids.tolist())
+        self._rows_lookup = None
+
     def recommended(self, users: list[tuple[int, str]], rows: np.ndarray) -> None:
         """Remember what these (partition, user) were just sent: rows [n, k]."""
         by_partition: dict[int, list[int]] = defaultdict(list)

@@ -171,6 +171,26 @@ class PartitionStore:
             self._changelog[slots] = changelog
             self._record_seq[slots] = -1
 
+    def remap_items(self, remap: np.ndarray) -> None:
+        """Translate every stored item row through `remap` (old row -> new row, 0 for an
+        item the new vocabulary lacks) after a model swap; dropped items close up so
+        histories stay right-aligned. Nothing is marked dirty: the changelog holds
+        external ids, which the swap does not change."""
+        used = np.fromiter(self._slots.values(), dtype=np.int64, count=len(self._slots))
+        if len(used):
+            items = remap[self._items[used]]
+            order = np.argsort(items > 0, axis=1, kind="stable")  # known ones to the right
+            items = np.take_along_axis(items, order, axis=1)
+            ts = np.take_along_axis(self._ts[used], order, axis=1)
+            ts[items == 0] = 0
+            self._items[used] = items
+            self._ts[used] = ts
+            self._lengths[used] = (items > 0).sum(axis=1)
+        if self._recs is not None:
+            recs = self._recs
+            mapped = remap[np.maximum(recs, 0)]
+            self._recs = np.where((recs >= 0) & (mapped > 0), mapped, -1).astype(np.int32)
+
     def recommended(self, user_ids: list[str], rows: np.ndarray) -> None:
         """Remember the item rows just recommended to these users ([n, k], -1 = none)."""
         slots = np.array([self._slots.get(u, -1) for u in user_ids], dtype=np.int64)

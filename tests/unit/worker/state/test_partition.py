@@ -190,3 +190,16 @@ def test_what_was_recommended_is_forgotten_on_eviction_and_load() -> None:
     store.append(list(gone), np.array([4] * len(gone)), np.array([9] * len(gone)),
                  np.array([20 + i for i in range(len(gone))]))
     assert store.judge(list(gone), np.array([7] * len(gone))).tolist() == [-2] * len(gone)
+
+
+def test_remapping_to_a_new_vocabulary_keeps_order_and_closes_up_dropped_items() -> None:
+    store = PartitionStore(max_len=4)
+    store.append(["a"] * 3, np.array([1, 2, 3]), np.array([10, 11, 12]), np.array([0, 1, 2]))
+    store.recommended(["a"], np.array([[3, 2, -1]]))
+    remap = np.array([0, 5, 0, 7])  # old row 1 -> 5, 2 -> gone, 3 -> 7
+    store.remap_items(remap)
+    items, ts = store.history("a")
+    assert items.tolist() == [5, 7]
+    assert ts.tolist() == [10, 12]
+    assert store.applied_offset("a") == 2
+    assert store.judge(["a", "a"], np.array([7, 2])).tolist() == [0, -1]  # 2 left its list

@@ -1,0 +1,89 @@
+"""Hot model reload: a new version published in the model repository is served
+between two batches under load: no event lost or applied twice, no rebalance, and a
+corrupt version is refused while the old model keeps serving."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamrec.encoder import repository
+from streamrec.worker.app import Worker
+from streamrec.worker.config import WorkerConfig
+from tests.integration.conftest import write_checkpoint
+from tests.integration.durability import (
+    SteadyProducer,
+    assert_state_matches,
+    final_state,
+    wait_drained,
+)
+from tests.integration.helpers import consume_until, running
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MAX_LEN = 64
+
+
+def wait_for(check: Any, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_published_version_is_swapped_in_under_load_and_a_corrupt_one_refused(
+    kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path,
+) -> None:
+    repo = tmp_path / "models"
+    v1 = repository.publish(repo, write_checkpoint(repository.incoming(repo), MAX_LEN),
+                            "v1")
+    worker = Worker(WorkerConfig(
+        model_dir=repo, bootstrap=kafka_bootstrap, events_topic=topics["events"],
+        recommendations_topic=topics["recs"], dead_letter_topic=topics["dlq"],
+        group_id=topics["group"], metrics_port=-1, max_batch=16, device="cpu",
+        model_check_s=0.2, commit_interval_ms=100))
+    version1 = worker.recommender.model_version
+    assignments: list[Any] = []
+    on_assigned = worker._on_assigned
+    worker._on_assigned = lambda tps: (assignments.append(tps), on_assigned(tps))[1]
+    producer = SteadyProducer(kafka_bootstrap, topics["events"], total=40 * 30, users=40,
+                              rate=200)
+    with running(worker):
+        producer.start()
+        wait_for(lambda: worker.metrics.events_valid._value.get() > 300, "events flowing")
+        # A larger vocabulary (i1..i60), other weights: published while events flow.
+        v2 = repository.publish(
+            repo, write_checkpoint(repository.incoming(repo), MAX_LEN, items=60, seed=1), "v2")
+        wait_for(lambda: worker.recommender.checkpoint.path == v2, "the swap to v2")
+        version2 = worker.recommender.model_version
+        # A half-written version (no weights, bad config) becomes current: refused.
+        broken = repository.incoming(repo)
+        (broken / "config.json").write_text("{not json")
+        repository.publish(repo, broken, "v3")
+        wait_for(lambda: worker.metrics.model_reloads.labels("refused")._value.get() >= 1,
+                 "the refusal of v3")
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        wait_drained(kafka_bootstrap, topics["group"], topics["events"])
+        assert worker.recommender.checkpoint.path == v2  # v2 still serving
+        assert worker.metrics.model_reloads.labels("ok")._value.get() == 1
+        info = {s.labels.get("version") for f in worker.metrics.registry.collect()
+                if f.name == "streamrec_model" for s in f.samples}
+        assert info == {version2}
+    assert v1 != v2
+    assert version1 != version2
+    assert len(assignments) == 1  # the swap did not make the worker leave its group
+    # Every event applied exactly once, in order, across the swap.
+    assert_state_matches(final_state(kafka_bootstrap, topics["group"], partitions=3),
+                         producer.expected(MAX_LEN))
+    by_partition: dict[int, list[str]] = {}
+    for r in consume_until(kafka_bootstrap, topics["recs"], lambda _: False, timeout_s=5):
+        by_partition.setdefault(r.partition, []).append(json.loads(r.value)["model_version"])
+    for versions in by_partition.values():  # in each partition's order: v1, then only v2
+        first_v2 = versions.index(version2)
+        assert set(versions[:first_v2]) == {version1}
+        assert set(versions[first_v2:]) == {version2}

@@ -1,0 +1,96 @@
+"""Hot model reload: watch a model repository, load a new version off the hot path.
+
+When `--model` names a model repository (`encoder/repository.py`), the worker checks
+its `CURRENT` pointer every `--model-check-s` seconds (and at once on SIGHUP). A new
+version is loaded and checked on a thread of its own (the same `Recommender.load`
+the worker starts with: hashes, shapes, vocabulary), so the poll loop never waits
+for it; the loop swaps it in between two batches (`Worker._swap_model`). A version
+that fails to load is refused with a log line and a metric, the old model keeps
+serving, and the refused version is not tried again until `CURRENT` changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from streamrec.encoder import repository
+from streamrec.encoder.errors import CheckpointError
+from streamrec.worker.recommend import Recommender
+
+logger = logging.getLogger(__name__)
+
+
+class ModelWatcher:
+    """Loads the repository's current version when it changes; `poll()` hands it over."""
+
+    def __init__(
+        self, model_dir: Path, serving: str | None, load: Callable[[Path], Recommender],
+        check_s: float,
+    ) -> None:
+        self.model_dir = model_dir
+        self.enabled = repository.is_repository(model_dir) and check_s > 0
+        self.serving = serving  # version directory name being served (None: not a repo)
+        self.check_s = check_s
+        self._load = load
+        self._next_check = time.monotonic() + check_s
+        self._requested = threading.Event()
+        self._refused: str | None = None
+        self._loading: threading.Thread | None = None
+        self._loaded: tuple[str, Recommender] | None = None
+        self._failure: tuple[str, BaseException] | None = None
+        self.refusals = 0
+
+    def request(self) -> None:
+        """Check at the next poll (SIGHUP); safe from a signal handler."""
+        self._requested.set()
+
+    def poll(self) -> tuple[str, Recommender] | None:
+        """A loaded new version to swap in, if one is ready; starts a load when due."""
+        if not self.enabled:
+            return None
+        if self._loading is not None:
+            if self._loading.is_alive():
+                return None
+            self._loading = None
+            if self._failure is not None:
+                version, exc = self._failure
+                self._failure = None
+                self._refused = version
+                self.refusals += 1
+                logger.error("refused model version %s of %s: %s; still serving %s",
+                             version, self.model_dir, exc, self.serving)
+                return None
+            ready, self._loaded = self._loaded, None
+            return ready
+        now = time.monotonic()
+        if not self._requested.is_set() and now < self._next_check:
+            return None
+        self._requested.clear()
+        self._next_check = now + self.check_s
+        try:
+            version = repository.current_version(self.model_dir)
+        except (OSError, CheckpointError) as exc:  # e.g. CURRENT names a missing directory
+            logger.warning("cannot use %s/CURRENT: %s; still serving %s", self.model_dir,
+                           exc, self.serving)
+            return None
+        if version in (self.serving, self._refused):
+            return None
+        logger.info("model version %s published in %s: loading it", version, self.model_dir)
+        self._loading = threading.Thread(target=self._load_version, args=(version,),
+                                         name="streamrec-model-load", daemon=True)
+        self._loading.start()
+        return None
+
+    def swapped(self, version: str) -> None:
+        """The loop now serves `version`."""
+        self.serving = version
+
+    def _load_version(self, version: str) -> None:
+        try:
+            self._loaded = (version, self._load(self.model_dir / version))
+        except BaseException as exc:  # handed to poll(), which refuses the version
+            self._failure = (version, exc)
