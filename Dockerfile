@@ -1,7 +1,7 @@
 # streamrec worker image, CPU (the GPU variant: deploy/docker/Dockerfile.cuda).
 #
 #   docker build -t streamrec .
-#   docker run --rm -p 9108:9108 -v "$PWD/runs/games:/models/current:ro" \
+#   docker run --rm -p 9108:9108 -v "$PWD/runs/games:/models:ro" \
 #       -e STREAMREC_BOOTSTRAP=kafka-1:9092 streamrec            # = streamrec worker
 #   docker run --rm streamrec train --help                      # any other subcommand
 #
@@ -32,7 +32,7 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     STREAMREC_BOOTSTRAP=kafka:9092 \
-    STREAMREC_MODEL=/models/current \
+    STREAMREC_MODEL=/models \
     STREAMREC_METRICS_PORT=9108 \
     STREAMREC_DEVICE=cpu
 # A fixed non-root uid (Kubernetes runAsNonRoot can check it); /models belongs to it so

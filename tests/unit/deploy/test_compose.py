@@ -135,7 +135,8 @@ def test_trainer_commands_parse_and_write_the_model_the_worker_serves() -> None:
     assert args.data is not None
     assert args.format == "sasrec"
     model = services()["worker"]["environment"]["STREAMREC_MODEL"]
-    assert f"mv {args.out} {model}" in script  # trained aside, then moved in whole
+    assert args.repo  # a model repository: the version becomes current only when complete
+    assert str(args.out) == model  # the repository the worker serves (and hot-reloads)
     assert "models:/models" in services()["trainer"]["volumes"]
 
 

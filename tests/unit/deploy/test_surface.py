@@ -22,7 +22,7 @@ def test_exported_names_include_labelled_metrics_before_their_first_sample() -> 
 
 
 def test_env_problems_accepts_real_settings() -> None:
-    env = {"STREAMREC_MODEL": "/models/current", "STREAMREC_METRICS_PORT": "9108",
+    env = {"STREAMREC_MODEL": "/models", "STREAMREC_METRICS_PORT": "9108",
            "STREAMREC_EXACTLY_ONCE": "true", "STREAMREC_SASL_PASSWORD": "x",
            "STREAMREC_SECURITY_PROTOCOL": "SASL_SSL", "PATH": "/usr/bin"}
     assert env_problems("worker", env) == []
