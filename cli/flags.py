@@ -55,6 +55,19 @@ def add_replication_flag(parser: argparse.ArgumentParser) -> None:
 SINCE_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
+def parse_duration(text: str, flag: str) -> float:
+    """A duration such as `90s`, `30m`, `1h`, `7d`, in seconds; ConfigError otherwise."""
+    text = text.strip()
+    try:
+        if text[-1:] in SINCE_UNITS:
+            seconds = float(text[:-1]) * SINCE_UNITS[text[-1]] / 1000
+            if seconds > 0:
+                return seconds
+    except ValueError:
+        pass
+    raise ConfigError(f"{flag} {text!r}: give a positive duration such as 90s, 30m, 1h, 7d")
+
+
 def parse_since(text: str, now_ms: int) -> int:
     """`--since`: a duration back from now (`90s`, `30m`, `1h`, `7d`) or epoch ms;
     returns epoch ms. ConfigError names the forms it takes."""

@@ -13,13 +13,15 @@ import argparse
 import dataclasses
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamrec.cli.flags import add_data_flags, load_data, parse_event_types
-from streamrec.common.errors import ConfigError
+from streamrec.cli.flags import add_data_flags, load_data, parse_duration, parse_event_types
+from streamrec.common.errors import ConfigError, StreamrecError
 from streamrec.common.settings import env_default
 
 if TYPE_CHECKING:
@@ -85,6 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch device: auto, cpu, cuda, cuda:1 (default %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run whose state is under --out")
+    p.add_argument("--follow", action="store_true",
+                   help="keep retraining into the model repository (--out REPO): a run now, "
+                        "then one every --every; a failed run is logged and the next one "
+                        "tried; SIGTERM stops after the run in progress (for one box; a cron "
+                        "line or CronJob does the same)")
+    p.add_argument("--every", default="1h",
+                   help="with --follow: the time between runs' starts (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=run)
@@ -139,6 +148,29 @@ def train_and_save(
 
 
 def run(args: argparse.Namespace) -> int:
+    """One training run, or with --follow one every --every until SIGTERM/SIGINT."""
+    if not args.follow:
+        return run_once(args)
+    from streamrec.encoder import repository
+
+    every = parse_duration(args.every, "--every")
+    if not (args.repo or repository.is_repository(args.out)):
+        raise ConfigError("--follow publishes each run into a model repository: give "
+                          "--out REPO --repo (or an --out that has a CURRENT file)")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    while not stop.is_set():
+        began = time.monotonic()
+        try:
+            run_once(args)
+        except StreamrecError as exc:  # the next run may well work (broker back, data in)
+            logger.error("training run failed: %s; next run in %s", exc, args.every)
+        stop.wait(max(0.0, every - (time.monotonic() - began)))
+    return 0
+
+
+def run_once(args: argparse.Namespace) -> int:
     """Load, train, save (or publish into a repository), print the test table."""
     from streamrec.encoder import repository
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +77,31 @@ def test_train_publishes_each_run_as_a_new_current_version(
         train(data, repo, "--max-len", "0")
     assert repository.current_version(repo) == v2
     assert {p.name for p in repo.iterdir()} == {"CURRENT", v1, v2}
+
+
+@pytest.mark.slow
+def test_train_follow_publishes_a_version_per_interval_until_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "log.txt"
+    lines = (f"u{u} i{(u * 7 + t) % 60 + 1}\n" for u in range(150) for t in range(6))
+    data.write_text("".join(lines))
+    repo = tmp_path / "models"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamrec.cli.main", "train", "--data", str(data), "--format",
+         "sasrec", "--preset", "demo", "--epochs", "1", "--out", str(repo), "--repo",
+         "--follow", "--every", "1s", "--no-progress", "--json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len([p for p in repo.glob("*") if p.is_dir() and not p.name.startswith(".")]) < 2:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no second version within 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    versions = sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(versions) >= 2
+    assert (repo / repository.current_version(repo)) in versions
+    assert load_checkpoint(repo).path == repo / repository.current_version(repo)
