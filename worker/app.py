@@ -159,7 +159,8 @@ class Worker:
         self._report_model()
         if cfg.metrics_port >= 0:
             self._metrics_server = self.metrics.serve(cfg.metrics_port, cfg.metrics_host,
-                                                      ready=lambda: self.ready)
+                                                      ready=lambda: self.ready,
+                                                      reload=self.request_reload)
             self.metrics_port = self._metrics_server.server_port
         transactional = {"transactional_id": cfg.transactional_id} if cfg.exactly_once else {}
         # Large batches: kafka-python builds records in Python, and a new batch costs a

@@ -187,17 +187,26 @@ class WorkerMetrics:
 
     def serve(
         self, port: int, addr: str = "0.0.0.0", ready: Callable[[], bool] | None = None,
+        reload: Callable[[], None] | None = None,
     ) -> WSGIServer:
         """Serve /metrics, /readyz and /healthz from a daemon thread; returns the server.
 
         /readyz answers 200 only while `ready()` is true (partitions assigned and
         restored), 503 otherwise, so an orchestrator routes nothing to a restoring
-        worker; /healthz answers 200 while the process serves at all.
+        worker; /healthz answers 200 while the process serves at all. `POST /reload`
+        calls `reload()` (check the model repository now: `streamrec reload`).
         """
         metrics_app = make_wsgi_app(self.registry)
 
         def app(environ: dict, start_response: Callable) -> list[bytes]:
             path = environ.get("PATH_INFO", "")
+            if path == "/reload" and reload is not None:
+                if environ.get("REQUEST_METHOD") != "POST":
+                    start_response("405 Method Not Allowed", [("Allow", "POST")])
+                    return [b"POST to check the model repository now\n"]
+                reload()
+                start_response("202 Accepted", [("Content-Type", "text/plain")])
+                return [b"reload requested: the worker checks its model repository now\n"]
             if path in ("/readyz", "/healthz"):
                 ok = path == "/healthz" or ready is None or ready()
                 start_response("200 OK" if ok else "503 Service Unavailable",

@@ -1,6 +1,7 @@
 """Hot model reload: a new version published in the model repository is served
 between two batches under load: no event lost or applied twice, no rebalance, and a
-corrupt version is refused while the old model keeps serving."""
+corrupt version is refused while the old model keeps serving. The checks are forced
+by `streamrec reload` (POST /reload) and by `request_reload` (what SIGHUP calls)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from streamrec.cli.main import build_parser
 from streamrec.encoder import repository
 from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig
@@ -44,8 +46,8 @@ def test_a_published_version_is_swapped_in_under_load_and_a_corrupt_one_refused(
     worker = Worker(WorkerConfig(
         model_dir=repo, bootstrap=kafka_bootstrap, events_topic=topics["events"],
         recommendations_topic=topics["recs"], dead_letter_topic=topics["dlq"],
-        group_id=topics["group"], metrics_port=-1, max_batch=16, device="cpu",
-        model_check_s=0.2, commit_interval_ms=100))
+        group_id=topics["group"], metrics_port=0, metrics_host="127.0.0.1", max_batch=16,
+        device="cpu", model_check_s=3600, commit_interval_ms=100))
     version1 = worker.recommender.model_version
     assignments: list[Any] = []
     on_assigned = worker._on_assigned
@@ -58,12 +60,18 @@ def test_a_published_version_is_swapped_in_under_load_and_a_corrupt_one_refused(
         # A larger vocabulary (i1..i60), other weights: published while events flow.
         v2 = repository.publish(
             repo, write_checkpoint(repository.incoming(repo), MAX_LEN, items=60, seed=1), "v2")
+        time.sleep(1.0)
+        assert worker.recommender.checkpoint.path == v1  # next scheduled check: in an hour
+        reload = build_parser().parse_args(
+            ["reload", "--url", f"http://127.0.0.1:{worker.metrics_port}"])
+        assert reload.handler(reload) == 0  # `streamrec reload`: POST /reload
         wait_for(lambda: worker.recommender.checkpoint.path == v2, "the swap to v2")
         version2 = worker.recommender.model_version
         # A half-written version (no weights, bad config) becomes current: refused.
         broken = repository.incoming(repo)
         (broken / "config.json").write_text("{not json")
         repository.publish(repo, broken, "v3")
+        worker.request_reload()  # what SIGHUP calls
         wait_for(lambda: worker.metrics.model_reloads.labels("refused")._value.get() >= 1,
                  "the refusal of v3")
         producer.join(timeout=120)
