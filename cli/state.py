@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_dump(args: argparse.Namespace) -> int:
     """Read the changelog and print its histories."""
-    from streamrec.kafka_io.errors import TopicNotFoundError
+    from streamrec.kafka_io.clients import authorization_error, principal_of
+    from streamrec.kafka_io.errors import KafkaUnavailableError, TopicNotFoundError
     from streamrec.kafka_io.topic_reader import partitions_of
     from streamrec.worker.state.changelog import changelog_topic, restore_partitions
 
@@ -52,10 +53,16 @@ def run_dump(args: argparse.Namespace) -> int:
         partitions = args.partition or partitions_of(args.bootstrap, topic, security=security)
         histories, stats = restore_partitions(args.bootstrap, args.group_id, partitions,
                                               security=security, timeout_s=args.timeout)
-    except TopicNotFoundError as exc:
+    except TopicNotFoundError as exc:  # or not visible: READ implies DESCRIBE
         raise TopicNotFoundError(
             f"{exc}: no histories changelog for group {args.group_id!r}; has a worker of "
-            f"that group run with durable histories? (check --group-id)") from exc
+            f"that group run with durable histories? (check --group-id; with ACLs, "
+            f"{principal_of(security)} needs READ on topic {topic})") from exc
+    except KafkaUnavailableError as exc:
+        denied = authorization_error(exc, security, reads=[topic])
+        if denied is None:
+            raise
+        raise denied from exc
     printed = 0
     for partition in sorted(histories):
         users = histories[partition]

@@ -23,3 +23,11 @@ class TopicNotFoundError(KafkaUnavailableError):
 
 class KafkaSecurityError(KafkaUnavailableError):
     """A broker answers but the connection's security fails: TLS handshake or SASL login."""
+
+
+class KafkaAuthorizationError(KafkaSecurityError):
+    """The broker refuses an operation: the principal lacks an ACL (READ, WRITE, ...).
+
+    A security error, not an outage: retrying cannot help, so it stops the command
+    (exit 2) with the resource, the missing operation and the principal to grant it to.
+    """

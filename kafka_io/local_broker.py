@@ -15,6 +15,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +40,8 @@ MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 NODE_ID = 1  # node.id in the template
 TOOL_TIMEOUT_S = 180.0  # a JVM tool on a busy 2-core laptop can take a while
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SCRAM_TOKEN = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def source_root() -> Path | None:
@@ -78,6 +81,16 @@ class BrokerConfig:
     ssl_port: int | None = None
     ssl_keystore: Path | None = None
     ssl_keystore_password: str | None = field(default=None, repr=False)
+    # Optional SASL listeners (the SASL/ACL tests use them): SASL_PLAINTEXT, and
+    # SASL_SSL with the SSL listener's keystore. The PLAINTEXT listener stays the
+    # inter-broker and readiness-probe one. `scram_users` (name, password) get
+    # credentials for `sasl_mechanism` when the storage is formatted.
+    sasl_port: int | None = None
+    sasl_ssl_port: int | None = None
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Appended to server.properties as `key=value` lines (an authorizer, super users).
+    extra_properties: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         ports = {"port": self.port, "controller_port": self.controller_port}
@@ -86,6 +99,14 @@ class BrokerConfig:
             if self.ssl_keystore is None or not self.ssl_keystore_password:
                 raise ConfigError("an SSL listener (ssl_port) needs ssl_keystore (PKCS12) "
                                   "and ssl_keystore_password")
+        if self.sasl_port is not None:
+            ports["sasl_port"] = self.sasl_port
+        if self.sasl_ssl_port is not None:
+            ports["sasl_ssl_port"] = self.sasl_ssl_port
+            if self.ssl_keystore is None or not self.ssl_keystore_password:
+                raise ConfigError("a SASL_SSL listener (sasl_ssl_port) needs ssl_keystore "
+                                  "(PKCS12) and ssl_keystore_password")
+        self._check_sasl()
         for name, value in ports.items():
             if not 0 < value < 65536:
                 raise ConfigError(f"broker {name} must be in 1..65535, got {value}")
@@ -105,6 +126,39 @@ class BrokerConfig:
     def ssl_bootstrap(self) -> str | None:
         """The `host:port` of the SSL listener, None without one."""
         return None if self.ssl_port is None else f"{self.host}:{self.ssl_port}"
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """The `host:port` of the SASL_PLAINTEXT listener, None without one."""
+        return None if self.sasl_port is None else f"{self.host}:{self.sasl_port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str | None:
+        """The `host:port` of the SASL_SSL listener, None without one."""
+        return None if self.sasl_ssl_port is None else f"{self.host}:{self.sasl_ssl_port}"
+
+    @property
+    def extra_ports(self) -> dict[str, int]:
+        """The optional listeners' ports, by field name (the pre-flight checks them)."""
+        names = ("ssl_port", "sasl_port", "sasl_ssl_port")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def _check_sasl(self) -> None:
+        """Refuse SASL settings the broker would reject or the format tool misparse."""
+        if self.sasl_mechanism not in SCRAM_MECHANISMS:
+            raise ConfigError(f"the local broker's sasl_mechanism must be one of "
+                              f"{', '.join(SCRAM_MECHANISMS)}, got {self.sasl_mechanism!r}")
+        if self.scram_users and self.sasl_port is None and self.sasl_ssl_port is None:
+            raise ConfigError("scram_users need a SASL listener (sasl_port or sasl_ssl_port)")
+        for name, password in self.scram_users:
+            # `--add-scram 'MECH=[name=N,password=P]'`: keep N and P free of its syntax.
+            if not SCRAM_TOKEN.fullmatch(name) or not SCRAM_TOKEN.fullmatch(password):
+                raise ConfigError(f"SCRAM user {name!r}: name and password may hold only "
+                                  "letters, digits, '.', '_' and '-'")
+        for key, value in self.extra_properties:
+            if not key or "=" in key or "\n" in key or "\n" in value:
+                raise ConfigError(f"extra broker property {key!r}={value!r} is not one "
+                                  "`key=value` line")
 
 
 @dataclass(frozen=True)
@@ -241,8 +295,7 @@ class LocalBroker:
         if cfg.ssl_keystore is not None and not cfg.ssl_keystore.is_file():
             raise BrokerError(f"the SSL listener's keystore {cfg.ssl_keystore} does not exist")
         ports = [(cfg.port, "--port"), (cfg.controller_port, "--controller-port")]
-        if cfg.ssl_port is not None:
-            ports.append((cfg.ssl_port, "ssl_port"))
+        ports += [(port, name) for name, port in cfg.extra_ports.items()]
         for port, flag in ports:
             if not port_is_free(cfg.host, port):
                 raise BrokerError(
@@ -255,7 +308,8 @@ class LocalBroker:
         template = Template((cfg.templates_dir / TEMPLATE_NAME).read_text())
         text = template.substitute(
             host=cfg.host, port=cfg.port, controller_port=cfg.controller_port,
-            log_dirs=self.log_dirs, **ssl_listener_settings(cfg))
+            log_dirs=self.log_dirs, **ssl_listener_settings(cfg), **sasl_listener_settings(cfg),
+            extra_properties=extra_properties_text(cfg))
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.properties_path.write_text(text)
 
@@ -289,7 +343,7 @@ class LocalBroker:
         began = time.monotonic()
         cluster_id = self._run_tool(java, "random-uuid").splitlines()[-1].strip()
         self._run_tool(java, "format", "-t", cluster_id, "-c", str(self.properties_path),
-                       "--standalone", "-g")
+                       "--standalone", "-g", *scram_arguments(self.config))
         logger.info("formatted %s (cluster %s) in %.1fs", self.log_dirs, cluster_id,
                     time.monotonic() - began)
 
@@ -392,8 +446,12 @@ class LocalBroker:
 
 
 def ssl_listener_settings(cfg: BrokerConfig) -> dict[str, str]:
-    """The template's ssl placeholders: all empty without an SSL listener."""
-    if cfg.ssl_port is None:
+    """The template's ssl placeholders: all empty without a TLS listener.
+
+    The keystore settings serve the SASL_SSL listener too, so they are rendered
+    when either listener is configured; the SSL listener itself only with ssl_port.
+    """
+    if cfg.ssl_port is None and cfg.sasl_ssl_port is None:
         return {"ssl_listener": "", "ssl_protocol": "", "ssl_settings": ""}
     settings = "\n".join([
         "",
@@ -405,8 +463,49 @@ def ssl_listener_settings(cfg: BrokerConfig) -> dict[str, str]:
         "ssl.client.auth=none",
         "",
     ])
+    if cfg.ssl_port is None:
+        return {"ssl_listener": "", "ssl_protocol": "", "ssl_settings": settings}
     return {"ssl_listener": f",SSL://{cfg.host}:{cfg.ssl_port}", "ssl_protocol": ",SSL:SSL",
             "ssl_settings": settings}
+
+
+def sasl_listener_settings(cfg: BrokerConfig) -> dict[str, str]:
+    """The template's sasl placeholders: all empty without a SASL listener.
+
+    SCRAM on the broker side needs only the login module (no credentials: the
+    inter-broker listener is PLAINTEXT); the users live in the metadata log.
+    """
+    listeners = [(name, port) for name, port in (("SASL_PLAINTEXT", cfg.sasl_port),
+                                                 ("SASL_SSL", cfg.sasl_ssl_port))
+                 if port is not None]
+    if not listeners:
+        return {"sasl_listeners": "", "sasl_protocols": "", "sasl_settings": ""}
+    mechanism = cfg.sasl_mechanism
+    lines = ["", f"# --- SASL listeners: {mechanism}, users created at format time ---",
+             f"sasl.enabled.mechanisms={mechanism}"]
+    lines += [f"listener.name.{name.lower()}.{mechanism.lower()}.sasl.jaas.config="
+              "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+              for name, _ in listeners]
+    return {
+        "sasl_listeners": "".join(f",{name}://{cfg.host}:{port}" for name, port in listeners),
+        "sasl_protocols": "".join(f",{name}:{name}" for name, _ in listeners),
+        "sasl_settings": "\n".join([*lines, ""]),
+    }
+
+
+def extra_properties_text(cfg: BrokerConfig) -> str:
+    """`extra_properties` as the last lines of server.properties (empty without any)."""
+    if not cfg.extra_properties:
+        return ""
+    lines = ["", "# --- Extra properties (BrokerConfig.extra_properties) ---"]
+    lines += [f"{key}={value}" for key, value in cfg.extra_properties]
+    return "\n".join([*lines, ""])
+
+
+def scram_arguments(cfg: BrokerConfig) -> list[str]:
+    """`--add-scram` arguments of the storage format: one SCRAM credential per user."""
+    return [arg for name, password in cfg.scram_users
+            for arg in ("--add-scram", f"{cfg.sasl_mechanism}=[name={name},password={password}]")]
 
 
 def find_java() -> str | None:

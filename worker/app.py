@@ -39,6 +39,8 @@ from streamrec.encoder import repository
 from streamrec.encoder.errors import CheckpointError
 from streamrec.kafka_io.clients import (
     MAX_REQUEST_BYTES,
+    authorization_error,
+    check_access,
     ensure_topics,
     make_consumer,
     make_producer,
@@ -148,6 +150,10 @@ class Worker:
         cfg = self.config
         shown = dataclasses.asdict(cfg) | {"security": cfg.security.redacted()}
         logger.info("effective configuration: %s", json.dumps(shown, default=str, sort_keys=True))
+        check_access(cfg.bootstrap, cfg.security, {  # docs/RELIABILITY.md lists these ACLs
+            cfg.events_topic: ("READ",), cfg.recommendations_topic: ("WRITE",),
+            cfg.dead_letter_topic: ("WRITE",), self.state.topic: ("READ", "WRITE")},
+            group=cfg.group_id, transactional_id=cfg.transactional_id if cfg.exactly_once else None)
         ensure_topics(
             cfg.bootstrap,
             {cfg.events_topic: cfg.partitions, cfg.recommendations_topic: cfg.partitions,
@@ -184,6 +190,13 @@ class Worker:
         try:
             self._loop()
             self._drain()
+        except (KafkaError, PublishError) as exc:  # e.g. an ACL revoked while running
+            denied = authorization_error(exc, cfg.security, reads=[cfg.events_topic],
+                                         group=cfg.group_id, transactional_id=cfg.transactional_id)
+            if denied is None:
+                raise
+            self._failed = True  # write and commit nothing more on the way out
+            raise denied from exc
         finally:
             self._close(producer)
 

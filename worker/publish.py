@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import AuthorizationError, KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
 from streamrec.worker.batcher import BatchItem
@@ -278,7 +278,7 @@ class Publisher:
             f"{len(failures)} of {total or len(failures)} records not acknowledged after "
             f"retries (first: {failures[0][0]}: {failures[0][1]}); offsets not committed",
             kinds=[kind for kind, _ in failures],
-        )
+        ) from next((e for _, e in failures if isinstance(e, AuthorizationError)), failures[0][1])
 
     def commit_transaction(self, offsets: dict, group_metadata: Any) -> Acked:
         """Commit the records sent since the last commit and the consumed `offsets` as one
