@@ -360,27 +360,40 @@ class LocalBroker:
         return self._process.pid
 
     def _wait_ready(self, deadline: float, pid: int) -> None:
-        """Return once the broker answers a metadata request listing itself."""
+        """Return once the broker answers (`_not_ready`), or raise BrokerError when it
+        exits or stays silent past `deadline`."""
         host, port = self.config.host, self.config.port
+        who = self._name()
         last_error = "nothing listening yet"
         while True:
             if not self._is_broker(pid):
                 raise BrokerError(
-                    f"the broker (pid {pid}) exited before answering at {host}:{port}"
+                    f"{who} (pid {pid}) exited before answering at {host}:{port}"
                     f"{self._exit_code()}.\n{self._log_tail()}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BrokerError(
-                    f"the broker (pid {pid}) did not answer at {host}:{port} in time "
+                    f"{who} (pid {pid}) did not answer at {host}:{port} in time "
                     f"({last_error}).\n{self._log_tail()}")
             if port_accepts(host, port):
                 try:
-                    if broker_answers(f"{host}:{port}", min(remaining, 10.0)):
+                    problem = self._not_ready(f"{host}:{port}", min(remaining, 10.0))
+                    if problem is None:
                         return
-                    last_error = f"metadata does not list node {NODE_ID} yet"
+                    last_error = problem
                 except KafkaError as exc:
                     last_error = f"{type(exc).__name__}: {exc}"
             time.sleep(0.25)
+
+    def _name(self) -> str:
+        """How errors name this process."""
+        return "the broker"
+
+    def _not_ready(self, bootstrap: str, timeout_s: float) -> str | None:
+        """None once the broker answers a metadata request listing itself, else why not."""
+        if broker_answers(bootstrap, timeout_s):
+            return None
+        return f"metadata does not list node {NODE_ID} yet"
 
     # -- process bookkeeping ----------------------------------------------------
 

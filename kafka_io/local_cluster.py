@@ -35,7 +35,6 @@ from string import Template
 from types import TracebackType
 
 from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
 
 from streamrec.common.errors import ConfigError
 from streamrec.kafka_io.errors import BrokerError
@@ -44,7 +43,6 @@ from streamrec.kafka_io.local_broker import (
     BrokerStatus,
     LocalBroker,
     default_templates_dir,
-    port_accepts,
     project_dir,
 )
 
@@ -303,30 +301,15 @@ class ClusterNode(LocalBroker):
         logger.info("formatted node %d in %.1fs (cluster %s)", self.node_id,
                     time.monotonic() - began, self.cluster_id)
 
-    def _wait_ready(self, deadline: float, pid: int) -> None:
-        """Return once this node answers and the cluster lists all its brokers as live."""
-        host, port = self.config.host, self.config.port
-        last_error = "nothing listening yet"
-        while True:
-            if not self._is_broker(pid):
-                raise BrokerError(
-                    f"node {self.node_id} (pid {pid}) exited before answering at {host}:{port}"
-                    f"{self._exit_code()}.\n{self._log_tail()}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrokerError(
-                    f"node {self.node_id} (pid {pid}) did not answer at {host}:{port} in time "
-                    f"({last_error}).\n{self._log_tail()}")
-            if port_accepts(host, port):
-                try:
-                    if node_answers(f"{host}:{port}", self.node_id, self.cluster.nodes,
-                                    min(remaining, 10.0)):
-                        return
-                    last_error = (f"the cluster does not list node {self.node_id} and all "
-                                  f"{self.cluster.nodes} brokers yet")
-                except KafkaError as exc:
-                    last_error = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.25)
+    def _name(self) -> str:
+        return f"node {self.node_id}"
+
+    def _not_ready(self, bootstrap: str, timeout_s: float) -> str | None:
+        """None once this node answers and the cluster lists all its brokers as live."""
+        if node_answers(bootstrap, self.node_id, self.cluster.nodes, timeout_s):
+            return None
+        return (f"the cluster does not list node {self.node_id} and all "
+                f"{self.cluster.nodes} brokers yet")
 
 
 class LocalCluster:
