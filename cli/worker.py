@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_event_types_flag(p, "events of other types are counted and skipped, not dead-lettered")
     flag("--max-users", defaults.max_users,
          "users kept in memory per partition, least recently active evicted (0 = no cap)", int)
+    flag("--max-unknown-items", defaults.max_unknown_items,
+         "distinct items unknown to the serving model kept in histories (~200 bytes each; "
+         "the encoder masks them until a model that knows them is served)", int)
     flag("--session-timeout-ms", defaults.session_timeout_ms,
          "consumer-group session timeout: how soon a crashed worker's partitions move", int)
     flag("--commit-interval-ms", defaults.commit_interval_ms,
@@ -93,7 +96,8 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
             model_check_s=args.model_check_s,
             index=args.index, torch_threads=args.torch_threads,
-            max_users=args.max_users, exactly_once=args.exactly_once,
+            max_users=args.max_users, max_unknown_items=args.max_unknown_items,
+            exactly_once=args.exactly_once,
             instance_id=args.instance_id, commit_interval_ms=args.commit_interval_ms,
             session_timeout_ms=args.session_timeout_ms,
             limits=Limits(max_record_bytes=args.max_record_bytes, max_id_chars=args.max_id_chars),

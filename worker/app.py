@@ -102,7 +102,7 @@ class Worker:
         self.state = DurableHistories(
             self.recommender.max_len, self.recommender.checkpoint.vocab,
             bootstrap=config.bootstrap, group_id=config.group_id, security=config.security,
-            max_users=config.max_users)
+            max_users=config.max_users, max_unknown_items=config.max_unknown_items)
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
         self.offsets = OffsetTracker(config.events_topic, config.commit_interval_ms)
         self._owned: set[int] = set()  # partitions restored and owned
@@ -123,6 +123,7 @@ class Worker:
         self._model: Any = None  # ModelStage, started by run()
         self._publisher: Publisher | None = None
         self.metrics.users.set_function(self.state.num_users)
+        self.metrics.unknown_items_held.set_function(lambda: self.state.items.extra)
         self.metrics.pending.set_function(self._unanswered_users)
         serving = (self.recommender.checkpoint.path.name
                    if repository.is_repository(config.model_dir) else None)
@@ -307,6 +308,7 @@ class Worker:
                 tp.partition, users, [e.item_id for e, _ in valid], ts, offsets)
             fresh = applied.fresh
             self.metrics.unknown_items.inc(applied.unknown)
+            self.metrics.unknown_items_not_kept.inc(applied.not_kept)
             self.metrics.events_replayed.inc(int((~fresh).sum()))
             if applied.judged:
                 self.metrics.observe_quality(self.recommender.model_version, applied.judged,
@@ -368,7 +370,7 @@ class Worker:
     def _report_model(self) -> None:
         self.metrics.model_info.info({
             "version": self.recommender.model_version,
-            "items": str(len(self.state.external_ids) - 1),
+            "items": str(len(self.recommender.checkpoint.vocab)),
             "max_len": str(self.recommender.max_len),
             "index": self.recommender.index.name,
             "device": str(self.recommender.device),
@@ -391,7 +393,7 @@ class Worker:
             return
         start = time.perf_counter()
         self._publisher.send_recommendations(
-            batch, recs, histories, self.state.external_ids, self.recommender.model_version,
+            batch, recs, histories, self.state.items.model_ids, self.recommender.model_version,
             self.config.explain_top)
         served = [(b.partition, b.user_id) for b in batch]
         self.state.recommended(served, recs.rows)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamrec.kafka_io.security import KafkaSecurity
+from streamrec.worker.state.items import DEFAULT_MAX_EXTRA
 from streamrec.worker.validate import EventFilter, Limits
 
 
@@ -42,6 +43,8 @@ class WorkerConfig:
     torch_threads: int = 1  # encoder/index threads on a CPU (0 = torch's default: all cores)
     explain_top: int = 3  # history items listed in the explanation
     max_users: int = 0  # users kept in memory per partition (0 = no cap); rest in changelog
+    # Distinct items unknown to the serving model kept in histories (~200 bytes each).
+    max_unknown_items: int = DEFAULT_MAX_EXTRA
     commit_interval_ms: float = 1000.0  # offset commits (records are acked every batch)
     session_timeout_ms: int = 10_000  # a crashed worker's partitions move after this long
     exactly_once: bool = False  # one Kafka transaction per batch (outputs + state + offsets)
@@ -63,6 +66,8 @@ class WorkerConfig:
         return f"{self.group_id}-{self.instance_id}"
 
     def __post_init__(self) -> None:
+        if self.max_unknown_items < 0:
+            raise ValueError(f"max_unknown_items must be >= 0, got {self.max_unknown_items}")
         if self.max_pending < 0:
             raise ValueError(f"max_pending must be >= 0, got {self.max_pending}")
         for name in ("k", "max_batch", "partitions"):

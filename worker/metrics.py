@@ -68,8 +68,17 @@ class WorkerMetrics:
             ["type"], registry=r)
         self.unknown_items = Counter(
             "streamrec_unknown_items_total",
-            "Valid events whose item is not in the model's vocabulary (not added to history).",
+            "Valid events whose item is not in the serving model's vocabulary: kept in the "
+            "history (the encoder masks it) until a model that knows it is served.",
             registry=r)
+        self.unknown_items_held = Gauge(
+            "streamrec_unknown_items_held",
+            "Distinct items unknown to the serving model held in histories (capped by "
+            "--max-unknown-items).", registry=r)
+        self.unknown_items_not_kept = Counter(
+            "streamrec_unknown_items_not_kept_total",
+            "Valid events whose unknown item was not kept because --max-unknown-items "
+            "distinct unknown items are held already.", registry=r)
         self.recommendations = Counter(
             "streamrec_recommendations_published_total",
             "Recommendations acknowledged by the broker.", ["strategy"], registry=r)

@@ -96,9 +96,12 @@ class ModelStage:
                 job = self._job
             try:
                 t0 = time.perf_counter()
-                encoded = self.recommender.encode(job.histories, job.lengths)
+                model = self.recommender  # swapped only while the stage is empty
+                # What is published (explanations) speaks of the histories the model read.
+                job.histories, job.lengths = model.known(job.histories, job.lengths)
+                encoded = model.encode(job.histories, job.lengths)
                 t1 = time.perf_counter()
-                job.recs = self.recommender.search(encoded, job.histories, self.k)
+                job.recs = model.search(encoded, job.histories, self.k)
                 job.encode_s, job.search_s = t1 - t0, time.perf_counter() - t1
             except BaseException as exc:  # handed to the poll loop, which stops
                 job.error = exc

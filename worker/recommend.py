@@ -91,6 +91,20 @@ class Recommender:
         logger.info("encoder: %s", "traced (TorchScript)" if recommender.traced else "eager")
         return recommender
 
+    def known(self, histories: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The histories as this model can read them: rows beyond its vocabulary (items
+        the worker keeps but the model does not know, `state/items.py`) removed and the
+        rest closed up to the right, so the model sees its known items in order, as in
+        training. Returns the inputs themselves when every row is known (the usual case).
+        """
+        unknown = histories > len(self.checkpoint.vocab)
+        if not unknown.any():
+            return histories, lengths
+        items = np.where(unknown, 0, histories)
+        order = np.argsort(items > 0, axis=1, kind="stable")  # known ones to the right
+        items = np.take_along_axis(items, order, axis=1)
+        return items, (items > 0).sum(axis=1)
+
     @property
     def model_version(self) -> str:
         """The loaded checkpoint's version string."""

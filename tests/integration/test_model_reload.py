@@ -5,6 +5,7 @@ by `streamrec reload` (POST /reload) and by `request_reload` (what SIGHUP calls)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,11 +24,12 @@ from tests.integration.durability import (
     final_state,
     wait_drained,
 )
-from tests.integration.helpers import consume_until, running
+from tests.integration.helpers import consume_until, event, latest_by_user, producer, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MAX_LEN = 64
+T0 = 1_700_000_000_000  # event times (epoch ms)
 
 
 def wait_for(check: Any, what: str, timeout_s: float = 60.0) -> None:
@@ -96,3 +98,67 @@ def test_a_published_version_is_swapped_in_under_load_and_a_corrupt_one_refused(
         first_v2 = versions.index(version2)
         assert set(versions[:first_v2]) == {version1}
         assert set(versions[first_v2:]) == {version2}
+
+
+def held(worker: Worker) -> float:
+    """streamrec_unknown_items_held as a scrape reads it (a callback gauge)."""
+    return worker.metrics.unknown_items_held.collect()[0].samples[0].value
+
+
+def test_items_unknown_to_the_serving_model_are_kept_and_count_after_a_swap(
+    kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path,
+) -> None:
+    repo = tmp_path / "models"
+    repository.publish(repo, write_checkpoint(repository.incoming(repo), 8), "v1")  # i1..i40
+    worker = Worker(WorkerConfig(
+        model_dir=repo, bootstrap=kafka_bootstrap, events_topic=topics["events"],
+        recommendations_topic=topics["recs"], dead_letter_topic=topics["dlq"],
+        group_id=topics["group"], metrics_port=0, metrics_host="127.0.0.1", max_batch=16,
+        device="cpu", model_check_s=3600, commit_interval_ms=100, explain_top=8))
+    send = producer(kafka_bootstrap)
+    seen: dict[str, dict[str, Any]] = {}
+
+    def produce(item: str, ts: int) -> None:
+        key, value = event("u", item, ts)
+        send.send(topics["events"], key=key, value=value)
+        send.flush()
+
+    def recommendation_after(ts: int) -> dict[str, Any]:
+        consume_until(kafka_bootstrap, topics["recs"],
+                      lambda rs: latest_by_user(rs, seen) and seen.get("u", {}).get("event_ts")
+                      == ts)
+        doc = seen["u"]
+        assert doc["event_ts"] == ts, doc
+        return doc
+
+    with running(worker):
+        for ts, item in enumerate(["i41", "i1", "i42", "i2"], start=T0):  # i41, i42: new
+            produce(item, ts)
+        before = recommendation_after(T0 + 3)
+        # v1 reads only the items it knows; the history keeps all four.
+        assert {h["item_id"] for h in before["explanation"]["history"]} == {"i1", "i2"}
+        wait_for(lambda: worker.metrics.unknown_items._value.get() == 2, "unknown items")
+        assert held(worker) == 2
+        # v2 knows i1..i60: the items v1 lacked count from the next batch on.
+        repository.publish(
+            repo, write_checkpoint(repository.incoming(repo), 8, items=60, seed=1), "v2")
+        worker.request_reload()
+        wait_for(lambda: worker.metrics.model_reloads.labels("ok")._value.get() == 1, "swap")
+        produce("i3", T0 + 4)
+        after = recommendation_after(T0 + 4)
+        assert {h["item_id"] for h in after["explanation"]["history"]} == {
+            "i41", "i1", "i42", "i2", "i3"}
+        # Items of the history are not recommended.
+        assert not {"i41", "i42"} & {i["item_id"] for i in after["items"]}
+        assert held(worker) == 0  # v2 knows every item seen
+    send.close()
+    state = final_state(kafka_bootstrap, topics["group"], partitions=3)
+    assert state["u"].items == ("i41", "i1", "i42", "i2", "i3")
+    # A worker serving v1 again restores the whole history: i41 and i42 are kept, masked.
+    again = Worker(dataclasses.replace(worker.config, model_dir=repo / "v1", metrics_port=-1))
+    with running(again):
+        wait_for(lambda: again.state.num_users() == 1, "the restore")
+        store = next(s for _, s in again.state.stores() if "u" in s)
+        assert again.state.items.external(store.history("u")[0]) == [
+            "i41", "i1", "i42", "i2", "i3"]
+        assert again.state.items.extra == 2

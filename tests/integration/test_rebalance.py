@@ -143,7 +143,7 @@ def test_two_workers_hand_partitions_and_histories_back_and_forth(
     for worker, _ in running.values():
         for _, store in worker.state.stores():
             for user in list(store._slots):
-                in_memory[user] = worker.state.vocab.external(store.history(user)[0])
+                in_memory[user] = worker.state.items.external(store.history(user)[0])
     stop("a")
     stop("b")
 

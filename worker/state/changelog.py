@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,12 +210,16 @@ class ItemRows:
 
 def decode_rows(
     values: Sequence[bytes], lookup: ItemRows, width: int,
+    missing: Callable[[list[bytes]], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Many changelog values at once, straight into a `PartitionStore`'s layout.
 
     Returns (items [n, width] rows, ts [n, width], offsets [n], ok [n]): the newest
     `width` items the vocabulary knows (unknown ones dropped first, as `decode_history`
-    + `ItemVocab.rows` would), right-aligned and left-padded with 0. `ok` is False for
+    + `ItemVocab.rows` would), right-aligned and left-padded with 0. With `missing`, ids
+    `lookup` lacks are handed to it as bytes, all at once, and it gives their rows (0:
+    drop the item, -1: not UTF-8, the record is refused): the worker's `ItemTable` adds
+    the items its model does not know there. `ok` is False for
     a value this fast path does not take: malformed (same checks as `decode_history`,
     bar UTF-8 validity, which cannot matter: only ids equal to a vocabulary id map to
     a row), or holding an item id over `BULK_MAX_ITEM_BYTES` or more than
@@ -259,6 +263,12 @@ def decode_rows(
     present &= ok[:, None]
     rows = np.zeros((n, most), dtype=np.int64)
     rows[present] = lookup.rows(buf, item_start[present], item_len[present])
+    if missing is not None and (miss := present & (rows == 0)).any():
+        ids = [buf[a:a + n].tobytes()
+               for a, n in zip(item_start[miss].tolist(), item_len[miss].tolist(), strict=True)]
+        rows[miss] = missing(ids)
+        ok &= ~(rows < 0).any(axis=1)
+        rows[rows < 0] = 0
     ts_all = np.zeros((n, most), dtype=np.int64)
     ts_pos = ts_start[:, None] + 8 * np.arange(most)[None, :]
     ts_all[present] = _big_endian(buf, ts_pos[present], 8).view(np.int64)

@@ -6,7 +6,9 @@ user id, value = the whole bounded history and the offset of the last event
 applied, see `changelog.py`) is the durable one. Changed users are written before
 offsets are committed; a partition assigned to this worker is restored from its
 changelog partition before its events are processed, and dropped when it moves
-away. Items are stored by external id, so state outlives a change of model.
+away. Histories hold every valid event's item, whether the serving model knows it
+or not (`items.py`), and the changelog stores items by external id, so state
+outlives a change of model and a new model sees the items it knows at once.
 """
 
 from __future__ import annotations
@@ -27,16 +29,15 @@ from streamrec.worker.publish import Publisher
 from streamrec.worker.state.changelog import (
     BULK_CHUNK,
     HistoryRecord,
-    ItemRows,
     changelog_topic,
     decode_history,
     decode_rows,
     encode_rows,
     fetch_histories,
-    item_id_table,
     read_latest,
 )
 from streamrec.worker.state.evicted import EvictedIndex
+from streamrec.worker.state.items import DEFAULT_MAX_EXTRA, ItemTable
 from streamrec.worker.state.partition import PartitionStore
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ class Applied:
     """What applying a poll's events did: which were new, and the live quality sample."""
 
     fresh: np.ndarray  # [n] bool: not applied before (a replay after a crash is not)
-    unknown: int  # new events whose item the model does not know
+    unknown: int  # new events whose item the serving model does not know (kept)
+    not_kept: int  # of those, events whose item was not kept (past the unknown-item cap)
     judged: int  # new events of users who had been sent a recommendation
     hits: int  # of those, events whose item was in it
     ndcg: float  # sum over the judged events of NDCG@k (1 / log2(rank + 2) on a hit)
@@ -69,25 +71,20 @@ class DurableHistories:
 
     def __init__(
         self, max_len: int, vocab: ItemVocab, *, bootstrap: str, group_id: str,
-        security: KafkaSecurity, max_users: int = 0,
+        security: KafkaSecurity, max_users: int = 0, max_unknown_items: int = DEFAULT_MAX_EXTRA,
     ) -> None:
         self.max_len = max_len
         self._stores: dict[int, PartitionStore] = {}
-        self.vocab = vocab
+        self.items = ItemTable(vocab, max_extra=max_unknown_items)
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.security = security
         self.max_users = max_users  # per partition store; 0 = unbounded
         self.topic = changelog_topic(group_id)
-        # Item row -> external id (row 0: padding), and its bytes as the changelog stores it.
-        self.external_ids = np.array(["", *vocab.external(np.arange(1, len(vocab) + 1))],
-                                     dtype=object)
-        self._id_table = item_id_table(self.external_ids.tolist())
         # Users evicted by the cap: partition -> user -> changelog offset of their state.
         self._evicted: dict[int, EvictedIndex] = {}
         self._reader: OffsetReader | None = None  # reads evicted users back; opened on need
         self.read_back = 0  # evicted users read back from the changelog so far
-        self._rows_lookup: ItemRows | None = None
 
     def store(self, partition: int) -> PartitionStore:
         """The partition's store, created empty on first use."""
@@ -146,28 +143,25 @@ class DurableHistories:
             if back:
                 self.read_back += len(back)
                 self._load(partition, fetch_histories(self._offset_reader(), partition, back))
-        rows = self.vocab.rows(items)
+        rows = self.items.rows(items)
         store = self.store(partition)
         ranks = store.judge(users, rows)
         fresh = store.append(users, rows, ts, offsets)
         judged = ranks[fresh & (ranks > -2)]
         hits = judged[judged >= 0]
-        return Applied(fresh=fresh, unknown=int((rows[fresh] == 0).sum()),
+        new_rows = rows[fresh]
+        return Applied(fresh=fresh,
+                       unknown=int(((new_rows == 0) | (new_rows > self.items.known)).sum()),
+                       not_kept=int((new_rows == 0).sum()),
                        judged=len(judged), hits=len(hits),
                        ndcg=float((1.0 / np.log2(hits + 2.0)).sum()))
 
     def change_vocab(self, vocab: ItemVocab) -> None:
-        """Serve a new model's vocabulary: every stored row is translated by external id
-        (items the new model lacks leave the in-memory histories)."""
-        remap = np.zeros(len(self.external_ids), dtype=np.int64)
-        remap[1:] = vocab.rows(self.external_ids[1:].tolist())
+        """Serve a new model's vocabulary: every stored row is renumbered by external id,
+        nothing is dropped, and items the new model knows count from the next batch."""
+        self.items, remap = self.items.for_vocab(vocab)
         for _, store in self.stores():
             store.remap_items(remap)
-        self.vocab = vocab
-        self.external_ids = np.array(["", *vocab.external(np.arange(1, len(vocab) + 1))],
-                                     dtype=object)
-        self._id_table = item_id_table(self.external_ids.tolist())
-        self._rows_lookup = None
 
     def recommended(self, users: list[tuple[int, str]], rows: np.ndarray) -> None:
         """Remember what these (partition, user) were just sent: rows [n, k]."""
@@ -200,7 +194,7 @@ class DurableHistories:
             return 0
         items, ts, offsets = store.export(users)
         first_seq = publisher.sent
-        for user, value in zip(users, encode_rows(items, ts, offsets, self._id_table),
+        for user, value in zip(users, encode_rows(items, ts, offsets, self.items.id_table),
                                strict=True):
             publisher.send_changelog(self.topic, partition, user, value)
         store.mark_sent(users, first_seq)
@@ -268,7 +262,8 @@ class DurableHistories:
                 values = [entries[u][0] for u in chunk]
                 changelog = np.fromiter((entries[u][1] for u in chunk), dtype=np.int64,
                                         count=len(chunk))
-                items, ts, offsets, ok = decode_rows(values, self._item_rows(), self.max_len)
+                items, ts, offsets, ok = decode_rows(values, self.items.lookup(), self.max_len,
+                                                     missing=self.items.rows_of_bytes)
                 fast = np.flatnonzero(ok)
                 self.store(partition).load([chunk[i] for i in fast.tolist()], items[fast],
                                            ts[fast], offsets[fast], changelog=changelog[fast])
@@ -291,12 +286,6 @@ class DurableHistories:
                     restored.seconds)
         return restored
 
-    def _item_rows(self) -> ItemRows:
-        """The bulk id -> row lookup of the vocabulary, built on first use."""
-        if self._rows_lookup is None:
-            self._rows_lookup = ItemRows(self.external_ids[1:].tolist())
-        return self._rows_lookup
-
     def _load(self, partition: int, records: dict[str, HistoryRecord]) -> PartitionStore:
         store = self.store(partition)
         width = store.max_len
@@ -306,8 +295,8 @@ class DurableHistories:
         offsets = np.empty(len(users), dtype=np.int64)
         for i, user in enumerate(users):
             rec = records[user]
-            rows = self.vocab.rows(rec.items)
-            known = rows > 0  # items a newer model no longer knows are dropped
+            rows = self.items.rows(list(rec.items))
+            known = rows > 0  # 0 only past the cap on unknown items
             kept_rows = rows[known][-width:]
             kept_ts = np.asarray(rec.ts, dtype=np.int64)[known][-width:]
             if len(kept_rows):

@@ -1,6 +1,7 @@
 """One partition's users and their rolling histories, in memory, in compact numpy form.
 
-Each user holds the last `max_len` item rows (the encoder's vocabulary rows) in one
+Each user holds the last `max_len` item rows (rows of the worker's `ItemTable`: the
+serving model's vocabulary rows, then items it does not know) in one
 row of a `[capacity, max_len]` int32 matrix, right-aligned and left-padded with 0:
 exactly the `[B, L]` layout the encoder takes, so a batch is one fancy-index away.
 Appends are vectorised over a whole poll (no Python loop per event).
@@ -101,9 +102,8 @@ class PartitionStore:
         """Apply events (in offset order) to their users; returns the mask of new events.
 
         An event at or below its user's applied offset was applied before (a replay
-        after a crash) and changes nothing. Rows equal to 0 (items the model does not
-        know) advance the offset but are not stored: they cannot be encoded, and
-        keeping them would push known items out of the window.
+        after a crash) and changes nothing. Rows equal to 0 (an unknown item past the
+        item table's cap) advance the offset but are not stored.
         """
         items = np.asarray(items, dtype=np.int64)
         ts = np.asarray(ts, dtype=np.int64)
@@ -172,9 +172,9 @@ class PartitionStore:
             self._record_seq[slots] = -1
 
     def remap_items(self, remap: np.ndarray) -> None:
-        """Translate every stored item row through `remap` (old row -> new row, 0 for an
-        item the new vocabulary lacks) after a model swap; dropped items close up so
-        histories stay right-aligned. Nothing is marked dirty: the changelog holds
+        """Translate every stored item row through `remap` (old row -> new row; 0 drops
+        the item) after a model swap; dropped items close up so histories stay
+        right-aligned. Nothing is marked dirty: the changelog holds
         external ids, which the swap does not change."""
         used = np.fromiter(self._slots.values(), dtype=np.int64, count=len(self._slots))
         if len(used):

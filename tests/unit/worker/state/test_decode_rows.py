@@ -17,6 +17,7 @@ from streamrec.worker.state.changelog import (
     decode_rows,
     encode_history,
 )
+from streamrec.worker.state.items import ItemTable
 
 VOCAB = ItemVocab([f"item-{i}" for i in range(1, 60)] + ["é✓", "x" * 40])
 LOOKUP = ItemRows(VOCAB.external(np.arange(1, len(VOCAB) + 1)))
@@ -85,3 +86,31 @@ def test_an_empty_history_and_garbage() -> None:
     assert offsets[0] == 7
     assert not items[0].any()
     assert not ts[0].any()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(records, min_size=1, max_size=12), st.integers(1, 60))
+def test_with_an_item_table_every_item_is_kept_known_or_not(
+    recs: list[HistoryRecord], width: int,
+) -> None:
+    table = ItemTable(VOCAB)
+    values = [encode_history(r) for r in recs]
+    items, ts, offsets, ok = decode_rows(values, table.lookup(), width,
+                                         missing=table.rows_of_bytes)
+    for i, rec in enumerate(recs):
+        if not ok[i]:  # only what the fast path never takes goes one by one
+            assert (len(rec.items) > 256
+                    or any(len(x.encode()) > BULK_MAX_ITEM_BYTES for x in rec.items))
+            continue
+        row = items[i][items[i] > 0]
+        assert table.external(row) == list(rec.items[-width:] if rec.items else [])
+        assert ts[i][items[i] > 0].tolist() == list(rec.ts[-width:] if rec.ts else [])
+        assert offsets[i] == rec.offset
+
+
+def test_an_item_id_that_is_not_utf8_refuses_the_record_with_an_item_table() -> None:
+    good = encode_history(HistoryRecord(("item-1", "zz"), (1, 2), 3))
+    bad = good.replace(b"zz", b"\xff\xfe")
+    table = ItemTable(VOCAB)
+    _, _, _, ok = decode_rows([good, bad], table.lookup(), 4, missing=table.rows_of_bytes)
+    assert ok.tolist() == [True, False]

@@ -1,0 +1,98 @@
+"""Histories keep items the serving model does not know; a swap renumbers, never drops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
+from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.model import SASRec
+from streamrec.encoder.vocab import ItemVocab
+from streamrec.index import build_index
+from streamrec.kafka_io.security import KafkaSecurity
+from streamrec.worker.recommend import Recommender
+from streamrec.worker.state.changelog import decode_history, encode_rows
+from streamrec.worker.state.durable import DurableHistories
+from streamrec.worker.state.items import ItemTable
+
+V1 = ItemVocab(["a", "b", "c"])
+
+
+def test_unknown_items_get_rows_after_the_models_and_keep_them() -> None:
+    table = ItemTable(V1)
+    assert table.rows(["b", "new", "a", "other", "new"]).tolist() == [2, 4, 1, 5, 4]
+    assert (table.known, len(table), table.extra) == (3, 5, 2)
+    assert table.external([4, 1, 5]) == ["new", "a", "other"]
+    with pytest.raises(IndexError):
+        table.external([6])
+    assert table.rows_of_bytes([b"new", "z\u00e9".encode(), b"\xff"]).tolist() == [4, 6, -1]
+
+
+def test_past_the_cap_unknown_items_are_not_kept_and_counted() -> None:
+    table = ItemTable(V1, max_extra=1)
+    assert table.rows(["x", "y", "x", "c", "z"]).tolist() == [4, 0, 4, 3, 0]
+    assert table.dropped == 2
+
+
+def test_a_new_vocabulary_renumbers_every_item_and_drops_none() -> None:
+    table = ItemTable(V1, max_extra=2)
+    table.rows(["x", "y"])  # rows 4, 5
+    new, remap = table.for_vocab(ItemVocab(["y", "a", "d"]))
+    # y is known now (row 1); a keeps being known; b, c and x follow the new model's rows.
+    assert remap.tolist() == [0, 2, 4, 5, 6, 1]
+    assert new.known == 3
+    assert new.external(remap[1:]) == ["a", "b", "c", "x", "y"]
+    assert new.extra == 3  # above the cap of 2: what was held is kept, only growth is capped
+    assert new.rows(["q"]).tolist() == [0]
+
+
+def test_changelog_records_name_unknown_items_by_their_external_id() -> None:
+    table = ItemTable(V1)
+    rows = table.rows(["a", "fresh"])
+    items = np.array([[0, rows[0], rows[1]]])
+    value = encode_rows(items, np.array([[0, 5, 6]]), np.array([9]), table.id_table)[0]
+    assert decode_history(value).items == ("a", "fresh")
+
+
+def test_durable_histories_keep_unknown_items_across_a_swap() -> None:
+    state = DurableHistories(4, V1, bootstrap="unused:9092", group_id="g",
+                             security=KafkaSecurity())
+    applied = state.apply(0, ["u", "u", "u"], ["a", "new", "b"], np.array([1, 2, 3]),
+                          np.array([0, 1, 2]))
+    assert (applied.unknown, applied.not_kept) == (1, 0)
+    items, lengths = state.rows([(0, "u")])
+    assert state.items.external(items[0, -3:]) == ["a", "new", "b"]
+    assert lengths.tolist() == [3]
+    state.change_vocab(ItemVocab(["new", "b", "a"]))
+    items, _ = state.rows([(0, "u")])
+    assert items[0, -3:].tolist() == [3, 1, 2]  # all known to the new model, in order
+    assert state.items.extra == 1  # "c" is now the one the model lacks
+
+
+def tiny_recommender(tmp_path: object, vocab: ItemVocab, max_len: int = 4) -> Recommender:
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(num_items=len(vocab), max_len=max_len, hidden=8, blocks=1,
+                               heads=1, dropout=0.0, emb_dropout=0.0)).eval()
+    path = save_checkpoint(tmp_path, model, vocab, np.ones(len(vocab) + 1, dtype=np.float32))
+    checkpoint = load_checkpoint(path)
+    table = checkpoint.model.item_embeddings().detach().numpy()
+    return Recommender(checkpoint, build_index(table, backend="torch"), torch.device("cpu"))
+
+
+def test_the_encoder_reads_only_the_items_it_knows_closed_up_in_order(tmp_path: object) -> None:
+    recommender = tiny_recommender(tmp_path, V1)
+    histories = np.array([[0, 1, 4, 2], [0, 0, 3, 5], [0, 0, 0, 6], [0, 0, 1, 2]])
+    lengths = np.array([3, 2, 1, 2])
+    known, known_lengths = recommender.known(histories, lengths)
+    assert known.tolist() == [[0, 0, 1, 2], [0, 0, 0, 3], [0, 0, 0, 0], [0, 0, 1, 2]]
+    assert known_lengths.tolist() == [2, 1, 0, 2]
+    # Same queries as the histories without the unknown items; an all-unknown user is cold.
+    recs = recommender.search(recommender.encode(known, known_lengths), known, 2)
+    alone = recommender.encode(np.array([[0, 0, 1, 2]]), np.array([2]))
+    np.testing.assert_allclose(recommender.encode(known, known_lengths).queries[0],
+                               alone.queries[0], rtol=1e-5, atol=1e-6)
+    assert recs.popular.tolist() == [False, False, True, False]
+    untouched = np.array([[0, 1, 2, 3]])
+    assert recommender.known(untouched, np.array([3]))[0] is untouched

@@ -1,0 +1,127 @@
+"""The worker's item table: every item its histories hold, known to the model or not.
+
+Histories keep every valid event's item. Rows 1..V are the serving model's own
+vocabulary rows (so a history row is the encoder's row, no translation on the hot
+path); items the model does not know get rows V+1, V+2, ... as they first arrive.
+The encoder masks those rows (`Recommender.known`), the changelog stores them by
+external id like any other, and when a new model is swapped in (`for_vocab`) every
+row is renumbered by external id: an item the new model knows counts at once.
+
+Unknown items are capped (`max_extra`): a stream of junk ids must not grow memory
+without bound. Past the cap, a new unknown item is not stored (row 0), as before
+this table existed, and counted in `dropped`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from streamrec.encoder.vocab import ItemVocab
+from streamrec.worker.state.changelog import ItemRows, item_id_table
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_EXTRA = 100_000  # ~200 bytes each (id, dict entry, encoded bytes)
+
+
+class ItemTable:
+    """External item id <-> history row: the model's vocabulary, then unknown items."""
+
+    def __init__(self, vocab: ItemVocab, extra: Sequence[str] = (),
+                 max_extra: int = DEFAULT_MAX_EXTRA) -> None:
+        if max_extra < 0:
+            raise ValueError(f"max_extra must be >= 0, got {max_extra}")
+        self.vocab = vocab
+        self.known = len(vocab)  # rows 1..known are the model's
+        self.max_extra = max_extra
+        model_ids = vocab.ids
+        # Row -> external id of the model's rows (row 0: padding), for what is published.
+        self.model_ids = np.array(["", *model_ids], dtype=object)
+        self._extra: dict[str, int] = {}
+        self._extra_ids: list[str] = []
+        # Row -> the id as a changelog record stores it, model rows first; grows with extras.
+        self.id_table = item_id_table(["", *model_ids])
+        self._lookup: ItemRows | None = None
+        self.dropped = 0  # unknown items not stored because the table was full
+        for item in extra:  # what a table held before a swap: kept, whatever the cap
+            if item not in vocab and item not in self._extra:
+                self._add(item, capped=False)
+
+    def __len__(self) -> int:
+        """Items in the table (rows 1..len), known and unknown."""
+        return self.known + len(self._extra_ids)
+
+    @property
+    def extra(self) -> int:
+        """Items the model does not know held in the table."""
+        return len(self._extra_ids)
+
+    def rows(self, items: Sequence[str]) -> np.ndarray:
+        """int64 rows of `items`, adding unknown ones (0 only past the cap)."""
+        rows = self.vocab.rows(items)
+        missing = np.flatnonzero(rows == 0)
+        for i in missing.tolist():
+            rows[i] = self._row_of(items[i])
+        return rows
+
+    def rows_of_bytes(self, ids: Sequence[bytes]) -> np.ndarray:
+        """Rows of ids given as UTF-8 bytes (a restore's misses), adding unknown ones;
+        -1 for bytes that are not UTF-8 (the record is malformed)."""
+        out = np.empty(len(ids), dtype=np.int64)
+        for i, data in enumerate(ids):
+            try:
+                item = data.decode("utf-8")
+            except UnicodeDecodeError:
+                out[i] = -1
+                continue
+            out[i] = self.vocab.row(item) or self._row_of(item)
+        return out
+
+    def external(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """External ids of rows 1..len (known or not); IndexError for any other row."""
+        out = []
+        for row in np.asarray(rows, dtype=np.int64).ravel().tolist():
+            if not 1 <= row <= len(self):
+                raise IndexError(f"rows must be in 1..{len(self)}, got {row}")
+            out.append(self.model_ids[row] if row <= self.known
+                       else self._extra_ids[row - self.known - 1])
+        return out
+
+    def lookup(self) -> ItemRows:
+        """The bulk id -> row lookup of the model's rows (built on first use)."""
+        if self._lookup is None:
+            self._lookup = ItemRows(self.model_ids[1:].tolist())
+        return self._lookup
+
+    def for_vocab(self, vocab: ItemVocab) -> tuple[ItemTable, np.ndarray]:
+        """The table for a new model and `remap` (old row -> new row): every item kept,
+        the new model's vocabulary first, then the items it does not know."""
+        old_ids = [*self.model_ids[1:].tolist(), *self._extra_ids]
+        table = ItemTable(vocab, extra=old_ids, max_extra=self.max_extra)
+        remap = np.zeros(len(old_ids) + 1, dtype=np.int64)
+        remap[1:] = table.rows(old_ids)
+        table.dropped = self.dropped
+        return table, remap
+
+    def _row_of(self, item: str) -> int:
+        row = self._extra.get(item)
+        if row is None:
+            row = self._add(item)
+        return row
+
+    def _add(self, item: str, capped: bool = True) -> int:
+        if capped and len(self._extra_ids) >= self.max_extra:
+            if not self.dropped:
+                logger.warning("%d items unknown to the model are held (--max-unknown-items); "
+                               "further unknown items are not kept in histories until a model "
+                               "that knows them is served", self.max_extra)
+            self.dropped += 1
+            return 0
+        row = self.known + len(self._extra_ids) + 1
+        self.id_table.extend(item_id_table([item]))
+        self._extra[item] = row
+        self._extra_ids.append(item)
+        return row
