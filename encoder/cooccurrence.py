@@ -53,6 +53,29 @@ def cooccurrence_pairs(
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
 
 
+def ppmi_matrix(sequences: Sequence[np.ndarray], num_items: int, window: int) -> Tensor:
+    """Sparse float32 `[V + 1, V + 1]` positive PMI of the items co-occurring in `sequences`.
+
+    PMI(i, j) = log(w_ij * W / (w_i * w_j)) over the distance-weighted pair counts of
+    `cooccurrence_pairs` (w_i their row sums, W the total); only positive entries are
+    kept. Symmetric; row and column 0 (padding) are empty. Both the fresh start below
+    and a warm start's new items (`warmstart.py`) read their neighbours from it.
+    """
+    size = num_items + 1
+    rows, cols, weights = cooccurrence_pairs(sequences, window)
+    counts = torch.sparse_coo_tensor(
+        torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(weights), (size, size),
+        check_invariants=True,
+    ).coalesce()
+    index, value = counts.indices(), counts.values()
+    margin = torch.zeros(size).index_add_(0, index[0], value)  # [V + 1], symmetric
+    pmi = torch.log(value * value.sum() / (margin[index[0]] * margin[index[1]]))
+    keep = pmi > 0
+    logger.debug("PPMI: %d pairs, %d positive entries", len(rows), int(keep.sum()))
+    return torch.sparse_coo_tensor(index[:, keep], pmi[keep], (size, size),
+                                   check_invariants=True).coalesce()
+
+
 def cooccurrence_embeddings(
     sequences: Sequence[np.ndarray],
     num_items: int,
@@ -71,27 +94,16 @@ def cooccurrence_embeddings(
     started = time.perf_counter()
     if dim < 1 or dim > num_items:
         raise ConfigError(f"embedding size {dim} must be in 1..{num_items} (the items)")
-    size = num_items + 1
-    rows, cols, weights = cooccurrence_pairs(sequences, window)
-    if not len(rows):
+    ppmi = ppmi_matrix(sequences, num_items, window)
+    if not ppmi.values().numel():
         raise ConfigError("no item co-occurs with another in the training sequences; "
                           "train with item_init='random'")
-    counts = torch.sparse_coo_tensor(
-        torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(weights), (size, size),
-        check_invariants=True,
-    ).coalesce()
-    index, value = counts.indices(), counts.values()
-    margin = torch.zeros(size).index_add_(0, index[0], value)  # [V + 1], symmetric
-    pmi = torch.log(value * value.sum() / (margin[index[0]] * margin[index[1]]))
-    keep = pmi > 0
-    ppmi = torch.sparse_coo_tensor(index[:, keep], pmi[keep], (size, size),
-                                   check_invariants=True).coalesce()
     u, s, _ = torch.svd_lowrank(ppmi, q=dim, niter=niter)  # [V + 1, d], [d]
     table = u * s.sqrt()
     table[0] = 0.0
     spread = table[1:].std()
     if spread > 0:
         table = table * (std / spread)
-    logger.info("co-occurrence init: %d pairs, %d positive PMI entries, %d x %d table in %.1fs",
-                len(rows), int(keep.sum()), size, dim, time.perf_counter() - started)
+    logger.info("co-occurrence init: %d positive PMI entries, %d x %d table in %.1fs",
+                ppmi.values().numel(), num_items + 1, dim, time.perf_counter() - started)
     return table.float().contiguous()

@@ -4,7 +4,8 @@
 every next item (the losses live in `losses.py`), and after each epoch ranks every
 item for the held-out second-to-last one (validation NDCG@10, full ranking). The
 item table starts from the data's co-occurrences (`cooccurrence.py`) unless asked
-otherwise; the learning rate warms up and then follows its schedule; with
+otherwise, or from a trained model grown to the data's items (`warmstart.py`, a warm
+start); the learning rate warms up and then follows its schedule; with
 `ema_decay` a moving average of the weights is what gets validated and kept. It
 keeps the best weights, stops when validation stops improving or the time budget
 runs out, and can resume from the training state it saves after every epoch.
@@ -44,6 +45,7 @@ from streamrec.encoder.losses import LossFn, NegativeSampler, make_loss_fn
 from streamrec.encoder.model import SASRec
 from streamrec.encoder.sequences import pad_histories
 from streamrec.encoder.split import EvalCases, leave_one_out
+from streamrec.encoder.warmstart import WarmStart
 
 logger = logging.getLogger(__name__)
 
@@ -73,28 +75,36 @@ def train_model(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    initial: WarmStart | None = None,
 ) -> TrainResult:
     """Train an encoder on `interactions` and return the best-validation model.
 
     With `checkpoint_dir`, the training state is saved there (`train_state/`) after
     every epoch and the final checkpoint is written there; `resume=True` continues
     from that state (the time budget counts the earlier run too). `progress` shows a
-    tqdm bar with the running loss and sequences per second.
+    tqdm bar with the running loss and sequences per second. `initial` (a warm start)
+    is the model to train from instead of a fresh one; its config must be
+    `model_config`, and the checkpoint meta records which version it grew from.
     """
     if model_config.num_items != interactions.num_items:
         raise TrainingError(f"model_config.num_items={model_config.num_items} but the data has "
                             f"{interactions.num_items} items")
+    if initial is not None and initial.model.config != model_config:
+        raise TrainingError(f"the warm start's model is {initial.model.config}, not "
+                            f"{model_config}; build both with warmstart.warm_model_config")
     threads = torch.get_num_threads()
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     try:
-        return _train(interactions, model_config, train_config, checkpoint_dir, resume, progress)
+        return _train(interactions, model_config, train_config, checkpoint_dir, resume, progress,
+                      initial)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfig,
-           checkpoint_dir: str | Path | None, resume: bool, progress: bool) -> TrainResult:
+           checkpoint_dir: str | Path | None, resume: bool, progress: bool,
+           initial: WarmStart | None) -> TrainResult:
     """The training loop of `train_model`: epochs, validation, early stopping, saving."""
     device = resolve_device(tc.device)
     split = leave_one_out(interactions)
@@ -102,14 +112,7 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
     if not train_seqs:
         raise TrainingError("no user has 2 or more training interactions; nothing to learn")
     torch.manual_seed(tc.seed)
-    model = SASRec(model_config)
-    if tc.item_init == "cooccurrence" and not resume:
-        table = cooccurrence_embeddings(split.train, model_config.num_items,
-                                        model_config.hidden, window=tc.item_init_window,
-                                        std=tc.item_init_std)
-        with torch.no_grad():
-            model.item_emb.weight.copy_(table)
-    model = model.to(device)
+    model = _start_model(model_config, tc, split.train, initial, resume).to(device)
     run = _Run(model=model, optimizer=_optimizer(model, tc), tc=tc, device=device,
                loss_fn=make_loss_fn(model, tc, device), progress=progress,
                total_steps=tc.epochs * math.ceil(len(train_seqs) / tc.batch_size),
@@ -159,7 +162,7 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
         best_val_ndcg10=state.best_val, wall_seconds=round(time.perf_counter() - start, 2),
         stopped=stopped,
     )
-    result.meta = _meta(interactions, train_seqs, tc, result)
+    result.meta = _meta(interactions, train_seqs, tc, result, initial)
     if checkpoint_dir is not None:
         result.checkpoint = save_checkpoint(checkpoint_dir, model.cpu(), interactions.vocab,
                                             interactions.item_counts(), meta=result.meta)
@@ -167,6 +170,23 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
     logger.info("trained %d epochs in %.1fs (%s); best epoch %d, val NDCG@10 %.4f",
                 state.epoch, result.wall_seconds, stopped, state.best_epoch, state.best_val)
     return result
+
+
+def _start_model(model_config: ModelConfig, tc: TrainConfig, train: list[np.ndarray],
+                 initial: WarmStart | None, resume: bool) -> SASRec:
+    """A copy of the warm start's model, else a fresh one whose item table starts from the
+    co-occurrences of the training sequences (`tc.item_init`; resumed runs load theirs)."""
+    if initial is not None:
+        logger.info("warm start from %s: item_init %r not used", initial.from_version,
+                    tc.item_init)
+        return copy.deepcopy(initial.model)  # the caller's start stays as it was
+    model = SASRec(model_config)
+    if tc.item_init == "cooccurrence" and not resume:
+        table = cooccurrence_embeddings(train, model_config.num_items, model_config.hidden,
+                                        window=tc.item_init_window, std=tc.item_init_std)
+        with torch.no_grad():
+            model.item_emb.weight.copy_(table)
+    return model
 
 
 @dataclass
@@ -324,7 +344,7 @@ def _cpu_state(model: SASRec) -> dict[str, Tensor]:
 
 
 def _meta(data: Interactions, train_seqs: list[np.ndarray], tc: TrainConfig,
-          result: TrainResult) -> dict[str, Any]:
+          result: TrainResult, initial: WarmStart | None) -> dict[str, Any]:
     """The training summary stored in the checkpoint's config.json."""
     return {
         "data": {"source": data.report.source, "format": data.report.format,
@@ -336,6 +356,7 @@ def _meta(data: Interactions, train_seqs: list[np.ndarray], tc: TrainConfig,
                     "stopped": result.stopped},
         "history": result.history,
         "popularity": "interaction counts over the whole training log",
+        "warm_start": None if initial is None else initial.meta(),
     }
 
 

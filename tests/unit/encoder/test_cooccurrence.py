@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from streamrec.common.errors import ConfigError
-from streamrec.encoder.cooccurrence import cooccurrence_embeddings, cooccurrence_pairs
+from streamrec.encoder.cooccurrence import (
+    cooccurrence_embeddings,
+    cooccurrence_pairs,
+    ppmi_matrix,
+)
 
 
 def test_pairs_stay_inside_one_sequence_and_weigh_by_distance() -> None:
@@ -35,6 +39,24 @@ def test_items_bought_together_start_close() -> None:
     assert same > other + 0.5
     torch.manual_seed(0)
     assert torch.equal(table, cooccurrence_embeddings(sequences, num_items=20, dim=4, std=0.05))
+
+
+def test_ppmi_keeps_only_pairs_seen_together_more_than_chance() -> None:
+    # 1 and 2 always together, 3 and 4 always together, 5 with everyone.
+    sequences = [np.array([1, 2, 5])] * 3 + [np.array([3, 4, 5])] * 3
+    ppmi = ppmi_matrix(sequences, num_items=6, window=1).to_dense()
+    assert ppmi.shape == (7, 7)
+    assert torch.equal(ppmi, ppmi.T)
+    assert (ppmi >= 0).all()
+    assert ppmi[1, 2] > 0
+    assert ppmi[3, 4] > 0
+    assert ppmi[1, 3] == 0  # never together
+    assert ppmi[1, 4] == 0
+    assert ppmi[0].abs().sum() == 0
+    assert ppmi[6].abs().sum() == 0  # row 0 is padding, item 6 never seen
+    empty = ppmi_matrix([np.array([3])], num_items=5, window=2)
+    assert empty.shape == (6, 6)
+    assert empty.values().numel() == 0
 
 
 def test_nothing_to_factorise_is_a_clear_error() -> None:

@@ -1,0 +1,188 @@
+"""Warm starts: retrain from the current model's weights instead of from scratch.
+
+A retrain on fresh events mostly sees the items the current model already knows,
+plus a few new ones. Starting from the trained weights and training a few epochs
+reaches the quality of a full run in a fraction of its time (docs/QUALITY.md,
+"Warm-started retrain vs full retrain"). Three steps:
+
+1. `grow_interactions`: the new data re-indexed on a grown vocabulary. The old
+   vocabulary keeps rows 1..V_old, so the old item table lines up row by row; items
+   only the new data has are appended after them. Old items absent from the new
+   data stay (they keep their rows and can still be recommended).
+2. `warm_model_config`: the old model's config with the grown item count; settings
+   that would change the shape of a weight (max_len, hidden, blocks, heads,
+   ffn_mult) are refused, dropout may be changed.
+3. `warm_start`: the grown model. Every weight is copied; each new item's row is
+   the PPMI-weighted average of the trained rows of the items it co-occurs with in
+   the new training sequences (`cooccurrence.ppmi_matrix`), then rescaled to the
+   old rows' typical norm. Not the SVD table a fresh run starts from: the SVD basis
+   of a fresh factorisation is unrelated to the trained model's embedding space, so
+   its rows would land at arbitrary places among the trained ones, while an average
+   of trained neighbours lands where the model already keeps those neighbours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from streamrec.common.errors import ConfigError
+from streamrec.encoder.checkpoint import Checkpoint
+from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.cooccurrence import ppmi_matrix
+from streamrec.encoder.data import Interactions
+from streamrec.encoder.errors import TrainingError
+from streamrec.encoder.model import SASRec
+from streamrec.encoder.split import leave_one_out
+from streamrec.encoder.vocab import ItemVocab
+
+logger = logging.getLogger(__name__)
+
+# Fields of ModelConfig that shape a weight: a warm start cannot change them.
+ARCHITECTURE = ("max_len", "hidden", "blocks", "heads", "ffn_mult")
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """The grown model to train from, and how its item table was grown."""
+
+    model: SASRec  # the old weights, item table grown to the new vocabulary (CPU, eval)
+    from_version: str  # model_version of the checkpoint it grew from
+    old_items: int  # V_old: rows 1..V_old are the old model's rows, unchanged
+    new_items: int  # rows appended after them
+    from_old_neighbours: int  # new rows averaged from trained rows of old items
+    from_new_neighbours: int  # new rows averaged from the first pass's new rows
+    random: int  # new items that co-occur with nothing: small random rows
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-able summary for the checkpoint's meta and the CLI summary."""
+        return {"from_model_version": self.from_version, "old_items": self.old_items,
+                "new_items": self.new_items, "from_old_neighbours": self.from_old_neighbours,
+                "from_new_neighbours": self.from_new_neighbours, "random": self.random}
+
+
+def grow_interactions(old_vocab: ItemVocab, data: Interactions) -> Interactions:
+    """`data` re-indexed on `old_vocab` grown by the items only `data` has.
+
+    Old ids keep rows 1..V_old; new ids follow in `ItemVocab.build` order (numeric
+    when all ids are integers, else first appearance). The load report is unchanged:
+    the interactions, users and distinct items read are the same, only their rows move.
+    """
+    new_ids = [x for x in data.vocab.ids if x not in old_vocab]
+    grown = ItemVocab([*old_vocab.ids, *ItemVocab.build(new_ids).ids])
+    remap = np.zeros(data.num_items + 1, dtype=np.int64)  # data row -> grown row
+    remap[1:] = grown.rows(data.vocab.ids)
+    lengths = [len(s) for s in data.sequences]
+    flat = remap[np.concatenate(data.sequences)] if data.sequences else np.zeros(0, np.int64)
+    sequences = np.split(flat, np.cumsum(lengths)[:-1]) if lengths else []
+    out = dataclasses.replace(data, sequences=sequences, vocab=grown)
+    logger.info("warm start vocabulary: %d old items + %d new = %d (%d old items absent "
+                "from the new data)", len(old_vocab), len(new_ids), len(grown),
+                int((out.item_counts()[1 : len(old_vocab) + 1] == 0).sum()))
+    return out
+
+
+def warm_model_config(old: ModelConfig, num_items: int,
+                      overrides: Mapping[str, Any] | None = None) -> ModelConfig:
+    """`old` with `num_items` and the dropout `overrides`; ConfigError for an override
+    that contradicts the old architecture (None values are "not given")."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    clashes = [f"{k}={given[k]} (the model has {getattr(old, k)})" for k in ARCHITECTURE
+               if k in given and given[k] != getattr(old, k)]
+    if clashes:
+        raise ConfigError(f"a warm start keeps the architecture of the model it starts from; "
+                          f"{', '.join(clashes)}: drop those settings, or train from scratch "
+                          "without --warm-start")
+    if num_items < old.num_items:
+        raise TrainingError(f"the grown vocabulary ({num_items} items) is smaller than the "
+                            f"old one ({old.num_items}); grow it with grow_interactions")
+    keep = {k: given[k] for k in ("dropout", "emb_dropout") if k in given}
+    return dataclasses.replace(old, num_items=num_items, **keep)
+
+
+def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
+               window: int = 20, seed: int = 0) -> WarmStart:
+    """The model to train `data` from: `previous`'s weights with the item table grown.
+
+    `data` must be on the grown vocabulary (`grow_interactions`) and `config` the
+    grown config (`warm_model_config`). New rows come from co-occurrences within
+    `window` positions in the training part of `data` (never its held-out items).
+    """
+    old = previous.model
+    v_old = old.config.num_items
+    if data.vocab.ids[:v_old] != previous.vocab.ids:
+        raise TrainingError("the data's vocabulary does not start with the old model's; "
+                            "re-index it with grow_interactions(checkpoint.vocab, data)")
+    dropouts = {"dropout": old.config.dropout, "emb_dropout": old.config.emb_dropout}
+    if dataclasses.replace(config, **dropouts) != dataclasses.replace(
+            old.config, num_items=data.num_items):
+        raise TrainingError(f"{config} is not a warm start of {old.config}; build it with "
+                            "warm_model_config")
+    table, counts = grown_item_table(old.item_emb.weight.detach().cpu(), data, window, seed)
+    state = {k: v.detach().cpu() for k, v in old.state_dict().items()}
+    state["item_emb.weight"] = table
+    model = SASRec(config)
+    model.load_state_dict(state)  # any other shape mismatch is a bug: let it raise
+    start = WarmStart(model=model.eval(), from_version=previous.model_version, old_items=v_old,
+                      new_items=data.num_items - v_old, from_old_neighbours=counts[0],
+                      from_new_neighbours=counts[1], random=counts[2])
+    logger.info("warm start from %s: %d new items (%d from old neighbours, %d from new ones, "
+                "%d random)", start.from_version, start.new_items, *counts)
+    return start
+
+
+def grown_item_table(old_table: Tensor, data: Interactions, window: int,
+                     seed: int = 0) -> tuple[Tensor, tuple[int, int, int]]:
+    """old_table `[V_old + 1, d]` -> (table `[V + 1, d]`, (first pass, second pass, random)).
+
+    Rows 0..V_old are copied. A new item's row is the PPMI-weighted mean of the rows
+    of the old items it co-occurs with; a second pass places new items that co-occur
+    only with new items from the first pass's rows. Averages are shorter than the rows
+    they average, so each is rescaled to the median norm of the old rows. Items with
+    no co-occurrence at all get N(0, std of the old rows) entries.
+    """
+    v_old, dim = old_table.shape[0] - 1, old_table.shape[1]
+    size = data.num_items + 1
+    table = torch.zeros(size, dim)
+    table[: v_old + 1] = old_table
+    known = torch.zeros(size, dtype=torch.bool)
+    known[1 : v_old + 1] = True
+    targets = ~known
+    targets[0] = False
+    if size == v_old + 1:
+        return table, (0, 0, 0)
+    ppmi = ppmi_matrix(leave_one_out(data).train, data.num_items, window)
+    norm = old_table[1:].norm(dim=1)
+    typical = norm[norm > 0].median() if bool((norm > 0).any()) else torch.tensor(1.0)
+    placed = []
+    for _ in range(2):  # from old neighbours, then from new ones placed by the first pass
+        rows, found = _ppmi_mean(ppmi, table, known, targets)
+        table[found] = rows * (typical / rows.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        known |= found
+        targets &= ~found
+        placed.append(int(found.sum()))
+    generator = torch.Generator().manual_seed(seed)
+    std = float(old_table[1:].std()) if v_old > 1 else 0.02
+    table[targets] = torch.randn(int(targets.sum()), dim, generator=generator) * std
+    return table, (placed[0], placed[1], int(targets.sum()))
+
+
+def _ppmi_mean(ppmi: Tensor, table: Tensor, known: Tensor, targets: Tensor
+               ) -> tuple[Tensor, Tensor]:
+    """PPMI-weighted mean of the `known` rows each `targets` row co-occurs with
+    -> (means [n, d], found [V + 1] bool marking the n rows that had a known neighbour)."""
+    i, j = ppmi.indices()
+    w = ppmi.values()
+    keep = targets[i] & known[j]
+    i, j, w = i[keep], j[keep], w[keep]
+    total = torch.zeros(table.shape[0]).index_add_(0, i, w)  # [V + 1]
+    summed = torch.zeros_like(table).index_add_(0, i, w[:, None] * table[j])  # [V + 1, d]
+    found = total > 0
+    return summed[found] / total[found, None], found
