@@ -12,8 +12,8 @@ is safe to call from a signal handler: the loop finishes the batch in hand, drai
 the pending users, publishes, waits for every acknowledgement, commits, closes and
 returns.
 
-State: each batch writes its users' changed histories to the changelog (`state/`)
-right after their recommendations; newly assigned partitions are restored before
+State: each batch writes its users' changed histories, as of the batch's cut, to the
+changelog (`state/`) right after their recommendations; newly assigned partitions are restored before
 their first event is applied. Backpressure: one batch is in the model stage at a
 time, the next is cut only after it is published, and Kafka's fetch limits bound
 what the client buffers ahead.
@@ -313,12 +313,16 @@ class Worker:
             if applied.judged:
                 self.metrics.observe_quality(self.recommender.model_version, applied.judged,
                                              applied.hits, applied.ndcg)
-            # Replayed events still mark their user: whether its recommendation went
-            # out before the crash is unknown, and output is at-least-once.
+            # A replayed event's state is in the changelog, so its recommendation went
+            # out with it (`take_changes`). With exactly-once they committed together:
+            # it is not answered again. Otherwise whether the recommendation reached the
+            # broker before the crash is unknown, and output is at-least-once.
             since = time.monotonic()
             add = self.batcher.add
-            for (event, offset), record_ts in zip(valid, record_times, strict=True):
-                add(tp.partition, event.user_id, offset, event.ts, since, record_ts)
+            answer = fresh.tolist() if self.config.exactly_once else [True] * len(valid)
+            for (event, offset), record_ts, due in zip(valid, record_times, answer, strict=True):
+                if due:
+                    add(tp.partition, event.user_id, offset, event.ts, since, record_ts)
             self.metrics.stage_seconds.labels("histories").observe(time.perf_counter() - decoded)
         self.offsets.consumed_up_to(tp.partition, records[-1].offset + 1)
 
@@ -339,8 +343,9 @@ class Worker:
         if self.batcher.ready() or (drain and self.batcher):
             batch = self.batcher.take()
             self.metrics.batch_size.observe(len(batch))
-            histories, lengths = self.state.rows([(b.partition, b.user_id) for b in batch])
-            self._model.submit(ModelJob(batch, histories, lengths))
+            keys = [(b.partition, b.user_id) for b in batch]
+            histories, lengths = self.state.rows(keys)
+            self._model.submit(ModelJob(batch, histories, lengths, self.state.take_changes(keys)))
 
     def _load_model(self, path: Path) -> Recommender:
         """Load a new version (on the watcher's thread) and check it can replace the
@@ -397,7 +402,7 @@ class Worker:
             self.config.explain_top)
         served = [(b.partition, b.user_id) for b in batch]
         self.state.recommended(served, recs.rows)
-        self.state.write_users(self._publisher, served)
+        self.state.write_changes(self._publisher, job.changes, self._owned)
         m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
 
     def _unanswered_users(self) -> int:

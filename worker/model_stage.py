@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamrec.worker.batcher import BatchItem
 from streamrec.worker.recommend import Recommendations, Recommender
+from streamrec.worker.state.durable import Changes
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class ModelJob:
     batch: list[BatchItem]
     histories: np.ndarray  # [B, L] snapshot taken when the batch was cut
     lengths: np.ndarray  # [B]
+    changes: list[Changes] = field(default_factory=list)  # state to write with the batch
     recs: Recommendations | None = None
     error: BaseException | None = None
     encode_s: float = 0.0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,18 @@ class Restored:
     users: int
     records: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Changed users of one partition and their state when their batch was cut: what
+    the batch's recommendations answer, written to the changelog with them."""
+
+    partition: int
+    users: list[str]
+    items: np.ndarray  # [n, L] item rows
+    ts: np.ndarray  # [n, L]
+    offsets: np.ndarray  # [n] applied events-topic offsets
 
 
 @dataclass(frozen=True)
@@ -173,32 +186,45 @@ class DurableHistories:
             if store is not None:
                 store.recommended([users[i][1] for i in idx], rows[idx])
 
-    def write_users(self, publisher: Publisher, users: list[tuple[int, str]]) -> int:
-        """Queue a changelog record for each of these (partition, user) that changed.
+    def take_changes(self, users: list[tuple[int, str]]) -> list[Changes]:
+        """The changed state of a batch's (partition, user) pairs, taken as the batch is
+        cut (see `Changes`); `write_changes` sends it when the batch is published.
 
-        The worker calls it right after a batch's recommendations, so state reaches
-        the changelog as the batch is served, spread over time: several events of a
-        user within one batch give one record. Offsets are committed only after these
-        records are acknowledged.
+        Taking it at the cut, not at the publish, keeps a changelog record from covering
+        events that arrived while the batch was in the model: a record at offset o
+        means the recommendation answering o went out with it (in one transaction
+        with exactly-once), so a replay of events at or below o need not be answered
+        again. Several events of a user in one batch give one record.
         """
         by_partition: dict[int, list[str]] = defaultdict(list)
         for partition, user in users:
             by_partition[partition].append(user)
-        return sum(self._write(publisher, partition, store, store.take_dirty_of(ids))
-                   for partition, ids in by_partition.items()
-                   if (store := self._stores.get(partition)) is not None)
+        out = []
+        for partition, ids in by_partition.items():
+            store = self._stores.get(partition)
+            if store is not None:
+                changed, items, ts, offsets = store.take_changes(ids)
+                if changed:
+                    out.append(Changes(partition, changed, items, ts, offsets))
+        return out
 
-    def _write(self, publisher: Publisher, partition: int, store: PartitionStore,
-               users: list[str]) -> int:
-        if not users:
-            return 0
-        items, ts, offsets = store.export(users)
-        first_seq = publisher.sent
-        for user, value in zip(users, encode_rows(items, ts, offsets, self.items.id_table),
-                               strict=True):
-            publisher.send_changelog(self.topic, partition, user, value)
-        store.mark_sent(users, first_seq)
-        return len(users)
+    def write_changes(self, publisher: Publisher, changes: list[Changes],
+                      owned: Container[int]) -> int:
+        """Queue the changelog records of `changes` (right after the batch's
+        recommendations) for the partitions still `owned`; offsets are committed only
+        after these records are acknowledged."""
+        written = 0
+        for c in changes:
+            store = self._stores.get(c.partition)
+            if store is None or c.partition not in owned:
+                continue  # the partition moved away while its batch was in the model
+            first_seq = publisher.sent
+            for user, value in zip(c.users, encode_rows(c.items, c.ts, c.offsets,
+                                                        self.items.id_table), strict=True):
+                publisher.send_changelog(self.topic, c.partition, user, value)
+            store.mark_sent(c.users, first_seq)
+            written += len(c.users)
+        return written
 
     def note_written(self, written: list[tuple[int, str, int, int]]) -> None:
         """Remember where acknowledged changelog records landed: (partition, user, offset,

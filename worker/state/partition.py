@@ -22,6 +22,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+_TAKEN = -2  # `_record_seq` of a user whose changed state awaits its batch's publish
+
 
 class PartitionStore:
     """Last-`max_len` item rows, event times and applied offset per user of one partition.
@@ -223,6 +225,19 @@ class PartitionStore:
         dirty[present] = self._dirty[slots[present]]
         self._dirty[slots[dirty]] = False
         return [u for u, d in zip(user_ids, dirty.tolist(), strict=True) if d]
+
+    def take_changes(self, user_ids: list[str]
+                     ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Those of `user_ids` changed since their last record and their state now
+        (items [n, L], ts [n, L], offsets [n]), marked clean: the state their batch's
+        recommendations answer, which goes to the changelog when the batch is published
+        (`mark_sent`). Until then they are not evictable."""
+        users = self.take_dirty_of(user_ids)
+        items, ts, offsets = self.export(users)
+        slots = np.array([self._slots[u] for u in users], dtype=np.int64)
+        self._changelog[slots] = -1
+        self._record_seq[slots] = _TAKEN  # an older record's acknowledgement changes nothing
+        return users, items, ts, offsets
 
     def export(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(items [n, L], ts [n, L], offsets [n]) of stored users, for the changelog."""
