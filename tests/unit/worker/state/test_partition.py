@@ -203,3 +203,24 @@ def test_remapping_to_a_new_vocabulary_keeps_order_and_closes_up_dropped_items()
     assert ts.tolist() == [10, 12]
     assert store.applied_offset("a") == 2
     assert store.judge(["a", "a"], np.array([7, 2])).tolist() == [0, -1]  # 2 left its list
+
+
+def test_changes_taken_at_a_cut_hold_that_state_and_keep_the_user_until_written() -> None:
+    store = PartitionStore(max_len=3)
+    append(store, [("a", 1), ("b", 2)])
+    store.take_changes(["a", "b"])
+    store.mark_sent(["a", "b"], first_seq=0)
+    store.note_written("a", 50, seq=0)
+    store.note_written("b", 51, seq=1)
+    append(store, [("a", 3)])
+    users, items, _, offsets = store.take_changes(["a", "b"])  # the batch is cut
+    assert users == ["a"]
+    assert items[0].tolist() == [0, 1, 3]
+    append(store, [("a", 4)])  # arrives while the batch is in the model
+    assert items[0].tolist() == [0, 1, 3]  # the taken state is what the batch answers
+    store.note_written("a", 50, seq=0)  # a late ack of a's older record changes nothing
+    assert store.evict(max_users=0) == [("b", 51)]  # a is in flight: not evictable
+    store.mark_sent(["a"], first_seq=2)  # the batch is published
+    store.note_written("a", 52, seq=2)
+    assert store.take_dirty_of(["a"]) == ["a"]  # event 4 waits for a's next record
+    assert offsets[0] < store.applied_offset("a")
