@@ -13,8 +13,8 @@ the pending users, publishes, waits for every acknowledgement, commits, closes a
 returns.
 
 State: each batch writes its users' changed histories, as of the batch's cut, to the
-changelog (`state/`) right after their recommendations; newly assigned partitions are restored before
-their first event is applied. Backpressure: one batch is in the model stage at a
+changelog (`state/`) right after their recommendations; newly assigned partitions
+are restored before their first event is applied. Backpressure: one batch is in the model stage at a
 time, the next is cut only after it is published, and Kafka's fetch limits bound
 what the client buffers ahead.
 """
