@@ -14,9 +14,9 @@ returns.
 
 State: each batch writes its users' changed histories, as of the batch's cut, to the
 changelog (`state/`) right after their recommendations; newly assigned partitions
-are restored before their first event is applied. Backpressure: one batch is in the model stage at a
-time, the next is cut only after it is published, and Kafka's fetch limits bound
-what the client buffers ahead.
+are restored before their first event is applied. Backpressure: one batch is in
+the model stage at a time, the next is cut only after it is published, and Kafka's
+fetch limits bound what the client buffers ahead.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from streamrec.common.devices import resolve_device
 from streamrec.encoder.checkpoint import Checkpoint, load_checkpoint
 from streamrec.encoder.compiled import trace_encoder
 from streamrec.index import ItemIndex, build_index
+from streamrec.worker.state.partition import close_up
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +101,7 @@ class Recommender:
         unknown = histories > len(self.checkpoint.vocab)
         if not unknown.any():
             return histories, lengths
-        items = np.where(unknown, 0, histories)
-        order = np.argsort(items > 0, axis=1, kind="stable")  # known ones to the right
-        items = np.take_along_axis(items, order, axis=1)
+        (items,) = close_up(np.where(unknown, 0, histories))
         return items, (items > 0).sum(axis=1)
 
     @property

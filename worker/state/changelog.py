@@ -31,6 +31,7 @@ import numpy as np
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import OffsetReader, read_to_end
 from streamrec.worker.errors import ChangelogError
+from streamrec.worker.state.partition import close_up
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +265,8 @@ def decode_rows(
     rows = np.zeros((n, most), dtype=np.int64)
     rows[present] = lookup.rows(buf, item_start[present], item_len[present])
     if missing is not None and (miss := present & (rows == 0)).any():
-        ids = [buf[a:a + n].tobytes()
-               for a, n in zip(item_start[miss].tolist(), item_len[miss].tolist(), strict=True)]
+        ids = [buf[a:a + size].tobytes() for a, size in
+               zip(item_start[miss].tolist(), item_len[miss].tolist(), strict=True)]
         rows[miss] = missing(ids)
         ok &= ~(rows < 0).any(axis=1)
         rows[rows < 0] = 0
@@ -273,10 +274,7 @@ def decode_rows(
     ts_pos = ts_start[:, None] + 8 * np.arange(most)[None, :]
     ts_all[present] = _big_endian(buf, ts_pos[present], 8).view(np.int64)
     # Known items keep their order and move right; unknown ones (0) move left.
-    order = np.argsort(rows > 0, axis=1, kind="stable")
-    rows = np.take_along_axis(rows, order, axis=1)
-    ts_all = np.take_along_axis(ts_all, order, axis=1)
-    ts_all[rows == 0] = 0
+    rows, ts_all = close_up(rows, ts_all)
     items = np.zeros((n, width), dtype=np.int64)
     ts = np.zeros((n, width), dtype=np.int64)
     take = min(width, most)

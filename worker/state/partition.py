@@ -25,6 +25,21 @@ logger = logging.getLogger(__name__)
 _TAKEN = -2  # `_record_seq` of a user whose changed state awaits its batch's publish
 
 
+def close_up(items: np.ndarray, *aligned: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Histories [n, L] after some items became 0 (dropped): the rest move right in their
+    order, zeros to the left, and each of `aligned` (e.g. timestamps) moves with them,
+    0 where the item is 0. The one way a history is re-packed: model swaps, restores
+    and the encoder's masking of unknown items all use it."""
+    order = np.argsort(items > 0, axis=1, kind="stable")  # known ones to the right
+    items = np.take_along_axis(items, order, axis=1)
+    out = [items]
+    for values in aligned:
+        values = np.take_along_axis(values, order, axis=1)
+        values[items == 0] = 0
+        out.append(values)
+    return tuple(out)
+
+
 class PartitionStore:
     """Last-`max_len` item rows, event times and applied offset per user of one partition.
 
@@ -180,11 +195,7 @@ class PartitionStore:
         external ids, which the swap does not change."""
         used = np.fromiter(self._slots.values(), dtype=np.int64, count=len(self._slots))
         if len(used):
-            items = remap[self._items[used]]
-            order = np.argsort(items > 0, axis=1, kind="stable")  # known ones to the right
-            items = np.take_along_axis(items, order, axis=1)
-            ts = np.take_along_axis(self._ts[used], order, axis=1)
-            ts[items == 0] = 0
+            items, ts = close_up(remap[self._items[used]], self._ts[used])
             self._items[used] = items
             self._ts[used] = ts
             self._lengths[used] = (items > 0).sum(axis=1)
