@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PROBE_TIMEOUT_S = 10.0  # TCP connect + TLS handshake of the pre-flight probe
+TOPIC_READY_S = 30.0  # how long a topic may take to have a leader for every partition
 AUTH_ERRORS = (SaslAuthenticationFailedError, UnsupportedSaslMechanismError,
                IllegalSaslStateError)
 ACL_DOC = 'docs/RELIABILITY.md, "Security: the ACLs the worker needs"'
@@ -160,14 +161,22 @@ def ensure_topics(
         if created:
             # Created is not ready: wait until every partition has a leader, or a
             # consumer subscribing right now would see no partitions.
-            try:
-                admin.wait_for_topics(created, timeout_ms=30_000)
-            except KafkaTimeoutError as exc:
-                raise KafkaUnavailableError(f"topics {created} not ready: {exc}") from exc
+            wait_for_topics(admin, created)
             logger.info("created topics %s", created)
         return created
     finally:
         admin.close()
+
+
+def wait_for_topics(admin: KafkaAdminClient, topics: list[str],
+                    timeout_s: float = TOPIC_READY_S) -> None:
+    """Until every partition of `topics` has a leader in the metadata `admin` reads: a
+    topic just created (by anyone) can take a while to reach every broker of a cluster,
+    and described too early it has no partitions. KafkaUnavailableError past the bound."""
+    try:
+        admin.wait_for_topics(topics, timeout_ms=int(timeout_s * 1000))
+    except KafkaTimeoutError as exc:
+        raise KafkaUnavailableError(f"topics {topics} not ready: {exc}") from exc
 
 
 # -- connection diagnosis -------------------------------------------------------------

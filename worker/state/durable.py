@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamrec.encoder.vocab import ItemVocab
-from streamrec.kafka_io.clients import ensure_topics, make_admin
+from streamrec.kafka_io.clients import ensure_topics, make_admin, wait_for_topics
+from streamrec.kafka_io.errors import KafkaUnavailableError
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import OffsetReader
 from streamrec.worker.errors import ChangelogError
@@ -133,10 +134,16 @@ class DurableHistories:
         """
         admin = make_admin(self.bootstrap, "streamrec-state", self.security)
         try:
+            # On a cluster a just-created events topic may not have reached the broker
+            # asked yet: described then, it has no partitions (a 0-partition changelog).
+            wait_for_topics(admin, [events_topic])
             described = admin.describe_topics([events_topic])
         finally:
             admin.close()
         partitions = len(described[0]["partitions"])
+        if not partitions:
+            raise KafkaUnavailableError(f"topic {events_topic} has no partitions in the "
+                                        "cluster's metadata; start the worker again")
         ensure_topics(self.bootstrap, {self.topic: partitions},
                       configs={self.topic: {"cleanup.policy": "compact"}},
                       security=self.security, replication_factor=replication_factor)
