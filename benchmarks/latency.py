@@ -3,9 +3,14 @@
 A worker runs (its own process, default settings) on a fresh events topic; a
 consumer process reads its recommendations topic from the end; this process
 produces events at a steady `rate` with `ts` = the time of sending, like a client
-application would. The consumer records, per recommendation, its arrival time
-minus `event_ts` (the time the newest event it answers was sent), so the figure
-covers the producer's client, the broker both ways, and every worker stage.
+application would (kafka-python, `linger_ms` 5: the Java client's default since Kafka
+4.0). The consumer records, per recommendation, its arrival time minus `event_ts`
+(the time the newest event it answers was sent), so the figure covers the
+producer's client, the broker both ways, and every worker stage.
+
+`target="relay"` runs the Kafka client's floor in the worker's place instead: the
+passthrough loop of `runners.py` as a live service, one record per event, no model
+and no state, the same clients and settings.
 
     python -m streamrec.bench.latency consume --bootstrap B --topic T --seconds S --out F
 """
@@ -34,6 +39,7 @@ from streamrec.kafka_io.clients import ensure_topics, make_consumer, make_produc
 logger = logging.getLogger(__name__)
 
 IDLE_END_S = 5.0  # the consumer stops this long after the last record
+CLIENT_LINGER_MS = 5  # the event producer's linger: the Java client's default since Kafka 4.0
 
 
 @dataclass(frozen=True)
@@ -77,14 +83,21 @@ def consume(bootstrap: str, topic: str, seconds: float, out: Path) -> None:
 
 
 def measure(bootstrap: str, model: Path, stream: Stream, rate: float, seconds: float,
-            partitions: int, workdir: Path, extra: list[str] | None = None) -> Latency:
-    """Run a worker, a consumer and a paced producer; return the latencies."""
+            partitions: int, workdir: Path, extra: list[str] | None = None,
+            target: str = "worker") -> Latency:
+    """Run a worker (or the relay), a consumer and a paced producer; return the latencies."""
     tag = uuid.uuid4().hex[:6]
     topic, out = f"bench-latency-{tag}", f"bench-latency-{tag}-recs"
     ensure_topics(bootstrap, {topic: partitions, out: partitions})
-    port = free_port()
-    worker = subprocess.Popen(worker_command(bootstrap, topic, out, f"bench-latency-{tag}",
-                                             model, port, "latency", extra or []))
+    port, group = free_port(), f"bench-latency-{tag}"
+    if target == "relay":
+        command = [sys.executable, "-m", "streamrec.bench.runners", "relay", "--bootstrap",
+                   bootstrap, "--topic", topic, "--out", out, "--group", group,
+                   "--port", str(port)]
+    else:
+        command = worker_command(bootstrap, topic, out, group, model, port, "latency",
+                                 extra or [])
+    worker = subprocess.Popen(command)
     consumer = None
     try:
         _wait_ready(port, worker)
@@ -108,7 +121,7 @@ def measure(bootstrap: str, model: Path, stream: Stream, rate: float, seconds: f
 
 def _produce(bootstrap: str, topic: str, stream: Stream, rate: float, seconds: float) -> int:
     """Send events at `rate`/s for `seconds`, `ts` = now; returns how many were sent."""
-    producer = make_producer(bootstrap, "bench-latency-producer", linger_ms=1)
+    producer = make_producer(bootstrap, "bench-latency-producer", linger_ms=CLIENT_LINGER_MS)
     start = time.monotonic()
     sent = 0
     n = len(stream)

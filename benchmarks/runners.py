@@ -4,21 +4,27 @@
                   record per event, commit every second after a flush; no model
     naive         the same model, index and history store called once per event
                   (batch of 1), one recommendation per event
+    relay         the passthrough as a live service, until SIGTERM: the latency
+                  floor of the Kafka client (`latency.py` measures it beside the worker)
 
-Both read the events topic from offset 0 with the worker's own client settings
-and print one JSON line: events, records produced, seconds from the first event
-polled to the last record acknowledged, CPU seconds over that span, peak RSS.
+The first two read the events topic from offset 0 with the worker's own client
+settings and print one JSON line: events, records produced, seconds from the first
+event polled to the last record acknowledged, CPU seconds over that span, peak RSS.
 
     python -m streamrec.bench.runners passthrough --bootstrap B --topic T --out O --events N
+    python -m streamrec.bench.runners relay --bootstrap B --topic T --out O --port P
 """
 
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import logging
 import resource
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,20 +56,14 @@ def passthrough(bootstrap: str, topic: str, out: str, group: str, events: int) -
                              max_poll_records=POLL_RECORDS)
     producer = make_producer(bootstrap, "bench-passthrough")
     consumer.subscribe([topic])
-    seen = produced = 0
+    seen = 0
     start = cpu0 = None
     next_commit = 0.0
     while seen < events:
         polled = consumer.poll(timeout_ms=500)
-        for records in polled.values():
-            if start is None:
-                start, cpu0 = time.perf_counter(), cpu_seconds()
-            for rec in records:
-                doc = json.loads(rec.value)
-                value = json.dumps({"user_id": doc["user_id"], "n": seen}).encode()
-                producer.send(out, key=rec.key, value=value)
-                seen += 1
-                produced += 1
+        if polled and start is None:
+            start, cpu0 = time.perf_counter(), cpu_seconds()
+        seen += _forward(polled, producer, out)
         if time.monotonic() >= next_commit:
             producer.flush()
             consumer.commit()
@@ -71,12 +71,60 @@ def passthrough(bootstrap: str, topic: str, out: str, group: str, events: int) -
     producer.flush()
     consumer.commit()
     seconds = time.perf_counter() - start  # type: ignore[operator]
-    result = {"events": seen, "records_out": produced, "recommendations": produced,
+    result = {"events": seen, "records_out": seen, "recommendations": seen,
               "seconds": seconds, "cpu_s": cpu_seconds() - cpu0,  # type: ignore[operator]
               "peak_rss_mb": peak_rss_mb()}
     consumer.close(autocommit=False)
     producer.close()
     return result
+
+
+def _forward(polled: dict[Any, list[Any]], producer: Any, out: str) -> int:
+    """Decode each polled event and send one small record for it, carrying its `ts` as
+    `event_ts` (what the latency consumer reads); returns how many were sent."""
+    sent = 0
+    for records in polled.values():
+        for rec in records:
+            doc = json.loads(rec.value)
+            value = json.dumps({"user_id": doc["user_id"], "event_ts": doc["ts"]}).encode()
+            producer.send(out, key=rec.key, value=value)
+            sent += 1
+    return sent
+
+
+def relay(bootstrap: str, topic: str, out: str, group: str, port: int) -> None:
+    """The passthrough loop as a live service until SIGTERM; /readyz on `port` answers
+    200 once partitions are assigned (as the worker's does)."""
+    consumer = make_consumer(bootstrap, group, "bench-relay", max_poll_records=POLL_RECORDS)
+    producer = make_producer(bootstrap, "bench-relay")
+    consumer.subscribe([topic])
+    ready, stop = threading.Event(), threading.Event()
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if ready.is_set() else 503)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    next_commit = 0.0
+    while not stop.is_set():
+        polled = consumer.poll(timeout_ms=100)
+        if consumer.assignment():
+            ready.set()
+        _forward(polled, producer, out)
+        if time.monotonic() >= next_commit:
+            producer.flush()
+            consumer.commit()
+            next_commit = time.monotonic() + 1.0
+    producer.flush()
+    server.shutdown()
+    consumer.close(autocommit=False)
+    producer.close()
 
 
 def naive(bootstrap: str, topic: str, out: str, group: str, events: int, model: Path,
@@ -132,17 +180,21 @@ def naive(bootstrap: str, topic: str, out: str, group: str, events: int, model: 
 def main(argv: list[str] | None = None) -> int:
     """Run one runner and print its result as one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runner", choices=["passthrough", "naive"])
+    parser.add_argument("runner", choices=["passthrough", "naive", "relay"])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--group", required=True)
-    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--events", type=int, default=0, help="passthrough, naive: how many")
+    parser.add_argument("--port", type=int, default=0, help="relay: port of /readyz")
     parser.add_argument("--model", type=Path)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--index", default="auto", help="index backend, as the worker's")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.runner == "relay":
+        relay(args.bootstrap, args.topic, args.out, args.group, args.port)
+        return 0
     if args.runner == "passthrough":
         result = passthrough(args.bootstrap, args.topic, args.out, args.group, args.events)
     else:

@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "e2e", help="the worker beside the Kafka client ceiling, naive, model-only, 2 workers",
         description="Preload an events topic, then read it from offset 0 with: a kafka-python "
                     "passthrough, the worker, a naive one-event-at-a-time loop, the model stage "
-                    "alone and two workers; then latency at half the worker's throughput and "
-                    "a --max-batch sweep. Starts a local broker unless --bootstrap is given.")
+                    "alone and two workers; then latency at fractions of the worker's throughput, "
+                    "beside the Kafka client's floor, and a --max-batch sweep. Starts a local "
+                    "broker unless --bootstrap is given.")
     d = E2EOptions()
     env_flag(e2e, "--bootstrap", "", "use this Kafka instead of a local broker")
     e2e.add_argument("--events", type=int, default=d.events, help="events in the stream "
@@ -40,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e2e.add_argument("--naive-events", type=int, default=d.naive_events,
                      help="events the naive loop reads (default %(default)s)")
     e2e.add_argument("--latency-seconds", type=float, default=d.latency_seconds,
-                     help="length of the latency run (default %(default)s)")
+                     help="length of each latency run (default %(default)s)")
+    e2e.add_argument("--latency-loads", default=",".join(map(str, d.latency_loads)),
+                     help="offered loads of the latency runs, as fractions of the worker's "
+                          "recommendations/s (default %(default)s)")
     e2e.add_argument("--sweep", default=",".join(map(str, d.sweep)),
                      help="--max-batch values to sweep (default %(default)s)")
     e2e.add_argument("--sweep-events", type=int, default=d.sweep_events,
@@ -105,6 +109,7 @@ def run_e2e(args: argparse.Namespace) -> int:
     figures = run(E2EOptions(
         events=args.events, users=args.users, partitions=args.partitions,
         naive_events=args.naive_events, latency_seconds=args.latency_seconds,
+        latency_loads=tuple(float(x) for x in args.latency_loads.split(",") if x.strip()),
         sweep=_ints(args.sweep), sweep_events=args.sweep_events, model=args.model,
         bootstrap=args.bootstrap or None, worker_args=tuple(args.worker_arg),
         index=args.index, threads=args.threads))

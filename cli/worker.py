@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     flag("--client-id", defaults.client_id, "Kafka client id")
     flag("--k", defaults.k, "items per recommendation", int)
     flag("--max-batch", defaults.max_batch, "most users per encoder batch", int)
-    flag("--max-wait-ms", defaults.max_wait_ms, "longest a changed user waits for a batch", float)
+    flag("--max-wait-ms", defaults.max_wait_ms, "longest a changed user waits for a batch "
+         "while the model is idle (while it works, the next batch gathers anyway)", float)
     flag("--max-pending", defaults.max_pending,
          "users waiting for a batch at which fetching pauses (resumes at half; "
          "0 = 16 x --max-batch)", int)

@@ -70,6 +70,7 @@ LAG_REFRESH_S = 2.0
 ACK_POLL_S = 0.005  # poll timeout while records await acknowledgement
 MODEL_POLL_S = 0.002  # poll timeout while the model stage works on a batch
 PRODUCER_BATCH_BYTES = 512 * 1024
+INLINE_BATCH = 16  # batches of at most this many users are encoded on the poll loop's thread
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -327,25 +328,42 @@ class Worker:
         self.offsets.consumed_up_to(tp.partition, records[-1].offset + 1)
 
     def _advance(self, drain: bool = False) -> None:
-        """Publish the batch the model stage finished; hand it the next one when due.
+        """Take the batch the model stage finished, hand it the next one when due, then
+        publish the finished one while the model works on the next.
 
-        The stage holds one batch at a time and its result is published before the
-        next batch is cut, so each user's recommendations follow its events in order.
+        The stage holds one batch at a time and batches are published in the order
+        they were cut, so each user's recommendations follow its events. Cutting
+        before publishing overlaps the two: the model thread encodes batch N+1 while
+        this thread builds and sends batch N's records. A model swap waits for the
+        finished batch to go out first: its rows are the old model's.
         `drain` waits for the stage and cuts batches without waiting (shutdown).
         """
+        done: ModelJob | None = None
         if self._model.busy:
-            job = self._model.take(timeout_s=None if drain else 0.0)
-            if job is None:
+            done = self._model.take(timeout_s=None if drain else 0.0)
+            if done is None:
                 return
-            self._publish(job)
         if self._next_model is not None:  # between two batches: the stage is empty
+            if done is not None:
+                self._publish(done)
+                done = None
             self._swap_model()
         if self.batcher.ready() or (drain and self.batcher):
             batch = self.batcher.take()
             self.metrics.batch_size.observe(len(batch))
             keys = [(b.partition, b.user_id) for b in batch]
             histories, lengths = self.state.rows(keys)
-            self._model.submit(ModelJob(batch, histories, lengths, self.state.take_changes(keys)))
+            job = ModelJob(batch, histories, lengths, self.state.take_changes(keys))
+            if len(batch) <= INLINE_BATCH:  # small: no overlap worth a thread hand-off
+                if done is not None:
+                    self._publish(done)
+                    done = None
+                self._model.submit(job, inline=True)
+                self._publish(self._model.take())  # type: ignore[arg-type]
+            else:
+                self._model.submit(job)
+        if done is not None:
+            self._publish(done)
 
     def _load_model(self, path: Path) -> Recommender:
         """Load a new version (on the watcher's thread) and check it can replace the

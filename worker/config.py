@@ -29,7 +29,7 @@ class WorkerConfig:
     client_id: str = "streamrec-worker"
     k: int = 10  # items per recommendation
     max_batch: int = 256  # users per encoder batch
-    max_wait_ms: float = 20.0  # longest a changed user waits for its batch
+    max_wait_ms: float = 2.0  # longest a changed user waits for its batch
     # Users waiting for a batch before the consumer pauses (resumes at half): keeps a
     # backlog in Kafka, not in memory, and bounds memory under --max-users. 0 = 16 batches.
     max_pending: int = 0

@@ -4,8 +4,9 @@ torch releases the GIL inside its kernels, and the encoder and the index search
 are most of a batch's time; kafka-python's consuming, record building and sending
 are pure Python. Running the model on a thread of its own lets the poll loop
 ingest the next records and send the previous batch while the current one is
-encoded. One batch is in the stage at a time, and its result is published before
-the next batch is cut, so a user's recommendations keep the order of its events.
+encoded. One batch is in the stage at a time, and batches are published in the
+order they were cut, so a user's recommendations keep the order of its events.
+A small batch can be computed inline, on the caller's thread (`submit(inline=True)`).
 """
 
 from __future__ import annotations
@@ -62,10 +63,20 @@ class ModelStage:
         job = self._job
         return job.batch if job is not None else []
 
-    def submit(self, job: ModelJob) -> None:
-        """Hand a batch to the model thread; the stage must be empty."""
+    def submit(self, job: ModelJob, inline: bool = False) -> None:
+        """Hand a batch to the model thread; the stage must be empty.
+
+        `inline` computes it on the caller's thread instead, finished on return: for
+        a small batch the thread's hand-offs cost more than the overlap gains (each
+        return from a torch kernel waits for the GIL while the poll loop runs Python).
+        """
         if self._job is not None:
             raise RuntimeError("the model stage holds a batch already")
+        if inline:
+            self._compute(job)
+            self._job = job
+            self._ready.set()
+            return
         self._ready.clear()
         with self._wake:
             self._job = job
@@ -96,15 +107,19 @@ class ModelStage:
                 if self._closed:
                     return
                 job = self._job
-            try:
-                t0 = time.perf_counter()
-                model = self.recommender  # swapped only while the stage is empty
-                # What is published (explanations) speaks of the histories the model read.
-                job.histories, job.lengths = model.known(job.histories, job.lengths)
-                encoded = model.encode(job.histories, job.lengths)
-                t1 = time.perf_counter()
-                job.recs = model.search(encoded, job.histories, self.k)
-                job.encode_s, job.search_s = t1 - t0, time.perf_counter() - t1
-            except BaseException as exc:  # handed to the poll loop, which stops
-                job.error = exc
+            self._compute(job)  # type: ignore[arg-type]
             self._ready.set()
+
+    def _compute(self, job: ModelJob) -> None:
+        """Encode and search one batch; an error is kept in the job for `take`."""
+        try:
+            t0 = time.perf_counter()
+            model = self.recommender  # swapped only while the stage is empty
+            # What is published (explanations) speaks of the histories the model read.
+            job.histories, job.lengths = model.known(job.histories, job.lengths)
+            encoded = model.encode(job.histories, job.lengths)
+            t1 = time.perf_counter()
+            job.recs = model.search(encoded, job.histories, self.k)
+            job.encode_s, job.search_s = t1 - t0, time.perf_counter() - t1
+        except BaseException as exc:  # handed to the poll loop, which stops
+            job.error = exc

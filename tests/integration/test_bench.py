@@ -58,7 +58,8 @@ def test_bench_e2e_runs_every_contender_and_reports(
     kafka_bootstrap: str, tiny_checkpoint: Path, docs: Path, tmp_path: Path,
 ) -> None:
     figures = run_e2e(E2EOptions(
-        events=2000, users=300, naive_events=200, latency_seconds=3.0, sweep=(64,),
+        events=2000, users=300, naive_events=200, latency_seconds=3.0, latency_loads=(0.5,),
+        sweep=(64,),
         sweep_events=500, model=tiny_checkpoint, workdir=tmp_path / "work",
         bootstrap=kafka_bootstrap))
     assert figures["b_users_missing"] == 0
@@ -69,10 +70,16 @@ def test_bench_e2e_runs_every_contender_and_reports(
         assert results[key]["events"] == 2000
         assert results[key]["seconds"] > 0
     assert results["c"]["events"] == 200
-    assert figures["latency"]["received"] > 0
+    # the worker and the client's floor, each at the same offered rate
+    assert [(x["load"], x["target"]) for x in figures["latency"]] == [
+        (0.5, "worker"), (0.5, "relay")]
+    for run in figures["latency"]:
+        assert run["received"] > 0
+        assert run["received"] <= run["sent"]
     assert [s["max_batch"] for s in figures["sweep"]] == [64]
     text = (docs / "BENCHMARKS.md").read_text()
     assert ": bench e2e" in text
     assert "| b: worker |" in text
+    assert "relay (client floor)" in text
     assert (docs / "bench_latency_cdf.png").stat().st_size > 0
     assert (docs / "bench_max_batch.png").stat().st_size > 0

@@ -19,7 +19,7 @@ def test_flags_and_env_build_the_typed_config(monkeypatch: pytest.MonkeyPatch) -
     assert config.bootstrap == "kafka:9094"
     assert config.k == 3
     assert config.model_dir == Path("m")
-    assert config.max_wait_ms == 20.0
+    assert config.max_wait_ms == 2.0
     assert config.metrics_port == 9108
 
 

@@ -1,0 +1,88 @@
+"""The model stage: one batch at a time, on its thread or inline on the caller's."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from streamrec.worker.batcher import BatchItem
+from streamrec.worker.model_stage import ModelJob, ModelStage
+
+
+class FakeRecommender:
+    """Records the thread each call ran on; `search` returns the histories' last rows."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.threads: list[int] = []
+        self.fail = fail
+        self.release = threading.Event()
+        self.release.set()
+
+    def known(self, histories: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return histories, lengths
+
+    def encode(self, histories: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.get_ident())
+        self.release.wait(5)
+        if self.fail:
+            raise RuntimeError("encoder broke")
+        return histories[:, -1:]
+
+    def search(self, encoded: np.ndarray, histories: np.ndarray, k: int) -> np.ndarray:
+        return np.repeat(encoded, k, axis=1)
+
+
+def job(users: int) -> ModelJob:
+    batch = [BatchItem(0, f"u{i}", event_ts=i) for i in range(users)]
+    histories = np.arange(1, 3 * users + 1).reshape(users, 3)
+    return ModelJob(batch, histories, np.full(users, 3))
+
+
+def test_a_batch_runs_on_the_stage_thread_and_is_taken_once_done() -> None:
+    model = FakeRecommender()
+    model.release.clear()
+    stage = ModelStage(model, k=2)  # type: ignore[arg-type]
+    try:
+        stage.submit(job(3))
+        assert stage.busy
+        assert stage.take(timeout_s=0.0) is None  # still encoding
+        with pytest.raises(RuntimeError, match="holds a batch"):
+            stage.submit(job(1))
+        model.release.set()
+        done = stage.take(timeout_s=5.0)
+        assert done is not None
+        assert not stage.busy
+        assert model.threads == [stage._thread.ident]
+        assert done.recs.tolist() == [[3, 3], [6, 6], [9, 9]]  # type: ignore[union-attr]
+    finally:
+        stage.close()
+
+
+def test_an_inline_batch_is_finished_on_the_callers_thread_when_submit_returns() -> None:
+    model = FakeRecommender()
+    stage = ModelStage(model, k=1)  # type: ignore[arg-type]
+    try:
+        stage.submit(job(2), inline=True)
+        assert model.threads == [threading.get_ident()]
+        done = stage.take(timeout_s=0.0)
+        assert done is not None
+        assert done.recs.tolist() == [[3], [6]]
+        stage.submit(job(1))  # the stage is free again, and its thread still serves
+        assert stage.take(timeout_s=5.0) is not None
+        assert model.threads[-1] == stage._thread.ident
+    finally:
+        stage.close()
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_an_error_in_the_model_is_raised_by_take(inline: bool) -> None:
+    stage = ModelStage(FakeRecommender(fail=True), k=1)  # type: ignore[arg-type]
+    try:
+        stage.submit(job(1), inline=inline)
+        with pytest.raises(RuntimeError, match="encoder broke"):
+            stage.take(timeout_s=5.0)
+        assert not stage.busy
+    finally:
+        stage.close()
