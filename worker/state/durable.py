@@ -123,8 +123,12 @@ class DurableHistories:
         return items, lengths
 
     def num_users(self) -> int:
-        """Users held in memory across all partitions."""
-        return sum(len(s) for s in self._stores.values())
+        """Users held in memory across all partitions.
+
+        Called by the metrics server's thread while the poll loop may add or drop a
+        store: it counts a snapshot (`list()` copies the stores without giving up the GIL).
+        """
+        return sum(len(s) for s in list(self._stores.values()))
 
     def ensure_topic(self, events_topic: str, replication_factor: int | None = None) -> None:
         """Create the compacted changelog with the events topic's partition count.
