@@ -64,10 +64,7 @@ def passthrough(bootstrap: str, topic: str, out: str, group: str, events: int) -
         if polled and start is None:
             start, cpu0 = time.perf_counter(), cpu_seconds()
         seen += _forward(polled, producer, out)
-        if time.monotonic() >= next_commit:
-            producer.flush()
-            consumer.commit()
-            next_commit = time.monotonic() + 1.0
+        next_commit = _commit_when_due(producer, consumer, next_commit)
     producer.flush()
     consumer.commit()
     seconds = time.perf_counter() - start  # type: ignore[operator]
@@ -90,6 +87,16 @@ def _forward(polled: dict[Any, list[Any]], producer: Any, out: str) -> int:
             producer.send(out, key=rec.key, value=value)
             sent += 1
     return sent
+
+
+def _commit_when_due(producer: Any, consumer: Any, due: float) -> float:
+    """Once `due` (monotonic) has passed: flush, then commit, so no offset passes an
+    unsent record; returns when the next commit is due (a second on)."""
+    if time.monotonic() < due:
+        return due
+    producer.flush()
+    consumer.commit()
+    return time.monotonic() + 1.0
 
 
 def relay(bootstrap: str, topic: str, out: str, group: str, port: int) -> None:
@@ -117,10 +124,7 @@ def relay(bootstrap: str, topic: str, out: str, group: str, port: int) -> None:
         if consumer.assignment():
             ready.set()
         _forward(polled, producer, out)
-        if time.monotonic() >= next_commit:
-            producer.flush()
-            consumer.commit()
-            next_commit = time.monotonic() + 1.0
+        next_commit = _commit_when_due(producer, consumer, next_commit)
     producer.flush()
     server.shutdown()
     consumer.close(autocommit=False)
