@@ -74,8 +74,9 @@ class ModelStage:
             raise RuntimeError("the model stage holds a batch already")
         if inline:
             self._compute(job)
-            self._job = job
-            self._ready.set()
+            with self._wake:  # the thread checks both under this lock: it stays asleep
+                self._ready.set()
+                self._job = job
             return
         self._ready.clear()
         with self._wake:
