@@ -15,7 +15,8 @@ returns.
 State: each batch writes its users' changed histories, as of the batch's cut, to the
 changelog (`state/`) right after their recommendations; newly assigned partitions
 are restored before their first event is applied. Backpressure: one batch is in
-the model stage at a time, the next is cut only after it is published, and Kafka's
+the model stage at a time (the next is cut when it comes out, and sent after it), at
+most `pending_limit` users wait for a batch before fetching pauses, and Kafka's
 fetch limits bound what the client buffers ahead.
 """
 
@@ -348,22 +349,21 @@ class Worker:
                 self._publish(done)
                 done = None
             self._swap_model()
+        job = None
         if self.batcher.ready() or (drain and self.batcher):
             batch = self.batcher.take()
             self.metrics.batch_size.observe(len(batch))
             keys = [(b.partition, b.user_id) for b in batch]
             histories, lengths = self.state.rows(keys)
             job = ModelJob(batch, histories, lengths, self.state.take_changes(keys))
-            if len(batch) <= INLINE_BATCH:  # small: no overlap worth a thread hand-off
-                if done is not None:
-                    self._publish(done)
-                    done = None
-                self._model.submit(job, inline=True)
-                self._publish(self._model.take())  # type: ignore[arg-type]
-            else:
+            if len(batch) > INLINE_BATCH:  # the model thread works on it while `done` goes out
                 self._model.submit(job)
+                job = None
         if done is not None:
             self._publish(done)
+        if job is not None:  # small: no overlap worth a thread hand-off; computed here
+            self._model.submit(job, inline=True)
+            self._publish(self._model.take())  # type: ignore[arg-type]
 
     def _load_model(self, path: Path) -> Recommender:
         """Load a new version (on the watcher's thread) and check it can replace the
