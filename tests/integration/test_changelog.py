@@ -8,6 +8,7 @@ partitions, and an operator running `streamrec state dump`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from streamrec.encoder.vocab import ItemVocab
 from streamrec.kafka_io.errors import TopicNotFoundError
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import read_to_end
+from streamrec.worker.state import changelog, durable
 from streamrec.worker.state.changelog import (
     HistoryRecord,
     changelog_topic,
@@ -80,6 +82,18 @@ def group(kafka_bootstrap: str, admin: KafkaAdminClient) -> Iterator[str]:
         admin.delete_topics([topic])
 
 
+@pytest.fixture(params=[None, 1, 2], ids=["one-chunk", "chunks-of-1", "chunks-of-2"])
+def chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int | None:
+    """Restores read in chunks (`LatestRead`); with chunks of 1 or 2 users, a user's
+    record, tombstone and return land in different chunks."""
+    if request.param is not None:
+        reader = functools.partial(changelog.LatestRead, chunk=request.param)
+        monkeypatch.setattr(changelog, "LatestRead", reader)
+        monkeypatch.setattr(durable, "LatestRead", reader)
+    return request.param
+
+
+@pytest.mark.usefixtures("chunk")
 def test_restore_keeps_the_latest_record_per_user_and_drops_tombstones(
     kafka_bootstrap: str, group: str,
 ) -> None:
@@ -90,6 +104,7 @@ def test_restore_keeps_the_latest_record_per_user_and_drops_tombstones(
     assert stats.seconds > 0
 
 
+@pytest.mark.usefixtures("chunk")
 def test_the_workers_bulk_restore_loads_what_the_record_by_record_read_gives(
     kafka_bootstrap: str, group: str,
 ) -> None:

@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,23 +160,45 @@ def decode_history(value: bytes) -> HistoryRecord:
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's finaliser
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+_LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], dtype=np.uint64)  # n low bytes
 BULK_MAX_ITEM_BYTES = 64  # longer item ids take the per-record path
 BULK_MAX_COUNT = 256  # so do longer histories (the worker writes at most the model's L)
 BULK_CHUNK = 8192  # values decoded per call: bounds the transient [chunk, count] arrays
 _HEADER_BYTES = _HEADER.size  # 14
 
 
+def _words(buf: np.ndarray, dtype: str) -> np.ndarray:
+    """buf read as a `dtype` word at every byte position: an unaligned view, no copy,
+    so a gather at any offsets reads whole words in one step."""
+    size = np.dtype(dtype).itemsize
+    return np.ndarray((max(0, len(buf) - size + 1),), dtype=dtype, buffer=buf, strides=(1,))
+
+
 def _hash_segments(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """64-bit FNV-1a of each byte segment buf[start : start + length], with the length
-    mixed in first: one vectorised step per byte position, not per segment."""
+    """A 64-bit hash of each byte segment buf[start : start + length], with the length
+    mixed in first: one vectorised step per 8-byte word position (FNV-1a's step taken
+    over little-endian words, zero-padded past the segment's end), not per segment or
+    byte, then splitmix64's finaliser so every input bit reaches every output bit. Two
+    segments of at most 8 bytes and the same length never collide: each step is a
+    bijection of the word."""
     h = np.full(len(starts), _FNV_OFFSET, dtype=np.uint64)
     h = (h ^ lengths.astype(np.uint64)) * _FNV_PRIME
     longest = int(lengths.max()) if len(lengths) else 0
-    for k in range(longest):
+    if longest:
+        if len(buf) < int((starts + lengths).max()) + 8:
+            buf = np.concatenate([buf, np.zeros(8, dtype=np.uint8)])  # room for a word
+        words = _words(buf, "<u8")
+    for k in range(0, longest, 8):
         live = k < lengths
-        byte = buf[np.where(live, starts + k, 0)].astype(np.uint64)
-        h = np.where(live, (h ^ byte) * _FNV_PRIME, h)
-    return h
+        word = words[np.where(live, starts + k, 0)] & _LOW_BYTES[np.clip(lengths - k, 0, 8)]
+        h = np.where(live, (h ^ word) * _FNV_PRIME, h)
+    h ^= h >> np.uint64(30)
+    h *= _MIX_1
+    h ^= h >> np.uint64(27)
+    h *= _MIX_2
+    return h ^ (h >> np.uint64(31))
 
 
 class ItemRows:
@@ -285,12 +307,9 @@ def decode_rows(
 
 
 def _big_endian(buf: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
-    """The unsigned big-endian integers of `size` bytes at positions `at` (as uint64,
-    reinterpreted by the caller when signed)."""
-    out = np.zeros(len(at), dtype=np.uint64)
-    for k in range(size):
-        out = (out << np.uint64(8)) | buf[at + k].astype(np.uint64)
-    return out
+    """The unsigned big-endian integers of `size` bytes (2 or 8) at positions `at` (as
+    uint64, reinterpreted by the caller when signed)."""
+    return _words(buf, f">u{size}")[at].astype(np.uint64)
 
 
 @dataclass(frozen=True)
@@ -319,51 +338,105 @@ def header_problem(value: bytes) -> str | None:
     return None
 
 
+@dataclass
+class LatestChunk:
+    """The latest records of some of one partition's users, as read: `values[user] =
+    (value, changelog offset)`, undecoded, and the users whose latest record here is
+    a tombstone (`deleted`; never also in `values`)."""
+
+    partition: int
+    values: dict[str, tuple[bytes, int]]
+    deleted: set[str]
+
+
+class LatestRead:
+    """The latest changelog record of every user of `partitions`, in chunks of at most
+    `chunk` users of one partition each, handed out while the read goes on.
+
+    A restore decodes each chunk as it comes, so it never holds every raw value at
+    once (about 0.8 GB for a million users at L = 50). Apply chunks in the order
+    given: a user's record or tombstone in a later chunk replaces what an earlier one
+    said. Which record counts: the last per key, a tombstone deletes the user, and a
+    record whose key is missing or not UTF-8, or whose value's header is not one this
+    version reads (`header_problem`: another format, a future version, too short for
+    its timestamps), is logged, counted in `invalid` and skipped, so the user keeps
+    their previous record; the rest of a value is checked by whoever decodes it.
+    Iterating raises `TopicNotFoundError` if the changelog topic (or a partition) does
+    not exist, `KafkaUnavailableError` if the broker fails or the read outlasts
+    `timeout_s`. The counters are final once the iteration ends.
+    """
+
+    def __init__(
+        self, bootstrap: str, group_id: str, partitions: Iterable[int], *,
+        security: KafkaSecurity | None = None, timeout_s: float = 300.0,
+        chunk: int = BULK_CHUNK,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.partitions = sorted(set(partitions))
+        self.security = security
+        self.timeout_s = timeout_s
+        self.chunk = chunk
+        self.records = self.tombstones = self.invalid = 0
+        self._start = time.perf_counter()
+
+    def __iter__(self) -> Iterator[LatestChunk]:
+        topic = changelog_topic(self.group_id)
+        self._start = time.perf_counter()
+        pending = {p: LatestChunk(p, {}, set()) for p in self.partitions}
+        for rec in read_to_end(self.bootstrap, topic, self.partitions,
+                               client_id=f"{self.group_id}-restore", security=self.security,
+                               timeout_s=self.timeout_s):
+            self.records += 1
+            try:
+                if rec.key is None:
+                    raise ChangelogError("record has no key (the user id)")
+                user = rec.key.decode("utf-8")
+            except (ChangelogError, UnicodeDecodeError) as exc:
+                self.invalid += 1
+                logger.warning("skipped changelog record %s/%d/%d: %s", topic, rec.partition,
+                               rec.offset, exc)
+                continue
+            chunk = pending[rec.partition]
+            if rec.value is None:
+                self.tombstones += 1
+                chunk.values.pop(user, None)
+                chunk.deleted.add(user)
+            elif (problem := header_problem(rec.value)) is not None:
+                self.invalid += 1  # the user keeps the history of their previous record
+                logger.warning("skipped changelog record %s/%d/%d: %s", topic, rec.partition,
+                               rec.offset, problem)
+                continue
+            else:
+                chunk.values[user] = (rec.value, rec.offset)
+                chunk.deleted.discard(user)
+            if len(chunk.values) + len(chunk.deleted) >= self.chunk:
+                yield chunk
+                pending[rec.partition] = LatestChunk(rec.partition, {}, set())
+        for chunk in pending.values():
+            if chunk.values or chunk.deleted:
+                yield chunk
+
+    def stats(self, users: int) -> RestoreStats:
+        """The read's counters, with the `users` its reader ended up with."""
+        return RestoreStats(records=self.records, users=users, tombstones=self.tombstones,
+                            invalid=self.invalid, seconds=time.perf_counter() - self._start)
+
+
 def read_latest(
     bootstrap: str, group_id: str, partitions: Iterable[int], *,
     security: KafkaSecurity | None = None, timeout_s: float = 300.0,
 ) -> tuple[dict[int, dict[str, tuple[bytes, int]]], RestoreStats]:
-    """The latest changelog value of every user of `partitions`, undecoded, with its
-    offset: `latest[partition][user] = (value, changelog offset)`.
-
-    The last record per key wins and a tombstone deletes the user. A record whose key
-    is missing or not UTF-8, or whose value's header is not one this version reads
-    (`header_problem`: another format, a future version, too short for its
-    timestamps), is logged, counted in `stats.invalid` and skipped, so the user keeps
-    their previous record; the rest of a value is checked by whoever decodes it.
-    Raises `TopicNotFoundError` if the changelog topic (or a partition) does not
-    exist, `KafkaUnavailableError` if the broker fails or the read outlasts `timeout_s`.
-    """
-    wanted = sorted(set(partitions))
-    topic = changelog_topic(group_id)
-    start = time.perf_counter()
-    latest: dict[int, dict[str, tuple[bytes, int]]] = {p: {} for p in wanted}
-    records = tombstones = invalid = 0
-    for rec in read_to_end(bootstrap, topic, wanted, client_id=f"{group_id}-restore",
-                           security=security, timeout_s=timeout_s):
-        records += 1
-        try:
-            if rec.key is None:
-                raise ChangelogError("record has no key (the user id)")
-            user = rec.key.decode("utf-8")
-        except (ChangelogError, UnicodeDecodeError) as exc:
-            invalid += 1
-            logger.warning("skipped changelog record %s/%d/%d: %s", topic, rec.partition,
-                           rec.offset, exc)
-            continue
-        if rec.value is None:
-            tombstones += 1
-            latest[rec.partition].pop(user, None)
-        elif (problem := header_problem(rec.value)) is not None:
-            invalid += 1  # the user keeps the history of their previous record
-            logger.warning("skipped changelog record %s/%d/%d: %s", topic, rec.partition,
-                           rec.offset, problem)
-        else:
-            latest[rec.partition][user] = (rec.value, rec.offset)
-    stats = RestoreStats(records=records, users=sum(len(u) for u in latest.values()),
-                         tombstones=tombstones, invalid=invalid,
-                         seconds=time.perf_counter() - start)
-    return latest, stats
+    """All of `LatestRead` at once: `latest[partition][user] = (value, changelog
+    offset)` for every user of `partitions` (an entry, maybe empty, per partition)."""
+    read = LatestRead(bootstrap, group_id, partitions, security=security, timeout_s=timeout_s)
+    latest: dict[int, dict[str, tuple[bytes, int]]] = {p: {} for p in read.partitions}
+    for chunk in read:
+        users = latest[chunk.partition]
+        for user in chunk.deleted:
+            users.pop(user, None)
+        users.update(chunk.values)
+    return latest, read.stats(users=sum(len(u) for u in latest.values()))
 
 
 def restore_partitions(

@@ -31,12 +31,13 @@ from streamrec.worker.publish import Publisher
 from streamrec.worker.state.changelog import (
     BULK_CHUNK,
     HistoryRecord,
+    LatestChunk,
+    LatestRead,
     changelog_topic,
     decode_history,
     decode_rows,
     encode_rows,
     fetch_histories,
-    read_latest,
 )
 from streamrec.worker.state.evicted import EvictedIndex
 from streamrec.worker.state.items import DEFAULT_MAX_EXTRA, ItemTable
@@ -282,46 +283,57 @@ class DurableHistories:
     def restore(self, partitions: list[int]) -> Restored:
         """Load the partitions' histories from the changelog (replacing memory).
 
-        Values are decoded in bulk straight into the stores' arrays (`decode_rows`);
-        the few the fast path does not take are decoded one by one, and a value that
-        does not decode at all is logged and skipped, never fatal.
+        Chunks of values are decoded as the read goes on (`LatestRead`), in bulk
+        straight into the stores' arrays (`decode_rows`); the few the fast path does
+        not take are decoded one by one, and a value that does not decode at all is
+        logged and skipped, never fatal.
         """
         start = time.perf_counter()
-        latest, stats = read_latest(self.bootstrap, self.group_id, partitions,
-                                    security=self.security)
-        users = invalid = 0
         for partition in partitions:
             self.drop(partition)
-            entries = latest.get(partition, {})
-            names = list(entries)
-            for first in range(0, len(names), BULK_CHUNK):
-                chunk = names[first:first + BULK_CHUNK]
-                values = [entries[u][0] for u in chunk]
-                changelog = np.fromiter((entries[u][1] for u in chunk), dtype=np.int64,
-                                        count=len(chunk))
-                items, ts, offsets, ok = decode_rows(values, self.items.lookup(), self.max_len,
-                                                     missing=self.items.rows_of_bytes)
-                fast = np.flatnonzero(ok)
-                self.store(partition).load([chunk[i] for i in fast.tolist()], items[fast],
-                                           ts[fast], offsets[fast], changelog=changelog[fast])
-                users += len(fast)
-                for i in np.flatnonzero(~ok).tolist():
-                    try:
-                        record = decode_history(values[i])
-                    except ChangelogError as exc:
-                        invalid += 1
-                        logger.warning("skipped changelog record %s/%d/%d: %s", self.topic,
-                                       partition, changelog[i], exc)
-                        continue
-                    self._load(partition, {chunk[i]: record})
-                    self.store(partition).note_written(chunk[i], int(changelog[i]))
-                    users += 1
-        restored = Restored(tuple(partitions), users, stats.records,
-                            time.perf_counter() - start)
+            self.store(partition)
+        read = LatestRead(self.bootstrap, self.group_id, partitions, security=self.security)
+        invalid = 0
+        for chunk in read:
+            invalid += self._load_chunk(chunk)
+        users = sum(len(self.store(p)) for p in partitions)
+        restored = Restored(tuple(partitions), users, read.records, time.perf_counter() - start)
         logger.info("restored %d users (%d changelog records, %d invalid) of partitions %s "
-                    "in %.2fs", users, stats.records, stats.invalid + invalid, list(partitions),
+                    "in %.2fs", users, read.records, read.invalid + invalid, list(partitions),
                     restored.seconds)
         return restored
+
+    def _load_chunk(self, chunk: LatestChunk) -> int:
+        """Apply one chunk of a restore's read; returns the values that did not decode."""
+        self.store(chunk.partition).forget(chunk.deleted)
+        return self._load_values(chunk.partition, chunk.values)
+
+    def _load_values(self, partition: int, entries: dict[str, tuple[bytes, int]]) -> int:
+        """Decode (value, changelog offset) per user into the partition's store, at most
+        `BULK_CHUNK` at a time; returns how many values did not decode (skipped)."""
+        invalid = 0
+        names = list(entries)
+        for first in range(0, len(names), BULK_CHUNK):
+            chunk = names[first:first + BULK_CHUNK]
+            values = [entries[u][0] for u in chunk]
+            changelog = np.fromiter((entries[u][1] for u in chunk), dtype=np.int64,
+                                    count=len(chunk))
+            items, ts, offsets, ok = decode_rows(values, self.items.lookup(), self.max_len,
+                                                 missing=self.items.rows_of_bytes)
+            fast = np.flatnonzero(ok)
+            self.store(partition).load([chunk[i] for i in fast.tolist()], items[fast],
+                                       ts[fast], offsets[fast], changelog=changelog[fast])
+            for i in np.flatnonzero(~ok).tolist():
+                try:
+                    record = decode_history(values[i])
+                except ChangelogError as exc:
+                    invalid += 1
+                    logger.warning("skipped changelog record %s/%d/%d: %s", self.topic,
+                                   partition, changelog[i], exc)
+                    continue
+                self._load(partition, {chunk[i]: record})
+                self.store(partition).note_written(chunk[i], int(changelog[i]))
+        return invalid
 
     def _load(self, partition: int, records: dict[str, HistoryRecord]) -> PartitionStore:
         store = self.store(partition)

@@ -17,6 +17,7 @@ in the changelog).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -84,33 +85,47 @@ class PartitionStore:
         return sum(a.nbytes for a in arrays)
 
     def slots_for(self, user_ids: list[str]) -> np.ndarray:
-        """Slot per user, allocating rows for new users (growing by doubling)."""
-        slots = np.empty(len(user_ids), dtype=np.int64)
-        for i, user in enumerate(user_ids):
-            slot = self._slots.get(user)
-            if slot is None:
-                if not self._free:
-                    self._grow()
-                slot = self._free.pop()
-                self._slots[user] = slot
+        """Slot per user (a user may repeat), allocating rows for new users (growing by
+        doubling). Bulk steps, not a Python loop per user: restores load 8,192 at once."""
+        new = [user for user in dict.fromkeys(user_ids) if user not in self._slots]
+        if new:
+            self.reserve(len(new))
+            taken = self._free[:-len(new) - 1:-1]  # the slots pop() would give, in order
+            del self._free[-len(new):]
+            self._slots.update(zip(new, taken, strict=True))
+            for slot, user in zip(taken, new, strict=True):
                 self._users[slot] = user
-            slots[i] = slot
-        return slots
+        return np.fromiter(map(self._slots.__getitem__, user_ids), dtype=np.int64,
+                           count=len(user_ids))
 
-    def _grow(self) -> None:
+    def reserve(self, users: int) -> None:
+        """Make room for `users` more users at once (a restore knows how many it
+        loads): one copy of the arrays instead of one per doubling."""
+        if users > len(self._free):
+            self._grow(users)
+
+    def _grow(self, room: int = 1) -> None:
+        """Double the capacity, or more if that leaves fewer than `room` free slots."""
         old = len(self._lengths)
-        new = 2 * old
-        self._items = np.concatenate([self._items, np.zeros_like(self._items)])
-        self._ts = np.concatenate([self._ts, np.zeros_like(self._ts)])
-        self._lengths = np.concatenate([self._lengths, np.zeros(old, dtype=np.int64)])
-        self._offsets = np.concatenate([self._offsets, np.full(old, -1, dtype=np.int64)])
-        self._active = np.concatenate([self._active, np.zeros(old, dtype=np.int64)])
-        self._dirty = np.concatenate([self._dirty, np.zeros(old, dtype=bool)])
-        self._changelog = np.concatenate([self._changelog, np.full(old, -1, dtype=np.int64)])
-        self._record_seq = np.concatenate([self._record_seq, np.full(old, -1, dtype=np.int64)])
+        new = max(2 * old, old + room - len(self._free))
+        extra = new - old
+
+        def grown(values: np.ndarray, fill: int) -> np.ndarray:
+            out = np.full((new, *values.shape[1:]), fill, dtype=values.dtype)
+            out[:old] = values
+            return out
+
+        self._items = grown(self._items, 0)
+        self._ts = grown(self._ts, 0)
+        self._lengths = grown(self._lengths, 0)
+        self._offsets = grown(self._offsets, -1)
+        self._active = grown(self._active, 0)
+        self._dirty = grown(self._dirty, False)
+        self._changelog = grown(self._changelog, -1)
+        self._record_seq = grown(self._record_seq, -1)
         if self._recs is not None:
-            self._recs = np.concatenate([self._recs, np.full_like(self._recs, -1)])
-        self._users.extend([None] * old)
+            self._recs = grown(self._recs, -1)
+        self._users.extend([None] * extra)
         self._free.extend(range(new - 1, old - 1, -1))
 
     def append(
@@ -287,19 +302,32 @@ class PartitionStore:
         gone = []
         for slot in victims.tolist():
             user = self._users[slot]
-            del self._slots[user]  # type: ignore[arg-type]
-            self._users[slot] = None
-            self._items[slot] = 0
-            self._ts[slot] = 0
-            self._lengths[slot] = 0
-            self._offsets[slot] = -1
             gone.append((user, int(self._changelog[slot])))
-            self._changelog[slot] = -1
-            self._record_seq[slot] = -1
-            if self._recs is not None:
-                self._recs[slot] = -1
-            self._free.append(slot)
+            self._release(user, slot)  # type: ignore[arg-type]
         return gone  # type: ignore[return-value]
+
+    def forget(self, user_ids: Iterable[str]) -> None:
+        """Drop these users entirely (a changelog tombstone deleted their history);
+        users not held are ignored."""
+        for user in user_ids:
+            slot = self._slots.get(user)
+            if slot is not None:
+                self._release(user, slot)
+
+    def _release(self, user: str, slot: int) -> None:
+        del self._slots[user]
+        self._users[slot] = None
+        self._items[slot] = 0
+        self._ts[slot] = 0
+        self._lengths[slot] = 0
+        self._offsets[slot] = -1
+        self._changelog[slot] = -1
+        self._record_seq[slot] = -1
+        self._dirty[slot] = False
+        self._active[slot] = 0
+        if self._recs is not None:
+            self._recs[slot] = -1
+        self._free.append(slot)
 
     def rows(self, user_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(items [B, L] left-padded, lengths [B]) for known users; unknown users are empty."""

@@ -114,3 +114,25 @@ def test_an_item_id_that_is_not_utf8_refuses_the_record_with_an_item_table() -> 
     table = ItemTable(VOCAB)
     _, _, _, ok = decode_rows([good, bad], table.lookup(), 4, missing=table.rows_of_bytes)
     assert ok.tolist() == [True, False]
+
+
+def test_every_id_of_a_large_vocabulary_finds_its_own_row_wherever_it_sits() -> None:
+    # Ids of 1 to 30 bytes (one to four 8-byte words), found inside a buffer where
+    # random bytes surround each one: the hash must read only the id's own bytes.
+    rng = np.random.default_rng(1)
+    ids = [f"{i}" for i in range(60_000)] + [f"item-{i:08d}-{'x' * (i % 13)}"
+                                             for i in range(20_000)]
+    lookup = ItemRows(ids)
+    order = rng.permutation(len(ids))
+    parts, starts, at = [], [], 0
+    for i in order.tolist():
+        noise = rng.integers(0, 256, rng.integers(0, 9)).astype(np.uint8).tobytes()
+        parts += [noise, ids[i].encode()]
+        starts.append(at + len(noise))
+        at += len(noise) + len(ids[i].encode())
+    buf = np.frombuffer(b"".join(parts), dtype=np.uint8)  # no padding after the last id
+    lengths = np.array([len(ids[i].encode()) for i in order], dtype=np.int64)
+    rows = lookup.rows(buf, np.array(starts, dtype=np.int64), lengths)
+    assert rows.tolist() == (order + 1).tolist()
+    strangers = np.frombuffer(b"60000item-0000000x-", dtype=np.uint8)
+    assert lookup.rows(strangers, np.array([0, 5, 0]), np.array([5, 14, 0])).tolist() == [0] * 3

@@ -224,3 +224,33 @@ def test_changes_taken_at_a_cut_hold_that_state_and_keep_the_user_until_written(
     store.note_written("a", 52, seq=2)
     assert store.take_dirty_of(["a"]) == ["a"]  # event 4 waits for a's next record
     assert offsets[0] < store.applied_offset("a")
+
+
+def test_a_reserved_store_loads_many_users_in_one_growth_and_repeats_share_a_slot() -> None:
+    store = PartitionStore(max_len=2, initial_capacity=2)
+    append(store, [("kept", 3)])
+    store.reserve(1000)
+    room = store.nbytes()
+    users = [f"u{i}" for i in range(1000)]
+    store.load(users, np.tile([[0, 7]], (1000, 1)), np.tile([[0, 70]], (1000, 1)),
+               np.arange(1000))
+    assert store.nbytes() == room  # no second growth
+    assert len(store) == 1001
+    assert store.history("kept")[0].tolist() == [3]
+    assert store.history("u999")[0].tolist() == [7]
+    slots = store.slots_for(["u5", "new", "u5", "new"])
+    assert slots.tolist() == [slots[0], slots[1], slots[0], slots[1]]
+    assert slots[0] != slots[1]
+    assert len(store) == 1002
+
+
+def test_forgotten_users_leave_and_their_slots_serve_new_ones() -> None:
+    store = PartitionStore(max_len=2, initial_capacity=2)
+    append(store, [("a", 1), ("b", 2)])
+    store.forget(["a", "nobody"])
+    assert "a" not in store
+    assert len(store) == 1
+    append(store, [("c", 3)])  # takes a's slot: no growth, nothing of a's left
+    assert store.nbytes() == PartitionStore(max_len=2, initial_capacity=2).nbytes()
+    assert store.history("c")[0].tolist() == [3]
+    assert store.history("b")[0].tolist() == [2]
