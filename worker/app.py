@@ -46,6 +46,7 @@ from streamrec.kafka_io.clients import (
     make_consumer,
     make_producer,
 )
+from streamrec.worker import heap
 from streamrec.worker.batcher import MicroBatcher
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.errors import PublishError
@@ -190,6 +191,7 @@ class Worker:
         # Know the topic's partitions before joining, or the first assignment is empty.
         self._consumer.partitions_for_topic(cfg.events_topic)
         self._consumer.subscribe([cfg.events_topic], listener=_Rebalance(self))
+        heap.settle("serving")
         try:
             self._loop()
             self._drain()
@@ -202,6 +204,7 @@ class Worker:
             raise denied from exc
         finally:
             self._close(producer)
+            heap.thaw()
 
     def _loop(self) -> None:
         next_lag = 0.0
@@ -389,6 +392,7 @@ class Worker:
         self.metrics.model_reloads.labels("ok").inc()
         logger.info("now serving model %s (was %s): %d items", new.model_version, old,
                     len(new.checkpoint.vocab))
+        heap.settle("model swap")
 
     def _report_model(self) -> None:
         self.metrics.model_info.info({
