@@ -109,11 +109,14 @@ def test_the_workers_bulk_restore_loads_what_the_record_by_record_read_gives(
     kafka_bootstrap: str, group: str,
 ) -> None:
     """`DurableHistories.restore` decodes in bulk; it must hold exactly EXPECTED, plus
-    nothing for a user whose latest value has a valid header and a corrupt body."""
+    nothing for a user whose latest value has a valid header and a corrupt body, even
+    when an earlier value of theirs was loaded from an earlier chunk."""
     topic = changelog_topic(group)
     corrupt = encode_history(history("i1", "i2", offset=9))[:-1] + b"\xff\xff"  # bad length
     p = producer(kafka_bootstrap)
     p.send(topic, key=b"zoe", value=corrupt, partition=0)
+    p.send(topic, key=b"yann", value=encode_history(history("i1", offset=3)), partition=0)
+    p.send(topic, key=b"yann", value=corrupt, partition=0)  # his latest: he starts empty
     p.flush()
     p.close()
     vocab = ItemVocab(["i1", "i2", "i3", "i4", "i5", "i6", "i7", "日本"])
@@ -130,6 +133,7 @@ def test_the_workers_bulk_restore_loads_what_the_record_by_record_read_gives(
             assert ts.tolist() == list(record.ts)
             assert store.applied_offset(user) == record.offset
     assert "zoe" not in state.store(0)
+    assert "yann" not in state.store(0)
 
 
 def test_restore_reads_only_the_partitions_asked_for(kafka_bootstrap: str, group: str) -> None:

@@ -310,7 +310,8 @@ class DurableHistories:
 
     def _load_values(self, partition: int, entries: dict[str, tuple[bytes, int]]) -> int:
         """Decode (value, changelog offset) per user into the partition's store, at most
-        `BULK_CHUNK` at a time; returns how many values did not decode (skipped)."""
+        `BULK_CHUNK` at a time; returns how many values did not decode (those users are
+        left out)."""
         invalid = 0
         names = list(entries)
         for first in range(0, len(names), BULK_CHUNK):
@@ -330,6 +331,9 @@ class DurableHistories:
                     invalid += 1
                     logger.warning("skipped changelog record %s/%d/%d: %s", self.topic,
                                    partition, changelog[i], exc)
+                    # Their latest record is unreadable: they start empty, whatever an
+                    # earlier chunk loaded for them.
+                    self.store(partition).forget([chunk[i]])
                     continue
                 self._load(partition, {chunk[i]: record})
                 self.store(partition).note_written(chunk[i], int(changelog[i]))
