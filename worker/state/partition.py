@@ -105,9 +105,12 @@ class PartitionStore:
             self._grow(users)
 
     def _grow(self, room: int = 1) -> None:
-        """Double the capacity, or more if that leaves fewer than `room` free slots."""
+        """Double the capacity, or take the next power of two that leaves `room` free
+        slots: capacities stay powers of two (times the initial one), as by doubling."""
         old = len(self._lengths)
-        new = max(2 * old, old + room - len(self._free))
+        new = 2 * old
+        while new - old + len(self._free) < room:
+            new *= 2
         extra = new - old
 
         def grown(values: np.ndarray, fill: int) -> np.ndarray:
