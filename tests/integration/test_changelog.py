@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import subprocess
 import sys
 import uuid
@@ -210,3 +211,17 @@ def test_state_dump_without_a_changelog_says_so(kafka_bootstrap: str) -> None:
     assert result.returncode == 2
     assert "no histories changelog for group 'no-such-group-here'" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_restore_logs_how_far_it_got(
+    kafka_bootstrap: str, group: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(durable, "RESTORE_LOG_S", 0.0)  # every poll, not every 5 s
+    state = DurableHistories(4, ItemVocab(["i1"]), bootstrap=kafka_bootstrap, group_id=group,
+                             security=KafkaSecurity())
+    with caplog.at_level(logging.INFO, logger=durable.__name__):
+        state.restore([0, 1])
+    said = [r.getMessage() for r in caplog.records if "changelog records read" in r.getMessage()]
+    assert said
+    assert said[-1].startswith(f"restoring partitions [0, 1]: {len(SENDS)} changelog records")

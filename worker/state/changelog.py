@@ -369,8 +369,9 @@ class LatestRead:
     def __init__(
         self, bootstrap: str, group_id: str, partitions: Iterable[int], *,
         security: KafkaSecurity | None = None, timeout_s: float = 300.0,
-        chunk: int = BULK_CHUNK,
+        chunk: int = BULK_CHUNK, progress: Callable[[int], None] | None = None,
     ) -> None:
+        self.progress = progress  # called after each poll with the records read so far
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.partitions = sorted(set(partitions))
@@ -386,7 +387,7 @@ class LatestRead:
         pending = {p: LatestChunk(p, {}, set()) for p in self.partitions}
         for rec in read_to_end(self.bootstrap, topic, self.partitions,
                                client_id=f"{self.group_id}-restore", security=self.security,
-                               timeout_s=self.timeout_s):
+                               timeout_s=self.timeout_s, progress=self.progress):
             self.records += 1
             try:
                 if rec.key is None:

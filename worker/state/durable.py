@@ -45,6 +45,8 @@ from streamrec.worker.state.partition import PartitionStore
 
 logger = logging.getLogger(__name__)
 
+RESTORE_LOG_S = 5.0  # a restore logs its progress this often
+
 
 @dataclass(frozen=True)
 class Restored:
@@ -292,7 +294,17 @@ class DurableHistories:
         for partition in partitions:
             self.drop(partition)
             self.store(partition)
-        read = LatestRead(self.bootstrap, self.group_id, partitions, security=self.security)
+        said = time.monotonic()
+
+        def progress(records: int) -> None:  # a long restore says how far it got
+            nonlocal said
+            if time.monotonic() - said >= RESTORE_LOG_S:
+                said = time.monotonic()
+                logger.info("restoring partitions %s: %d changelog records read in %.0fs",
+                            list(partitions), records, time.perf_counter() - start)
+
+        read = LatestRead(self.bootstrap, self.group_id, partitions, security=self.security,
+                          progress=progress)
         invalid = 0
         for chunk in read:
             invalid += self._load_chunk(chunk)
