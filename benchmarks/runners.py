@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.kafka_io.clients import make_consumer, make_producer
+from streamrec.kafka_io.clients import make_consumer, make_producer, subscribe_when_known
 from streamrec.worker.validate import Event, Limits, validate_event
 
 logger = logging.getLogger(__name__)
@@ -50,24 +50,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _join(consumer: Any, topic: str, timeout_s: float = 60.0) -> None:
-    """Subscribe once the consumer's metadata knows the topic's partitions: a group
-    joined before that is assigned nothing until the next metadata refresh (5 minutes
-    by default), and a topic created just before is not always known at once."""
-    deadline = time.monotonic() + timeout_s
-    while not consumer.partitions_for_topic(topic):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"topic {topic!r} has no known partitions after {timeout_s:.0f}s")
-        time.sleep(0.2)
-    consumer.subscribe([topic])
-
-
 def passthrough(bootstrap: str, topic: str, out: str, group: str, events: int) -> dict[str, Any]:
     """Consume `events` records, decode each, produce one small record per event."""
     consumer = make_consumer(bootstrap, group, "bench-passthrough",
                              max_poll_records=POLL_RECORDS)
     producer = make_producer(bootstrap, "bench-passthrough")
-    _join(consumer, topic)
+    subscribe_when_known(consumer, topic)
     seen = 0
     start = cpu0 = None
     next_commit = 0.0
@@ -116,7 +104,7 @@ def relay(bootstrap: str, topic: str, out: str, group: str, port: int) -> None:
     200 once partitions are assigned (as the worker's does)."""
     consumer = make_consumer(bootstrap, group, "bench-relay", max_poll_records=POLL_RECORDS)
     producer = make_producer(bootstrap, "bench-relay")
-    _join(consumer, topic)
+    subscribe_when_known(consumer, topic)
     ready, stop = threading.Event(), threading.Event()
 
     class Ready(http.server.BaseHTTPRequestHandler):
@@ -156,7 +144,7 @@ def naive(bootstrap: str, topic: str, out: str, group: str, events: int, model: 
     stores: dict[int, PartitionStore] = {}
     consumer = make_consumer(bootstrap, group, "bench-naive", max_poll_records=POLL_RECORDS)
     producer = make_producer(bootstrap, "bench-naive")
-    _join(consumer, topic)
+    subscribe_when_known(consumer, topic)
     seen = 0
     start = cpu0 = None
     limits = Limits()

@@ -179,6 +179,21 @@ def wait_for_topics(admin: KafkaAdminClient, topics: list[str],
         raise KafkaUnavailableError(f"topics {topics} not ready: {exc}") from exc
 
 
+def subscribe_when_known(consumer: KafkaConsumer, topic: str, listener: Any = None,
+                         timeout_s: float = TOPIC_READY_S) -> None:
+    """Subscribe once the consumer's own metadata knows the topic's partitions: a group
+    joined before that is assigned nothing until the next metadata refresh (5 minutes
+    by default), and a topic created a moment before is not always known at once.
+    KafkaUnavailableError past the bound."""
+    deadline = time.monotonic() + timeout_s
+    while not consumer.partitions_for_topic(topic):
+        if time.monotonic() > deadline:
+            raise KafkaUnavailableError(
+                f"topic {topic!r} has no known partitions after {timeout_s:.0f}s")
+        time.sleep(0.2)
+    consumer.subscribe([topic], listener=listener)
+
+
 # -- connection diagnosis -------------------------------------------------------------
 
 

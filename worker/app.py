@@ -45,6 +45,7 @@ from streamrec.kafka_io.clients import (
     ensure_topics,
     make_consumer,
     make_producer,
+    subscribe_when_known,
 )
 from streamrec.worker import heap
 from streamrec.worker.batcher import MicroBatcher
@@ -188,9 +189,7 @@ class Worker:
             max_poll_records=max(500, 4 * cfg.max_batch),
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(1000, cfg.session_timeout_ms // 3))
-        # Know the topic's partitions before joining, or the first assignment is empty.
-        self._consumer.partitions_for_topic(cfg.events_topic)
-        self._consumer.subscribe([cfg.events_topic], listener=_Rebalance(self))
+        subscribe_when_known(self._consumer, cfg.events_topic, listener=_Rebalance(self))
         heap.settle("serving")
         try:
             self._loop()

@@ -99,8 +99,8 @@ class PartitionStore:
                            count=len(user_ids))
 
     def reserve(self, users: int) -> None:
-        """Make room for `users` more users at once (a restore knows how many it
-        loads): one copy of the arrays instead of one per doubling."""
+        """Make room for `users` more users at once (a bulk load knows how many it
+        adds): one copy of the arrays instead of one per doubling."""
         if users > len(self._free):
             self._grow(users)
 
