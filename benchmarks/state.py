@@ -160,7 +160,8 @@ def run(opts: StateOptions) -> bool:
             ok &= restored_all
             parts.append(table(
                 ["users", "L", "bytes/user (RSS)", "bytes/user (arrays)", "GiB for all",
-                 "changelog write s", "restore s", "restore records/s", "all restored"],
+                 "changelog write s", "restore s", "restore records/s", "restore readers",
+                 "all restored"],
                 [row]))
         if opts.cap_users:
             row, served = capped(bootstrap, opts)
@@ -193,5 +194,5 @@ def memory_and_restore(bootstrap: str, opts: StateOptions) -> tuple[list[object]
     row = [f"{opts.users:,}", opts.history, f"{per_user_rss:,.0f}", f"{per_user_arrays:,.0f}",
            f"{per_user_rss * opts.users / 2**30:.2f}", f"{write_s:.1f}",
            f"{restored.seconds:.1f}", f"{restored.records / restored.seconds:,.0f}",
-           "yes" if ok else f"no: {restored.users:,}"]
+           restored.readers, "yes" if ok else f"no: {restored.users:,}"]
     return row, ok

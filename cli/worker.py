@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
          "item index: auto (see README), torch (exact matmul + top-k), faiss (exact flat)")
     flag("--torch-threads", defaults.torch_threads,
          "CPU threads of the encoder and index (0 = torch's default, every core)", int)
+    flag("--restore-readers", defaults.restore_readers,
+         "processes reading a large changelog restore, a share of the partitions each "
+         "(0 = one per core, 1 = in the worker's own process)", int)
     flag("--max-record-bytes", defaults.limits.max_record_bytes,
          "larger event records go to the dead-letter topic", int)
     flag("--max-id-chars", defaults.limits.max_id_chars, "longest accepted user/item id", int)
@@ -97,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
             model_check_s=args.model_check_s,
             index=args.index, torch_threads=args.torch_threads,
+            restore_readers=args.restore_readers,
             max_users=args.max_users, max_unknown_items=args.max_unknown_items,
             exactly_once=args.exactly_once,
             instance_id=args.instance_id, commit_interval_ms=args.commit_interval_ms,

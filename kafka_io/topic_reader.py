@@ -121,10 +121,11 @@ def _seek_to_time(consumer: KafkaConsumer, topic: str, tps: list[TopicPartition]
         consumer.seek(tp, at.offset if at is not None else ends[tp])
 
 
-def _assign_from_beginning(
+def _existing(
     consumer: KafkaConsumer, bootstrap: str, topic: str, wanted: list[int] | None,
-) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
-    """Assign the partitions, seek to their beginning; returns them and their end offsets."""
+) -> list[TopicPartition]:
+    """The `wanted` partitions of `topic` (all when None); `TopicNotFoundError` if the
+    topic or one of them does not exist."""
     existing = consumer.partitions_for_topic(topic)
     if not existing:
         raise TopicNotFoundError(f"topic {topic!r} does not exist at {bootstrap}")
@@ -134,7 +135,14 @@ def _assign_from_beginning(
     if missing:
         raise TopicNotFoundError(
             f"topic {topic!r} has partitions {sorted(existing)}, not {missing}")
-    tps = [TopicPartition(topic, p) for p in wanted]
+    return [TopicPartition(topic, p) for p in wanted]
+
+
+def _assign_from_beginning(
+    consumer: KafkaConsumer, bootstrap: str, topic: str, wanted: list[int] | None,
+) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
+    """Assign the partitions, seek to their beginning; returns them and their end offsets."""
+    tps = _existing(consumer, bootstrap, topic, wanted)
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     try:
@@ -159,6 +167,25 @@ def partitions_of(
     if not existing:
         raise TopicNotFoundError(f"topic {topic!r} does not exist at {bootstrap}")
     return sorted(existing)
+
+
+def record_spans(
+    bootstrap: str, topic: str, partitions: Iterable[int], *, client_id: str,
+    security: KafkaSecurity | None = None,
+) -> dict[int, int]:
+    """Per partition, its end offset minus its beginning offset: the records a read from
+    the beginning gets at most (compaction and transaction markers leave gaps).
+    `TopicNotFoundError` if the topic or a partition does not exist."""
+    wanted = sorted(set(partitions))
+    consumer = make_consumer(bootstrap, None, client_id, security, allow_auto_create_topics=False)
+    try:
+        tps = _existing(consumer, bootstrap, topic, wanted)
+        begins, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot read the offsets of {topic!r}: {exc}") from exc
+    finally:
+        consumer.close()
+    return {tp.partition: ends[tp] - begins[tp] for tp in tps}
 
 
 class OffsetReader:

@@ -106,7 +106,8 @@ class Worker:
         self.state = DurableHistories(
             self.recommender.max_len, self.recommender.checkpoint.vocab,
             bootstrap=config.bootstrap, group_id=config.group_id, security=config.security,
-            max_users=config.max_users, max_unknown_items=config.max_unknown_items)
+            max_users=config.max_users, max_unknown_items=config.max_unknown_items,
+            restore_readers=config.restore_readers)
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
         self.offsets = OffsetTracker(config.events_topic, config.commit_interval_ms)
         self._owned: set[int] = set()  # partitions restored and owned

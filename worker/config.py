@@ -41,6 +41,7 @@ class WorkerConfig:
     model_check_s: float = 10.0  # how often a model repository's CURRENT is checked (0: never)
     index: str = "auto"  # item index backend: auto, torch (exact), faiss (exact flat)
     torch_threads: int = 1  # encoder/index threads on a CPU (0 = torch's default: all cores)
+    restore_readers: int = 0  # processes reading a large changelog restore (0 = one per core)
     explain_top: int = 3  # history items listed in the explanation
     max_users: int = 0  # users kept in memory per partition (0 = no cap); rest in changelog
     # Distinct items unknown to the serving model kept in histories (~200 bytes each).
@@ -70,6 +71,8 @@ class WorkerConfig:
             raise ValueError(f"max_unknown_items must be >= 0, got {self.max_unknown_items}")
         if self.max_pending < 0:
             raise ValueError(f"max_pending must be >= 0, got {self.max_pending}")
+        if self.restore_readers < 0:
+            raise ValueError(f"restore_readers must be >= 0, got {self.restore_readers}")
         for name in ("k", "max_batch", "partitions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

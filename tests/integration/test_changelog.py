@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
@@ -25,7 +26,7 @@ from streamrec.encoder.vocab import ItemVocab
 from streamrec.kafka_io.errors import TopicNotFoundError
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import read_to_end
-from streamrec.worker.state import changelog, durable
+from streamrec.worker.state import changelog, durable, parallel_read
 from streamrec.worker.state.changelog import (
     HistoryRecord,
     changelog_topic,
@@ -90,8 +91,26 @@ def chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> in
     if request.param is not None:
         reader = functools.partial(changelog.LatestRead, chunk=request.param)
         monkeypatch.setattr(changelog, "LatestRead", reader)
-        monkeypatch.setattr(durable, "LatestRead", reader)
     return request.param
+
+
+@pytest.fixture(params=[(1, None), (1, 1), (1, 2), (2, None), (2, 1)],
+                ids=["in-process", "in-process-chunks-of-1", "in-process-chunks-of-2",
+                     "2-readers", "2-readers-chunks-of-1"])
+def readers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The worker's restore read in-process or by reader processes (`parallel_read`),
+    however small the changelog, in chunks of 1 or 2 users or in one."""
+    count, chunk = request.param
+    monkeypatch.setattr(parallel_read, "READER_MIN_RECORDS", 0)
+
+    def read(*args: Any, **kwargs: Any) -> Any:
+        kwargs["readers"] = count
+        if chunk is not None:
+            kwargs["chunk"] = chunk
+        return parallel_read.latest_read(*args, **kwargs)
+
+    monkeypatch.setattr(durable, "latest_read", read)
+    return count
 
 
 @pytest.mark.usefixtures("chunk")
@@ -105,13 +124,13 @@ def test_restore_keeps_the_latest_record_per_user_and_drops_tombstones(
     assert stats.seconds > 0
 
 
-@pytest.mark.usefixtures("chunk")
 def test_the_workers_bulk_restore_loads_what_the_record_by_record_read_gives(
-    kafka_bootstrap: str, group: str,
+    kafka_bootstrap: str, group: str, readers: int, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """`DurableHistories.restore` decodes in bulk; it must hold exactly EXPECTED, plus
     nothing for a user whose latest value has a valid header and a corrupt body, even
-    when an earlier value of theirs was loaded from an earlier chunk."""
+    when an earlier value of theirs was loaded from an earlier chunk; read in-process
+    or by reader processes."""
     topic = changelog_topic(group)
     corrupt = encode_history(history("i1", "i2", offset=9))[:-1] + b"\xff\xff"  # bad length
     p = producer(kafka_bootstrap)
@@ -123,8 +142,13 @@ def test_the_workers_bulk_restore_loads_what_the_record_by_record_read_gives(
     vocab = ItemVocab(["i1", "i2", "i3", "i4", "i5", "i6", "i7", "日本"])
     state = DurableHistories(4, vocab, bootstrap=kafka_bootstrap, group_id=group,
                              security=KafkaSecurity())
-    restored = state.restore([0, 1])
+    with caplog.at_level(logging.INFO, logger=parallel_read.__name__):
+        restored = state.restore([0, 1])
     assert restored.users == 4
+    assert (restored.records, restored.readers) == (len(SENDS) + 3, readers)
+    spawned = [r.getMessage() for r in caplog.records if "reader processes" in r.getMessage()]
+    assert spawned == ([] if readers == 1 else
+                       ["restoring partitions [0, 1] with 2 reader processes: [(0,), (1,)]"])
     for partition, users in EXPECTED.items():
         store = state.store(partition)
         assert len(store) == len(users)

@@ -32,7 +32,6 @@ from streamrec.worker.state.changelog import (
     BULK_CHUNK,
     HistoryRecord,
     LatestChunk,
-    LatestRead,
     changelog_topic,
     decode_history,
     decode_rows,
@@ -41,6 +40,7 @@ from streamrec.worker.state.changelog import (
 )
 from streamrec.worker.state.evicted import EvictedIndex
 from streamrec.worker.state.items import DEFAULT_MAX_EXTRA, ItemTable
+from streamrec.worker.state.parallel_read import ParallelLatestRead, latest_read
 from streamrec.worker.state.partition import PartitionStore
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Restored:
     users: int
     records: int
     seconds: float
+    readers: int = 1  # processes that read the changelog (1: the worker itself)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class DurableHistories:
     def __init__(
         self, max_len: int, vocab: ItemVocab, *, bootstrap: str, group_id: str,
         security: KafkaSecurity, max_users: int = 0, max_unknown_items: int = DEFAULT_MAX_EXTRA,
+        restore_readers: int = 0,
     ) -> None:
         self.max_len = max_len
         self._stores: dict[int, PartitionStore] = {}
@@ -97,6 +99,7 @@ class DurableHistories:
         self.group_id = group_id
         self.security = security
         self.max_users = max_users  # per partition store; 0 = unbounded
+        self.restore_readers = restore_readers  # reader processes of a large restore; 0 = cores
         self.topic = changelog_topic(group_id)
         # Users evicted by the cap: partition -> user -> changelog offset of their state.
         self._evicted: dict[int, EvictedIndex] = {}
@@ -285,10 +288,11 @@ class DurableHistories:
     def restore(self, partitions: list[int]) -> Restored:
         """Load the partitions' histories from the changelog (replacing memory).
 
-        Chunks of values are decoded as the read goes on (`LatestRead`), in bulk
-        straight into the stores' arrays (`decode_rows`); the few the fast path does
-        not take are decoded one by one, and a value that does not decode at all is
-        logged and skipped, never fatal.
+        Chunks of values are decoded as the read goes on (`LatestRead`; in reader
+        processes when the restore is large, `parallel_read.py`), in bulk straight into
+        the stores' arrays (`decode_rows`); the few the fast path does not take are
+        decoded one by one, and a value that does not decode at all is logged and
+        skipped, never fatal.
         """
         start = time.perf_counter()
         for partition in partitions:
@@ -303,16 +307,19 @@ class DurableHistories:
                 logger.info("restoring partitions %s: %d changelog records read in %.0fs",
                             list(partitions), records, time.perf_counter() - start)
 
-        read = LatestRead(self.bootstrap, self.group_id, partitions, security=self.security,
-                          progress=progress)
+        read = latest_read(self.bootstrap, self.group_id, partitions, security=self.security,
+                           readers=self.restore_readers, progress=progress)
         invalid = 0
         for chunk in read:
             invalid += self._load_chunk(chunk)
         users = sum(len(self.store(p)) for p in partitions)
-        restored = Restored(tuple(partitions), users, read.records, time.perf_counter() - start)
+        readers = len(read.jobs) if isinstance(read, ParallelLatestRead) else 1
+        restored = Restored(tuple(partitions), users, read.records, time.perf_counter() - start,
+                            readers)
         logger.info("restored %d users (%d changelog records, %d invalid) of partitions %s "
-                    "in %.2fs", users, read.records, read.invalid + invalid, list(partitions),
-                    restored.seconds)
+                    "in %.2fs (%d %s)", users, read.records, read.invalid + invalid,
+                    list(partitions), restored.seconds, readers,
+                    "reader" if readers == 1 else "readers")
         return restored
 
     def _load_chunk(self, chunk: LatestChunk) -> int:
