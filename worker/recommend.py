@@ -45,6 +45,34 @@ class Recommendations:
     attention: np.ndarray  # [B, L] float32
 
 
+BUCKET_MIN_ROWS = 32  # a length bucket smaller than this joins the next longer one
+
+
+def length_buckets(lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """(rows, longest length) groups of the non-empty `lengths` [B] for the encoder.
+
+    Lengths up to 8, 16, 32, ... share a bucket; a bucket of fewer than
+    `BUCKET_MIN_ROWS` rows joins the next longer one (one more encoder call costs
+    more than the padding it saves), so a small batch is one call.
+    """
+    buckets: list[tuple[np.ndarray, int]] = []
+    pending = np.zeros(0, dtype=np.int64)
+    has = np.flatnonzero(lengths > 0)
+    if not len(has):
+        return buckets
+    edges = [8]
+    while edges[-1] < lengths.max():
+        edges.append(2 * edges[-1])
+    bucket_of = np.searchsorted(edges, lengths[has])  # first edge >= length
+    for b in range(len(edges)):
+        pending = np.concatenate([pending, has[bucket_of == b]])
+        if len(pending) >= BUCKET_MIN_ROWS or b == len(edges) - 1:
+            if len(pending):
+                buckets.append((pending, int(lengths[pending].max())))
+            pending = pending[:0]
+    return buckets
+
+
 class Recommender:
     """The model stage of the worker: encode + search with exclusions + cold start."""
 
@@ -110,20 +138,25 @@ class Recommender:
         return self.checkpoint.model_version
 
     def encode(self, histories: np.ndarray, lengths: np.ndarray) -> Encoded:
-        """Query vectors for `histories` [B, L] (left-padded); empty rows are skipped."""
+        """Query vectors for `histories` [B, L] (left-padded); empty rows are skipped.
+
+        Rows go to the encoder in buckets of similar length (`length_buckets`), each
+        trimmed to its own longest history: most histories are short, and one long
+        one would otherwise pad every row of the batch to L. Left padding never
+        changes a row's output (positions count from the newest item), so the
+        buckets give the same vectors as one call.
+        """
         batch, width = histories.shape
-        has = lengths > 0
         queries = np.zeros((batch, self.index.dim), dtype=np.float32)
         attention = np.zeros((batch, width), dtype=np.float32)
-        if has.any():
-            # Trim the shared left padding: attention cost grows with L squared.
-            longest = int(min(lengths.max(), self.max_len, width))
-            items = torch.as_tensor(histories[has, width - longest :], device=self.device)
+        lengths = np.minimum(lengths, min(self.max_len, width))
+        for rows, longest in length_buckets(lengths):
+            items = torch.as_tensor(histories[rows, width - longest:], device=self.device)
             with torch.inference_mode():
                 query, attn = self._encode(items)
-            queries[has] = query.float().cpu().numpy()
-            attention[has, width - longest :] = attn.float().cpu().numpy()
-        return Encoded(queries=queries, attention=attention, has_history=has)
+            queries[rows] = query.float().cpu().numpy()
+            attention[rows, width - longest:] = attn.float().cpu().numpy()
+        return Encoded(queries=queries, attention=attention, has_history=lengths > 0)
 
     def search(self, encoded: Encoded, histories: np.ndarray, k: int) -> Recommendations:
         """Top-k per user without their history items; popular items for empty histories."""

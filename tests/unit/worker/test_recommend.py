@@ -1,0 +1,71 @@
+"""`Recommender.encode` in length buckets: the same vectors as one call, less padding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
+from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.model import SASRec
+from streamrec.encoder.vocab import ItemVocab
+from streamrec.index import build_index
+from streamrec.worker import recommend
+from streamrec.worker.recommend import Recommender, length_buckets
+
+MAX_LEN = 40
+
+
+def recommender(tmp_path: Path) -> Recommender:
+    torch.manual_seed(0)
+    vocab = ItemVocab([f"i{n}" for n in range(60)])
+    model = SASRec(ModelConfig(num_items=len(vocab), max_len=MAX_LEN, hidden=16, blocks=2,
+                               heads=2, dropout=0.0, emb_dropout=0.0)).eval()
+    path = save_checkpoint(tmp_path, model, vocab, np.ones(len(vocab) + 1, dtype=np.float32))
+    checkpoint = load_checkpoint(path)
+    table = checkpoint.model.item_embeddings().detach().numpy()
+    return Recommender(checkpoint, build_index(table, backend="torch"), torch.device("cpu"))
+
+
+def batch(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded histories of mixed lengths, mostly short, some empty."""
+    rng = np.random.default_rng(seed)
+    lengths = np.minimum(rng.geometric(0.12, rows), MAX_LEN)
+    lengths[rng.random(rows) < 0.1] = 0
+    histories = np.zeros((rows, MAX_LEN), dtype=np.int64)
+    for i, n in enumerate(lengths):
+        if n:
+            histories[i, MAX_LEN - n:] = rng.integers(1, 61, n)
+    return histories, lengths
+
+
+def test_buckets_cover_every_non_empty_row_once_and_small_ones_merge() -> None:
+    lengths = np.array([0, 3, 40, 9, 17, 0])
+    assert [(r.tolist(), n) for r, n in length_buckets(lengths)] == [([1, 3, 4, 2], 40)]
+    assert length_buckets(np.zeros(3, dtype=np.int64)) == []
+    _, lengths = batch(400)
+    buckets = length_buckets(lengths)
+    assert len(buckets) > 1
+    rows = np.concatenate([r for r, _ in buckets])
+    assert sorted(rows.tolist()) == np.flatnonzero(lengths > 0).tolist()
+    for r, longest in buckets:
+        assert longest == lengths[r].max()
+
+
+def test_bucketed_encode_gives_what_one_call_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rec = recommender(tmp_path)
+    histories, lengths = batch(400)
+    assert len(length_buckets(lengths)) > 1
+    bucketed = rec.encode(histories, lengths)
+    monkeypatch.setattr(recommend, "BUCKET_MIN_ROWS", 10**9)  # one bucket: one call
+    assert len(length_buckets(lengths)) == 1
+    whole = rec.encode(histories, lengths)
+    np.testing.assert_allclose(bucketed.queries, whole.queries, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bucketed.attention, whole.attention, rtol=1e-5, atol=1e-6)
+    assert (bucketed.has_history == (lengths > 0)).all()
+    assert not bucketed.queries[lengths == 0].any()
