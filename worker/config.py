@@ -28,7 +28,7 @@ class WorkerConfig:
     group_id: str = "streamrec"
     client_id: str = "streamrec-worker"
     k: int = 10  # items per recommendation
-    max_batch: int = 256  # users per encoder batch
+    max_batch: int = 1024  # users per encoder batch (at most; live batches are what arrived)
     max_wait_ms: float = 2.0  # longest a changed user waits for its batch
     # Users waiting for a batch before the consumer pauses (resumes at half): keeps a
     # backlog in Kafka, not in memory, and bounds memory under --max-users. 0 = 16 batches.
