@@ -35,6 +35,7 @@ from streamrec.bench.contenders import (
     verify,
 )
 from streamrec.bench.report import ROOT, append_section, broker, machine, plot_path, table
+from streamrec.worker.config import WorkerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,13 @@ class E2EOptions:
     threads: int = 1  # the workers' --torch-threads (their default), and d's first run
 
 
+def worker_max_batch(worker_args: list[str]) -> int:
+    """The `--max-batch` the workers run with: d batches the stream as they do."""
+    if "--max-batch" in worker_args:
+        return int(worker_args[worker_args.index("--max-batch") + 1])
+    return WorkerConfig(model_dir=Path(".")).max_batch
+
+
 def run(opts: E2EOptions) -> dict:
     """Every contender, the latency run and the sweep; returns the figures."""
     opts.workdir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +75,8 @@ def run(opts: E2EOptions) -> dict:
     extra = [*opts.worker_args, "--index", opts.index, "--torch-threads", str(opts.threads)]
     figures: dict = {"machine": machine(), "stream": stream.source, "events": len(stream),
                      "users": len(set(stream.users)), "partitions": opts.partitions,
-                     "threads": opts.threads, "index": opts.index}
+                     "threads": opts.threads, "index": opts.index,
+                     "max_batch": worker_max_batch(extra)}
     with broker(opts.bootstrap) as bootstrap:
         topic = f"bench-events-{uuid.uuid4().hex[:6]}"
         say(f"preloading {len(stream):,} events ({figures['users']:,} users, {stream.source})")
@@ -84,7 +93,8 @@ def run(opts: E2EOptions) -> dict:
                                   opts.threads, opts.index)
         for threads in dict.fromkeys((opts.threads, 1, os.cpu_count() or 1)):
             say(f"d: model stage alone, {threads} thread(s)")
-            results[f"d{threads}"] = model_stage(stream, model, 256, threads, opts.index)
+            results[f"d{threads}"] = model_stage(stream, model, worker_max_batch(extra), threads,
+                                                 opts.index)
         say("e: two worker processes in one group")
         results["e"], out_e = run_workers("workers", bootstrap, topic, model, n, processes=2,
                                           extra=extra)
@@ -172,7 +182,8 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         f"{figures['stream']}, interleaved, {figures['partitions']} partitions, local "
         "single-node broker on the same machine. Time from the first event consumed to the "
         f"last record acknowledged. Workers: `--index {figures['index']} --torch-threads "
-        f"{figures['threads']}`; d is users/s of encode + search alone.",
+        f"{figures['threads']}`; d is users/s of encode + search alone, in batches of "
+        f"{figures['max_batch']:,} distinct users (the workers' `--max-batch`).",
         table(["contender", "events/s", "recs/s", "seconds", "CPU s / 1k events",
                "records out / event", "peak RSS MB"], rows),
         "Ratios: " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + ". "

@@ -6,28 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
-from streamrec.encoder.config import ModelConfig
-from streamrec.encoder.model import SASRec
 from streamrec.encoder.vocab import ItemVocab
-from streamrec.index import build_index
 from streamrec.worker import recommend
 from streamrec.worker.recommend import Recommender, length_buckets
+from tests.unit.worker.helpers import tiny_recommender
 
 MAX_LEN = 40
 
 
 def recommender(tmp_path: Path) -> Recommender:
-    torch.manual_seed(0)
     vocab = ItemVocab([f"i{n}" for n in range(60)])
-    model = SASRec(ModelConfig(num_items=len(vocab), max_len=MAX_LEN, hidden=16, blocks=2,
-                               heads=2, dropout=0.0, emb_dropout=0.0)).eval()
-    path = save_checkpoint(tmp_path, model, vocab, np.ones(len(vocab) + 1, dtype=np.float32))
-    checkpoint = load_checkpoint(path)
-    table = checkpoint.model.item_embeddings().detach().numpy()
-    return Recommender(checkpoint, build_index(table, backend="torch"), torch.device("cpu"))
+    return tiny_recommender(tmp_path, vocab, max_len=MAX_LEN, hidden=16, blocks=2, heads=2)
 
 
 def batch(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

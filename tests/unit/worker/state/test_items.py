@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
-from streamrec.encoder.config import ModelConfig
-from streamrec.encoder.model import SASRec
 from streamrec.encoder.vocab import ItemVocab
-from streamrec.index import build_index
 from streamrec.kafka_io.security import KafkaSecurity
-from streamrec.worker.recommend import Recommender
 from streamrec.worker.state.changelog import decode_history, encode_rows
 from streamrec.worker.state.durable import DurableHistories
 from streamrec.worker.state.items import ItemTable
+from tests.unit.worker.helpers import tiny_recommender
 
 V1 = ItemVocab(["a", "b", "c"])
 
@@ -69,16 +64,6 @@ def test_durable_histories_keep_unknown_items_across_a_swap() -> None:
     items, _ = state.rows([(0, "u")])
     assert items[0, -3:].tolist() == [3, 1, 2]  # all known to the new model, in order
     assert state.items.extra == 1  # "c" is now the one the model lacks
-
-
-def tiny_recommender(tmp_path: object, vocab: ItemVocab, max_len: int = 4) -> Recommender:
-    torch.manual_seed(0)
-    model = SASRec(ModelConfig(num_items=len(vocab), max_len=max_len, hidden=8, blocks=1,
-                               heads=1, dropout=0.0, emb_dropout=0.0)).eval()
-    path = save_checkpoint(tmp_path, model, vocab, np.ones(len(vocab) + 1, dtype=np.float32))
-    checkpoint = load_checkpoint(path)
-    table = checkpoint.model.item_embeddings().detach().numpy()
-    return Recommender(checkpoint, build_index(table, backend="torch"), torch.device("cpu"))
 
 
 def test_the_encoder_reads_only_the_items_it_knows_closed_up_in_order(tmp_path: object) -> None:

@@ -1,0 +1,28 @@
+"""A small real `Recommender` for unit tests: a seeded, untrained SASRec saved as a
+checkpoint and loaded back, with the exact torch index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
+from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.model import SASRec
+from streamrec.encoder.vocab import ItemVocab
+from streamrec.index import build_index
+from streamrec.worker.recommend import Recommender
+
+
+def tiny_recommender(tmp_path: Path, vocab: ItemVocab, max_len: int = 4, hidden: int = 8,
+                     blocks: int = 1, heads: int = 1) -> Recommender:
+    torch.manual_seed(0)
+    model = SASRec(ModelConfig(num_items=len(vocab), max_len=max_len, hidden=hidden,
+                               blocks=blocks, heads=heads, dropout=0.0,
+                               emb_dropout=0.0)).eval()
+    path = save_checkpoint(tmp_path, model, vocab, np.ones(len(vocab) + 1, dtype=np.float32))
+    checkpoint = load_checkpoint(path)
+    table = checkpoint.model.item_embeddings().detach().numpy()
+    return Recommender(checkpoint, build_index(table, backend="torch"), torch.device("cpu"))
