@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import pickle
 import queue
@@ -29,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from streamrec.kafka_io.errors import KafkaUnavailableError
@@ -49,6 +51,7 @@ PROGRESS_EVERY_S = 1.0  # how often a reader reports the records it has read
 CHUNKS_IN_FLIGHT = 4  # chunks per reader waiting for the worker to decode them
 EXIT_WAIT_S = 10.0  # how long a reader that closed its pipe gets to exit
 LOGGERS = ("streamrec", "kafka", "kafka.net.selector")  # a reader logs as the worker does
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" or "max <period>"
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,11 @@ def latest_read(
     """The read a restore of `partitions` should use: in reader processes when there are
     at least two partitions and `READER_MIN_RECORDS` records, else in-process.
 
-    `readers`: most reader processes (0: one per core; 1: always in-process).
+    `readers`: most reader processes (0: one per usable core, `usable_cores`; 1: always
+    in-process).
     """
     wanted = sorted(set(partitions))
-    most = min(readers or os.cpu_count() or 1, len(wanted))
+    most = min(readers or usable_cores(), len(wanted))
     if most > 1:
         spans = record_spans(bootstrap, changelog_topic(group_id), wanted,
                              client_id=f"{group_id}-restore", security=security)
@@ -85,6 +89,20 @@ def latest_read(
                                       progress=progress)
     return LatestRead(bootstrap, group_id, wanted, security=security, timeout_s=timeout_s,
                       chunk=chunk, progress=progress)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup (v2) CPU
+    quota, so a container limited to 2 CPUs on a 64-core host starts 2 readers, not 64."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):  # no cgroup v2 CPU controller here: no quota
+        pass
+    return max(1, cores)
 
 
 def balance(sizes: dict[int, int], groups: int) -> list[tuple[int, ...]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,16 @@ def test_leaving_the_read_early_stops_the_readers(monkeypatch: pytest.MonkeyPatc
     assert time.monotonic() - began < 10
     assert len(read.pids) == 2
     assert all(gone(pid) for pid in read.pids)
+
+
+@pytest.mark.parametrize(("cpu_max", "cap"), [("150000 100000\n", 2), ("100000 100000\n", 1),
+                                              ("max 100000\n", None), (None, None)])
+def test_readers_per_core_respect_a_container_cpu_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_max: str | None, cap: int | None,
+) -> None:
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    monkeypatch.setattr(parallel_read, "CGROUP_CPU_MAX", path)
+    monkeypatch.setattr(parallel_read.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert parallel_read.usable_cores() == (cap or 8)
