@@ -378,6 +378,7 @@ class LatestRead:
         self.security = security
         self.timeout_s = timeout_s
         self.chunk = chunk
+        self.readers = 1  # processes that read (`parallel_read.ParallelLatestRead`: more)
         self.records = self.tombstones = self.invalid = 0
         self._start = time.perf_counter()
 

@@ -40,7 +40,7 @@ from streamrec.worker.state.changelog import (
 )
 from streamrec.worker.state.evicted import EvictedIndex
 from streamrec.worker.state.items import DEFAULT_MAX_EXTRA, ItemTable
-from streamrec.worker.state.parallel_read import ParallelLatestRead, latest_read
+from streamrec.worker.state.parallel_read import latest_read
 from streamrec.worker.state.partition import PartitionStore
 
 logger = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ class DurableHistories:
         for chunk in read:
             invalid += self._load_chunk(chunk)
         users = sum(len(self.store(p)) for p in partitions)
-        readers = len(read.jobs) if isinstance(read, ParallelLatestRead) else 1
+        readers = read.readers
         restored = Restored(tuple(partitions), users, read.records, time.perf_counter() - start,
                             readers)
         logger.info("restored %d users (%d changelog records, %d invalid) of partitions %s "

@@ -40,7 +40,6 @@ from streamrec.worker.state.changelog import (
     BULK_CHUNK,
     LatestChunk,
     LatestRead,
-    RestoreStats,
     changelog_topic,
 )
 
@@ -71,7 +70,7 @@ def latest_read(
     bootstrap: str, group_id: str, partitions: Iterable[int], *, readers: int = 0,
     security: KafkaSecurity | None = None, timeout_s: float = 300.0, chunk: int = BULK_CHUNK,
     progress: Callable[[int], None] | None = None,
-) -> LatestRead | ParallelLatestRead:
+) -> LatestRead:
     """The read a restore of `partitions` should use: in reader processes when there are
     at least two partitions and `READER_MIN_RECORDS` records, else in-process.
 
@@ -117,7 +116,7 @@ def balance(sizes: dict[int, int], groups: int) -> list[tuple[int, ...]]:
     return [tuple(sorted(m)) for m in members if m]
 
 
-class ParallelLatestRead:
+class ParallelLatestRead(LatestRead):
     """`LatestRead` with each group of partitions read by a process of its own.
 
     Same interface: iterate it for `LatestChunk`s (a partition's chunks come in the
@@ -133,15 +132,13 @@ class ParallelLatestRead:
         security: KafkaSecurity | None = None, timeout_s: float = 300.0,
         chunk: int = BULK_CHUNK, progress: Callable[[int], None] | None = None,
     ) -> None:
+        super().__init__(bootstrap, group_id, [p for g in groups for p in g],
+                         security=security, timeout_s=timeout_s, chunk=chunk, progress=progress)
         levels = tuple((name, logging.getLogger(name).getEffectiveLevel()) for name in LOGGERS)
         self.jobs = [ReaderJob(bootstrap, group_id, tuple(g), security, timeout_s, chunk, levels)
                      for g in groups]
-        self.partitions = sorted(p for g in groups for p in g)
-        self.timeout_s = timeout_s
-        self.progress = progress
-        self.records = self.tombstones = self.invalid = 0
+        self.readers = len(self.jobs)
         self.pids: list[int] = []  # of the readers of the current iteration
-        self._start = time.perf_counter()
 
     def __iter__(self) -> Iterator[LatestChunk]:
         self._start = time.perf_counter()
@@ -202,12 +199,6 @@ class ParallelLatestRead:
                     f"the restore reader of changelog partitions "
                     f"{list(self.jobs[i].partitions)} stopped before it finished "
                     f"(exit code {code}{': ' + message[1] if message[1] else ''})")
-
-    def stats(self, users: int) -> RestoreStats:
-        """The read's counters, with the `users` its reader ended up with."""
-        return RestoreStats(records=self.records, users=users, tombstones=self.tombstones,
-                            invalid=self.invalid, seconds=time.perf_counter() - self._start)
-
 
 def reader_command() -> list[str]:
     """The command line of one reader process."""
