@@ -48,6 +48,7 @@ from streamrec.kafka_io.clients import (
     subscribe_when_known,
 )
 from streamrec.worker import heap
+from streamrec.worker.backpressure import Backpressure
 from streamrec.worker.batcher import MicroBatcher
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.errors import PublishError
@@ -115,7 +116,7 @@ class Worker:
         self._restoring = False
         self._stop = threading.Event()
         self._failed = False  # a record was not acknowledged: stop without committing
-        self._paused = False  # fetching paused: too many users wait for a batch
+        self._backpressure = Backpressure(config.pending_limit)
         self._refusals_seen = 0  # model versions refused, as counted in the metrics
         # Offsets waiting for their records' acknowledgements: (offsets, sequence number
         # every record below which must be confirmed first).
@@ -222,31 +223,18 @@ class Worker:
                 self.metrics.model_reloads.labels("refused").inc(
                     self._watcher.refusals - self._refusals_seen)
                 self._refusals_seen = self._watcher.refusals
-            self._backpressure()
+            self._apply_backpressure()
             self._account(self._confirmed(self._publisher.collect))
             self._maybe_commit()
             if time.monotonic() >= next_lag:
                 self._update_lag()
                 next_lag = time.monotonic() + LAG_REFRESH_S
 
-    def _backpressure(self) -> None:
-        """Pause fetching while `pending_limit` users wait for a batch; resume at half.
-
-        Without it the loop reads as fast as Kafka delivers while the model stage is
-        behind: every waiting user is held in memory (past `--max-users`, which only
-        evicts users already served) and a catch-up folds many events into one
-        recommendation. Paused, the backlog stays in Kafka, as consumer lag.
-        """
-        pending, limit = len(self.batcher), self.config.pending_limit
-        if not self._paused and pending >= limit:
-            self._paused = True
+    def _apply_backpressure(self) -> None:
+        """Pause or resume fetching for the users waiting now (`backpressure.py`)."""
+        if self._backpressure.update(len(self.batcher), self._consumer):
             self.metrics.backpressure_pauses.inc()
-        elif self._paused and pending <= limit // 2:
-            self._paused = False
-            self._consumer.resume(*self._consumer.paused())
-        if self._paused:  # again every time: partitions assigned meanwhile pause too
-            self._consumer.pause(*self._consumer.assignment())
-        self.metrics.paused.set(1 if self._paused else 0)
+        self.metrics.paused.set(1 if self._backpressure.paused else 0)
 
     def _poll_timeout_ms(self) -> int:
         """Block up to 0.5 s when idle; less while users wait for their batch, while

@@ -1,0 +1,72 @@
+"""The backpressure policy against a fake consumer: pause at the limit, stay paused
+above half, resume at half, and pause partitions assigned while paused."""
+
+from __future__ import annotations
+
+from streamrec.worker.backpressure import Backpressure
+
+
+class FakeConsumer:
+    """Records the pause state per partition, as KafkaConsumer keeps it."""
+
+    def __init__(self, partitions: set[int]) -> None:
+        self.assigned = set(partitions)
+        self.paused_now: set[int] = set()
+
+    def assignment(self) -> set[int]:
+        return set(self.assigned)
+
+    def paused(self) -> set[int]:
+        return set(self.paused_now)
+
+    def pause(self, *partitions: int) -> None:
+        self.paused_now |= set(partitions)
+
+    def resume(self, *partitions: int) -> None:
+        self.paused_now -= set(partitions)
+
+
+def test_pauses_at_the_limit_and_not_below() -> None:
+    consumer = FakeConsumer({0, 1})
+    policy = Backpressure(limit=10)
+    assert policy.update(9, consumer) is False
+    assert not policy.paused
+    assert consumer.paused_now == set()
+    assert policy.update(10, consumer) is True  # a new pause: the worker counts it
+    assert policy.paused
+    assert consumer.paused_now == {0, 1}
+    assert policy.update(12, consumer) is False  # still the same pause
+    assert consumer.paused_now == {0, 1}
+
+
+def test_stays_paused_above_half_and_resumes_at_half() -> None:
+    consumer = FakeConsumer({0, 1, 2})
+    policy = Backpressure(limit=11)  # half: 11 // 2 = 5
+    policy.update(11, consumer)
+    for pending in (10, 9, 6):  # draining, but above half: no flapping
+        assert policy.update(pending, consumer) is False
+        assert policy.paused, pending
+        assert consumer.paused_now == {0, 1, 2}, pending
+    policy.update(5, consumer)
+    assert not policy.paused
+    assert consumer.paused_now == set()
+    policy.update(6, consumer)  # below the limit again: fetching goes on
+    assert consumer.paused_now == set()
+
+
+def test_partitions_assigned_while_paused_are_paused_too() -> None:
+    consumer = FakeConsumer({0})
+    policy = Backpressure(limit=4)
+    policy.update(4, consumer)
+    consumer.assigned |= {1, 2}  # a rebalance hands over more partitions
+    policy.update(3, consumer)
+    assert consumer.paused_now == {0, 1, 2}
+    policy.update(2, consumer)
+    assert consumer.paused_now == set()
+
+
+def test_each_pause_is_reported_once() -> None:
+    consumer = FakeConsumer({0})
+    policy = Backpressure(limit=2)
+    started = [policy.update(p, consumer) for p in (2, 3, 1, 2, 2, 0)]
+    assert started == [True, False, False, True, False, False]
