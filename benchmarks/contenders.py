@@ -188,7 +188,7 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
                 processes: int = 1, extra: list[str] | None = None,
                 timeout_s: float = 1800.0) -> tuple[Result, str]:
     """Run `processes` workers in one group over the topic; returns (result, output topic)."""
-    from streamrec.kafka_io.local_broker import port_accepts
+    from streamrec.kafka_io.local.probes import port_accepts
 
     tag = uuid.uuid4().hex[:6]
     out, group = f"{topic}-{name}-{tag}", f"bench-{name}-{tag}"

@@ -23,7 +23,8 @@ from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker, project_dir
+from streamrec.kafka_io.local.broker import LocalBroker
+from streamrec.kafka_io.local.config import BrokerConfig, project_dir
 
 logger = logging.getLogger(__name__)
 

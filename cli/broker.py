@@ -1,8 +1,8 @@
 """`streamrec broker {start,stop,status}`: the local Kafka broker, or a local cluster.
 
-For development and the demo (see `streamrec.kafka_io.local_broker`); with `--nodes 3`
+For development and the demo (see `streamrec.kafka_io.local.broker`); with `--nodes 3`
 a 3-node KRaft cluster with replication factor 3 and min.insync.replicas 2, to see
-state survive the loss of a broker (`streamrec.kafka_io.local_cluster`). The flags are
+state survive the loss of a broker (`streamrec.kafka_io.local.cluster`). The flags are
 short because they sit under `broker`; their environment variables carry the
 `BROKER_` prefix so they cannot be mistaken for the worker's settings:
 
@@ -31,8 +31,9 @@ from pathlib import Path
 
 from streamrec.cli.flags import env_flag
 from streamrec.common.errors import ConfigError
-from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
-from streamrec.kafka_io.local_cluster import ClusterConfig, LocalCluster, nodes_in
+from streamrec.kafka_io.local.broker import LocalBroker
+from streamrec.kafka_io.local.cluster import LocalCluster, nodes_in
+from streamrec.kafka_io.local.config import BrokerConfig, ClusterConfig
 
 EXIT_NOT_RUNNING = 3
 

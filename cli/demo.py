@@ -26,7 +26,7 @@ from streamrec.common.settings import env_default
 if TYPE_CHECKING:
     from kafka import KafkaProducer
 
-    from streamrec.kafka_io.local_broker import LocalBroker
+    from streamrec.kafka_io.local.broker import LocalBroker
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _kafka(args: argparse.Namespace, workdir: Path) -> tuple[LocalBroker | None, str]:
     """(the broker the demo started or None, bootstrap address)."""
-    from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
+    from streamrec.kafka_io.local.broker import LocalBroker
+    from streamrec.kafka_io.local.config import BrokerConfig
 
     if args.bootstrap:
         return None, args.bootstrap

@@ -19,7 +19,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
+from streamrec.kafka_io.local.broker import LocalBroker
+from streamrec.kafka_io.local.config import BrokerConfig
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
+from streamrec.kafka_io.local.broker import LocalBroker
+from streamrec.kafka_io.local.config import BrokerConfig
 from tests.conftest import free_port
 from tests.integration.durability import (
     SteadyProducer,

@@ -28,7 +28,8 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from streamrec.kafka_io.local_cluster import OFFSETS_PARTITIONS, ClusterConfig, LocalCluster
+from streamrec.kafka_io.local.cluster import LocalCluster
+from streamrec.kafka_io.local.config import OFFSETS_PARTITIONS, ClusterConfig
 from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.state.changelog import HistoryRecord, changelog_topic

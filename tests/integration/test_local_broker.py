@@ -20,7 +20,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from streamrec.cli.main import main
 from streamrec.kafka_io.errors import BrokerError
-from streamrec.kafka_io.local_broker import BrokerConfig, BrokerStatus, LocalBroker, process_args
+from streamrec.kafka_io.local.broker import BrokerStatus, LocalBroker
+from streamrec.kafka_io.local.config import BrokerConfig
+from streamrec.kafka_io.local.probes import process_args
 from tests.conftest import NewTopicFactory, free_port
 
 pytestmark = pytest.mark.integration

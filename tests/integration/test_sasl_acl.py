@@ -50,7 +50,8 @@ from kafka.errors import KafkaError
 from streamrec.cli.main import main
 from streamrec.kafka_io.clients import ensure_topics, make_admin, make_consumer, make_producer
 from streamrec.kafka_io.errors import KafkaAuthorizationError, KafkaSecurityError
-from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
+from streamrec.kafka_io.local.broker import LocalBroker
+from streamrec.kafka_io.local.config import BrokerConfig
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig

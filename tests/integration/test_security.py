@@ -27,7 +27,8 @@ from streamrec.cli.flags import load_data
 from streamrec.cli.main import build_parser
 from streamrec.kafka_io.clients import ensure_topics, make_admin, make_consumer, make_producer
 from streamrec.kafka_io.errors import KafkaSecurityError
-from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker
+from streamrec.kafka_io.local.broker import LocalBroker
+from streamrec.kafka_io.local.config import BrokerConfig
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("streamrec.cli.main", "streamrec.cli.demo", "streamrec.eventlog.replay",
            "streamrec.worker.app", "streamrec.worker.state.durable", "streamrec.encoder.model",
-           "streamrec.index.faiss_index", "streamrec.kafka_io.local_broker",
+           "streamrec.index.faiss_index", "streamrec.kafka_io.local.broker",
            "streamrec.common.settings")
 
 

@@ -17,15 +17,12 @@ import pytest
 from streamrec.cli.main import main
 from streamrec.common.errors import ConfigError
 from streamrec.kafka_io.errors import BrokerError
-from streamrec.kafka_io.local_cluster import (
+from streamrec.kafka_io.local.cluster import ClusterNode, LocalCluster, new_cluster_id, nodes_in
+from streamrec.kafka_io.local.config import (
     MIN_INSYNC_REPLICAS,
     OFFSETS_PARTITIONS,
     REPLICATION_FACTOR,
     ClusterConfig,
-    ClusterNode,
-    LocalCluster,
-    new_cluster_id,
-    nodes_in,
 )
 
 

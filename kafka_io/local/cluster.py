@@ -7,7 +7,8 @@ client port, controller port and data dir (`<data-dir>/node-<n>`). The nodes for
 static quorum (`controller.quorum.voters`), are formatted with one shared cluster id,
 and carry the replication settings of a production cluster of three: every topic
 gets 3 replicas by default and `min.insync.replicas=2`
-(`deploy/kafka/cluster-node.properties.template`).
+(`deploy/kafka/cluster-node.properties.template`; the settings and `ClusterConfig`
+live in `config.py`).
 
 Each node is a `ClusterNode`, a `LocalBroker` with its own rendering, formatting and
 readiness check, so starting, stopping (by recorded pid, only while that pid is
@@ -29,116 +30,27 @@ import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from types import TracebackType
 
-from kafka import KafkaAdminClient
-
 from streamrec.common.errors import ConfigError
 from streamrec.kafka_io.errors import BrokerError
-from streamrec.kafka_io.local_broker import (
-    BrokerConfig,
-    BrokerStatus,
-    LocalBroker,
-    default_templates_dir,
-    project_dir,
+from streamrec.kafka_io.local.broker import BrokerStatus, LocalBroker
+from streamrec.kafka_io.local.config import (
+    CLUSTER_TEMPLATE_NAME,
+    MIN_INSYNC_REPLICAS,
+    OFFSETS_PARTITIONS,
+    REPLICATION_FACTOR,
+    ClusterConfig,
 )
+from streamrec.kafka_io.local.probes import node_answers
 
 logger = logging.getLogger(__name__)
 
-CLUSTER_TEMPLATE_NAME = "cluster-node.properties.template"
 CLUSTER_ID_FILE = "cluster.id"
 NODE_DIR = re.compile(r"^node-(\d+)$")
-MIN_NODES = 3  # replication factor 3 needs three brokers, and a quorum of 3 loses one
-REPLICATION_FACTOR = 3  # default.replication.factor and of the internal topics
-MIN_INSYNC_REPLICAS = 2  # an acks=all write is on two brokers before it is acknowledged
-OFFSETS_PARTITIONS = 4  # __consumer_offsets partitions: a group's coordinator is one of them
-
-
-def _default_ports(base: int) -> tuple[int, ...]:
-    return tuple(base + i for i in range(MIN_NODES))
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """Where and how the nodes run: node n (from 1) listens on `ports[n - 1]` for
-    clients and `controller_ports[n - 1]` for the quorum; paths made absolute."""
-
-    host: str = "127.0.0.1"
-    ports: tuple[int, ...] = field(default_factory=lambda: _default_ports(9092))
-    controller_ports: tuple[int, ...] = field(default_factory=lambda: _default_ports(9095))
-    data_dir: Path = field(default_factory=lambda: project_dir() / ".cache/kafka/data")
-    libs_dir: Path = field(default_factory=lambda: project_dir() / ".cache/kafka/libs")
-    templates_dir: Path = field(default_factory=default_templates_dir)
-    # Three JVMs share the machine: a smaller heap than the single broker's.
-    jvm_options: tuple[str, ...] = ("-Xms128m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ports", tuple(self.ports))
-        object.__setattr__(self, "controller_ports", tuple(self.controller_ports))
-        if len(self.ports) < MIN_NODES:
-            raise ConfigError(f"a cluster needs at least {MIN_NODES} nodes (replication factor "
-                              f"{REPLICATION_FACTOR}), got {len(self.ports)}")
-        if len(self.controller_ports) != len(self.ports):
-            raise ConfigError(f"one controller port per node: {len(self.ports)} client ports "
-                              f"but {len(self.controller_ports)} controller ports")
-        everything = self.ports + self.controller_ports
-        bad = [p for p in everything if not 0 < p < 65536]
-        if bad:
-            raise ConfigError(f"cluster ports must be in 1..65535, got {bad}")
-        if len(set(everything)) != len(everything):
-            raise ConfigError(f"the cluster's ports must all differ, got clients {self.ports} "
-                              f"and controllers {self.controller_ports}")
-        for name in ("data_dir", "libs_dir", "templates_dir"):
-            object.__setattr__(self, name, Path(getattr(self, name)).expanduser().resolve())
-
-    @classmethod
-    def consecutive(cls, nodes: int = MIN_NODES, port: int = 9092,
-                    controller_port: int | None = None, **kwargs: object) -> ClusterConfig:
-        """Clients on `port`.. `port + nodes - 1`, controllers on `controller_port`..
-        (default: right after the clients, `port + nodes`..), as `broker start --nodes` does."""
-        first_controller = port + nodes if controller_port is None else controller_port
-        return cls(ports=tuple(port + i for i in range(nodes)),
-                   controller_ports=tuple(first_controller + i for i in range(nodes)),
-                   **kwargs)  # type: ignore[arg-type]
-
-    @property
-    def nodes(self) -> int:
-        """How many nodes: one per client port."""
-        return len(self.ports)
-
-    @property
-    def node_ids(self) -> range:
-        """The nodes' `node.id`s: 1..nodes."""
-        return range(1, self.nodes + 1)
-
-    @property
-    def bootstrap(self) -> str:
-        """Every node's client address, comma-separated, as clients bootstrap."""
-        return ",".join(f"{self.host}:{p}" for p in self.ports)
-
-    @property
-    def voters(self) -> str:
-        """`controller.quorum.voters`: `id@host:controller_port` of every node."""
-        return ",".join(f"{n}@{self.host}:{p}" for n, p in zip(self.node_ids,
-                                                                self.controller_ports,
-                                                                strict=True))
-
-    def node_dir(self, node_id: int) -> Path:
-        """Node `node_id`'s config, logs, pidfile and partitions."""
-        return self.data_dir / f"node-{node_id}"
-
-    def node_config(self, node_id: int) -> BrokerConfig:
-        """The `BrokerConfig` of node `node_id` (1-based)."""
-        if node_id not in self.node_ids:
-            raise ConfigError(f"no node {node_id} in a cluster of {self.nodes}")
-        return BrokerConfig(
-            host=self.host, port=self.ports[node_id - 1],
-            controller_port=self.controller_ports[node_id - 1],
-            data_dir=self.node_dir(node_id), libs_dir=self.libs_dir,
-            templates_dir=self.templates_dir, jvm_options=self.jvm_options)
 
 
 @dataclass(frozen=True)
@@ -181,21 +93,6 @@ def new_cluster_id() -> str:
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not text.startswith("-"):
             return text
-
-
-def node_answers(bootstrap: str, node_id: int, nodes: int, timeout_s: float) -> bool:
-    """Whether the cluster reached through `bootstrap` lists `node_id` and all `nodes`
-    brokers as live (a fenced broker is not listed)."""
-    timeout_ms = max(int(timeout_s * 1000), 1000)
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="streamrec-cluster-probe",
-        bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
-    try:
-        cluster = admin.describe_cluster()
-    finally:
-        admin.close()
-    ids = {b.get("broker_id") for b in cluster.get("brokers", [])}
-    return node_id in ids and len(ids) >= nodes
 
 
 class ClusterNode(LocalBroker):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from streamrec.common.errors import ConfigError
-from streamrec.kafka_io.local_broker import BrokerConfig, LocalBroker, scram_arguments
+from streamrec.kafka_io.local.broker import LocalBroker
+from streamrec.kafka_io.local.config import BrokerConfig, scram_arguments
 
 AUTHORIZER = ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
 

@@ -4,161 +4,51 @@ No Docker engine is assumed (docs/ARCHITECTURE.md, "The local broker"), so strea
 starts Apache Kafka itself from the official Maven Central jars that `deploy/setup.sh` fetches into
 `.cache/kafka/libs`, with the machine's Java 17: one KRaft process that is both
 broker and controller. `LocalBroker` renders `deploy/kafka/server.properties.template`
-into a data directory, formats the storage once, starts `kafka.Kafka` detached in
-its own session and waits until it answers a real Kafka request. Stopping only
-ever signals the pid it recorded, and only while that pid is still this broker.
+(from a `BrokerConfig`, `config.py`) into a data directory, formats the storage once,
+starts `kafka.Kafka` detached in its own session and waits until it answers a real
+Kafka request (`probes.py`). Stopping only ever signals the pid it recorded, and only
+while that pid is still this broker.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
-import re
-import shutil
 import signal
-import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from types import TracebackType
 
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from streamrec.common.errors import ConfigError
 from streamrec.kafka_io.errors import BrokerError
+from streamrec.kafka_io.local.config import (
+    LOG4J_NAME,
+    NODE_ID,
+    TEMPLATE_NAME,
+    BrokerConfig,
+    extra_properties_text,
+    sasl_listener_settings,
+    scram_arguments,
+    ssl_listener_settings,
+)
+from streamrec.kafka_io.local.probes import (
+    broker_answers,
+    find_java,
+    port_accepts,
+    port_is_free,
+    process_args,
+)
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_NAME = "server.properties.template"
-LOG4J_NAME = "log4j2.xml"
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
-NODE_ID = 1  # node.id in the template
 TOOL_TIMEOUT_S = 180.0  # a JVM tool on a busy 2-core laptop can take a while
-SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
-SCRAM_TOKEN = re.compile(r"[A-Za-z0-9._-]+")
-
-
-def source_root() -> Path | None:
-    """The checkout streamrec runs from (editable install), or None when installed."""
-    root = Path(__file__).resolve().parents[1]
-    return root if (root / "deploy" / "kafka" / TEMPLATE_NAME).is_file() else None
-
-
-def project_dir() -> Path:
-    """Where `.cache/kafka` lives: the checkout when running from one, else the cwd.
-
-    Anchoring to the checkout lets `streamrec broker stop` find the broker that
-    `start` launched from another directory, and finds the jars setup.sh fetched.
-    """
-    return source_root() or Path.cwd()
-
-
-def default_templates_dir() -> Path:
-    """`deploy/kafka` of the checkout, else of the current directory."""
-    root = source_root()
-    return (root or Path.cwd()) / "deploy" / "kafka"
-
-
-@dataclass(frozen=True)
-class BrokerConfig:
-    """Where and how the local broker runs; paths are made absolute on creation."""
-
-    host: str = "127.0.0.1"  # both listeners bind and advertise this address
-    port: int = 9092  # PLAINTEXT listener: the clients' bootstrap port
-    controller_port: int = 9093  # KRaft CONTROLLER listener
-    data_dir: Path = field(default_factory=lambda: project_dir() / ".cache/kafka/data")
-    libs_dir: Path = field(default_factory=lambda: project_dir() / ".cache/kafka/libs")
-    templates_dir: Path = field(default_factory=default_templates_dir)
-    jvm_options: tuple[str, ...] = ("-Xms256m", "-Xmx1g", "-XX:+ExitOnOutOfMemoryError")
-    # Optional SSL listener beside the plaintext one (the security tests use it):
-    # the broker's key and certificate in a PKCS12 keystore, and its password.
-    ssl_port: int | None = None
-    ssl_keystore: Path | None = None
-    ssl_keystore_password: str | None = field(default=None, repr=False)
-    # Optional SASL listeners (the SASL/ACL tests use them): SASL_PLAINTEXT, and
-    # SASL_SSL with the SSL listener's keystore. The PLAINTEXT listener stays the
-    # inter-broker and readiness-probe one. `scram_users` (name, password) get
-    # credentials for `sasl_mechanism` when the storage is formatted.
-    sasl_port: int | None = None
-    sasl_ssl_port: int | None = None
-    sasl_mechanism: str = "SCRAM-SHA-512"
-    scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    # Appended to server.properties as `key=value` lines (an authorizer, super users).
-    extra_properties: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        ports = {"port": self.port, "controller_port": self.controller_port}
-        if self.ssl_port is not None:
-            ports["ssl_port"] = self.ssl_port
-            if self.ssl_keystore is None or not self.ssl_keystore_password:
-                raise ConfigError("an SSL listener (ssl_port) needs ssl_keystore (PKCS12) "
-                                  "and ssl_keystore_password")
-        if self.sasl_port is not None:
-            ports["sasl_port"] = self.sasl_port
-        if self.sasl_ssl_port is not None:
-            ports["sasl_ssl_port"] = self.sasl_ssl_port
-            if self.ssl_keystore is None or not self.ssl_keystore_password:
-                raise ConfigError("a SASL_SSL listener (sasl_ssl_port) needs ssl_keystore "
-                                  "(PKCS12) and ssl_keystore_password")
-        self._check_sasl()
-        for name, value in ports.items():
-            if not 0 < value < 65536:
-                raise ConfigError(f"broker {name} must be in 1..65535, got {value}")
-        if len(set(ports.values())) != len(ports):
-            raise ConfigError(f"the broker's ports must all differ, got {ports}")
-        for name in ("data_dir", "libs_dir", "templates_dir"):
-            object.__setattr__(self, name, Path(getattr(self, name)).expanduser().resolve())
-        if self.ssl_keystore is not None:
-            object.__setattr__(self, "ssl_keystore", Path(self.ssl_keystore).expanduser().resolve())
-
-    @property
-    def bootstrap(self) -> str:
-        """The `host:port` clients bootstrap from."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def ssl_bootstrap(self) -> str | None:
-        """The `host:port` of the SSL listener, None without one."""
-        return None if self.ssl_port is None else f"{self.host}:{self.ssl_port}"
-
-    @property
-    def sasl_bootstrap(self) -> str | None:
-        """The `host:port` of the SASL_PLAINTEXT listener, None without one."""
-        return None if self.sasl_port is None else f"{self.host}:{self.sasl_port}"
-
-    @property
-    def sasl_ssl_bootstrap(self) -> str | None:
-        """The `host:port` of the SASL_SSL listener, None without one."""
-        return None if self.sasl_ssl_port is None else f"{self.host}:{self.sasl_ssl_port}"
-
-    @property
-    def extra_ports(self) -> dict[str, int]:
-        """The optional listeners' ports, by field name (the pre-flight checks them)."""
-        names = ("ssl_port", "sasl_port", "sasl_ssl_port")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
-
-    def _check_sasl(self) -> None:
-        """Refuse SASL settings the broker would reject or the format tool misparse."""
-        if self.sasl_mechanism not in SCRAM_MECHANISMS:
-            raise ConfigError(f"the local broker's sasl_mechanism must be one of "
-                              f"{', '.join(SCRAM_MECHANISMS)}, got {self.sasl_mechanism!r}")
-        if self.scram_users and self.sasl_port is None and self.sasl_ssl_port is None:
-            raise ConfigError("scram_users need a SASL listener (sasl_port or sasl_ssl_port)")
-        for name, password in self.scram_users:
-            # `--add-scram 'MECH=[name=N,password=P]'`: keep N and P free of its syntax.
-            if not SCRAM_TOKEN.fullmatch(name) or not SCRAM_TOKEN.fullmatch(password):
-                raise ConfigError(f"SCRAM user {name!r}: name and password may hold only "
-                                  "letters, digits, '.', '_' and '-'")
-        for key, value in self.extra_properties:
-            if not key or "=" in key or "\n" in key or "\n" in value:
-                raise ConfigError(f"extra broker property {key!r}={value!r} is not one "
-                                  "`key=value` line")
 
 
 @dataclass(frozen=True)
@@ -457,121 +347,3 @@ class LocalBroker:
                 parts.append(f"--- last lines of {path} ---\n" + "\n".join(tail))
         return "\n".join(parts) or f"(no broker output in {self.config.data_dir})"
 
-
-def ssl_listener_settings(cfg: BrokerConfig) -> dict[str, str]:
-    """The template's ssl placeholders: all empty without a TLS listener.
-
-    The keystore settings serve the SASL_SSL listener too, so they are rendered
-    when either listener is configured; the SSL listener itself only with ssl_port.
-    """
-    if cfg.ssl_port is None and cfg.sasl_ssl_port is None:
-        return {"ssl_listener": "", "ssl_protocol": "", "ssl_settings": ""}
-    settings = "\n".join([
-        "",
-        "# --- SSL listener: server-side TLS only, clients need no certificate ---",
-        "ssl.keystore.type=PKCS12",
-        f"ssl.keystore.location={cfg.ssl_keystore}",
-        f"ssl.keystore.password={cfg.ssl_keystore_password}",
-        f"ssl.key.password={cfg.ssl_keystore_password}",
-        "ssl.client.auth=none",
-        "",
-    ])
-    if cfg.ssl_port is None:
-        return {"ssl_listener": "", "ssl_protocol": "", "ssl_settings": settings}
-    return {"ssl_listener": f",SSL://{cfg.host}:{cfg.ssl_port}", "ssl_protocol": ",SSL:SSL",
-            "ssl_settings": settings}
-
-
-def sasl_listener_settings(cfg: BrokerConfig) -> dict[str, str]:
-    """The template's sasl placeholders: all empty without a SASL listener.
-
-    SCRAM on the broker side needs only the login module (no credentials: the
-    inter-broker listener is PLAINTEXT); the users live in the metadata log.
-    """
-    listeners = [(name, port) for name, port in (("SASL_PLAINTEXT", cfg.sasl_port),
-                                                 ("SASL_SSL", cfg.sasl_ssl_port))
-                 if port is not None]
-    if not listeners:
-        return {"sasl_listeners": "", "sasl_protocols": "", "sasl_settings": ""}
-    mechanism = cfg.sasl_mechanism
-    lines = ["", f"# --- SASL listeners: {mechanism}, users created at format time ---",
-             f"sasl.enabled.mechanisms={mechanism}"]
-    lines += [f"listener.name.{name.lower()}.{mechanism.lower()}.sasl.jaas.config="
-              "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-              for name, _ in listeners]
-    return {
-        "sasl_listeners": "".join(f",{name}://{cfg.host}:{port}" for name, port in listeners),
-        "sasl_protocols": "".join(f",{name}:{name}" for name, _ in listeners),
-        "sasl_settings": "\n".join([*lines, ""]),
-    }
-
-
-def extra_properties_text(cfg: BrokerConfig) -> str:
-    """`extra_properties` as the last lines of server.properties (empty without any)."""
-    if not cfg.extra_properties:
-        return ""
-    lines = ["", "# --- Extra properties (BrokerConfig.extra_properties) ---"]
-    lines += [f"{key}={value}" for key, value in cfg.extra_properties]
-    return "\n".join([*lines, ""])
-
-
-def scram_arguments(cfg: BrokerConfig) -> list[str]:
-    """`--add-scram` arguments of the storage format: one SCRAM credential per user."""
-    return [arg for name, password in cfg.scram_users
-            for arg in ("--add-scram", f"{cfg.sasl_mechanism}=[name={name},password={password}]")]
-
-
-def find_java() -> str | None:
-    """`$JAVA_HOME/bin/java` when set, else `java` on PATH."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return str(Path(java_home) / "bin" / "java")
-    return shutil.which("java")
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Whether a server could listen on host:port now (as the broker will)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM does
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise BrokerError(f"cannot bind {host}:{port}: {exc}") from exc
-    return True
-
-
-def port_accepts(host: str, port: int) -> bool:
-    """Whether something accepts TCP connections on host:port (a quiet first probe)."""
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def broker_answers(bootstrap: str, timeout_s: float) -> bool:
-    """Whether the broker at `bootstrap` answers a metadata request listing itself."""
-    timeout_ms = max(int(timeout_s * 1000), 1000)
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="streamrec-broker-probe",
-        bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
-    try:
-        cluster = admin.describe_cluster()
-    finally:
-        admin.close()
-    return any(b.get("broker_id") == NODE_ID for b in cluster.get("brokers", []))
-
-
-def process_args(pid: int) -> list[str]:
-    """The command line of `pid` ([] when gone or a zombie); /proc, else `ps`."""
-    proc = Path("/proc") / str(pid) / "cmdline"
-    if Path("/proc/self").exists():
-        try:
-            return [a for a in proc.read_bytes().decode(errors="replace").split("\0") if a]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            return []
-    done = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True,
-                          text=True, check=False)
-    return done.stdout.split()
