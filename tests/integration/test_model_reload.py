@@ -24,7 +24,14 @@ from tests.integration.durability import (
     final_state,
     wait_drained,
 )
-from tests.integration.helpers import consume_until, event, latest_by_user, producer, running
+from tests.integration.helpers import (
+    consume_until,
+    end_offsets,
+    event,
+    latest_by_user,
+    producer,
+    running,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,14 +82,17 @@ def test_a_published_version_is_swapped_in_under_load_and_a_corrupt_one_refused(
         (broken / "config.json").write_text("{not json")
         repository.publish(repo, broken, "v3")
         worker.request_reload()  # what SIGHUP calls
-        wait_for(lambda: worker.metrics.model_reloads.labels("refused")._value.get() >= 1,
-                 "the refusal of v3")
+        wait_for(lambda: refused(worker) == 1, "the refusal of v3")
+        # Asked again with v3 still current: it was refused once and is not tried again.
+        worker.request_reload()
+        time.sleep(1.0)  # a check is at most one poll (0.5 s) away; a load of v3 fails fast
         producer.join(timeout=120)
         assert producer.error is None, producer.error
         wait_drained(kafka_bootstrap, topics["group"], topics["events"])
         assert len(assignments) == joined  # the swap did not make the worker rejoin its group
         assert worker.recommender.checkpoint.path == v2  # v2 still serving
         assert worker.metrics.model_reloads.labels("ok")._value.get() == 1
+        assert refused(worker) == 1
         info = {s.labels.get("version") for f in worker.metrics.registry.collect()
                 if f.name == "streamrec_model" for s in f.samples}
         assert info == {version2}
@@ -91,13 +101,23 @@ def test_a_published_version_is_swapped_in_under_load_and_a_corrupt_one_refused(
     # Every event applied exactly once, in order, across the swap.
     assert_state_matches(final_state(kafka_bootstrap, topics["group"], partitions=3),
                          producer.expected(MAX_LEN))
+    written = sum(end_offsets(kafka_bootstrap, topics["recs"]).values())
+    recs = consume_until(kafka_bootstrap, topics["recs"], lambda rs: len(rs) >= written,
+                         timeout_s=30)
+    assert len(recs) == written > 0  # all of them, or the order check below proves nothing
     by_partition: dict[int, list[str]] = {}
-    for r in consume_until(kafka_bootstrap, topics["recs"], lambda _: False, timeout_s=5):
+    for r in recs:
         by_partition.setdefault(r.partition, []).append(json.loads(r.value)["model_version"])
+    assert sorted(by_partition) == [0, 1, 2]
     for versions in by_partition.values():  # in each partition's order: v1, then only v2
         first_v2 = versions.index(version2)
         assert set(versions[:first_v2]) == {version1}
         assert set(versions[first_v2:]) == {version2}
+
+
+def refused(worker: Worker) -> float:
+    """streamrec_model_reloads_total{result="refused"}: versions refused so far."""
+    return worker.metrics.model_reloads.labels("refused")._value.get()
 
 
 def held(worker: Worker) -> float:
