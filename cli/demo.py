@@ -21,12 +21,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from streamrec.cli.flags import add_client_flag
 from streamrec.common.settings import env_default
 
 if TYPE_CHECKING:
-    from kafka import KafkaProducer
-
     from streamrec.kafka_io.local.broker import LocalBroker
+    from streamrec.kafka_io.port import Consumer, Producer
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where the demo keeps its data, model and broker (default %(default)s)")
     p.add_argument("--bootstrap", default=env_default("--bootstrap", ""),
                    help="use this Kafka instead of starting a local broker")
+    add_client_flag(p)
     p.add_argument("--broker-port", type=int, default=9092, help="local broker client port")
     p.add_argument("--controller-port", type=int, default=9093,
                    help="local broker controller port")
@@ -101,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
                               metrics_port=args.metrics_port, group_id="streamrec-demo")
         worker = Worker(config)
         threads.append(_start(worker.run, "worker"))
-        watcher = _recommendation_consumer(bootstrap, config.recommendations_topic)
+        watcher = _recommendation_consumer(bootstrap, config.recommendations_topic,
+                                           config.partitions)
         recent: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=4))
         producer = make_producer(bootstrap, "streamrec-demo-replay")
         threads.append(_start(
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         for t in threads:
             t.join(timeout=60)
         if producer is not None:
-            producer.close(timeout=10)
+            producer.close(10)
         if broker is not None:
             broker.stop()
             print("[demo] broker stopped")
@@ -144,7 +146,7 @@ def _kafka(args: argparse.Namespace, workdir: Path) -> tuple[LocalBroker | None,
     return broker, broker.start()
 
 
-def _replay_rounds(producer: KafkaProducer, topic: str, rate: float, stop: threading.Event,
+def _replay_rounds(producer: Producer, topic: str, rate: float, stop: threading.Event,
                    recent: dict[str, deque[str]]) -> None:
     """Replay a newly generated walk of every demo user, round after round, until `stop`."""
     from streamrec.encoder.data import Interactions
@@ -173,12 +175,16 @@ def _start(target: object, name: str) -> threading.Thread:
     return thread
 
 
-def _recommendation_consumer(bootstrap: str, topic: str):
-    from kafka import KafkaConsumer
+def _recommendation_consumer(bootstrap: str, topic: str, partitions: int) -> Consumer:
+    """A group-less consumer of every partition of `topic`, from its end: whatever is
+    published from here on."""
+    from streamrec.kafka_io.clients import ensure_topics, make_consumer
+    from streamrec.kafka_io.port import OFFSET_END, TopicPartition
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                             enable_auto_commit=False, group_id=None)
-    consumer.poll(timeout_ms=1000)  # join now, so nothing published from here on is missed
+    ensure_topics(bootstrap, {topic: partitions})  # the worker may not have created it yet
+    consumer = make_consumer(bootstrap, None, "streamrec-demo-watch")
+    found = consumer.partitions_for(topic) or set()
+    consumer.assign({TopicPartition(topic, p): OFFSET_END for p in sorted(found)})
     return consumer
 
 
@@ -194,7 +200,7 @@ def _print_banner(bootstrap: str, config: object, metrics_port: int, rate: float
 """)
 
 
-def _watch(consumer: object, recent: dict[str, deque[str]], every: float, duration: float,
+def _watch(consumer: Consumer, recent: dict[str, deque[str]], every: float, duration: float,
            stop: threading.Event, threads: list[threading.Thread]) -> None:
     """Print the newest recommendation every `every` seconds until `duration`/Ctrl-C.
 
@@ -207,14 +213,14 @@ def _watch(consumer: object, recent: dict[str, deque[str]], every: float, durati
             if not all(t.is_alive() for t in threads):
                 return
             latest = None
-            for records in consumer.poll(timeout_ms=200).values():  # type: ignore[attr-defined]
+            for records in consumer.poll(0.2).values():
                 received += len(records)
                 latest = records[-1]
             if latest is not None and time.monotonic() >= next_print:
                 print(_format(json.loads(latest.value), recent, received))
                 next_print = time.monotonic() + every
     finally:
-        consumer.close()  # type: ignore[attr-defined]
+        consumer.close()
 
 
 def _format(rec: dict, recent: dict[str, deque[str]], received: int) -> str:

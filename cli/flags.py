@@ -2,7 +2,7 @@
 
 Every flag takes its default from a `STREAMREC_*` environment variable when set
 (`streamrec.common.settings`), then from the library's own default. Commands that
-talk to Kafka add `add_kafka_flags` (bootstrap + TLS/SASL) and turn them into a
+talk to Kafka add `add_kafka_flags` (bootstrap, client library, TLS/SASL) and turn them into a
 `KafkaSecurity` with `security_from_args`; `train`, `evaluate` and `replay` read
 their interactions through `add_data_flags`/`load_data`.
 """
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default, env_name
+from streamrec.kafka_io.port import CLIENT_CHOICES
 from streamrec.kafka_io.security import KafkaSecurity, SaslMechanism, SecurityProtocol, named
 
 if TYPE_CHECKING:
@@ -35,10 +36,22 @@ def env_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: st
 
 
 def add_kafka_flags(parser: argparse.ArgumentParser, purpose: str = "") -> None:
-    """`--bootstrap` and the TLS/SASL flags: every command that talks to Kafka."""
+    """`--bootstrap`, `--kafka-client` and the TLS/SASL flags: every command that talks
+    to Kafka (`cli/main.py` selects the client before the command runs)."""
     env_flag(parser, "--bootstrap", DEFAULT_BOOTSTRAP,
              "Kafka bootstrap servers, host:port[,host:port]" + purpose)
+    add_client_flag(parser)
     add_security_flags(parser)
+
+
+def add_client_flag(parser: argparse.ArgumentParser) -> None:
+    """`--kafka-client`: which library talks to Kafka (the same choice for every client)."""
+    parser.add_argument(
+        "--kafka-client", choices=CLIENT_CHOICES,
+        default=env_default("--kafka-client", "auto", str),
+        help="Kafka client library: confluent (confluent-kafka over librdkafka), "
+             "kafka-python, or auto (kafka-python for now: see the README) "
+             "(env STREAMREC_KAFKA_CLIENT; default: %(default)s)")
 
 
 def add_replication_flag(parser: argparse.ArgumentParser) -> None:

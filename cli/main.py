@@ -58,7 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Its event loop also warns whenever another thread holds the GIL for 100 ms.
         logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
         logging.getLogger("faiss").setLevel(logging.WARNING)  # CPU feature probing
+        # librdkafka's own log lines (connection retries) come through this logger.
+        logging.getLogger("streamrec.kafka_io.librdkafka").setLevel(logging.WARNING)
     try:
+        if hasattr(args, "kafka_client"):  # every command that talks to Kafka
+            from streamrec.kafka_io.clients import select_client
+
+            select_client(args.kafka_client)
         return int(args.handler(args) or 0)
     except StreamrecError as exc:
         print(f"streamrec {args.command}: error: {exc}", file=sys.stderr)

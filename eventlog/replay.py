@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from kafka import KafkaProducer
 from tqdm import tqdm
 
 from streamrec.encoder.data import Interactions
+from streamrec.kafka_io.port import Delivery, Producer
 from streamrec.worker.errors import PublishError
 from streamrec.worker.validate import now_ms
 
@@ -44,7 +44,7 @@ def interleave(interactions: Interactions, seed: int = 0) -> Iterator[tuple[str,
 
 
 def replay(
-    producer: KafkaProducer,
+    producer: Producer,
     topic: str,
     events: Iterator[tuple[str, str]],
     rate: float,
@@ -61,7 +61,7 @@ def replay(
     bar = tqdm(total=progress_total, unit="ev", disable=progress_total is None)
     sent = 0
     start = time.monotonic()
-    futures = []
+    deliveries: list[Delivery] = []
     for user_id, item_id in events:
         if (stop is not None and stop.is_set()) or (limit is not None and sent >= limit):
             break
@@ -74,22 +74,24 @@ def replay(
                 else:
                     time.sleep(delay)
         value = json.dumps({"user_id": user_id, "item_id": item_id, "ts": now_ms()})
-        futures.append(producer.send(topic, key=user_id.encode(), value=value.encode()))
+        deliveries.append(producer.send(topic, value.encode(), key=user_id.encode()))
+        producer.poll(0)
         if on_send is not None:
             on_send(user_id, item_id)
         sent += 1
         bar.update()
-        if len(futures) >= 10_000:
-            _confirm(producer, futures)
-    _confirm(producer, futures)
+        if len(deliveries) >= 10_000:
+            _confirm(producer, deliveries)
+    _confirm(producer, deliveries)
     bar.close()
     logger.info("replayed %d events to %s in %.1fs", sent, topic, time.monotonic() - start)
     return sent
 
 
-def _confirm(producer: KafkaProducer, futures: list) -> None:
-    producer.flush()
-    failed = [f for f in futures if f.failed()]
+def _confirm(producer: Producer, deliveries: list[Delivery], timeout_s: float = 120.0) -> None:
+    producer.flush(timeout_s)
+    failed = [d for d in deliveries if not d.done or d.error is not None]
     if failed:
-        raise PublishError(f"{len(failed)} events not acknowledged: {failed[0].exception}")
-    futures.clear()
+        first = failed[0].error or f"no answer within {timeout_s:.0f}s"
+        raise PublishError(f"{len(failed)} events not acknowledged: {first}")
+    deliveries.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from streamrec.common.errors import StreamrecError
 
 
@@ -31,3 +33,21 @@ class KafkaAuthorizationError(KafkaSecurityError):
     A security error, not an outage: retrying cannot help, so it stops the command
     (exit 2) with the resource, the missing operation and the principal to grant it to.
     """
+
+
+Denied = Literal["topic", "group", "transactional_id", "cluster", "other"]
+
+
+class KafkaClientError(KafkaIOError):
+    """A Kafka client call failed, whichever adapter made it (its own error is the cause).
+
+    `denied` says which kind of resource the broker refused (an ACL is missing) and
+    `names` which ones, when the client says; `retriable` is the client's own verdict.
+    """
+
+    def __init__(self, message: str, *, denied: Denied | None = None,
+                 names: tuple[str, ...] = (), retriable: bool = False) -> None:
+        super().__init__(message)
+        self.denied = denied
+        self.names = names
+        self.retriable = retriable

@@ -2,7 +2,8 @@
 
 One frozen `KafkaSecurity` holds the protocol (PLAINTEXT, SSL, SASL_PLAINTEXT,
 SASL_SSL), the SSL files and the SASL credentials; `client_kwargs()` turns it into
-kafka-python settings, and `kafka_io/clients.py` applies them to the consumer,
+kafka-python settings and `librdkafka_config()` into confluent-kafka's, and the
+adapters apply them to the consumer,
 the producer and the admin client alike, so no client can be left on plaintext.
 The `--security-protocol`/`--ssl-*`/`--sasl-*` flags that build it live in
 `streamrec.cli.flags`; a combination that cannot work is refused here, at
@@ -124,6 +125,27 @@ class KafkaSecurity:
             kwargs["sasl_plain_password"] = self.sasl_password
         return kwargs
 
+    def librdkafka_config(self) -> dict[str, str]:
+        """confluent-kafka (librdkafka) properties for the same security setup."""
+        config = {"security.protocol": self.protocol}
+        if self.uses_tls:
+            # librdkafka checks the broker's name only when asked to ("https")
+            config["ssl.endpoint.identification.algorithm"] = (
+                "https" if self.ssl_check_hostname else "none")
+            for name, key in (("ssl_cafile", "ssl.ca.location"),
+                              ("ssl_certfile", "ssl.certificate.location"),
+                              ("ssl_keyfile", "ssl.key.location")):
+                value = getattr(self, name)
+                if value is not None:
+                    config[key] = str(value)
+            if self.ssl_password is not None:
+                config["ssl.key.password"] = self.ssl_password
+        if self.protocol in SASL_PROTOCOLS:
+            config["sasl.mechanism"] = self.sasl_mechanism or "PLAIN"
+            config["sasl.username"] = self.sasl_username or ""
+            config["sasl.password"] = self.sasl_password or ""
+        return config
+
     def check_files(self) -> None:
         """Raise ConfigError naming the flag of an SSL file that is missing or unreadable."""
         for name in SSL_FILES:
@@ -166,3 +188,12 @@ class KafkaSecurity:
                     f"{self.ssl_keyfile}: {exc} (a PEM certificate and its key; an encrypted "
                     "key needs --ssl-password)") from exc
         return ctx
+
+
+def principal_of(security: KafkaSecurity) -> str:
+    """The principal the broker authorizes for these settings: what an ACL must name."""
+    if security.protocol in SASL_PROTOCOLS:
+        return f"User:{security.sasl_username}"
+    if security.ssl_certfile is not None:
+        return "User:<the distinguished name of --ssl-certfile>"
+    return "User:ANONYMOUS"

@@ -16,25 +16,23 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterable
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
-
 from streamrec.kafka_io.clients import make_consumer
-from streamrec.kafka_io.errors import KafkaUnavailableError, TopicNotFoundError
+from streamrec.kafka_io.errors import KafkaClientError, KafkaUnavailableError, TopicNotFoundError
+from streamrec.kafka_io.port import OFFSET_BEGINNING, Consumer, Record, TopicPartition
 from streamrec.kafka_io.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
-POLL_TIMEOUT_MS = 500
+POLL_TIMEOUT_S = 0.5
 MAX_POLL_RECORDS = 5000  # a bulk read: fewer, larger polls
+TIMEOUT_S = 30.0  # one metadata or offsets question
 
 
 def read_to_end(
     bootstrap: str, topic: str, partitions: Iterable[int] | None = None, *, client_id: str,
     security: KafkaSecurity | None = None, timeout_s: float = 300.0,
     progress: Callable[[int], None] | None = None, since_ms: int | None = None,
-) -> Generator[ConsumerRecord, None, None]:
+) -> Generator[Record, None, None]:
     """Every record of `topic`'s `partitions` (all when None) below their end offsets.
 
     With `since_ms`, each partition starts at its first record whose timestamp is at
@@ -53,7 +51,7 @@ def read_to_end(
     if wanted == []:
         return
     deadline = time.monotonic() + timeout_s
-    consumer = make_consumer(bootstrap, None, client_id, security, allow_auto_create_topics=False,
+    consumer = make_consumer(bootstrap, None, client_id, security,
                              max_poll_records=MAX_POLL_RECORDS)
     try:
         tps, ends = _assign_from_beginning(consumer, bootstrap, topic, wanted)
@@ -70,8 +68,8 @@ def read_to_end(
                     f"{sorted(tp.partition for tp in remaining)} unfinished: is the broker "
                     f"overloaded? raise the timeout")
             try:
-                polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
-            except KafkaError as exc:
+                polled = consumer.poll(POLL_TIMEOUT_S)
+            except KafkaClientError as exc:
                 raise KafkaUnavailableError(f"reading topic {topic!r} failed: {exc}") from exc
             for tp, records in polled.items():
                 end = ends[tp]
@@ -84,49 +82,49 @@ def read_to_end(
                 progress(yielded)
             still = _unfinished(consumer, remaining, ends, deadline)
             if remaining - still:
-                consumer.pause(*(remaining - still))  # done: fetch nothing more there
+                consumer.pause(remaining - still)  # done: fetch nothing more there
             remaining = still
     finally:
         consumer.close()
 
 
 def _unfinished(
-    consumer: KafkaConsumer, tps: Iterable[TopicPartition], ends: dict[TopicPartition, int],
+    consumer: Consumer, tps: Iterable[TopicPartition], ends: dict[TopicPartition, int],
     deadline: float,
 ) -> set[TopicPartition]:
     """The partitions whose position is still short of (or not yet known before) their end."""
-    timeout_ms = max(1, int(1000 * (deadline - time.monotonic())))
+    timeout_s = max(0.001, deadline - time.monotonic())
     unfinished = set()
     try:
         for tp in tps:
-            position = consumer.position(tp, timeout_ms=timeout_ms)
+            position = consumer.position(tp, timeout_s)
             if position is None or position < ends[tp]:
                 unfinished.add(tp)
-    except KafkaError as exc:
+    except KafkaClientError as exc:
         raise KafkaUnavailableError(
             f"cannot read the positions of {sorted(tp.partition for tp in tps)}: {exc}"
         ) from exc
     return unfinished
 
 
-def _seek_to_time(consumer: KafkaConsumer, topic: str, tps: list[TopicPartition],
+def _seek_to_time(consumer: Consumer, topic: str, tps: list[TopicPartition],
                   ends: dict[TopicPartition, int], since_ms: int) -> None:
     """Move each partition to its first record at or after `since_ms` (its end if none)."""
     try:
-        found = consumer.offsets_for_times({tp: max(0, since_ms) for tp in tps})
-    except KafkaError as exc:
+        found = consumer.offsets_for_times({tp: max(0, since_ms) for tp in tps}, TIMEOUT_S)
+    except KafkaClientError as exc:
         raise KafkaUnavailableError(f"cannot look up offsets by time in {topic!r}: {exc}") from exc
     for tp in tps:
         at = found.get(tp)
-        consumer.seek(tp, at.offset if at is not None else ends[tp])
+        consumer.seek(tp, at if at is not None else ends[tp])
 
 
 def _existing(
-    consumer: KafkaConsumer, bootstrap: str, topic: str, wanted: list[int] | None,
+    consumer: Consumer, bootstrap: str, topic: str, wanted: list[int] | None,
 ) -> list[TopicPartition]:
     """The `wanted` partitions of `topic` (all when None); `TopicNotFoundError` if the
     topic or one of them does not exist."""
-    existing = consumer.partitions_for_topic(topic)
+    existing = consumer.partitions_for(topic)
     if not existing:
         raise TopicNotFoundError(f"topic {topic!r} does not exist at {bootstrap}")
     if wanted is None:
@@ -139,17 +137,16 @@ def _existing(
 
 
 def _assign_from_beginning(
-    consumer: KafkaConsumer, bootstrap: str, topic: str, wanted: list[int] | None,
+    consumer: Consumer, bootstrap: str, topic: str, wanted: list[int] | None,
 ) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
     """Assign the partitions, seek to their beginning; returns them and their end offsets."""
     tps = _existing(consumer, bootstrap, topic, wanted)
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
     try:
-        ends = consumer.end_offsets(tps)
-    except KafkaError as exc:
+        marks = consumer.watermarks(tps, TIMEOUT_S)
+    except KafkaClientError as exc:
         raise KafkaUnavailableError(f"cannot read the end offsets of {topic!r}: {exc}") from exc
-    return tps, ends
+    consumer.assign({tp: OFFSET_BEGINNING for tp in tps})
+    return tps, {tp: end for tp, (_, end) in marks.items()}
 
 
 def partitions_of(
@@ -159,8 +156,8 @@ def partitions_of(
     """The partition ids of `topic`; `TopicNotFoundError` if it does not exist."""
     consumer = make_consumer(bootstrap, None, client_id, security, allow_auto_create_topics=False)
     try:
-        existing = consumer.partitions_for_topic(topic)
-    except KafkaError as exc:
+        existing = consumer.partitions_for(topic)
+    except KafkaClientError as exc:
         raise KafkaUnavailableError(f"cannot read the metadata of {topic!r}: {exc}") from exc
     finally:
         consumer.close()
@@ -177,15 +174,15 @@ def record_spans(
     the beginning gets at most (compaction and transaction markers leave gaps).
     `TopicNotFoundError` if the topic or a partition does not exist."""
     wanted = sorted(set(partitions))
-    consumer = make_consumer(bootstrap, None, client_id, security, allow_auto_create_topics=False)
+    consumer = make_consumer(bootstrap, None, client_id, security)
     try:
         tps = _existing(consumer, bootstrap, topic, wanted)
-        begins, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
-    except KafkaError as exc:
+        marks = consumer.watermarks(tps, TIMEOUT_S)
+    except KafkaClientError as exc:
         raise KafkaUnavailableError(f"cannot read the offsets of {topic!r}: {exc}") from exc
     finally:
         consumer.close()
-    return {tp.partition: ends[tp] - begins[tp] for tp in tps}
+    return {tp.partition: end - begin for tp, (begin, end) in marks.items()}
 
 
 class OffsetReader:
@@ -212,32 +209,33 @@ class OffsetReader:
         self.max_gap = max_gap
         self.fetch_bytes = fetch_bytes
         self.seeks = 0  # seeks so far (each costs a fetch round trip): for tests and logs
-        self._consumer: KafkaConsumer | None = None
+        self._consumer: Consumer | None = None
 
-    def read(self, partition: int, offsets: Iterable[int]) -> dict[int, ConsumerRecord]:
+    def read(self, partition: int, offsets: Iterable[int]) -> dict[int, Record]:
         """The records at `offsets` of one partition; ones that are gone (compacted,
         aborted) are left out. Raises KafkaUnavailableError past `timeout_s`."""
         wanted = sorted(set(offsets))
-        found: dict[int, ConsumerRecord] = {}
+        found: dict[int, Record] = {}
         if not wanted:
             return found
         tp = TopicPartition(self.topic, partition)
         consumer = self._open()
         deadline = time.monotonic() + self.timeout_s
         try:
-            if consumer.assignment() != {tp}:
-                consumer.assign([tp])
             wanted_set = set(wanted)
             i = 0
             while i < len(wanted):
-                consumer.seek(tp, wanted[i])
+                if consumer.assignment() != {tp}:
+                    consumer.assign({tp: wanted[i]})
+                else:
+                    consumer.seek(tp, wanted[i])
                 self.seeks += 1
                 while i < len(wanted):
                     if time.monotonic() > deadline:
                         raise KafkaUnavailableError(
                             f"reading {len(wanted)} records of {self.topic}/{partition} took "
                             f"over {self.timeout_s:.0f}s ({len(found)} found)")
-                    records = consumer.poll(timeout_ms=POLL_TIMEOUT_MS).get(tp, [])
+                    records = consumer.poll(POLL_TIMEOUT_S).get(tp, [])
                     if not records:
                         continue
                     for rec in records:
@@ -248,7 +246,7 @@ class OffsetReader:
                         i += 1
                     if i < len(wanted) and wanted[i] - last > self.max_gap:
                         break  # cheaper to seek than to read through the gap
-        except KafkaError as exc:
+        except KafkaClientError as exc:
             raise KafkaUnavailableError(f"cannot read {self.topic}/{partition}: {exc}") from exc
         return found
 
@@ -258,10 +256,10 @@ class OffsetReader:
             self._consumer.close()
             self._consumer = None
 
-    def _open(self) -> KafkaConsumer:
+    def _open(self) -> Consumer:
         if self._consumer is None:
             self._consumer = make_consumer(
                 self.bootstrap, None, self.client_id, self.security,
-                allow_auto_create_topics=False, max_poll_records=MAX_POLL_RECORDS,
+                max_poll_records=MAX_POLL_RECORDS,
                 max_partition_fetch_bytes=self.fetch_bytes, fetch_max_wait_ms=50)
         return self._consumer

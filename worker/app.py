@@ -32,21 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
 from streamrec.encoder import repository
 from streamrec.encoder.errors import CheckpointError
+from streamrec.kafka_io.access import authorization_error, check_access
 from streamrec.kafka_io.clients import (
-    MAX_REQUEST_BYTES,
-    authorization_error,
-    check_access,
     ensure_topics,
     make_consumer,
     make_producer,
+    resolve_client,
     subscribe_when_known,
 )
+from streamrec.kafka_io.errors import KafkaClientError
+from streamrec.kafka_io.port import MAX_REQUEST_BYTES, Consumer, TopicPartition
 from streamrec.worker import heap
 from streamrec.worker.backpressure import Backpressure
 from streamrec.worker.batcher import MicroBatcher
@@ -77,22 +75,6 @@ PRODUCER_BATCH_BYTES = 512 * 1024
 INLINE_BATCH = 16  # batches of at most this many users are encoded on the poll loop's thread
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    """Hand state over cleanly when the group moves partitions."""
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.worker._on_revoked(revoked)
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.worker._on_assigned(assigned)
-
-    def on_partitions_lost(self, lost: list[TopicPartition]) -> None:
-        self.worker._on_lost(lost)
-
-
 class Worker:
     """One consumer-group member turning events into recommendations."""
 
@@ -120,12 +102,12 @@ class Worker:
         self._refusals_seen = 0  # model versions refused, as counted in the metrics
         # Offsets waiting for their records' acknowledgements: (offsets, sequence number
         # every record below which must be confirmed first).
-        self._pending_commit: tuple[dict[TopicPartition, OffsetAndMetadata], int] | None = None
+        self._pending_commit: tuple[dict[TopicPartition, int], int] | None = None
         self._event_filter = EventFilter(config.event_types)
         self._skip_label = SkippedTypeLabels()
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
-        self._consumer: Any = None
+        self._consumer: Consumer | None = None
         self._model: Any = None  # ModelStage, started by run()
         self._publisher: Publisher | None = None
         self.metrics.users.set_function(self.state.num_users)
@@ -136,6 +118,7 @@ class Worker:
         self._watcher = ModelWatcher(config.model_dir, serving, self._load_model,
                                      config.model_check_s)
         self._next_model: tuple[str, Recommender] | None = None
+        self.kafka_client = resolve_client()  # the adapter every client of this run uses
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -157,6 +140,7 @@ class Worker:
         cfg = self.config
         shown = dataclasses.asdict(cfg) | {"security": cfg.security.redacted()}
         logger.info("effective configuration: %s", json.dumps(shown, default=str, sort_keys=True))
+        logger.info("Kafka client: %s", self.kafka_client)
         check_access(cfg.bootstrap, cfg.security, {  # docs/RELIABILITY.md lists these ACLs
             cfg.events_topic: ("READ",), cfg.recommendations_topic: ("WRITE",),
             cfg.dead_letter_topic: ("WRITE",), self.state.topic: ("READ", "WRITE")},
@@ -175,11 +159,10 @@ class Worker:
                                                       ready=lambda: self.ready,
                                                       reload=self.request_reload)
             self.metrics_port = self._metrics_server.server_port
-        transactional = {"transactional_id": cfg.transactional_id} if cfg.exactly_once else {}
-        # Large batches: kafka-python builds records in Python, and a new batch costs a
-        # wake-up of its sender thread; the worker sends two records per changed user.
-        producer = make_producer(cfg.bootstrap, cfg.client_id, cfg.security,
-                                 batch_size=PRODUCER_BATCH_BYTES, **transactional)
+        # Large batches: the worker sends two records per changed user.
+        producer = make_producer(
+            cfg.bootstrap, cfg.client_id, cfg.security, batch_bytes=PRODUCER_BATCH_BYTES,
+            transactional_id=cfg.transactional_id if cfg.exactly_once else None)
         self.metrics.watch_producer(producer)
         self.metrics.inflight.set_function(
             lambda: self._publisher.inflight if self._publisher is not None else 0)
@@ -191,12 +174,13 @@ class Worker:
             max_poll_records=max(500, 4 * cfg.max_batch),
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(1000, cfg.session_timeout_ms // 3))
-        subscribe_when_known(self._consumer, cfg.events_topic, listener=_Rebalance(self))
+        subscribe_when_known(self._consumer, cfg.events_topic, on_assigned=self._on_assigned,
+                             on_revoked=self._on_revoked, on_lost=self._on_lost)
         heap.settle("serving")
         try:
             self._loop()
             self._drain()
-        except (KafkaError, PublishError) as exc:  # e.g. an ACL revoked while running
+        except (KafkaClientError, PublishError) as exc:  # e.g. an ACL revoked while running
             denied = authorization_error(exc, cfg.security, reads=[cfg.events_topic],
                                          group=cfg.group_id, transactional_id=cfg.transactional_id)
             if denied is None:
@@ -211,7 +195,7 @@ class Worker:
         next_lag = 0.0
         while not self._stop.is_set():
             start = time.perf_counter()
-            polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms())
+            polled = self._consumer.poll(self._poll_timeout_s())
             self.metrics.stage_seconds.labels("poll").observe(time.perf_counter() - start)
             for tp, records in polled.items():
                 self._ingest(tp, records)
@@ -236,7 +220,7 @@ class Worker:
             self.metrics.backpressure_pauses.inc()
         self.metrics.paused.set(1 if self._backpressure.paused else 0)
 
-    def _poll_timeout_ms(self) -> int:
+    def _poll_timeout_s(self) -> float:
         """Block up to 0.5 s when idle; less while users wait for their batch, while
         acknowledgements are due (they are counted when they arrive) or a commit is."""
         wait = 0.5
@@ -248,7 +232,7 @@ class Worker:
             wait = min(wait, ACK_POLL_S)
         if self.offsets.uncommitted() and self._pending_commit is None:
             wait = min(wait, self.offsets.until_due())
-        return max(1, int(1000 * wait))
+        return max(0.001, wait)
 
     def _drain(self) -> None:
         """Publish every pending user and commit: the graceful part of shutdown."""
@@ -259,11 +243,11 @@ class Worker:
 
     def _close(self, producer: Any) -> None:
         if self._consumer is not None:
-            self._consumer.close(autocommit=False)
+            self._consumer.close()
         if self._model is not None:
             self._model.close()
         self.state.close()
-        producer.close(timeout=30)
+        producer.close(30)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
@@ -389,6 +373,7 @@ class Worker:
             "max_len": str(self.recommender.max_len),
             "index": self.recommender.index.name,
             "device": str(self.recommender.device),
+            "kafka_client": self.kafka_client,
         })
 
     def _publish(self, job: ModelJob) -> None:
@@ -481,7 +466,7 @@ class Worker:
         self._finish_commit(offsets, eos or self._commit(offsets))
         self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
 
-    def _finish_commit(self, offsets: dict[TopicPartition, OffsetAndMetadata],
+    def _finish_commit(self, offsets: dict[TopicPartition, int],
                        committed: bool) -> None:
         """Book a commit and apply the user cap (evicting only users in the changelog)."""
         if committed and offsets:
@@ -519,7 +504,7 @@ class Worker:
         for ts in acked.record_ts:
             m.event_to_rec_seconds.observe(max(0.0, (acked_ms - ts) / 1000.0))
 
-    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
+    def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
         """Commit offsets; a failure (broker away, rebalance) is logged and retried later.
 
         Nothing is lost by a failed commit: the records are acknowledged, state is in
@@ -531,7 +516,7 @@ class Worker:
         start = time.perf_counter()
         try:
             self._consumer.commit(offsets)
-        except KafkaError as exc:
+        except KafkaClientError as exc:
             self.metrics.commit_failures.inc()
             logger.warning("offset commit failed (%s); will commit again after the next batch",
                            exc)
@@ -543,8 +528,9 @@ class Worker:
         """Before a rebalance: every changed history reaches the changelog, acknowledged.
 
         The next owner restores from the changelog, so it must be complete before
-        the partition moves. kafka-python 3 runs this callback on the consumer's own
-        IO loop, where the consumer cannot commit; events after the last commit are
+        the partition moves. The callback runs inside the consumer's `poll` (kafka-python 3
+        on its own IO loop, where the consumer cannot commit), so with either adapter it
+        commits no offsets itself; events after the last commit are
         replayed by the next owner, and the applied offsets in the changelog make
         that replay a no-op for state. With exactly-once the batch's transaction,
         offsets included, commits through the producer as usual. Pending users stay

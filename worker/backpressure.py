@@ -18,15 +18,15 @@ logger = logging.getLogger(__name__)
 
 
 class PausableConsumer(Protocol):
-    """The part of `KafkaConsumer` the policy drives."""
+    """The part of the Kafka port's `Consumer` the policy drives."""
 
     def assignment(self) -> Iterable[Any]: ...
 
     def paused(self) -> Iterable[Any]: ...
 
-    def pause(self, *partitions: Any) -> None: ...
+    def pause(self, partitions: Iterable[Any]) -> None: ...
 
-    def resume(self, *partitions: Any) -> None: ...
+    def resume(self, partitions: Iterable[Any]) -> None: ...
 
 
 class Backpressure:
@@ -47,7 +47,7 @@ class Backpressure:
                          pending, self.limit)
         elif self.paused and pending <= self.limit // 2:
             self.paused = False
-            consumer.resume(*consumer.paused())
+            consumer.resume(consumer.paused())
         if self.paused:  # again every time: partitions assigned meanwhile pause too
-            consumer.pause(*consumer.assignment())
+            consumer.pause(consumer.assignment())
         return started

@@ -176,7 +176,8 @@ class WorkerMetrics:
         self.commits = Counter(
             "streamrec_offset_commits_total", "Successful offset commits.", registry=r)
         self.model_info = Info(
-            "streamrec_model", "The loaded model: version, items, dims.", registry=r)
+            "streamrec_model", "What serves: model version, items, history length, index "
+            "backend, device, and the Kafka client (adapter) in use.", registry=r)
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop the lag series of a partition this worker no longer owns: a stale value
@@ -191,7 +192,7 @@ class WorkerMetrics:
         self.online_ndcg.labels(version).inc(ndcg)
 
     def watch_producer(self, producer: Any) -> None:
-        """Export the producer's own retry and error rates (kafka-python's sensors)."""
+        """Export the producer's own retry and error rates (the Kafka client measures them)."""
         self.registry.register(_ProducerRates(producer))
 
     def serve(
@@ -231,7 +232,7 @@ class WorkerMetrics:
 
 
 class _ProducerRates(Collector):
-    """kafka-python's producer-metrics record-retry-rate and record-error-rate, at scrape."""
+    """The producer's record retry and error rates (`Producer.rates`), at scrape."""
 
     NAMES: ClassVar[dict[str, str]] = {
         "record-retry-rate": "streamrec_producer_record_retry_rate",
@@ -243,12 +244,12 @@ class _ProducerRates(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            group = self.producer.metrics().get("producer-metrics", {})
+            group = self.producer.rates()
         except Exception:  # a closed producer must not break a scrape
             group = {}
         for source, name in self.NAMES.items():
             family = GaugeMetricFamily(name, f"Producer {source.replace('-', ' ')} per second "
-                                             "(kafka-python sensor).")
+                                             "(measured by the Kafka client).")
             family.add_metric([], float(group.get(source, 0.0) or 0.0))
             yield family
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
+from streamrec.kafka_io.port import TopicPartition
 
 logger = logging.getLogger(__name__)
 
@@ -49,22 +48,20 @@ class OffsetTracker:
         """A commit point has run: the next is due one interval from now."""
         self._next_commit = time.monotonic() + self.interval_s
 
-    def to_commit(self, low_watermarks: dict[int, int]) -> dict[TopicPartition,
-                                                                  OffsetAndMetadata]:
+    def to_commit(self, low_watermarks: dict[int, int]) -> dict[TopicPartition, int]:
         """Per partition, up to the first event still waiting for a batch; unchanged
         partitions are left out."""
         offsets = {}
         for partition, consumed in self.consumed.items():
             position = low_watermarks.get(partition, consumed)
             if position != self.committed.get(partition):
-                offsets[TopicPartition(self.topic, partition)] = OffsetAndMetadata(
-                    position, "", -1)
+                offsets[TopicPartition(self.topic, partition)] = position
         return offsets
 
-    def mark_committed(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        """`offsets` are committed."""
-        for tp, meta in offsets.items():
-            self.committed[tp.partition] = meta.offset
+    def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
+        """`offsets` (the next offsets to read) are committed."""
+        for tp, offset in offsets.items():
+            self.committed[tp.partition] = offset
 
     def forget(self, partition: int) -> None:
         """Drop a partition this worker no longer owns."""

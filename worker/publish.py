@@ -9,14 +9,14 @@ the worker commits offsets only once every record sent before them is confirmed
 record that could not be published is read again after a restart, never skipped.
 
 Recommendation records go to the partition Kafka's default partitioner gives
-their key (murmur2, as the Java client), computed once per user and kept, because
-kafka-python computes it in pure Python on every send.
+their key (murmur2, as the Java client), computed once per user and kept: kafka-python
+computes it in pure Python on every send, and librdkafka's own default is another hash.
+Delivery reports are seen when `collect` or `flush` serves them (`Producer.poll`).
 Record formats (recommendation, dead letter): docs/CONTRACTS.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-from kafka import KafkaProducer
-from kafka.errors import AuthorizationError, KafkaError, KafkaTimeoutError
-from kafka.partitioner.default import murmur2
 
+from streamrec.kafka_io.errors import KafkaClientError
+from streamrec.kafka_io.partitioner import key_partition
+from streamrec.kafka_io.port import Delivery, Producer, TopicPartition
 from streamrec.worker.batcher import BatchItem
 from streamrec.worker.errors import PublishError
 from streamrec.worker.validate import Invalid, now_ms
@@ -42,6 +42,7 @@ HEADER_DETAIL = "streamrec.detail"
 HEADER_SOURCE = "streamrec.source"  # "topic/partition/offset"
 HEADER_TRUNCATED = "streamrec.original-bytes"
 PARTITION_CACHE_USERS = 500_000  # key -> partition entries kept before starting over
+TRANSACTION_TIMEOUT_S = 60.0  # one transactional call (init, offsets, commit, abort)
 
 
 @dataclass
@@ -114,7 +115,7 @@ class Publisher:
     """Sends records as they come and confirms them in bulk (`collect`, `flush`)."""
 
     def __init__(
-        self, producer: KafkaProducer, recommendations_topic: str, dead_letter_topic: str,
+        self, producer: Producer, recommendations_topic: str, dead_letter_topic: str,
         dead_letter_max_bytes: int, transactional: bool = False,
     ) -> None:
         self.producer = producer
@@ -123,7 +124,7 @@ class Publisher:
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.transactional = transactional
         self._in_transaction = False
-        # seq, future, kind, record_ts (recommendations), user (changelog); oldest first
+        # seq, delivery, kind, record_ts (recommendations), user (changelog); oldest first
         self._inflight: deque[tuple[int, Any, str, int, str]] = deque()
         self._seq = 0  # records sent so far
         self._partitions: dict[bytes, int] = {}  # key -> partition of the recommendations topic
@@ -131,7 +132,7 @@ class Publisher:
         if transactional:
             # Fences older instances with the same transactional id and aborts a
             # transaction a killed predecessor left open.
-            producer.init_transactions()
+            producer.init_transactions(TRANSACTION_TIMEOUT_S)
 
     @property
     def inflight(self) -> int:
@@ -150,7 +151,7 @@ class Publisher:
 
     def _key_partitions(self, topic: str) -> dict[bytes, int]:
         """The key -> partition cache, reset when the topic's partition count changes."""
-        count = len(self.producer.partitions_for(topic))
+        count = self.producer.partition_count(topic)
         if count != self._partition_count or len(self._partitions) > PARTITION_CACHE_USERS:
             self._partitions = {}
             self._partition_count = count
@@ -162,8 +163,8 @@ class Publisher:
         if self.transactional and not self._in_transaction:
             self.producer.begin_transaction()
             self._in_transaction = True
-        future = self.producer.send(topic, **kwargs)
-        self._inflight.append((self._seq, future, kind, record_ts, user))
+        delivery = self.producer.send(topic, **kwargs)
+        self._inflight.append((self._seq, delivery, kind, record_ts, user))
         self._seq += 1
 
     def send_recommendations(
@@ -196,8 +197,8 @@ class Publisher:
             }
             key = item.user_id.encode()
             partition = partitions.get(key)
-            if partition is None:  # as kafka-python's (and Java's) default partitioner
-                partition = partitions[key] = (murmur2(key) & 0x7FFFFFFF) % count
+            if partition is None:  # as the Java client's default partitioner
+                partition = partitions[key] = key_partition(key, count)
             self._send(topic, "popular" if popular else "attention", item.record_ts,
                        key=key, value=orjson.dumps(doc), partition=partition)
 
@@ -227,10 +228,11 @@ class Publisher:
 
         Raises `PublishError` when a record failed after the producer's retries.
         """
+        self.producer.poll(0)  # librdkafka reports deliveries only from here
         acked = Acked()
-        failures: list[tuple[str, KafkaError]] = []
+        failures: list[tuple[str, BaseException]] = []
         inflight = self._inflight
-        while inflight and inflight[0][1].is_done:
+        while inflight and inflight[0][1].done:
             self._account(inflight.popleft(), acked, failures)
         self._raise(failures)
         return acked
@@ -239,36 +241,33 @@ class Publisher:
         """Wait for every queued record; raise `PublishError` if any failed."""
         if not self._inflight:
             return Acked()
-        self.producer.flush(timeout=timeout_s)
+        self.producer.flush(timeout_s)
         acked = Acked()
-        failures: list[tuple[str, KafkaError]] = []
+        failures: list[tuple[str, BaseException]] = []
         inflight, self._inflight = self._inflight, deque()
         for entry in inflight:
-            if not entry[1].is_done:  # flush timed out: wait for this one alone
-                with contextlib.suppress(KafkaError):
-                    entry[1].get(timeout=timeout_s)
             self._account(entry, acked, failures)
         self._raise(failures, total=len(inflight))
         return acked
 
     @staticmethod
-    def _account(entry: tuple[int, Any, str, int, str], acked: Acked,
-                 failures: list[tuple[str, KafkaError]]) -> None:
-        seq, future, kind, record_ts, user = entry
-        if not future.is_done:  # `flush` gave up waiting for it
-            failures.append((kind, KafkaTimeoutError("not acknowledged before the timeout")))
-        elif future.failed():
-            failures.append((kind, future.exception))
+    def _account(entry: tuple[int, Delivery, str, int, str], acked: Acked,
+                 failures: list[tuple[str, BaseException]]) -> None:
+        seq, delivery, kind, record_ts, user = entry
+        if not delivery.done:  # `flush` gave up waiting for it
+            failures.append((kind, KafkaClientError("not acknowledged before the timeout",
+                                                    retriable=True)))
+        elif delivery.error is not None:
+            failures.append((kind, delivery.error))
         elif kind == "dlq":
             acked.dead_letters += 1
         elif kind == "changelog":
-            meta = future.value
-            acked.changelog.append((meta.partition, user, meta.offset, seq))
+            acked.changelog.append((delivery.partition, user, delivery.offset, seq))
         else:
             acked.recommendations[kind] += 1
             acked.record_ts.append(record_ts)
 
-    def _raise(self, failures: list[tuple[str, KafkaError]], total: int = 0) -> None:
+    def _raise(self, failures: list[tuple[str, BaseException]], total: int = 0) -> None:
         if not failures:
             return
         self._inflight.clear()
@@ -278,9 +277,10 @@ class Publisher:
             f"{len(failures)} of {total or len(failures)} records not acknowledged after "
             f"retries (first: {failures[0][0]}: {failures[0][1]}); offsets not committed",
             kinds=[kind for kind, _ in failures],
-        ) from next((e for _, e in failures if isinstance(e, AuthorizationError)), failures[0][1])
+        ) from next((e for _, e in failures if getattr(e, "denied", None)), failures[0][1])
 
-    def commit_transaction(self, offsets: dict, group_metadata: Any) -> Acked:
+    def commit_transaction(self, offsets: dict[TopicPartition, int], group_metadata: Any,
+                           ) -> Acked:
         """Commit the records sent since the last commit and the consumed `offsets` as one
         transaction.
 
@@ -294,9 +294,10 @@ class Publisher:
             self._in_transaction = True
         try:
             if offsets:
-                self.producer.send_offsets_to_transaction(offsets, group_metadata)
-            self.producer.commit_transaction()
-        except KafkaError as exc:
+                self.producer.send_offsets_to_transaction(offsets, group_metadata,
+                                                          TRANSACTION_TIMEOUT_S)
+            self.producer.commit_transaction(TRANSACTION_TIMEOUT_S)
+        except KafkaClientError as exc:
             self._inflight.clear()
             raise PublishError(f"transaction not committed: {exc}; offsets not committed",
                                kinds=["transaction"]) from exc
@@ -310,6 +311,6 @@ class Publisher:
         if self._in_transaction:
             self._in_transaction = False
             try:
-                self.producer.abort_transaction()
-            except KafkaError as exc:
+                self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+            except KafkaClientError as exc:
                 logger.warning("abort_transaction failed: %s", exc)

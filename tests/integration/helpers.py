@@ -15,6 +15,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec.kafka_io.clients import make_consumer
+from streamrec.kafka_io.port import OFFSET_BEGINNING
+from streamrec.kafka_io.port import TopicPartition as Partition
 from streamrec.kafka_io.security import KafkaSecurity
 
 
@@ -36,14 +38,20 @@ def consume_until(
     bootstrap: str, topic: str, done: Callable[[list[Any]], bool], timeout_s: float = 90.0,
     security: KafkaSecurity | None = None,
 ) -> list[Any]:
-    """Read `topic` from the beginning (group-less) until `done(records)` or the timeout."""
+    """Read `topic` from the beginning (group-less, through the Kafka port on the adapter
+    under test) until `done(records)` or the timeout; the topic may not exist yet."""
     consumer = make_consumer(bootstrap, None, "test-reader", security)
-    consumer.subscribe([topic])
     records: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:
+        while time.monotonic() < deadline and not consumer.assignment():
+            partitions = consumer.partitions_for(topic)
+            if partitions:
+                consumer.assign({Partition(topic, p): OFFSET_BEGINNING for p in partitions})
+            else:
+                time.sleep(0.2)
         while time.monotonic() < deadline and not done(records):
-            for batch in consumer.poll(timeout_ms=500).values():
+            for batch in consumer.poll(0.5).values():
                 records.extend(batch)
     finally:
         consumer.close()

@@ -2,7 +2,8 @@
 
 Read from the source with `ast` (every import, also those inside functions and under
 TYPE_CHECKING), so an import against the flow fails here before it becomes a
-circle. Also checked: no two modules import each other through any path, and the
+circle. Only `kafka_io` may import a Kafka client library (kafka-python or
+confluent-kafka): the rest of the code goes through its port. Also checked: no two modules import each other through any path, and the
 publisher and the other light stages do not load torch or faiss when imported.
 """
 
@@ -140,6 +141,36 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return out
+
+
+CLIENT_LIBRARIES = ("kafka", "confluent_kafka")
+
+
+def client_library_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import of a Kafka client library in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                 else [])
+        found += [(node.lineno, n) for n in names if n.split(".")[0] in CLIENT_LIBRARIES]
+    return found
+
+
+def test_only_the_kafka_port_imports_a_client_library() -> None:
+    """The worker, state, tools and bench talk to Kafka through `streamrec.kafka_io`."""
+    wrong = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in source_files()
+             if package_of(p) != "kafka_io" for line, name in client_library_imports(p)]
+    assert not wrong, "client libraries imported outside kafka_io:\n" + "\n".join(wrong)
+
+
+def test_the_checker_catches_a_client_library_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\ndef f():\n    from kafka.errors import KafkaError\n"
+                   "import confluent_kafka.admin as a\nfrom kafka_io import x\n",
+                   encoding="utf-8")
+    assert sorted(client_library_imports(bad)) == [(3, "kafka.errors"),
+                                                   (4, "confluent_kafka.admin")]
 
 
 def test_the_checker_catches_an_import_against_the_flow(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamrec.encoder.vocab import ItemVocab
-from streamrec.kafka_io.clients import ensure_topics, make_admin, wait_for_topics
+from streamrec.kafka_io.clients import TOPIC_READY_S, ensure_topics, make_admin
 from streamrec.kafka_io.errors import KafkaUnavailableError
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import OffsetReader
@@ -146,11 +146,12 @@ class DurableHistories:
         try:
             # On a cluster a just-created events topic may not have reached the broker
             # asked yet: described then, it has no partitions (a 0-partition changelog).
-            wait_for_topics(admin, [events_topic])
+            admin.wait_for_topics([events_topic], TOPIC_READY_S)
             described = admin.describe_topics([events_topic])
         finally:
             admin.close()
-        partitions = len(described[0]["partitions"])
+        info = described.get(events_topic)
+        partitions = info.partitions if info is not None else 0
         if not partitions:
             raise KafkaUnavailableError(f"topic {events_topic} has no partitions in the "
                                         "cluster's metadata; start the worker again")

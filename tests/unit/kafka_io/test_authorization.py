@@ -2,9 +2,10 @@
 the SASL pre-flight explains a listener that gives no Kafka answer.
 
 The real broker's refusals are in tests/integration/test_sasl_acl.py; here the mapping
-is checked on the error objects kafka-python raises (their shapes differ: a set of
-topics from the consumer, one name from the producer), and the probe against plain
-sockets in a thread on 127.0.0.1.
+is checked on the error objects each client raises, as its adapter translates them
+(kafka-python's shapes differ: a set of topics from the consumer, one name from the
+producer; librdkafka's carry a code and the adapter adds the topic), and the probe
+against plain sockets in a thread on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import confluent_kafka as ck
 import pytest
 from kafka.errors import (
     ClusterAuthorizationFailedError,
@@ -24,14 +26,11 @@ from kafka.errors import (
 )
 
 from streamrec.common.errors import StreamrecError
-from streamrec.kafka_io.clients import (
-    authorization_error,
-    check_sasl,
-    not_authorized,
-    principal_of,
-)
+from streamrec.kafka_io import confluent, kafka_python
+from streamrec.kafka_io.access import authorization_error, not_authorized
 from streamrec.kafka_io.errors import KafkaAuthorizationError, KafkaSecurityError
-from streamrec.kafka_io.security import KafkaSecurity
+from streamrec.kafka_io.probe import check_sasl
+from streamrec.kafka_io.security import KafkaSecurity, principal_of
 
 BOB = KafkaSecurity(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="bob",
                     sasl_password="secret")
@@ -72,21 +71,22 @@ def test_an_authorization_error_is_a_security_error_with_exit_code_2() -> None:
      "WRITE on transactional id g-host"),
 ])
 def test_kafka_refusals_map_to_what_to_grant(error: Exception, expected: str) -> None:
-    mapped = authorization_error(error, BOB, reads=["events"], group="g",
-                                 transactional_id="g-host")
+    mapped = authorization_error(kafka_python.translate(error), BOB, reads=["events"],
+                                 group="g", transactional_id="g-host")
     assert isinstance(mapped, KafkaAuthorizationError)
     assert str(mapped) == f"{expected} {DOC}"
 
 
 def test_every_refused_topic_is_named() -> None:
-    mapped = authorization_error(TopicAuthorizationFailedError({"b", "a"}), BOB, reads=["a"])
+    mapped = authorization_error(kafka_python.translate(TopicAuthorizationFailedError({"b", "a"})),
+                                 BOB, reads=["a"])
     assert str(mapped).startswith("not authorized to READ topic a (principal User:bob): grant "
                                   "User:bob READ on topic a; not authorized to WRITE topic b ")
 
 
 def test_a_refusal_wrapped_by_the_publisher_is_found_through_its_causes() -> None:
     wrapper = RuntimeError("3 of 3 records not acknowledged")
-    wrapper.__cause__ = TopicAuthorizationFailedError("recs")
+    wrapper.__cause__ = kafka_python.translate(TopicAuthorizationFailedError("recs"))
     mapped = authorization_error(wrapper, BOB, reads=["events"])
     assert str(mapped).startswith("not authorized to WRITE topic recs (principal User:bob)")
 
@@ -94,14 +94,38 @@ def test_a_refusal_wrapped_by_the_publisher_is_found_through_its_causes() -> Non
 def test_an_idempotent_producer_refused_on_the_cluster_is_told_what_suffices() -> None:
     refusal = ClusterAuthorizationFailedError("The producer is not authorized to do idempotent "
                                               "sends")
-    text = str(authorization_error(refusal, BOB))
+    text = str(authorization_error(kafka_python.translate(refusal), BOB))
     assert text.startswith("not authorized on the cluster (principal User:bob): The producer")
     assert "WRITE on the topics it writes (or IDEMPOTENT_WRITE on the cluster)" in text
 
 
 def test_other_errors_are_not_authorization_errors() -> None:
-    assert authorization_error(KafkaTimeoutError("slow"), BOB) is None
+    assert authorization_error(kafka_python.translate(KafkaTimeoutError("slow")), BOB) is None
     assert authorization_error(ValueError("x"), BOB) is None
+    timeout = ck.KafkaException(ck.KafkaError(ck.KafkaError._TIMED_OUT))
+    assert authorization_error(confluent.translate(timeout), BOB) is None
+
+
+@pytest.mark.parametrize(("code", "names", "expected"), [
+    (ck.KafkaError.TOPIC_AUTHORIZATION_FAILED, ("events",),
+     "not authorized to READ topic events (principal User:bob): grant User:bob READ on topic "
+     "events"),
+    (ck.KafkaError.TOPIC_AUTHORIZATION_FAILED, ("recs",),
+     "not authorized to WRITE topic recs (principal User:bob): grant User:bob WRITE on topic "
+     "recs"),
+    (ck.KafkaError.GROUP_AUTHORIZATION_FAILED, (),
+     "not authorized to READ group g (principal User:bob): grant User:bob READ on group g"),
+    (ck.KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, (),
+     "not authorized to WRITE transactional id g-host (principal User:bob): grant User:bob "
+     "WRITE on transactional id g-host"),
+])
+def test_librdkafka_refusals_map_to_the_same_messages(
+    code: int, names: tuple[str, ...], expected: str,
+) -> None:
+    refusal = confluent.translate(ck.KafkaException(ck.KafkaError(code)), names=names)
+    mapped = authorization_error(refusal, BOB, reads=["events"], group="g",
+                                 transactional_id="g-host")
+    assert str(mapped) == f"{expected} {DOC}"
 
 
 # -- the SASL pre-flight against things that are no SASL listener -------------------------

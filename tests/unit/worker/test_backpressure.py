@@ -3,11 +3,13 @@ above half, resume at half, and pause partitions assigned while paused."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from streamrec.worker.backpressure import Backpressure
 
 
 class FakeConsumer:
-    """Records the pause state per partition, as KafkaConsumer keeps it."""
+    """Records the pause state per partition, as the Kafka port's consumer keeps it."""
 
     def __init__(self, partitions: set[int]) -> None:
         self.assigned = set(partitions)
@@ -19,10 +21,10 @@ class FakeConsumer:
     def paused(self) -> set[int]:
         return set(self.paused_now)
 
-    def pause(self, *partitions: int) -> None:
+    def pause(self, partitions: Iterable[int]) -> None:
         self.paused_now |= set(partitions)
 
-    def resume(self, *partitions: int) -> None:
+    def resume(self, partitions: Iterable[int]) -> None:
         self.paused_now -= set(partitions)
 
 
