@@ -56,7 +56,8 @@ def test_a_new_item_is_recommended_after_a_warm_retrain_is_swapped_in(
     train(*source, "--repo", "--max-len", "8", "--hidden", "16", "--blocks", "1",
           "--epochs", "15", "--seed", "1")
     v1 = repository.current_version(repo)
-    assert NEW not in load_checkpoint(repo / v1).vocab
+    first = load_checkpoint(repo / v1)
+    assert NEW not in first.vocab
 
     worker = Worker(WorkerConfig(
         model_dir=repo, bootstrap=kafka_bootstrap, events_topic=topics["events"],
@@ -81,7 +82,9 @@ def test_a_new_item_is_recommended_after_a_warm_retrain_is_swapped_in(
         doc = recommendation_for(kafka_bootstrap, topics["recs"], "probe", last)
     send.close()
     config = json.loads((repo / v2 / "config.json").read_text())
-    assert config["meta"]["warm_start"]["from_model_version"] in v1
+    # It grew from v1 exactly (the model version its checkpoint records), not a prefix.
+    assert first.model_version
+    assert config["meta"]["warm_start"]["from_model_version"] == first.model_version
     items = [i["item_id"] for i in doc["items"]]
     assert doc["model_version"] == worker.recommender.model_version
     # After c2 c3 c4 both c5 (the old walk) and n1 (the new one) are right; v1 could
