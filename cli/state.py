@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_dump(args: argparse.Namespace) -> int:
     """Read the changelog and print its histories."""
-    from streamrec.kafka_io.clients import authorization_error, principal_of
+    from streamrec.kafka_io.access import authorization_error
     from streamrec.kafka_io.errors import KafkaUnavailableError, TopicNotFoundError
+    from streamrec.kafka_io.security import principal_of
     from streamrec.kafka_io.topic_reader import partitions_of
     from streamrec.worker.state.changelog import changelog_topic, restore_partitions
 

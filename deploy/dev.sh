@@ -3,17 +3,31 @@
 #
 #   deploy/dev.sh setup            prepare .venv and the Kafka jars
 #   deploy/dev.sh demo [ARGS...]   run `streamrec demo ARGS...`
-#   deploy/dev.sh test [ARGS...]   run pytest ARGS... (integration tests start a broker)
+#   deploy/dev.sh test [ARGS...]   run pytest ARGS... (integration tests start a broker); with
+#                                  no ARGS, the both_clients integration tests run again on
+#                                  the other Kafka client
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 usage() {
-  sed -n '2,6s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 setup() { bash "$ROOT/deploy/setup.sh"; }
+
+# pytest with ARGS; exits on failure, and on "no tests collected" (exit 5): a wrong
+# path or filter must not pass CI.
+run_pytest() {
+  local rc=0
+  "$ROOT/.venv/bin/python" -m pytest "$@" || rc=$?
+  if [[ $rc -eq 5 ]]; then
+    echo "dev.sh test: pytest collected no tests; treating that as a failure" >&2
+    exit 1
+  fi
+  [[ $rc -eq 0 ]] || exit "$rc"
+}
 
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
@@ -28,14 +42,15 @@ case "$cmd" in
     ;;
   test)
     setup
-    rc=0
-    "$ROOT/.venv/bin/python" -m pytest "$@" || rc=$?
-    if [[ $rc -eq 5 ]]; then
-      # pytest's "no tests collected": a wrong path or filter must not pass CI.
-      echo "dev.sh test: pytest collected no tests; treating that as a failure" >&2
-      exit 1
+    run_pytest "$@"
+    if [[ $# -eq 0 ]]; then
+      # The whole suite ran on the default Kafka client; the integration tests that
+      # already hold on the other adapter run again on it (marker `both_clients`).
+      other=confluent
+      [[ "${STREAMREC_KAFKA_CLIENT:-auto}" == confluent ]] && other=kafka-python
+      echo "dev.sh test: integration tests again with --kafka-client $other" >&2
+      STREAMREC_KAFKA_CLIENT="$other" run_pytest -m "integration and both_clients"
     fi
-    exit "$rc"
     ;;
   -h | --help | help)
     usage

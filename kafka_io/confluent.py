@@ -397,7 +397,7 @@ class ConfluentProducer(Producer):
     def poll(self, timeout_s: float = 0.0) -> None:
         self._p.poll(timeout_s)
 
-    def flush(self, timeout_s: float) -> bool:
+    def flush(self, timeout_s: float = 120.0) -> bool:
         return self._p.flush(timeout_s) == 0
 
     def partition_count(self, topic: str) -> int:
@@ -459,7 +459,7 @@ class ConfluentProducer(Producer):
     def rates(self) -> dict[str, float]:
         return dict(self._rates)
 
-    def close(self, timeout_s: float) -> None:
+    def close(self, timeout_s: float = 30.0) -> None:
         self._p.flush(timeout_s)
 
 

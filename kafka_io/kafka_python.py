@@ -300,7 +300,7 @@ class KafkaPythonProducer(Producer):
     def poll(self, timeout_s: float = 0.0) -> None:
         """Nothing to serve: kafka-python completes its futures on its own thread."""
 
-    def flush(self, timeout_s: float) -> bool:
+    def flush(self, timeout_s: float = 120.0) -> bool:
         try:
             self._p.flush(timeout=timeout_s)
         except KafkaTimeoutError:
@@ -340,7 +340,7 @@ class KafkaPythonProducer(Producer):
         return {name: float(group.get(name, 0.0) or 0.0)
                 for name in ("record-retry-rate", "record-error-rate")}
 
-    def close(self, timeout_s: float) -> None:
+    def close(self, timeout_s: float = 30.0) -> None:
         self._p.close(timeout=timeout_s)
 
 

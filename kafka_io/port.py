@@ -220,7 +220,7 @@ class Producer(abc.ABC):
         """Serve the delivery reports that have arrived (waiting at most `timeout_s`)."""
 
     @abc.abstractmethod
-    def flush(self, timeout_s: float) -> bool:
+    def flush(self, timeout_s: float = 120.0) -> bool:
         """Wait until every queued record is answered; False if some are not in time."""
 
     @abc.abstractmethod
@@ -254,7 +254,7 @@ class Producer(abc.ABC):
         """Record retry and error rates per second, when the client measures them."""
 
     @abc.abstractmethod
-    def close(self, timeout_s: float) -> None:
+    def close(self, timeout_s: float = 30.0) -> None:
         """Send what is queued (up to `timeout_s`) and release the connections."""
 
 

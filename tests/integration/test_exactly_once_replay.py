@@ -9,10 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from kafka import TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from streamrec.kafka_io.clients import make_admin
 from tests.conftest import free_port
 from tests.integration.durability import WorkerProcess, wait_drained, worker_args
 from tests.integration.helpers import event, metric_sum, producer, scrape
@@ -39,7 +38,7 @@ def run_until_drained(bootstrap: str, topics: dict[str, str], args: list[str], l
 
 def rewind(bootstrap: str, group: str, topic: str, partitions: int = 3) -> None:
     """Commit offset 0 for every partition of the (memberless) group."""
-    admin = make_admin(bootstrap, "test-rewind")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-rewind")
     try:
         done = admin.alter_group_offsets(group, {
             TopicPartition(topic, p): OffsetAndMetadata(0, "", -1) for p in range(partitions)})

@@ -31,7 +31,7 @@ from tests.integration.helpers import (
     scrape,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 TWO_MB = 2 * 1024 * 1024
 
