@@ -8,7 +8,9 @@
 
 Time runs from the first event consumed to the last record acknowledged: workers
 are watched through their own /metrics (events consumed, pending users, records in
-flight), never from process start. CPU seconds and peak RSS come from /proc.
+flight), never from process start. CPU seconds and peak RSS come from /proc. Every
+process runs on the Kafka adapter `client` names (`client_env`; None: the
+environment's `STREAMREC_KAFKA_CLIENT`, else auto).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec.bench.report import free_port
-from streamrec.kafka_io.clients import ensure_topics, make_producer
+from streamrec.kafka_io.clients import CLIENT_ENV, ensure_topics, make_producer
 from streamrec.kafka_io.topic_reader import partitions_of, read_to_end
 
 logger = logging.getLogger(__name__)
@@ -130,16 +132,27 @@ def bench_model(model: Path | None, workdir: Path, users: int = 30_000,
     return path
 
 
+def client_env(client: str | None) -> dict[str, str]:
+    """The environment of a child process that uses the Kafka adapter `client` (None:
+    this process's own choice, inherited as it is)."""
+    env = dict(os.environ)
+    if client is not None:
+        env[CLIENT_ENV] = client
+    return env
+
+
 def preload(bootstrap: str, topic: str, stream: Stream, partitions: int) -> float:
     """Create `topic` and write the stream to it; returns seconds."""
     ensure_topics(bootstrap, {topic: partitions})
-    producer = make_producer(bootstrap, "bench-preload", linger_ms=20, batch_size=512 * 1024)
+    producer = make_producer(bootstrap, "bench-preload", linger_ms=20, batch_bytes=512 * 1024)
     start = time.perf_counter()
-    for user, item, ts in zip(stream.users, stream.items, stream.ts.tolist(), strict=True):
+    for n, (user, item, ts) in enumerate(
+            zip(stream.users, stream.items, stream.ts.tolist(), strict=True)):
         value = json.dumps({"user_id": user, "item_id": item, "ts": ts}).encode()
-        producer.send(topic, key=user.encode(), value=value)
-    producer.flush()
-    producer.close()
+        producer.send(topic, value, key=user.encode())
+        if n % 1000 == 0:
+            producer.poll(0)  # delivery reports: librdkafka serves them only here
+    producer.close(120.0)
     return time.perf_counter() - start
 
 
@@ -186,7 +199,7 @@ def worker_command(bootstrap: str, topic: str, out: str, group: str, model: Path
 
 def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
                 processes: int = 1, extra: list[str] | None = None,
-                timeout_s: float = 1800.0) -> tuple[Result, str]:
+                timeout_s: float = 1800.0, client: str | None = None) -> tuple[Result, str]:
     """Run `processes` workers in one group over the topic; returns (result, output topic)."""
     from streamrec.kafka_io.local.probes import port_accepts
 
@@ -194,7 +207,8 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
     out, group = f"{topic}-{name}-{tag}", f"bench-{name}-{tag}"
     ports = [free_port() for _ in range(processes)]
     procs = [subprocess.Popen(worker_command(bootstrap, topic, out, group, model, port,
-                                             f"{name}-{i}", extra or []))
+                                             f"{name}-{i}", extra or []),
+                              env=client_env(client))
              for i, port in enumerate(ports)]
     try:
         deadline = time.monotonic() + 300
@@ -243,7 +257,8 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
 
 
 def run_runner(runner: str, bootstrap: str, topic: str, events: int,
-               model: Path | None = None, threads: int = 0, backend: str = "auto") -> Result:
+               model: Path | None = None, threads: int = 0, backend: str = "auto",
+               client: str | None = None) -> Result:
     """Run passthrough or naive in a subprocess and read its JSON result."""
     tag = uuid.uuid4().hex[:6]
     cmd = [sys.executable, "-m", "streamrec.bench.runners", runner, "--bootstrap", bootstrap,
@@ -254,7 +269,8 @@ def run_runner(runner: str, bootstrap: str, topic: str, events: int,
         cmd += ["--model", str(model)]
     partitions = len(partitions_of(bootstrap, topic))
     ensure_topics(bootstrap, {f"{topic}-{runner}-{tag}": partitions})
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600,
+                          env=client_env(client))
     if done.returncode:
         raise RuntimeError(f"{runner} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     doc = json.loads(done.stdout.strip().splitlines()[-1])

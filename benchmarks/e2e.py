@@ -6,7 +6,9 @@ from offset 0 with each contender of `contenders.py` (passthrough, worker, naive
 model stage, two workers), checks that every user's last event got a
 recommendation, then measures latency at fixed fractions of the worker's
 throughput, the worker beside the Kafka client's own floor at the same rate
-(`latency.py`), and throughput against `--max-batch`. Appends a dated section with
+(`latency.py`), and throughput against `--max-batch`. Every process it starts
+(workers, runners, relays) runs on the Kafka adapter `kafka_client` names (None: the
+environment's `STREAMREC_KAFKA_CLIENT`, else auto). Appends a dated section with
 the machine, a table, ratios and plots to docs/BENCHMARKS.md.
 """
 
@@ -35,6 +37,7 @@ from streamrec.bench.contenders import (
     verify,
 )
 from streamrec.bench.report import ROOT, append_section, broker, machine, plot_path, table
+from streamrec.kafka_io.clients import resolve_client
 from streamrec.worker.config import WorkerConfig
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class E2EOptions:
     worker_args: tuple[str, ...] = ()
     index: str = "auto"  # the workers' --index, and the model stage's
     threads: int = 1  # the workers' --torch-threads (their default), and d's first run
+    kafka_client: str | None = None  # the adapter of every process started (None: env/auto)
 
 
 def worker_max_batch(worker_args: list[str]) -> int:
@@ -73,31 +77,33 @@ def run(opts: E2EOptions) -> dict:
     model = bench_model(opts.model, opts.workdir, opts.users)
     stream = load_stream(opts.events, opts.users)
     extra = [*opts.worker_args, "--index", opts.index, "--torch-threads", str(opts.threads)]
+    client = resolve_client(opts.kafka_client)
     figures: dict = {"machine": machine(), "stream": stream.source, "events": len(stream),
                      "users": len(set(stream.users)), "partitions": opts.partitions,
                      "threads": opts.threads, "index": opts.index,
-                     "max_batch": worker_max_batch(extra)}
+                     "max_batch": worker_max_batch(extra), "kafka_client": client}
     with broker(opts.bootstrap) as bootstrap:
         topic = f"bench-events-{uuid.uuid4().hex[:6]}"
         say(f"preloading {len(stream):,} events ({figures['users']:,} users, {stream.source})")
         figures["preload_s"] = preload(bootstrap, topic, stream, opts.partitions)
         n = len(stream)
         results: dict[str, Result] = {}
-        say("a: passthrough (kafka-python consume -> decode -> produce)")
-        results["a"] = run_runner("passthrough", bootstrap, topic, n)
-        say("b: the worker, default settings")
-        results["b"], out_b = run_workers("worker", bootstrap, topic, model, n, extra=extra)
+        say(f"a: passthrough ({client} consume -> decode -> produce)")
+        results["a"] = run_runner("passthrough", bootstrap, topic, n, client=client)
+        say(f"b: the worker, default settings, on {client}")
+        results["b"], out_b = run_workers("worker", bootstrap, topic, model, n, extra=extra,
+                                          client=client)
         figures["b_users_missing"] = verify(bootstrap, out_b, stream)
         say(f"c: naive, one event at a time ({opts.naive_events:,} events)")
         results["c"] = run_runner("naive", bootstrap, topic, min(opts.naive_events, n), model,
-                                  opts.threads, opts.index)
+                                  opts.threads, opts.index, client)
         for threads in dict.fromkeys((opts.threads, 1, os.cpu_count() or 1)):
             say(f"d: model stage alone, {threads} thread(s)")
             results[f"d{threads}"] = model_stage(stream, model, worker_max_batch(extra), threads,
                                                  opts.index)
         say("e: two worker processes in one group")
         results["e"], out_e = run_workers("workers", bootstrap, topic, model, n, processes=2,
-                                          extra=extra)
+                                          extra=extra, client=client)
         figures["e_users_missing"] = verify(bootstrap, out_e, stream)
         for key, result in results.items():
             say(f"{key}: {result.events_per_s:,.0f} events/s, {result.recs_per_s:,.0f} recs/s")
@@ -113,13 +119,14 @@ def run(opts: E2EOptions) -> dict:
                     f"b's recommendations/s) for {opts.latency_seconds:.0f} s")
                 latencies.append((load, target, latency_run.measure(
                     bootstrap, model, stream, load * full, opts.latency_seconds,
-                    opts.partitions, opts.workdir, extra, target=target)))
+                    opts.partitions, opts.workdir, extra if target == "worker" else [],
+                    target=target, client=client)))
         figures["latency"] = [
             {"load": load, "target": target, "rate": lat.rate, "sent": lat.sent,
              "received": len(lat.ms), **{f"p{q}": lat.percentile(q) for q in (50, 95, 99)},
              "max": float(lat.ms.max()) if len(lat.ms) else float("nan")}
             for load, target, lat in latencies]
-        figures["sweep"] = sweep(bootstrap, model, stream, opts, extra)
+        figures["sweep"] = sweep(bootstrap, model, stream, opts, extra, client)
     (opts.workdir / f"e2e-{int(time.time())}.json").write_text(json.dumps(figures, indent=2))
     write_report(figures, [lat for _, target, lat in latencies if target == "worker"],
                  results)
@@ -131,7 +138,7 @@ def run(opts: E2EOptions) -> dict:
 
 
 def sweep(bootstrap: str, model: Path, stream: Stream, opts: E2EOptions,
-          extra: list[str]) -> list[dict]:
+          extra: list[str], client: str | None = None) -> list[dict]:
     """Worker throughput against --max-batch on a prefix of the stream."""
     prefix = Stream(stream.users[: opts.sweep_events], stream.items[: opts.sweep_events],
                     stream.ts[: opts.sweep_events], stream.source)
@@ -141,7 +148,8 @@ def sweep(bootstrap: str, model: Path, stream: Stream, opts: E2EOptions,
     for max_batch in opts.sweep:
         say(f"sweep: --max-batch {max_batch} over {len(prefix):,} events")
         result, _ = run_workers(f"mb{max_batch}", bootstrap, topic, model, len(prefix),
-                                extra=[*extra, "--max-batch", str(max_batch)])
+                                extra=[*extra, "--max-batch", str(max_batch)],
+                                client=client)
         rows.append({"max_batch": max_batch} | as_dict(result))
     return rows
 
@@ -183,7 +191,8 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         "single-node broker on the same machine. Time from the first event consumed to the "
         f"last record acknowledged. Workers: `--index {figures['index']} --torch-threads "
         f"{figures['threads']}`; d is users/s of encode + search alone, in batches of "
-        f"{figures['max_batch']:,} distinct users (the workers' `--max-batch`).",
+        f"{figures['max_batch']:,} distinct users (the workers' `--max-batch`). Kafka client "
+        f"of every process: {figures['kafka_client']}.",
         table(["contender", "events/s", "recs/s", "seconds", "CPU s / 1k events",
                "records out / event", "peak RSS MB"], rows),
         "Ratios: " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + ". "
@@ -192,7 +201,8 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         "Latency, produce to arrival at a consumer (ms), at fractions of b's "
         "recommendations/s (what it sustains on a live stream, where a user's events rarely "
         "share a batch). The relay is the Kafka client's floor at the same rate: "
-        "kafka-python consuming and producing one record per event, no model, no state:\n\n"
+        f"{figures['kafka_client']} consuming and producing one record per event, no model, "
+        "no state:\n\n"
         + table(["load", "offered events/s", "target", "sent", "received", "p50", "p95",
                  "p99", "max"], lat_rows),
         "Throughput against `--max-batch`:\n\n"

@@ -12,6 +12,12 @@ producer's client, the broker both ways, and every worker stage.
 passthrough loop of `runners.py` as a live service, one record per event, no model
 and no state, the same clients and settings.
 
+The worker (or relay) runs on the adapter `client` names; the producer and the
+consumer that measure it (the probes) on `probe_client`; None for either means the
+environment's `STREAMREC_KAFKA_CLIENT`, else auto. The consumer polls every
+`PROBE_POLL_S`: librdkafka's batch consume waits out its whole timeout unless the
+batch fills, so a longer poll would date arrivals late.
+
     python -m streamrec.bench.latency consume --bootstrap B --topic T --seconds S --out F
 """
 
@@ -32,14 +38,18 @@ from pathlib import Path
 
 import numpy as np
 
-from streamrec.bench.contenders import Stream, worker_command
+from streamrec.bench.contenders import Stream, client_env, proc_cpu_s, worker_command
 from streamrec.bench.report import free_port
-from streamrec.kafka_io.clients import ensure_topics, make_consumer, make_producer
+from streamrec.kafka_io.clients import ensure_topics, make_consumer, make_producer, select_client
+from streamrec.kafka_io.port import CLIENT_CHOICES, TopicPartition
 
 logger = logging.getLogger(__name__)
 
 IDLE_END_S = 5.0  # the consumer stops this long after the last record
 CLIENT_LINGER_MS = 5  # the event producer's linger: the Java client's default since Kafka 4.0
+PROBE_POLL_S = 0.002  # the latency consumer's poll: the most an arrival is dated late
+STARTUP_POLL_S = 0.05  # its polls until the first records arrive
+OFFSETS_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,54 +60,66 @@ class Latency:
     seconds: float
     sent: int
     ms: np.ndarray
+    cpu_s: float = float("nan")  # CPU of the worker (or relay) from first send to last arrival
+    sent_ms: np.ndarray | None = None  # when each record's event was sent (epoch ms)
 
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.ms, q)) if len(self.ms) else float("nan")
+    def percentile(self, q: float, after_s: float = 0.0) -> float:
+        """The `q`th percentile, of the events sent `after_s` or later into the run."""
+        ms = self.ms
+        if after_s and self.sent_ms is not None and len(ms):
+            ms = ms[self.sent_ms >= self.sent_ms.min() + after_s * 1000]
+        return float(np.percentile(ms, q)) if len(ms) else float("nan")
 
 
 def consume(bootstrap: str, topic: str, seconds: float, out: Path) -> None:
     """Read `topic` from its end for `seconds` (+ idle grace); save latencies to `out`."""
-    consumer = make_consumer(bootstrap, None, "bench-latency", fetch_max_wait_ms=5,
-                             enable_auto_commit=False)
-    partitions = consumer.partitions_for_topic(topic) or set()
-    from kafka import TopicPartition
-
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(tps)
-    consumer.seek_to_end(*tps)
-    for tp in tps:
-        consumer.position(tp)
-    print("ready", flush=True)
-    latencies: list[int] = []
-    deadline = time.monotonic() + seconds
-    last = time.monotonic()
-    while time.monotonic() < deadline or time.monotonic() - last < IDLE_END_S:
-        for records in consumer.poll(timeout_ms=50).values():
-            now = time.time_ns() // 1_000_000
-            last = time.monotonic()
-            latencies.extend(now - json.loads(r.value)["event_ts"] for r in records)
-        if time.monotonic() > deadline + 60:
-            break
-    np.save(out, np.asarray(latencies, dtype=np.int64))
-    consumer.close()
+    consumer = make_consumer(bootstrap, None, "bench-latency", fetch_max_wait_ms=5)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for(topic) or ())]
+        # The end offsets as numbers, not "the end": resolved now, so nothing the
+        # producer sends after "ready" is skipped by a later resolution.
+        ends = consumer.watermarks(tps, OFFSETS_TIMEOUT_S)
+        consumer.assign({tp: ends[tp][1] for tp in tps})
+        print("ready", flush=True)
+        latencies: list[int] = []
+        sent: list[int] = []
+        deadline = time.monotonic() + seconds
+        last = time.monotonic()
+        while time.monotonic() < deadline or time.monotonic() - last < IDLE_END_S:
+            # Longer polls until records come: kafka-python 3.0 never starts fetching
+            # when every poll is 5 ms or shorter.
+            wait = PROBE_POLL_S if latencies else STARTUP_POLL_S
+            for records in consumer.poll(wait).values():
+                now = time.time_ns() // 1_000_000
+                last = time.monotonic()
+                stamps = [json.loads(r.value)["event_ts"] for r in records]  # type: ignore[arg-type]
+                sent.extend(stamps)
+                latencies.extend(now - ts for ts in stamps)
+            if time.monotonic() > deadline + 60:
+                break
+        np.save(out, np.asarray([latencies, sent], dtype=np.int64).reshape(2, -1))
+    finally:
+        consumer.close()
 
 
 def measure(bootstrap: str, model: Path, stream: Stream, rate: float, seconds: float,
             partitions: int, workdir: Path, extra: list[str] | None = None,
-            target: str = "worker") -> Latency:
-    """Run a worker (or the relay), a consumer and a paced producer; return the latencies."""
+            target: str = "worker", client: str | None = None,
+            probe_client: str | None = None) -> Latency:
+    """Run a worker (or the relay; `extra` are then its runner flags) on `client`, a
+    consumer and a paced producer on `probe_client`; return the latencies."""
     tag = uuid.uuid4().hex[:6]
     topic, out = f"bench-latency-{tag}", f"bench-latency-{tag}-recs"
-    ensure_topics(bootstrap, {topic: partitions, out: partitions})
+    ensure_topics(bootstrap, {topic: partitions, out: partitions}, client=probe_client)
     port, group = free_port(), f"bench-latency-{tag}"
     if target == "relay":
         command = [sys.executable, "-m", "streamrec.bench.runners", "relay", "--bootstrap",
                    bootstrap, "--topic", topic, "--out", out, "--group", group,
-                   "--port", str(port)]
+                   "--port", str(port), *(extra or [])]
     else:
         command = worker_command(bootstrap, topic, out, group, model, port, "latency",
                                  extra or [])
-    worker = subprocess.Popen(command)
+    worker = subprocess.Popen(command, env=client_env(client))
     consumer = None
     try:
         _wait_ready(port, worker)
@@ -105,23 +127,27 @@ def measure(bootstrap: str, model: Path, stream: Stream, rate: float, seconds: f
         consumer = subprocess.Popen(
             [sys.executable, "-m", "streamrec.bench.latency", "consume", "--bootstrap",
              bootstrap, "--topic", out, "--seconds", str(seconds), "--out", str(result_file)],
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, text=True, env=client_env(probe_client))
         if consumer.stdout is None or consumer.stdout.readline().strip() != "ready":
             raise RuntimeError("latency consumer did not start")
-        sent = _produce(bootstrap, topic, stream, rate, seconds)
+        cpu0 = proc_cpu_s(worker.pid)
+        sent = _produce(bootstrap, topic, stream, rate, seconds, probe_client)
         consumer.wait(timeout=seconds + 120)
-        ms = np.load(result_file)
+        cpu = proc_cpu_s(worker.pid) - cpu0
+        ms, sent_ms = np.load(result_file)
     finally:
         for proc in (consumer, worker):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
-    return Latency(rate, seconds, sent, ms)
+    return Latency(rate, seconds, sent, ms, cpu, sent_ms)
 
 
-def _produce(bootstrap: str, topic: str, stream: Stream, rate: float, seconds: float) -> int:
+def _produce(bootstrap: str, topic: str, stream: Stream, rate: float, seconds: float,
+             client: str | None = None) -> int:
     """Send events at `rate`/s for `seconds`, `ts` = now; returns how many were sent."""
-    producer = make_producer(bootstrap, "bench-latency-producer", linger_ms=CLIENT_LINGER_MS)
+    producer = make_producer(bootstrap, "bench-latency-producer", client=client,
+                             linger_ms=CLIENT_LINGER_MS)
     start = time.monotonic()
     sent = 0
     n = len(stream)
@@ -134,11 +160,11 @@ def _produce(bootstrap: str, topic: str, stream: Stream, rate: float, seconds: f
             user, item = stream.users[sent % n], stream.items[sent % n]
             value = json.dumps({"user_id": user, "item_id": item,
                                 "ts": time.time_ns() // 1_000_000})
-            producer.send(topic, key=user.encode(), value=value.encode())
+            producer.send(topic, value.encode(), key=user.encode())
             sent += 1
+        producer.poll(0)  # delivery reports: librdkafka serves them only here
         time.sleep(0.001)
-    producer.flush()
-    producer.close()
+    producer.close(60.0)
     return sent
 
 
@@ -165,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--kafka-client", choices=CLIENT_CHOICES, default=None,
+                        help="Kafka adapter (default: env STREAMREC_KAFKA_CLIENT, else auto)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    select_client(args.kafka_client)
     consume(args.bootstrap, args.topic, args.seconds, args.out)
     return 0
 

@@ -2,7 +2,7 @@
 
 A figure without its machine means nothing, so `machine()` names the CPU, cores,
 memory, GPU and the versions of everything in the path (Python, torch, faiss,
-kafka-python, the Kafka broker jars, the streamrec commit). `broker()` gives a
+kafka-python, confluent-kafka, the Kafka broker jars, the streamrec commit). `broker()` gives a
 bootstrap address: `$KAFKA_BOOTSTRAP` when set, else a local broker on free ports
 that is stopped afterwards. `append_section()` adds one dated section to
 docs/BENCHMARKS.md, newest last, so the file keeps every run.
@@ -116,7 +116,8 @@ def machine(device: str = "cpu") -> str:
         faiss = _version("faiss-gpu-cu12")
     return (f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB, {gpu}; "
             f"Python {platform.python_version()}, torch {torch.__version__}, faiss {faiss}, "
-            f"kafka-python {_version('kafka-python')}, Kafka {_kafka_version()}, "
+            f"kafka-python {_version('kafka-python')}, "
+            f"confluent-kafka {_version('confluent-kafka')}, Kafka {_kafka_version()}, "
             f"numpy {_version('numpy')}; streamrec {_commit()}; device {device}")
 
 

@@ -98,19 +98,20 @@ def fill(bootstrap: str, group: str, opts: StateOptions) -> float:
     topic = changelog_topic(group)
     ensure_topics(bootstrap, {topic: opts.partitions},
                   configs={topic: {"cleanup.policy": "compact"}})
-    producer = make_producer(bootstrap, "bench-state", linger_ms=20, batch_size=512 * 1024)
+    producer = make_producer(bootstrap, "bench-state", linger_ms=20, batch_bytes=512 * 1024)
     start = time.perf_counter()
     times = tuple(BASE_TS + i for i in range(opts.history))
     for u in range(opts.users):
         record = HistoryRecord(
             items=tuple(str(1 + (u + i) % CATALOGUE) for i in range(opts.history)),
             ts=times, offset=u)
-        producer.send(topic, key=user_id(u).encode(), value=encode_history(record),
+        producer.send(topic, encode_history(record), key=user_id(u).encode(),
                       partition=u % opts.partitions)
+        if u % 1000 == 0:
+            producer.poll(0)  # delivery reports: librdkafka serves them only here
         if u % 200_000 == 0:
             print(f"[bench] changelog: {u:,} of {opts.users:,} records written", flush=True)
-    producer.flush()
-    producer.close()
+    producer.close(300.0)
     return time.perf_counter() - start
 
 
