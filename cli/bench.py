@@ -1,4 +1,4 @@
-"""`streamrec bench {e2e,model,state}`: measure, side by side, and write docs/BENCHMARKS.md.
+"""`streamrec bench {e2e,model,state,clients}`: measure, side by side, write docs/BENCHMARKS.md.
 
 Each action prints its progress, appends a dated section naming the machine to
 docs/BENCHMARKS.md (plots beside it in docs/) and exits 0; figures are never
@@ -10,28 +10,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streamrec.cli.flags import env_flag
+from streamrec.cli.flags import add_client_flag, env_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `streamrec bench` and its actions."""
+    from streamrec.bench.clients import ClientsOptions
     from streamrec.bench.e2e import E2EOptions
     from streamrec.bench.model import ModelOptions
     from streamrec.bench.state import StateOptions
 
-    parser = sub.add_parser("bench", help="benchmarks: e2e pipeline, model stage, state",
+    parser = sub.add_parser("bench", help="benchmarks: e2e pipeline, model stage, state, "
+                            "Kafka clients",
                             description=__doc__)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     e2e = actions.add_parser(
         "e2e", help="the worker beside the Kafka client ceiling, naive, model-only, 2 workers",
-        description="Preload an events topic, then read it from offset 0 with: a kafka-python "
+        description="Preload an events topic, then read it from offset 0 with: a Kafka client "
                     "passthrough, the worker, a naive one-event-at-a-time loop, the model stage "
                     "alone and two workers; then latency at fractions of the worker's throughput, "
                     "beside the Kafka client's floor, and a --max-batch sweep. Starts a local "
                     "broker unless --bootstrap is given.")
     d = E2EOptions()
     env_flag(e2e, "--bootstrap", "", "use this Kafka instead of a local broker")
+    add_client_flag(e2e)  # every worker, runner and relay it starts inherits the choice
     e2e.add_argument("--events", type=int, default=d.events, help="events in the stream "
                      "(default %(default)s; the games log has 287k)")
     e2e.add_argument("--users", type=int, default=d.users,
@@ -82,6 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "to restore that many users from a changelog on a real broker.")
     s = StateOptions()
     env_flag(state, "--bootstrap", "", "use this Kafka instead of a local broker")
+    add_client_flag(state)
     state.add_argument("--users", type=int, default=s.users,
                        help="users of the memory and restore parts (default %(default)s; "
                             "0: skip)")
@@ -96,6 +100,34 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="the capped worker's --max-users, per partition (default "
                             "%(default)s)")
     state.set_defaults(handler=run_state)
+
+    clients = actions.add_parser(
+        "clients", help="the relay on kafka-python and confluent-kafka, side by side",
+        description="The Kafka client's latency floor (the relay of bench e2e) on each "
+                    "adapter at fixed offered loads, adapters alternating, several rounds: "
+                    "p50/p95/p99 and the relay's CPU. Starts a local broker unless "
+                    "--bootstrap is given.")
+    c = ClientsOptions()
+    env_flag(clients, "--bootstrap", "", "use this Kafka instead of a local broker")
+    clients.add_argument("--clients", default=",".join(c.clients),
+                         help="relay adapters, in the order run (default %(default)s)")
+    clients.add_argument("--rates", default=",".join(f"{r:g}" for r in c.rates),
+                         help="offered events/s (default %(default)s)")
+    clients.add_argument("--seconds", type=float, default=c.seconds,
+                         help="length of each run (default %(default)s)")
+    clients.add_argument("--rounds", type=int, default=c.rounds,
+                         help="repeats of the whole grid (default %(default)s)")
+    clients.add_argument("--poll-ms", default=",".join(f"{p:g}" for p in c.poll_ms),
+                         help="relay poll timeouts to try (default %(default)s)")
+    clients.add_argument("--fetch-wait-ms", type=int, default=c.fetch_wait_ms,
+                         help="the relay's fetch.wait.max.ms (default %(default)s)")
+    clients.add_argument("--partitions", type=int, default=c.partitions,
+                         help="partitions of the topics (default %(default)s)")
+    clients.add_argument("--probe-client", choices=["auto", "confluent", "kafka-python"],
+                         default=None, help="adapter of the event producer and latency "
+                         "consumer in every run (default: env STREAMREC_KAFKA_CLIENT, else "
+                         "auto)")
+    clients.set_defaults(handler=run_clients)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -112,7 +144,7 @@ def run_e2e(args: argparse.Namespace) -> int:
         latency_loads=tuple(float(x) for x in args.latency_loads.split(",") if x.strip()),
         sweep=_ints(args.sweep), sweep_events=args.sweep_events, model=args.model,
         bootstrap=args.bootstrap or None, worker_args=tuple(args.worker_arg),
-        index=args.index, threads=args.threads))
+        index=args.index, threads=args.threads, kafka_client=args.kafka_client))
     return 1 if figures["b_users_missing"] or figures["e_users_missing"] else 0
 
 
@@ -133,3 +165,17 @@ def run_state(args: argparse.Namespace) -> int:
                           bootstrap=args.bootstrap or None, cap_users=args.cap_users,
                           max_users=args.max_users))
     return 0 if ok else 1
+
+
+def run_clients(args: argparse.Namespace) -> int:
+    """Run `bench clients`."""
+    from streamrec.bench.clients import ClientsOptions, run
+
+    run(ClientsOptions(
+        clients=tuple(x.strip() for x in args.clients.split(",") if x.strip()),
+        rates=tuple(float(x) for x in args.rates.split(",") if x.strip()),
+        seconds=args.seconds, rounds=args.rounds,
+        poll_ms=tuple(float(x) for x in args.poll_ms.split(",") if x.strip()),
+        fetch_wait_ms=args.fetch_wait_ms, partitions=args.partitions,
+        probe_client=args.probe_client, bootstrap=args.bootstrap or None))
+    return 0
