@@ -18,7 +18,7 @@ from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig
 from tests.integration.helpers import consume_until, event, latest_by_user, producer, running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 USERS = 4000
 MAX_POLL_RECORDS = 500  # the worker's per-poll cap at this --max-batch

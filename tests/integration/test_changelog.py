@@ -37,7 +37,7 @@ from streamrec.worker.state.durable import DurableHistories
 from tests.conftest import TOPIC_READY_TIMEOUT_MS
 from tests.integration.helpers import producer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 TS = 1_700_000_000_000
 CLI_TIMEOUT_S = 180

@@ -30,7 +30,7 @@ from tests.integration.helpers import (
     scrape,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 MOVIELENS_1997 = 881_250_949_000  # the first rating of MovieLens 100k, in epoch ms
 

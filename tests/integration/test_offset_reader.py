@@ -11,7 +11,7 @@ from streamrec.kafka_io.clients import make_producer
 from streamrec.kafka_io.topic_reader import OffsetReader
 from tests.conftest import NewTopicFactory
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 
 def test_reads_scattered_offsets_in_few_seeks_with_one_consumer(

@@ -26,7 +26,7 @@ from streamrec.worker.config import WorkerConfig
 from streamrec.worker.recommend import Recommender
 from tests.integration.helpers import consume_until, event, producer, running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 USERS, ROUNDS, K = 24, 5, 10
 TS = 1_700_000_000_000

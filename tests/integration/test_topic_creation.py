@@ -10,7 +10,7 @@ from kafka import KafkaAdminClient
 from streamrec.kafka_io.clients import ensure_topics
 from streamrec.kafka_io.errors import KafkaUnavailableError
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 
 def replicas(admin: KafkaAdminClient, topic: str) -> set[int]:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.helpers import committed_offsets, consume_until, end_offsets, event, producer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 
 def test_sigterm_under_load_exits_zero_and_commits_only_published(

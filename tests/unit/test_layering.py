@@ -3,8 +3,9 @@
 Read from the source with `ast` (every import, also those inside functions and under
 TYPE_CHECKING), so an import against the flow fails here before it becomes a
 circle. Only `kafka_io` may import a Kafka client library (kafka-python or
-confluent-kafka): the rest of the code goes through its port. Also checked: no two modules import each other through any path, and the
-publisher and the other light stages do not load torch or faiss when imported.
+confluent-kafka): the rest of the code goes through its port. Also checked: no two
+modules import each other through any path, and the publisher and the other light
+stages do not load torch or faiss when imported.
 """
 
 from __future__ import annotations
