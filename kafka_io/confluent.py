@@ -5,7 +5,9 @@ GIL, so the worker's loop spends its Python time on its own work. Its habits are
 kept, not worked around:
 - delivery reports (and error and statistics callbacks) fire only inside
   `poll`/`flush`, so `Producer.poll` is what the worker's loop calls to see them;
-- rebalance callbacks run inside `consume`; the eager `range` assignor hands each
+- a poll waits only until the first record (librdkafka's batch `consume` would hold
+  records for its whole timeout), then takes whatever else is ready;
+- rebalance callbacks run inside `poll`; the eager `range` assignor hands each
   callback the whole assignment, as kafka-python does, and the assignment is made
   when the callback returns;
 - keys are partitioned with `murmur2_random`, the Java client's (and kafka-python's)
@@ -205,8 +207,15 @@ class ConfluentConsumer(Consumer):
             raise translate(exc) from exc
 
     def poll(self, timeout_s: float) -> dict[TopicPartition, list[Record]]:
+        # `consume` returns only when its batch is full or its whole timeout has passed:
+        # wait with `poll`, which returns at the first message, then take what is ready.
         try:
-            messages = self._c.consume(self._max_records, max(0.0, timeout_s))
+            first = self._c.poll(max(0.0, timeout_s))
+            if first is None:
+                return {}
+            messages = [first]
+            if self._max_records > 1:
+                messages += self._c.consume(self._max_records - 1, 0)
         except KafkaException as exc:
             raise translate(exc) from exc
         polled: dict[TopicPartition, list[Record]] = {}
