@@ -22,6 +22,7 @@ alice and bob, and it runs Kafka's StandardAuthorizer with
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -62,11 +63,15 @@ from tests.tls import make_ca, make_pkcs12, make_server_cert
 
 pytestmark = pytest.mark.integration
 
-FAIL_FAST_S = 30.0  # the bound on a refused start (kafka-python alone takes 30 s to give up)
+# The bound on a refused start: "at once" with margin for a loaded machine (a refused
+# start takes well under a second here; the CLI one, with Python and torch starting,
+# ~3 s), and far from kafka-python's own 30 s bootstrap timeout, which it must beat.
+FAIL_FAST_S = 10.0
 MECHANISM = "SCRAM-SHA-512"
 USERS = {"admin": "admin-secret", "alice": "alice-secret", "bob": "bob-secret"}
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 ACL_DOC = 'docs/RELIABILITY.md, "Security: the ACLs the worker needs"'
+RELIABILITY = Path(__file__).resolve().parents[2] / "docs" / "RELIABILITY.md"
 ALLOW = ACLPermissionType.ALLOW
 Op = ACLOperation
 
@@ -102,7 +107,8 @@ class SaslBroker:
 
     def admin(self) -> KafkaAdminClient:
         """An admin client logged in as the super user."""
-        return make_admin(self.sasl_plaintext, "acl-test-admin", self.security(user="admin"))
+        return KafkaAdminClient(bootstrap_servers=self.sasl_plaintext, client_id="acl-test-admin",
+                                **self.security(user="admin").client_kwargs())
 
 
 @pytest.fixture(scope="module")
@@ -199,27 +205,79 @@ def produce(broker: SaslBroker, topic: str, users: range, items: int = 3,
     return history
 
 
+@dataclass(frozen=True)
+class DocumentedAcl:
+    """One ACL of the table in docs/RELIABILITY.md, its resource named as the doc names
+    it (`--events-topic`, `<group-id>-histories-changelog`, ...)."""
+
+    resource: str  # topic, group, transactional id
+    name: str
+    prefixed: bool
+    operation: str  # READ, WRITE, CREATE
+    when: str  # always, create (the worker creates its topics), exactly-once
+
+    def label(self) -> str:
+        """A test id: events-READ, changelog-CREATE, transactional-id-WRITE, ..."""
+        if self.name.startswith("--"):
+            what = self.name.removeprefix("--").removesuffix("-topic")
+        elif self.name.endswith("-changelog"):
+            what = "changelog"
+        else:
+            what = self.resource.replace(" ", "-")
+        return f"{what}-{self.operation}"
+
+    def resolve(self, cfg: WorkerConfig) -> str:
+        """The resource's name for this worker configuration."""
+        if self.name.startswith("--"):  # a flag: the WorkerConfig field of that name
+            return str(getattr(cfg, self.name.removeprefix("--").replace("-", "_")))
+        return self.name.replace("<group-id>", cfg.group_id)
+
+
+def acl_table(path: Path = RELIABILITY) -> list[DocumentedAcl]:
+    """The ACL table of docs/RELIABILITY.md, one entry per resource and operation; a row
+    this reader does not understand fails the test, so doc and test cannot drift apart."""
+    text = path.read_text(encoding="utf-8")
+    section = text.split("## Security: the ACLs the worker needs", 1)[1].split("\n## ", 1)[0]
+    header, _, *rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert cells(header) == ["resource", "name", "operations", "when"], header
+    whens = {"always": "always", "only if the worker creates them": "create",
+             "only with `--exactly-once`": "exactly-once"}
+    table = []
+    for row in rows:
+        resource, name, operations, when = cells(row)
+        if name == "the recommendations, dead-letter and changelog topics":
+            names = ["--recommendations-topic", "--dead-letter-topic",
+                     "<group-id>-histories-changelog"]
+        else:
+            names = re.findall(r"`([^`]+)`", name)[:1]
+        kind = next((v for k, v in whens.items() if when.startswith(k)), None)
+        ops = operations.split(" and ")
+        if (resource not in KINDS or not names or kind is None
+                or not set(ops) <= {"READ", "WRITE", "CREATE"}):
+            raise AssertionError(f"{path.name}: ACL row not understood: {row}")
+        table += [DocumentedAcl(resource, n, name.startswith("prefix "), op, kind)
+                  for n in names for op in ops]
+    return table
+
+
+def cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
+KINDS = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
+         "transactional id": ResourceType.TRANSACTIONAL_ID}
+ACL_TABLE = acl_table()
+
+
 def documented_acls(principal: str, cfg: WorkerConfig, *, create: bool = False) -> list[ACL]:
-    """Exactly the ACLs docs/RELIABILITY.md tells an operator to grant the worker."""
-    changelog = changelog_topic(cfg.group_id)
-
-    def on(kind: ResourceType, name: str, op: ACLOperation,
-           pattern: ACLResourcePatternType = ACLResourcePatternType.LITERAL) -> ACL:
-        return ACL(principal, "*", op, ALLOW, ResourcePattern(kind, name, pattern))
-
-    acls = [on(ResourceType.TOPIC, cfg.events_topic, Op.READ),
-            on(ResourceType.TOPIC, cfg.recommendations_topic, Op.WRITE),
-            on(ResourceType.TOPIC, cfg.dead_letter_topic, Op.WRITE),
-            on(ResourceType.TOPIC, changelog, Op.READ),
-            on(ResourceType.TOPIC, changelog, Op.WRITE),
-            on(ResourceType.GROUP, cfg.group_id, Op.READ)]
-    if create:  # on the topics it creates (CREATE on the cluster would do too)
-        acls += [on(ResourceType.TOPIC, name, Op.CREATE)
-                 for name in (cfg.recommendations_topic, cfg.dead_letter_topic, changelog)]
-    if cfg.exactly_once:
-        acls.append(on(ResourceType.TRANSACTIONAL_ID, f"{cfg.group_id}-", Op.WRITE,
-                       ACLResourcePatternType.PREFIXED))
-    return acls
+    """Exactly the ACLs docs/RELIABILITY.md tells an operator to grant the worker: with
+    `create`, CREATE on the topics it creates (CREATE on the cluster would do too)."""
+    wanted = {"always", *(["create"] if create else []),
+              *(["exactly-once"] if cfg.exactly_once else [])}
+    return [ACL(principal, "*", Op[acl.operation], ALLOW, ResourcePattern(
+                KINDS[acl.resource], acl.resolve(cfg), ACLResourcePatternType.PREFIXED
+                if acl.prefixed else ACLResourcePatternType.LITERAL))
+            for acl in ACL_TABLE if acl.when in wanted]
 
 
 def committed(broker: SaslBroker, group: str) -> dict[int, int]:
@@ -243,7 +301,8 @@ def committed(broker: SaslBroker, group: str) -> dict[int, int]:
 
 def may_write(broker: SaslBroker, user: str, topic: str) -> bool:
     """Whether the broker lets `user` WRITE `topic` now (its KIP-430 verdict)."""
-    admin = make_admin(broker.sasl_plaintext, "acl-test-check", broker.security(user=user))
+    admin = KafkaAdminClient(bootstrap_servers=broker.sasl_plaintext, client_id="acl-test-check",
+                             **broker.security(user=user).client_kwargs())
     try:
         described = admin.describe_topics([topic])[0]
     finally:
@@ -459,33 +518,25 @@ def test_the_documented_acls_are_all_the_worker_needs(
     assert len(records_of(sasl_broker, changelog_topic(cfg.group_id), len(history))) >= 10
 
 
-MISSING = {  # test id: (resource, name of it in a WorkerConfig, operation, exactly-once)
-    "events-READ": ("topic", "events_topic", Op.READ, False),
-    "recommendations-WRITE": ("topic", "recommendations_topic", Op.WRITE, False),
-    "changelog-WRITE": ("topic", "changelog", Op.WRITE, False),
-    "group-READ": ("group", "group_id", Op.READ, False),
-    "transactional-id-WRITE": ("transactional id", "transactional_id", Op.WRITE, True),
-}
+MISSING = {acl.label(): acl for acl in ACL_TABLE}  # every documented ACL, one at a time
 
 
 @pytest.mark.parametrize("missing", list(MISSING))
 def test_worker_command_without_an_acl_exits_2_naming_it_and_commits_nothing(
     sasl_broker: SaslBroker, tiny_checkpoint: Path, cli: Callable[..., CliRun], missing: str,
 ) -> None:
-    resource, field, operation, exactly_once = MISSING[missing]
+    acl = MISSING[missing]
     cfg = worker_config(sasl_broker.sasl_plaintext, tiny_checkpoint, KafkaSecurity(),
-                        prefix="acl", exactly_once=exactly_once)
-    name = (changelog_topic(cfg.group_id) if field == "changelog"
-            else str(getattr(cfg, field)))
-    create_topics(sasl_broker, cfg, outputs=True)
+                        prefix="acl", exactly_once=acl.when == "exactly-once")
+    name = acl.resolve(cfg)
+    creates = acl.when == "create"  # CREATE is needed only if the worker creates its topics
+    create_topics(sasl_broker, cfg, outputs=not creates)
     produce(sasl_broker, cfg.events_topic, range(4))
-    kinds = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
-             "transactional id": ResourceType.TRANSACTIONAL_ID}
-    acls = documented_acls("User:bob", cfg)
-    kept = [acl for acl in acls
-            if not (acl.resource_pattern.resource_type == kinds[resource]
-                    and name.startswith(acl.resource_pattern.resource_name)
-                    and acl.operation == operation)]
+    acls = documented_acls("User:bob", cfg, create=creates)
+    kept = [a for a in acls
+            if not (a.resource_pattern.resource_type == KINDS[acl.resource]
+                    and a.resource_pattern.resource_name == name
+                    and a.operation == Op[acl.operation])]
     assert len(kept) == len(acls) - 1
     grant(sasl_broker, kept)
 
@@ -493,10 +544,19 @@ def test_worker_command_without_an_acl_exits_2_naming_it_and_commits_nothing(
     run = cli("worker", *worker_flags(cfg, tiny_checkpoint), *sasl_broker.flags(user="bob"))
     assert time.monotonic() - began < FAIL_FAST_S
     assert run.code == 2, run.err
-    op = operation.name
-    assert run.error_line("worker") == (
-        f"streamrec worker: error: not authorized to {op} {resource} {name} (principal "
-        f"User:bob): grant User:bob {op} on {resource} {name} (see {ACL_DOC})")
+    op, resource = acl.operation, acl.resource
+    if acl.resource == "transactional id":  # granted by prefix, named in full
+        name = cfg.transactional_id
+    line = run.error_line("worker")
+    if creates:  # a topic it may not create may also be one it may not see
+        assert line.startswith(f"streamrec worker: error: not authorized to CREATE topic {name} "
+                               "(principal User:bob): it does not exist, or User:bob may not "
+                               "DESCRIBE it;"), line
+        assert line.endswith(f"(see {ACL_DOC})"), line
+    else:
+        assert line == (
+            f"streamrec worker: error: not authorized to {op} {resource} {name} (principal "
+            f"User:bob): grant User:bob {op} on {resource} {name} (see {ACL_DOC})")
     assert committed(sasl_broker, cfg.group_id) == {}
 
 
