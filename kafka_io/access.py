@@ -14,13 +14,12 @@ import logging
 from collections.abc import Collection, Mapping
 
 from streamrec.kafka_io.clients import make_admin
-from streamrec.kafka_io.errors import KafkaAuthorizationError, KafkaClientError
+from streamrec.kafka_io.errors import ACL_DOC, KafkaAuthorizationError, KafkaClientError
 from streamrec.kafka_io.port import Admin, ClientChoice
 from streamrec.kafka_io.security import KafkaSecurity, principal_of
 
 logger = logging.getLogger(__name__)
 
-ACL_DOC = 'docs/RELIABILITY.md, "Security: the ACLs the worker needs"'
 
 
 def not_authorized(

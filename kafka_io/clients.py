@@ -18,17 +18,18 @@ import importlib.util
 import logging
 import os
 import time
-from typing import Any, get_args
+from typing import Any
 
 from streamrec.common.errors import ConfigError
 from streamrec.kafka_io.errors import (
+    ACL_DOC,
     KafkaAuthorizationError,
     KafkaClientError,
     KafkaUnavailableError,
 )
 from streamrec.kafka_io.port import (
+    CLIENT_CHOICES,
     Admin,
-    ClientChoice,
     ClientName,
     Consumer,
     ConsumerSettings,
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 CLIENT_ENV = "STREAMREC_KAFKA_CLIENT"
 TOPIC_READY_S = 30.0  # how long a topic may take to have a leader for every partition
-ACL_DOC = 'docs/RELIABILITY.md, "Security: the ACLs the worker needs"'
 # What `auto` picks: kafka-python until confluent-kafka has passed the whole
 # integration suite and measured faster side by side (docs/BENCHMARKS.md).
 AUTO_CLIENT: ClientName = "kafka-python"
@@ -60,13 +60,14 @@ def resolve_client(choice: str | None = None) -> ClientName:
     ConfigError for an unknown name, or for `confluent` when it is not installed.
     """
     choice = choice or os.environ.get(CLIENT_ENV) or "auto"
-    if choice not in get_args(ClientChoice):
+    if choice not in CLIENT_CHOICES:
         raise ConfigError(f"--kafka-client ({CLIENT_ENV}) must be one of "
-                          f"{', '.join(get_args(ClientChoice))}, got {choice!r}")
+                          f"{', '.join(CLIENT_CHOICES)}, got {choice!r}")
     if choice == "auto":
-        return AUTO_CLIENT if AUTO_CLIENT == "kafka-python" or confluent_installed() else (
-            "kafka-python")
-    if choice == "confluent" and not confluent_installed():
+        choice = AUTO_CLIENT
+        if choice == "confluent" and not confluent_installed():
+            return "kafka-python"
+    elif choice == "confluent" and not confluent_installed():
         raise ConfigError("--kafka-client confluent: confluent-kafka is not installed "
                           "(pip install confluent-kafka), or choose kafka-python")
     return choice  # type: ignore[return-value]

@@ -27,6 +27,9 @@ class KafkaSecurityError(KafkaUnavailableError):
     """A broker answers but the connection's security fails: TLS handshake or SASL login."""
 
 
+ACL_DOC = 'docs/RELIABILITY.md, "Security: the ACLs the worker needs"'  # named by every refusal
+
+
 class KafkaAuthorizationError(KafkaSecurityError):
     """The broker refuses an operation: the principal lacks an ACL (READ, WRITE, ...).
 
