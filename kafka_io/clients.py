@@ -94,9 +94,9 @@ def make_consumer(
     security = security or KafkaSecurity()
     preflight(bootstrap, security)
     if resolve_client(client) == "confluent":
-        from streamrec.kafka_io.confluent import ConfluentConsumer
+        from streamrec.kafka_io.confluent.consumer import ConfluentConsumer
         return ConfluentConsumer(config, security)
-    from streamrec.kafka_io.kafka_python import KafkaPythonConsumer
+    from streamrec.kafka_io.kafka_python.consumer import KafkaPythonConsumer
     return KafkaPythonConsumer(config, security)
 
 
@@ -110,9 +110,9 @@ def make_producer(
     security = security or KafkaSecurity()
     preflight(bootstrap, security)
     if resolve_client(client) == "confluent":
-        from streamrec.kafka_io.confluent import ConfluentProducer
+        from streamrec.kafka_io.confluent.producer import ConfluentProducer
         return ConfluentProducer(config, security)
-    from streamrec.kafka_io.kafka_python import KafkaPythonProducer
+    from streamrec.kafka_io.kafka_python.producer import KafkaPythonProducer
     return KafkaPythonProducer(config, security)
 
 
@@ -124,9 +124,9 @@ def make_admin(
     security = security or KafkaSecurity()
     preflight(bootstrap, security)
     if resolve_client(client) == "confluent":
-        from streamrec.kafka_io.confluent import ConfluentAdmin
+        from streamrec.kafka_io.confluent.admin import ConfluentAdmin
         return ConfluentAdmin(bootstrap, client_id, security)
-    from streamrec.kafka_io.kafka_python import KafkaPythonAdmin
+    from streamrec.kafka_io.kafka_python.admin import KafkaPythonAdmin
     return KafkaPythonAdmin(bootstrap, client_id, security)
 
 

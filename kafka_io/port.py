@@ -1,7 +1,7 @@
 """The Kafka port: the small interface the rest of streamrec uses, in its own types.
 
-Two adapters implement it, `kafka_python.py` (kafka-python, pure Python) and
-`confluent.py` (confluent-kafka over librdkafka, whose batching and network I/O run
+Two adapters implement it, `kafka_python/` (kafka-python, pure Python) and
+`confluent/` (confluent-kafka over librdkafka, whose batching and network I/O run
 on C threads outside the GIL); `clients.py` builds them with the settings that carry
 the delivery guarantees and picks one (`--kafka-client`). Nothing outside
 `streamrec.kafka_io` imports a client library, so the worker, the state, the tools

@@ -26,9 +26,10 @@ from kafka.errors import (
 )
 
 from streamrec.common.errors import StreamrecError
-from streamrec.kafka_io import confluent, kafka_python
 from streamrec.kafka_io.access import authorization_error, not_authorized
+from streamrec.kafka_io.confluent import base as confluent
 from streamrec.kafka_io.errors import KafkaAuthorizationError, KafkaSecurityError
+from streamrec.kafka_io.kafka_python import base as kafka_python
 from streamrec.kafka_io.probe import check_sasl
 from streamrec.kafka_io.security import KafkaSecurity, principal_of
 

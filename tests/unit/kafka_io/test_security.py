@@ -24,7 +24,7 @@ from streamrec.cli.flags import add_security_flags, security_from_args
 from streamrec.cli.main import main
 from streamrec.common.errors import ConfigError
 from streamrec.kafka_io.errors import KafkaSecurityError, KafkaUnavailableError
-from streamrec.kafka_io.kafka_python import open_client
+from streamrec.kafka_io.kafka_python.base import open_client
 from streamrec.kafka_io.probe import bootstrap_addresses, check_tls
 from streamrec.kafka_io.security import KafkaSecurity
 from tests.tls import CertPair, make_ca, make_server_cert

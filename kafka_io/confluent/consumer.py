@@ -1,0 +1,228 @@
+"""confluent-kafka's `Consumer` behind the port: waits for the first record, then takes
+what is ready; end-of-partition events count as the position for reads to the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer as CkConsumer
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import TopicPartition as CkPartition
+
+from streamrec.kafka_io.confluent.base import (
+    DENIED,
+    METADATA_TIMEOUT_S,
+    ErrorLog,
+    common_config,
+    connect,
+    to_ck,
+    to_port,
+    translate,
+)
+from streamrec.kafka_io.port import (
+    MAX_REQUEST_BYTES,
+    ConsumedRecord,
+    Consumer,
+    ConsumerSettings,
+    RebalanceCallback,
+    Record,
+    TopicPartition,
+)
+from streamrec.kafka_io.security import KafkaSecurity
+
+logger = logging.getLogger(__name__)
+
+
+class ConfluentConsumer(Consumer):
+    """confluent-kafka's `Consumer` behind the port."""
+
+    client = "confluent"
+
+    def __init__(self, settings: ConsumerSettings, security: KafkaSecurity) -> None:
+        self._errors = ErrorLog()
+        config = {
+            **common_config(settings.bootstrap, settings.client_id, security, self._errors),
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": settings.auto_offset_reset,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+            "max.partition.fetch.bytes": settings.max_partition_fetch_bytes,
+            "fetch.max.bytes": 4 * MAX_REQUEST_BYTES,
+            "receive.message.max.bytes": 4 * MAX_REQUEST_BYTES + 65536,
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+            "allow.auto.create.topics": settings.allow_auto_create_topics,
+            "partition.assignment.strategy": "range",
+            "enable.partition.eof": settings.group_id is None,
+        }
+        if settings.group_id is not None:
+            config["group.id"] = settings.group_id
+        else:  # librdkafka wants one; nothing is ever joined or committed with it
+            config["group.id"] = f"{settings.client_id}-no-group"
+        self._c = CkConsumer(config)
+        self._max_records = settings.max_poll_records
+        self._paused: set[TopicPartition] = set()
+        self._eof: dict[TopicPartition, int] = {}
+        try:
+            connect(self._c, settings.bootstrap, self._errors, lambda: self._c.poll(0))
+        except BaseException:
+            self._c.close()
+            raise
+
+    def subscribe(
+        self, topic: str, *, on_assigned: RebalanceCallback | None = None,
+        on_revoked: RebalanceCallback | None = None, on_lost: RebalanceCallback | None = None,
+    ) -> None:
+        def assigned(_: Any, partitions: list[CkPartition]) -> None:
+            self._paused.clear()  # a new assignment starts unpaused
+            if on_assigned is not None:
+                on_assigned([to_port(tp) for tp in partitions])
+
+        def revoked(_: Any, partitions: list[CkPartition]) -> None:
+            if on_revoked is not None:
+                on_revoked([to_port(tp) for tp in partitions])
+
+        def lost(_: Any, partitions: list[CkPartition]) -> None:
+            callback = on_lost if on_lost is not None else on_revoked
+            if callback is not None:
+                callback([to_port(tp) for tp in partitions])
+
+        try:
+            self._c.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+        except KafkaException as exc:
+            raise translate(exc) from exc
+
+    def poll(self, timeout_s: float) -> dict[TopicPartition, list[Record]]:
+        # `consume` returns only when its batch is full or its whole timeout has passed:
+        # wait with `poll`, which returns at the first message, then take what is ready.
+        try:
+            first = self._c.poll(max(0.0, timeout_s))
+            if first is None:
+                return {}
+            messages = [first]
+            if self._max_records > 1:
+                messages += self._c.consume(self._max_records - 1, 0)
+        except KafkaException as exc:
+            raise translate(exc) from exc
+        polled: dict[TopicPartition, list[Record]] = {}
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                self._consume_error(m, err)
+                continue
+            tp = TopicPartition(m.topic(), m.partition())
+            records = polled.get(tp)
+            if records is None:
+                records = polled[tp] = []
+            records.append(ConsumedRecord(tp.topic, tp.partition, m.offset(), m.timestamp()[1],
+                                          m.key(), m.value(), m.headers() or []))
+        return polled
+
+    def _consume_error(self, m: Any, err: KafkaError) -> None:
+        """End of a partition is noted; refusals and fatal errors raise; others log."""
+        if err.code() == KafkaError._PARTITION_EOF:
+            self._eof[TopicPartition(m.topic(), m.partition())] = m.offset()
+            return
+        if err.fatal() or err.code() in DENIED:
+            raise translate(KafkaException(err), names=(m.topic(),) if m.topic() else ())
+        logger.warning("consumer: %s", err.str())
+
+    def assignment(self) -> set[TopicPartition]:
+        return {to_port(tp) for tp in self._c.assignment()}
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        wanted = [tp for tp in partitions if tp not in self._paused]
+        if wanted:
+            self._c.pause([to_ck(tp) for tp in wanted])
+            self._paused.update(wanted)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        wanted = [tp for tp in partitions if tp in self._paused]
+        if wanted:
+            self._c.resume([to_ck(tp) for tp in wanted])
+            self._paused.difference_update(wanted)
+
+    def paused(self) -> set[TopicPartition]:
+        return self._paused & self.assignment()
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        try:
+            answered = self._c.commit(offsets=[to_ck(tp, o) for tp, o in offsets.items()],
+                                      asynchronous=False)
+        except KafkaException as exc:
+            raise translate(exc) from exc
+        failed = [tp for tp in answered or () if tp.error is not None]
+        if failed:
+            raise translate(KafkaException(failed[0].error))
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        try:
+            _, high = self._c.get_watermark_offsets(to_ck(partition), cached=True)
+        except KafkaException:
+            return None
+        return high if high >= 0 else None
+
+    def group_metadata(self) -> Any:
+        return self._c.consumer_group_metadata()
+
+    def partitions_for(self, topic: str) -> set[int] | None:
+        try:
+            found = self._c.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
+        except KafkaException as exc:
+            raise translate(exc) from exc
+        if found is None or found.error is not None or not found.partitions:
+            return None
+        return set(found.partitions)
+
+    def assign(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self._eof.clear()
+        try:
+            self._c.assign([to_ck(tp, o) for tp, o in offsets.items()])
+        except KafkaException as exc:
+            raise translate(exc) from exc
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        # librdkafka seeks only a partition it already fetches; assigning it again at
+        # the offset works in every state, and drops what was fetched ahead.
+        self._eof.pop(partition, None)
+        try:
+            self._c.incremental_unassign([to_ck(partition)])
+            self._c.incremental_assign([to_ck(partition, offset)])
+        except KafkaException as exc:
+            raise translate(exc) from exc
+
+    def position(self, partition: TopicPartition, timeout_s: float) -> int | None:
+        try:
+            position = self._c.position([to_ck(partition)])[0].offset
+        except KafkaException as exc:
+            raise translate(exc) from exc
+        # The end of the partition, once reported, counts: past trailing transaction
+        # markers no record moves the position.
+        best = max(position, self._eof.get(partition, -1))
+        return best if best >= 0 else None
+
+    def watermarks(self, partitions: Iterable[TopicPartition], timeout_s: float,
+                   ) -> dict[TopicPartition, tuple[int, int]]:
+        found = {}
+        try:
+            for tp in partitions:
+                found[tp] = tuple(self._c.get_watermark_offsets(to_ck(tp), timeout=timeout_s))
+        except KafkaException as exc:
+            raise translate(exc) from exc
+        return found  # type: ignore[return-value]
+
+    def offsets_for_times(self, times: Mapping[TopicPartition, int], timeout_s: float,
+                          ) -> dict[TopicPartition, int | None]:
+        try:
+            found = self._c.offsets_for_times([to_ck(tp, ms) for tp, ms in times.items()],
+                                              timeout=timeout_s)
+        except KafkaException as exc:
+            raise translate(exc) from exc
+        return {to_port(tp): (tp.offset if tp.offset >= 0 else None) for tp in found}
+
+    def close(self) -> None:
+        self._c.close()

@@ -1,0 +1,151 @@
+"""`KafkaConsumer` behind the port: records and partitions pass through uncopied.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka import TopicPartition as KpPartition
+from kafka.structs import OffsetAndMetadata
+
+from streamrec.kafka_io.kafka_python.base import open_client, to_kp, to_port, translated
+from streamrec.kafka_io.port import (
+    MAX_REQUEST_BYTES,
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    ConsumerSettings,
+    RebalanceCallback,
+    Record,
+    TopicPartition,
+)
+from streamrec.kafka_io.security import KafkaSecurity
+
+logger = logging.getLogger(__name__)
+
+
+class _Listener(ConsumerRebalanceListener):
+    """kafka-python's rebalance listener calling the port's callbacks."""
+
+    def __init__(self, assigned: RebalanceCallback | None, revoked: RebalanceCallback | None,
+                 lost: RebalanceCallback | None) -> None:
+        self.assigned, self.revoked, self.lost = assigned, revoked, lost
+
+    def on_partitions_revoked(self, revoked: list[KpPartition]) -> None:
+        if self.revoked is not None:
+            self.revoked([to_port(tp) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: list[KpPartition]) -> None:
+        if self.assigned is not None:
+            self.assigned([to_port(tp) for tp in assigned])
+
+    def on_partitions_lost(self, lost: list[KpPartition]) -> None:
+        if self.lost is not None:
+            self.lost([to_port(tp) for tp in lost])
+        elif self.revoked is not None:
+            self.revoked([to_port(tp) for tp in lost])
+
+
+class KafkaPythonConsumer(Consumer):
+    """`KafkaConsumer` behind the port."""
+
+    client = "kafka-python"
+
+    def __init__(self, settings: ConsumerSettings, security: KafkaSecurity) -> None:
+        config: dict[str, Any] = {
+            "bootstrap_servers": settings.bootstrap,
+            "group_id": settings.group_id,
+            "client_id": settings.client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": settings.auto_offset_reset,
+            "max_partition_fetch_bytes": settings.max_partition_fetch_bytes,
+            "fetch_max_bytes": max(4 * MAX_REQUEST_BYTES, settings.max_partition_fetch_bytes),
+            "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+            "isolation_level": "read_committed",
+            "max_poll_records": settings.max_poll_records,
+            "session_timeout_ms": settings.session_timeout_ms,
+            "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+            "allow_auto_create_topics": settings.allow_auto_create_topics,
+            **security.client_kwargs(),
+        }
+        self._c = open_client(settings.bootstrap, security, lambda: KafkaConsumer(**config))
+
+    def subscribe(
+        self, topic: str, *, on_assigned: RebalanceCallback | None = None,
+        on_revoked: RebalanceCallback | None = None, on_lost: RebalanceCallback | None = None,
+    ) -> None:
+        with translated():
+            self._c.subscribe([topic], listener=_Listener(on_assigned, on_revoked, on_lost))
+
+    def poll(self, timeout_s: float) -> dict[TopicPartition, list[Record]]:
+        with translated():
+            # Its partitions are tuples equal to the port's, its records have the
+            # port's attributes: handed out as they are, no copy per record.
+            return self._c.poll(timeout_ms=max(0, int(timeout_s * 1000)))  # type: ignore[no-any-return]
+
+    def assignment(self) -> set[TopicPartition]:
+        return {to_port(tp) for tp in self._c.assignment()}
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._c.pause(*(to_kp(tp) for tp in partitions))
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._c.resume(*(to_kp(tp) for tp in partitions))
+
+    def paused(self) -> set[TopicPartition]:
+        return {to_port(tp) for tp in self._c.paused()}
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        with translated():
+            self._c.commit({to_kp(tp): OffsetAndMetadata(offset, "", -1)
+                            for tp, offset in offsets.items()})
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return self._c.highwater(to_kp(partition))  # type: ignore[no-any-return]
+
+    def group_metadata(self) -> Any:
+        return self._c.group_metadata()
+
+    def partitions_for(self, topic: str) -> set[int] | None:
+        with translated():
+            return self._c.partitions_for_topic(topic)  # type: ignore[no-any-return]
+
+    def assign(self, offsets: Mapping[TopicPartition, int]) -> None:
+        with translated():
+            self._c.assign([to_kp(tp) for tp in offsets])
+            for tp, offset in offsets.items():
+                self.seek(tp, offset)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        tp = to_kp(partition)
+        if offset == OFFSET_BEGINNING:
+            self._c.seek_to_beginning(tp)
+        elif offset == OFFSET_END:
+            self._c.seek_to_end(tp)
+        else:
+            self._c.seek(tp, offset)
+
+    def position(self, partition: TopicPartition, timeout_s: float) -> int | None:
+        with translated():
+            return self._c.position(to_kp(partition),  # type: ignore[no-any-return]
+                                    timeout_ms=max(1, int(timeout_s * 1000)))
+
+    def watermarks(self, partitions: Iterable[TopicPartition], timeout_s: float,
+                   ) -> dict[TopicPartition, tuple[int, int]]:
+        tps = [to_kp(tp) for tp in partitions]
+        with translated():
+            begins = self._c.beginning_offsets(tps, timeout_ms=int(timeout_s * 1000))
+            ends = self._c.end_offsets(tps, timeout_ms=int(timeout_s * 1000))
+        return {to_port(tp): (begins[tp], ends[tp]) for tp in tps}
+
+    def offsets_for_times(self, times: Mapping[TopicPartition, int], timeout_s: float,
+                          ) -> dict[TopicPartition, int | None]:
+        with translated():
+            found = self._c.offsets_for_times({to_kp(tp): ms for tp, ms in times.items()},
+                                              timeout_ms=int(timeout_s * 1000))
+        return {to_port(tp): (at.offset if at is not None else None) for tp, at in found.items()}
+
+    def close(self) -> None:
+        self._c.close(autocommit=False)
