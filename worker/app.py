@@ -3,14 +3,14 @@
     poll -> validate (bad -> dead letters) -> histories -> micro-batch
          -> model stage (encode + search, own thread) -> send recommendations and
             changelog records -> every commit interval: commit offsets once every
-            record sent before them is acknowledged
+            record sent before them is acknowledged (commits.py)
 
 Offsets are never committed past an event whose user still waits for a batch (or
 sits in the model stage), nor before every record sent ahead of them is
-acknowledged, so a crash at any point re-reads, and never skips, an event. `stop()`
-is safe to call from a signal handler: the loop finishes the batch in hand, drains
-the pending users, publishes, waits for every acknowledgement, commits, closes and
-returns.
+acknowledged (`commits.py`), so a crash at any point re-reads, and never skips, an
+event. `stop()` is safe to call from a signal handler: the loop finishes the batch
+in hand, drains the pending users, publishes, waits for every acknowledgement,
+commits, closes and returns.
 
 State: each batch writes its users' changed histories, as of the batch's cut, to the
 changelog (`state/`) right after their recommendations; newly assigned partitions
@@ -27,7 +27,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +47,11 @@ from streamrec.kafka_io.port import MAX_REQUEST_BYTES, Consumer, TopicPartition
 from streamrec.worker import heap
 from streamrec.worker.backpressure import Backpressure
 from streamrec.worker.batcher import MicroBatcher
+from streamrec.worker.commits import Commits
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.errors import PublishError
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.model_stage import ModelJob, ModelStage
-from streamrec.worker.offsets import OffsetTracker
 from streamrec.worker.publish import Acked, Publisher
 from streamrec.worker.recommend import Recommendations, Recommender
 from streamrec.worker.reload import ModelWatcher
@@ -92,17 +91,12 @@ class Worker:
             max_users=config.max_users, max_unknown_items=config.max_unknown_items,
             restore_readers=config.restore_readers)
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
-        self.offsets = OffsetTracker(config.events_topic, config.commit_interval_ms)
         self._owned: set[int] = set()  # partitions restored and owned
         self._assigned_once = False
         self._restoring = False
         self._stop = threading.Event()
-        self._failed = False  # a record was not acknowledged: stop without committing
         self._backpressure = Backpressure(config.pending_limit)
         self._refusals_seen = 0  # model versions refused, as counted in the metrics
-        # Offsets waiting for their records' acknowledgements: (offsets, sequence number
-        # every record below which must be confirmed first).
-        self._pending_commit: tuple[dict[TopicPartition, int], int] | None = None
         self._event_filter = EventFilter(config.event_types)
         self._skip_label = SkippedTypeLabels()
         self.metrics_port: int | None = None
@@ -110,6 +104,7 @@ class Worker:
         self._consumer: Consumer | None = None
         self._model: Any = None  # ModelStage, started by run()
         self._publisher: Publisher | None = None
+        self._commits: Commits | None = None  # built by run(), on the clients
         self.metrics.users.set_function(self.state.num_users)
         self.metrics.unknown_items_held.set_function(lambda: self.state.items.extra)
         self.metrics.pending.set_function(self._unanswered_users)
@@ -174,6 +169,12 @@ class Worker:
             max_poll_records=max(500, 4 * cfg.max_batch),
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(1000, cfg.session_timeout_ms // 3))
+        self._commits = Commits(
+            self._consumer, self._publisher, cfg.events_topic,
+            interval_ms=cfg.commit_interval_ms, exactly_once=cfg.exactly_once,
+            metrics=self.metrics, unanswered=self._unpublished_marks,
+            publish_in_hand=self._publish_in_hand, on_acked=self._account,
+            on_commit=self._apply_cap)
         subscribe_when_known(self._consumer, cfg.events_topic, on_assigned=self._on_assigned,
                              on_revoked=self._on_revoked, on_lost=self._on_lost)
         heap.settle("serving")
@@ -185,7 +186,7 @@ class Worker:
                                          group=cfg.group_id, transactional_id=cfg.transactional_id)
             if denied is None:
                 raise
-            self._failed = True  # write and commit nothing more on the way out
+            self._commits.halt()  # write and commit nothing more on the way out
             raise denied from exc
         finally:
             self._close(producer)
@@ -208,8 +209,7 @@ class Worker:
                     self._watcher.refusals - self._refusals_seen)
                 self._refusals_seen = self._watcher.refusals
             self._apply_backpressure()
-            self._account(self._confirmed(self._publisher.collect))
-            self._maybe_commit()
+            self._commits.update()
             if time.monotonic() >= next_lag:
                 self._update_lag()
                 next_lag = time.monotonic() + LAG_REFRESH_S
@@ -230,16 +230,14 @@ class Worker:
             wait = min(wait, self.batcher.wait_time())
         if self._publisher.inflight:
             wait = min(wait, ACK_POLL_S)
-        if self.offsets.uncommitted() and self._pending_commit is None:
-            wait = min(wait, self.offsets.until_due())
-        return max(0.001, wait)
+        return max(0.001, min(wait, self._commits.until_due()))
 
     def _drain(self) -> None:
         """Publish every pending user and commit: the graceful part of shutdown."""
         while self.batcher or self._model.busy:
             self._advance(drain=True)
-        self._commit_point()
-        logger.info("drained and committed %s", self.offsets.committed)
+        self._commits.commit_now()
+        logger.info("drained and committed %s", self._commits.committed)
 
     def _close(self, producer: Any) -> None:
         if self._consumer is not None:
@@ -301,7 +299,7 @@ class Worker:
                 if due:
                     add(tp.partition, event.user_id, offset, event.ts, since, record_ts)
             self.metrics.stage_seconds.labels("histories").observe(time.perf_counter() - decoded)
-        self.offsets.consumed_up_to(tp.partition, records[-1].offset + 1)
+        self._commits.consumed_up_to(tp.partition, records[-1].offset + 1)
 
     def _advance(self, drain: bool = False) -> None:
         """Take the batch the model stage finished, hand it the next one when due, then
@@ -413,82 +411,18 @@ class Worker:
                 marks[item.partition] = item.first_offset
         return marks
 
-    def _maybe_commit(self) -> None:
-        """Every `commit_interval_ms`: commit the offsets whose records are confirmed.
-
-        Without exactly-once a commit does not stop the loop: the offsets are taken
-        when it is due, with the sequence number of the next record, and committed
-        once every record before that number is acknowledged (`collect` sees them
-        arrive). With exactly-once, the transaction is committed (`_commit_point`).
-        """
-        if self.config.exactly_once:
-            if self.offsets.due() and (self.offsets.uncommitted() or self._publisher.inflight):
-                self._commit_point()
-            return
-        if self._pending_commit is not None:
-            offsets, barrier = self._pending_commit
-            if self._publisher.confirmed(barrier):
-                self._pending_commit = None
-                self._finish_commit(offsets, self._commit(offsets))
-        elif self.offsets.due() and self.offsets.uncommitted():
-            self.offsets.schedule_next()
-            offsets = self.offsets.to_commit(self._unpublished_marks())
-            if offsets:
-                self._pending_commit = (offsets, self._publisher.sent)
-
-    def _commit_point(self, consumer_commit: bool = True) -> None:
-        """Wait for every acknowledgement, then commit: at shutdown, before a rebalance,
-        and every interval with exactly-once.
-
-        Offsets are committed only after every record sent before them is
-        acknowledged. State needs no write here: each batch wrote its users' changelog
-        records, and a user changed since is pending, so its offsets are held back.
-        A crash re-reads events whose state may already be in the changelog; the
-        applied offsets stored with it make that replay a no-op. With exactly-once
-        the records since the last commit and the offsets are one transaction.
-        `consumer_commit=False` skips the consumer's own commit (not allowed inside its
-        rebalance callback).
-        """
-        start = time.perf_counter()
-        self._pending_commit = None  # superseded: these offsets are taken afresh
-        if self._model.busy:  # its batch goes out with this commit
+    def _publish_in_hand(self) -> None:
+        """Publish the batch in the model stage: a blocking commit takes it along."""
+        if self._model.busy:
             self._publish(self._model.take(timeout_s=None))  # type: ignore[arg-type]
-        eos = self.config.exactly_once
-        wanted = eos or consumer_commit
-        offsets = self.offsets.to_commit(self._unpublished_marks()) if wanted else {}
-        if eos:
-            acked = self._confirmed(lambda: self._publisher.commit_transaction(
-                offsets, self._consumer.group_metadata()))
-        else:
-            acked = self._confirmed(self._publisher.flush)
-        self._account(acked)
-        self.offsets.schedule_next()
-        self._finish_commit(offsets, eos or self._commit(offsets))
-        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
 
-    def _finish_commit(self, offsets: dict[TopicPartition, int],
-                       committed: bool) -> None:
-        """Book a commit and apply the user cap (evicting only users in the changelog)."""
-        if committed and offsets:
-            self.offsets.mark_committed(offsets)
-            self.metrics.commits.inc()
+    def _apply_cap(self) -> None:
+        """After a commit point: apply the user cap (evicting only users in the changelog)."""
         if self.config.max_users:
             self.metrics.evicted.inc(self.state.evict())
             users, nbytes = self.state.evicted_users()
             self.metrics.evicted_index_users.set(users)
             self.metrics.evicted_index_bytes.set(nbytes)
-
-    def _confirmed(self, confirm: Callable[[], Acked]) -> Acked:
-        """`confirm()` (collect, flush or commit the transaction), counting failures: a
-        `PublishError` stops the worker before any offset past the failed record is
-        committed."""
-        try:
-            return confirm()
-        except PublishError as exc:
-            self._failed = True
-            for kind in exc.kinds:
-                self.metrics.publish_failures.labels(kind).inc()
-            raise
 
     def _account(self, acked: Acked) -> None:
         """Count acknowledged records; latency runs from each event's record timestamp."""
@@ -504,26 +438,6 @@ class Worker:
         for ts in acked.record_ts:
             m.event_to_rec_seconds.observe(max(0.0, (acked_ms - ts) / 1000.0))
 
-    def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
-        """Commit offsets; a failure (broker away, rebalance) is logged and retried later.
-
-        Nothing is lost by a failed commit: the records are acknowledged, state is in
-        the changelog, and the next commit (or the partition's next owner, which
-        skips events already applied) covers the same offsets.
-        """
-        if not offsets:
-            return False
-        start = time.perf_counter()
-        try:
-            self._consumer.commit(offsets)
-        except KafkaClientError as exc:
-            self.metrics.commit_failures.inc()
-            logger.warning("offset commit failed (%s); will commit again after the next batch",
-                           exc)
-            return False
-        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
-        return True
-
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: every changed history reaches the changelog, acknowledged.
 
@@ -537,9 +451,9 @@ class Worker:
         pending: they are published if the partition comes back, and dropped (their
         events replayed by the new owner) if it does not.
         """
-        if self._publisher is None or self._failed:
+        if self._commits is None or self._commits.failed:
             return  # after a failed publish nothing more is written or committed
-        self._commit_point(consumer_commit=False)
+        self._commits.commit_now(consumer_commit=False)
         logger.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
 
     def _on_lost(self, lost: list[TopicPartition]) -> None:
@@ -549,8 +463,8 @@ class Worker:
         state are dropped, and the owner replays from the last commit. An open
         transaction is aborted (its writes could race the new owner's).
         """
-        if self._publisher is not None and self.config.exactly_once:
-            self._publisher.abort_transaction()
+        if self._commits is not None:
+            self._commits.abort()
         for tp in lost:
             self._forget(tp.partition)
         logger.warning("lost partitions %s (session expired); dropped their state",
@@ -559,7 +473,7 @@ class Worker:
     def _forget(self, partition: int) -> int:
         """Drop everything this worker holds for a partition it no longer owns."""
         self.batcher.drop_partition(partition)
-        self.offsets.forget(partition)
+        self._commits.forget(partition)
         self._owned.discard(partition)
         self.metrics.forget_partition(self.config.events_topic, partition)
         return self.state.drop(partition)
@@ -592,6 +506,6 @@ class Worker:
         m = self.metrics
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
-            position = self.offsets.consumed.get(tp.partition)
+            position = self._commits.consumed.get(tp.partition)
             if high is not None and position is not None:
                 m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
