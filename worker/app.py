@@ -1,16 +1,17 @@
 """The worker: the poll loop that drives every stage of the data flow.
 
-    poll -> validate (bad -> dead letters) -> histories -> micro-batch
-         -> model stage (encode + search, own thread) -> send recommendations and
-            changelog records -> every commit interval: commit offsets once every
-            record sent before them is acknowledged (commits.py)
+    poll -> validate (bad -> dead letters) -> histories -> micro-batch   (ingest.py)
+         -> model stage (encode + search, own thread)                   (model_stage.py)
+         -> send recommendations and changelog records                  (publish.py)
+         -> every commit interval: commit offsets once every record
+            sent before them is acknowledged                            (commits.py)
 
 Offsets are never committed past an event whose user still waits for a batch (or
 sits in the model stage), nor before every record sent ahead of them is
 acknowledged (`commits.py`), so a crash at any point re-reads, and never skips, an
 event. `stop()` is safe to call from a signal handler: the loop finishes the batch
 in hand, drains the pending users, publishes, waits for every acknowledgement,
-commits, closes and returns.
+commits, closes and returns. Rebalances are handled in `rebalance.py`.
 
 State: each batch writes its users' changed histories, as of the batch's cut, to the
 changelog (`state/`) right after their recommendations; newly assigned partitions
@@ -34,36 +35,30 @@ import numpy as np
 
 from streamrec.encoder import repository
 from streamrec.encoder.errors import CheckpointError
-from streamrec.kafka_io.access import authorization_error, check_access
+from streamrec.kafka_io.access import authorization_error
 from streamrec.kafka_io.clients import (
-    ensure_topics,
     make_consumer,
     make_producer,
     resolve_client,
     subscribe_when_known,
 )
 from streamrec.kafka_io.errors import KafkaClientError
-from streamrec.kafka_io.port import MAX_REQUEST_BYTES, Consumer, TopicPartition
+from streamrec.kafka_io.port import Consumer, Producer, TopicPartition
 from streamrec.worker import heap
 from streamrec.worker.backpressure import Backpressure
 from streamrec.worker.batcher import MicroBatcher
 from streamrec.worker.commits import Commits
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.errors import PublishError
+from streamrec.worker.ingest import Ingest
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.model_stage import ModelJob, ModelStage
 from streamrec.worker.publish import Acked, Publisher
+from streamrec.worker.rebalance import Ownership
 from streamrec.worker.recommend import Recommendations, Recommender
 from streamrec.worker.reload import ModelWatcher
 from streamrec.worker.state.durable import DurableHistories
-from streamrec.worker.validate import (
-    Event,
-    EventFilter,
-    Skipped,
-    SkippedTypeLabels,
-    now_ms,
-    validate_event,
-)
+from streamrec.worker.topics import prepare_topics
 
 logger = logging.getLogger(__name__)
 
@@ -91,20 +86,18 @@ class Worker:
             max_users=config.max_users, max_unknown_items=config.max_unknown_items,
             restore_readers=config.restore_readers)
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
-        self._owned: set[int] = set()  # partitions restored and owned
-        self._assigned_once = False
-        self._restoring = False
         self._stop = threading.Event()
         self._backpressure = Backpressure(config.pending_limit)
         self._refusals_seen = 0  # model versions refused, as counted in the metrics
-        self._event_filter = EventFilter(config.event_types)
-        self._skip_label = SkippedTypeLabels()
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
+        # Built by run(), once the Kafka clients are:
         self._consumer: Consumer | None = None
-        self._model: Any = None  # ModelStage, started by run()
+        self._model: Any = None  # ModelStage
         self._publisher: Publisher | None = None
-        self._commits: Commits | None = None  # built by run(), on the clients
+        self._ingest: Ingest | None = None
+        self._commits: Commits | None = None
+        self._ownership: Ownership | None = None
         self.metrics.users.set_function(self.state.num_users)
         self.metrics.unknown_items_held.set_function(lambda: self.state.items.extra)
         self.metrics.pending.set_function(self._unanswered_users)
@@ -126,7 +119,8 @@ class Worker:
     @property
     def ready(self) -> bool:
         """True once partitions are assigned and restored (what /readyz reports)."""
-        return self._assigned_once and not self._restoring and not self._stop.is_set()
+        return (self._ownership is not None and self._ownership.ready
+                and not self._stop.is_set())
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -136,47 +130,14 @@ class Worker:
         shown = dataclasses.asdict(cfg) | {"security": cfg.security.redacted()}
         logger.info("effective configuration: %s", json.dumps(shown, default=str, sort_keys=True))
         logger.info("Kafka client: %s", self.kafka_client)
-        check_access(cfg.bootstrap, cfg.security, {  # docs/RELIABILITY.md lists these ACLs
-            cfg.events_topic: ("READ",), cfg.recommendations_topic: ("WRITE",),
-            cfg.dead_letter_topic: ("WRITE",), self.state.topic: ("READ", "WRITE")},
-            group=cfg.group_id, transactional_id=cfg.transactional_id if cfg.exactly_once else None)
-        ensure_topics(
-            cfg.bootstrap,
-            {cfg.events_topic: cfg.partitions, cfg.recommendations_topic: cfg.partitions,
-             cfg.dead_letter_topic: cfg.partitions},
-            configs={cfg.dead_letter_topic: {"max.message.bytes": str(MAX_REQUEST_BYTES)}},
-            security=cfg.security, replication_factor=cfg.replication_factor,
-        )
-        self.state.ensure_topic(cfg.events_topic, cfg.replication_factor)
+        prepare_topics(cfg, self.state)
         self._report_model()
         if cfg.metrics_port >= 0:
             self._metrics_server = self.metrics.serve(cfg.metrics_port, cfg.metrics_host,
                                                       ready=lambda: self.ready,
                                                       reload=self.request_reload)
             self.metrics_port = self._metrics_server.server_port
-        # Large batches: the worker sends two records per changed user.
-        producer = make_producer(
-            cfg.bootstrap, cfg.client_id, cfg.security, batch_bytes=PRODUCER_BATCH_BYTES,
-            transactional_id=cfg.transactional_id if cfg.exactly_once else None)
-        self.metrics.watch_producer(producer)
-        self.metrics.inflight.set_function(
-            lambda: self._publisher.inflight if self._publisher is not None else 0)
-        self._publisher = Publisher(producer, cfg.recommendations_topic, cfg.dead_letter_topic,
-                                    cfg.dead_letter_max_bytes, transactional=cfg.exactly_once)
-        self._model = ModelStage(self.recommender, cfg.k)
-        self._consumer = make_consumer(
-            cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
-            max_poll_records=max(500, 4 * cfg.max_batch),
-            session_timeout_ms=cfg.session_timeout_ms,
-            heartbeat_interval_ms=max(1000, cfg.session_timeout_ms // 3))
-        self._commits = Commits(
-            self._consumer, self._publisher, cfg.events_topic,
-            interval_ms=cfg.commit_interval_ms, exactly_once=cfg.exactly_once,
-            metrics=self.metrics, unanswered=self._unpublished_marks,
-            publish_in_hand=self._publish_in_hand, on_acked=self._account,
-            on_commit=self._apply_cap)
-        subscribe_when_known(self._consumer, cfg.events_topic, on_assigned=self._on_assigned,
-                             on_revoked=self._on_revoked, on_lost=self._on_lost)
+        producer = self._connect()
         heap.settle("serving")
         try:
             self._loop()
@@ -192,6 +153,39 @@ class Worker:
             self._close(producer)
             heap.thaw()
 
+    def _connect(self) -> Producer:
+        """Build the clients and the stages on them, and join the group."""
+        cfg = self.config
+        # Large batches: the worker sends two records per changed user.
+        producer = make_producer(
+            cfg.bootstrap, cfg.client_id, cfg.security, batch_bytes=PRODUCER_BATCH_BYTES,
+            transactional_id=cfg.transactional_id if cfg.exactly_once else None)
+        self.metrics.watch_producer(producer)
+        self.metrics.inflight.set_function(
+            lambda: self._publisher.inflight if self._publisher is not None else 0)
+        self._publisher = Publisher(producer, cfg.recommendations_topic, cfg.dead_letter_topic,
+                                    cfg.dead_letter_max_bytes, transactional=cfg.exactly_once)
+        self._ingest = Ingest(self.state, self.batcher, self._publisher, self.metrics,
+                              limits=cfg.limits, event_types=cfg.event_types,
+                              exactly_once=cfg.exactly_once)
+        self._model = ModelStage(self.recommender, cfg.k)
+        self._consumer = make_consumer(
+            cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
+            max_poll_records=max(500, 4 * cfg.max_batch),
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, cfg.session_timeout_ms // 3))
+        self._commits = Commits(
+            self._consumer, self._publisher, cfg.events_topic,
+            interval_ms=cfg.commit_interval_ms, exactly_once=cfg.exactly_once,
+            metrics=self.metrics, unanswered=self._unpublished_marks,
+            publish_in_hand=self._publish_in_hand, on_acked=self._account,
+            on_commit=self._apply_cap)
+        self._ownership = Ownership(cfg.events_topic, self.state, self.batcher, self._commits,
+                                    self.metrics)
+        subscribe_when_known(self._consumer, cfg.events_topic, on_assigned=self._on_assigned,
+                             on_revoked=self._on_revoked, on_lost=self._on_lost)
+        return producer
+
     def _loop(self) -> None:
         next_lag = 0.0
         while not self._stop.is_set():
@@ -199,7 +193,8 @@ class Worker:
             polled = self._consumer.poll(self._poll_timeout_s())
             self.metrics.stage_seconds.labels("poll").observe(time.perf_counter() - start)
             for tp, records in polled.items():
-                self._ingest(tp, records)
+                self._ingest.apply(tp, records, self.recommender.model_version)
+                self._commits.consumed_up_to(tp.partition, records[-1].offset + 1)
             self._advance()
             ready = self._watcher.poll()
             if ready is not None:
@@ -211,7 +206,7 @@ class Worker:
             self._apply_backpressure()
             self._commits.update()
             if time.monotonic() >= next_lag:
-                self._update_lag()
+                self.metrics.update_lag(self._consumer, self._commits.consumed)
                 next_lag = time.monotonic() + LAG_REFRESH_S
 
     def _apply_backpressure(self) -> None:
@@ -239,7 +234,7 @@ class Worker:
         self._commits.commit_now()
         logger.info("drained and committed %s", self._commits.committed)
 
-    def _close(self, producer: Any) -> None:
+    def _close(self, producer: Producer) -> None:
         if self._consumer is not None:
             self._consumer.close()
         if self._model is not None:
@@ -252,54 +247,6 @@ class Worker:
         logger.info("worker stopped")
 
     # -- stages --------------------------------------------------------------------
-
-    def _ingest(self, tp: TopicPartition, records: list[Any]) -> None:
-        """Validate a partition's records, update histories, mark users pending."""
-        start = time.perf_counter()
-        self.metrics.events_consumed.labels(tp.topic).inc(len(records))
-        valid: list[tuple[Event, int]] = []
-        record_times: list[int] = []
-        limits, event_filter, now = self.config.limits, self._event_filter, now_ms()
-        for rec in records:
-            result = validate_event(rec.key, rec.value, rec.timestamp, limits,
-                                    event_filter=event_filter, now=now)
-            if isinstance(result, Event):
-                valid.append((result, rec.offset))
-                record_times.append(rec.timestamp)
-            elif isinstance(result, Skipped):
-                self.metrics.events_skipped.labels(self._skip_label(result.type)).inc()
-            else:
-                self.metrics.events_invalid.labels(result.reason).inc()
-                self._publisher.send_dead_letter(
-                    rec.key, rec.value, result, f"{tp.topic}/{tp.partition}/{rec.offset}")
-        decoded = time.perf_counter()
-        self.metrics.stage_seconds.labels("decode").observe(decoded - start)
-        if valid:
-            self.metrics.events_valid.inc(len(valid))
-            users = [e.user_id for e, _ in valid]
-            ts = np.fromiter((e.ts for e, _ in valid), dtype=np.int64, count=len(valid))
-            offsets = np.fromiter((o for _, o in valid), dtype=np.int64, count=len(valid))
-            applied = self.state.apply(
-                tp.partition, users, [e.item_id for e, _ in valid], ts, offsets)
-            fresh = applied.fresh
-            self.metrics.unknown_items.inc(applied.unknown)
-            self.metrics.unknown_items_not_kept.inc(applied.not_kept)
-            self.metrics.events_replayed.inc(int((~fresh).sum()))
-            if applied.judged:
-                self.metrics.observe_quality(self.recommender.model_version, applied.judged,
-                                             applied.hits, applied.ndcg)
-            # A replayed event's state is in the changelog, so its recommendation went
-            # out with it (`take_changes`). With exactly-once they committed together:
-            # it is not answered again. Otherwise whether the recommendation reached the
-            # broker before the crash is unknown, and output is at-least-once.
-            since = time.monotonic()
-            add = self.batcher.add
-            answer = fresh.tolist() if self.config.exactly_once else [True] * len(valid)
-            for (event, offset), record_ts, due in zip(valid, record_times, answer, strict=True):
-                if due:
-                    add(tp.partition, event.user_id, offset, event.ts, since, record_ts)
-            self.metrics.stage_seconds.labels("histories").observe(time.perf_counter() - decoded)
-        self._commits.consumed_up_to(tp.partition, records[-1].offset + 1)
 
     def _advance(self, drain: bool = False) -> None:
         """Take the batch the model stage finished, hand it the next one when due, then
@@ -380,7 +327,8 @@ class Worker:
         m.stage_seconds.labels("encode").observe(job.encode_s)
         m.stage_seconds.labels("search").observe(job.search_s)
         batch, histories, recs = job.batch, job.histories, job.recs
-        owned = [b.partition in self._owned for b in batch]
+        owned_now = self._ownership.owned
+        owned = [b.partition in owned_now for b in batch]
         if not all(owned):  # partitions lost while the batch was in the model
             keep = np.array(owned)
             batch = [b for b, k in zip(batch, owned, strict=True) if k]
@@ -395,7 +343,7 @@ class Worker:
             self.config.explain_top)
         served = [(b.partition, b.user_id) for b in batch]
         self.state.recommended(served, recs.rows)
-        self.state.write_changes(self._publisher, job.changes, self._owned)
+        self.state.write_changes(self._publisher, job.changes, owned_now)
         m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
 
     def _unanswered_users(self) -> int:
@@ -416,6 +364,12 @@ class Worker:
         if self._model.busy:
             self._publish(self._model.take(timeout_s=None))  # type: ignore[arg-type]
 
+    def _account(self, acked: Acked) -> None:
+        """Count acknowledged records and note the changelog records now stored."""
+        if acked:
+            self.metrics.count_acked(acked)
+            self.state.note_written(acked.changelog)
+
     def _apply_cap(self) -> None:
         """After a commit point: apply the user cap (evicting only users in the changelog)."""
         if self.config.max_users:
@@ -424,88 +378,13 @@ class Worker:
             self.metrics.evicted_index_users.set(users)
             self.metrics.evicted_index_bytes.set(nbytes)
 
-    def _account(self, acked: Acked) -> None:
-        """Count acknowledged records; latency runs from each event's record timestamp."""
-        if not acked:
-            return
-        m = self.metrics
-        for strategy, n in acked.recommendations.items():
-            m.recommendations.labels(strategy).inc(n)
-        m.dead_letters.inc(acked.dead_letters)
-        m.changelog_records.inc(len(acked.changelog))
-        self.state.note_written(acked.changelog)
-        acked_ms = now_ms()
-        for ts in acked.record_ts:
-            m.event_to_rec_seconds.observe(max(0.0, (acked_ms - ts) / 1000.0))
-
-    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Before a rebalance: every changed history reaches the changelog, acknowledged.
-
-        The next owner restores from the changelog, so it must be complete before
-        the partition moves. The callback runs inside the consumer's `poll` (kafka-python 3
-        on its own IO loop, where the consumer cannot commit), so with either adapter it
-        commits no offsets itself; events after the last commit are
-        replayed by the next owner, and the applied offsets in the changelog make
-        that replay a no-op for state. With exactly-once the batch's transaction,
-        offsets included, commits through the producer as usual. Pending users stay
-        pending: they are published if the partition comes back, and dropped (their
-        events replayed by the new owner) if it does not.
-        """
-        if self._commits is None or self._commits.failed:
-            return  # after a failed publish nothing more is written or committed
-        self._commits.commit_now(consumer_commit=False)
-        logger.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
-
-    def _on_lost(self, lost: list[TopicPartition]) -> None:
-        """The session expired: another worker may own these partitions already.
-
-        Nothing more is written or committed for them; their pending users and
-        state are dropped, and the owner replays from the last commit. An open
-        transaction is aborted (its writes could race the new owner's).
-        """
-        if self._commits is not None:
-            self._commits.abort()
-        for tp in lost:
-            self._forget(tp.partition)
-        logger.warning("lost partitions %s (session expired); dropped their state",
-                       sorted(tp.partition for tp in lost))
-
-    def _forget(self, partition: int) -> int:
-        """Drop everything this worker holds for a partition it no longer owns."""
-        self.batcher.drop_partition(partition)
-        self._commits.forget(partition)
-        self._owned.discard(partition)
-        self.metrics.forget_partition(self.config.events_topic, partition)
-        return self.state.drop(partition)
+    # -- rebalance callbacks (inside the consumer's poll; `rebalance.py`) ----------------
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Drop partitions that moved away; restore the new ones before their events."""
-        owned = {tp.partition for tp in assigned}
-        for partition in sorted(self._owned - owned):
-            dropped = self._forget(partition)
-            logger.info("partition %d moved away: dropped %d users", partition, dropped)
-        new = sorted(owned - self._owned)
-        if new:
-            self._restoring = True
-            self.metrics.restoring.set(1)
-            try:
-                restored = self.state.restore(new)
-            finally:
-                self._restoring = False
-                self.metrics.restoring.set(0)
-            m = self.metrics
-            m.restore_records.inc(restored.records)
-            m.restore_seconds.observe(restored.seconds)
-            m.restore_rate.set(restored.records / max(restored.seconds, 1e-9))
-        self._owned = owned
-        self._assigned_once = True
-        logger.info("assigned partitions %s (restored %s)", sorted(owned), new)
+        self._ownership.assigned(assigned)
 
-    def _update_lag(self) -> None:
-        """Consumer lag per partition, from the high watermarks of the last fetches."""
-        m = self.metrics
-        for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            position = self._commits.consumed.get(tp.partition)
-            if high is not None and position is not None:
-                m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._ownership.revoked(revoked)
+
+    def _on_lost(self, lost: list[TopicPartition]) -> None:
+        self._ownership.lost(lost)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from socketserver import ThreadingMixIn
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
@@ -26,7 +26,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from streamrec.worker.validate import INVALID_REASONS
+from streamrec.worker.validate import INVALID_REASONS, now_ms
+
+if TYPE_CHECKING:
+    from streamrec.kafka_io.port import Consumer
+    from streamrec.worker.publish import Acked
+    from streamrec.worker.state.durable import Restored
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +189,32 @@ class WorkerMetrics:
         would add to every sum of lag over workers."""
         with contextlib.suppress(KeyError):
             self.consumer_lag.remove(topic, str(partition))
+
+    def count_acked(self, acked: Acked) -> None:
+        """Count what the broker acknowledged; latency runs from each event's record
+        timestamp to now."""
+        for strategy, n in acked.recommendations.items():
+            self.recommendations.labels(strategy).inc(n)
+        self.dead_letters.inc(acked.dead_letters)
+        self.changelog_records.inc(len(acked.changelog))
+        acked_ms = now_ms()
+        for ts in acked.record_ts:
+            self.event_to_rec_seconds.observe(max(0.0, (acked_ms - ts) / 1000.0))
+
+    def observe_restore(self, restored: Restored) -> None:
+        """Count one restore of assigned partitions."""
+        self.restore_records.inc(restored.records)
+        self.restore_seconds.observe(restored.seconds)
+        self.restore_rate.set(restored.records / max(restored.seconds, 1e-9))
+
+    def update_lag(self, consumer: Consumer, positions: Mapping[int, int]) -> None:
+        """Consumer lag per assigned partition: its high watermark as of the last fetch
+        less `positions[partition]`, the next offset the worker reads."""
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            position = positions.get(tp.partition)
+            if high is not None and position is not None:
+                self.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
 
     def observe_quality(self, version: str, judged: int, hits: int, ndcg: float) -> None:
         """Count a poll's live quality sample for the model `version` serving now."""

@@ -110,7 +110,8 @@ def test_two_workers_hand_partitions_and_histories_back_and_forth(
         journal.add(name, "stopped", set())
 
     def owned(name: str) -> set[int]:
-        return set(running[name][0]._owned)
+        ownership = running[name][0]._ownership  # built once the worker runs
+        return set(ownership.owned) if ownership is not None else set()
 
     def wait_for(condition: Any, what: str, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

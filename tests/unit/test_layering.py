@@ -184,6 +184,7 @@ def test_the_checker_catches_an_import_against_the_flow(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("module", ["streamrec.worker.publish", "streamrec.worker.validate",
                                     "streamrec.worker.batcher", "streamrec.worker.commits",
+                                    "streamrec.worker.ingest", "streamrec.worker.rebalance",
                                     "streamrec.kafka_io.clients", "streamrec.cli.main"])
 def test_light_modules_do_not_load_torch_or_faiss(module: str) -> None:
     code = (f"import sys, {module}; "

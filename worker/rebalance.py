@@ -1,0 +1,100 @@
+"""Rebalances: the partitions this worker owns, and what follows when they move.
+
+The consumer calls these inside its `poll` (kafka-python 3 on its own IO loop, where
+the consumer cannot commit; docs/RELIABILITY.md, "Rebalances under kafka-python 3"):
+a newly assigned partition is restored from its changelog before its first event is
+applied; before partitions are revoked every record sent so far is acknowledged,
+so the next owner restores a complete changelog; partitions lost with an expired
+session are dropped without writing anything more. A partition that leaves takes
+its pending users, its positions and its state with it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from streamrec.kafka_io.port import TopicPartition
+from streamrec.worker.batcher import MicroBatcher
+from streamrec.worker.commits import Commits
+from streamrec.worker.metrics import WorkerMetrics
+from streamrec.worker.state.durable import DurableHistories
+
+logger = logging.getLogger(__name__)
+
+
+class Ownership:
+    """The events-topic partitions restored and owned, kept through rebalances."""
+
+    def __init__(self, topic: str, state: DurableHistories, batcher: MicroBatcher,
+                 commits: Commits, metrics: WorkerMetrics) -> None:
+        self.topic = topic
+        self.state = state
+        self.batcher = batcher
+        self.commits = commits
+        self.metrics = metrics
+        self.owned: set[int] = set()  # partitions restored and owned
+        self.assigned_once = False
+        self.restoring = False
+
+    @property
+    def ready(self) -> bool:
+        """True once partitions are assigned and restored (what /readyz reports)."""
+        return self.assigned_once and not self.restoring
+
+    def assigned(self, assigned: list[TopicPartition]) -> None:
+        """Drop partitions that moved away; restore the new ones before their events."""
+        owned = {tp.partition for tp in assigned}
+        for partition in sorted(self.owned - owned):
+            dropped = self._forget(partition)
+            logger.info("partition %d moved away: dropped %d users", partition, dropped)
+        new = sorted(owned - self.owned)
+        if new:
+            self.restoring = True
+            self.metrics.restoring.set(1)
+            try:
+                restored = self.state.restore(new)
+            finally:
+                self.restoring = False
+                self.metrics.restoring.set(0)
+            self.metrics.observe_restore(restored)
+        self.owned = owned
+        self.assigned_once = True
+        logger.info("assigned partitions %s (restored %s)", sorted(owned), new)
+
+    def revoked(self, revoked: list[TopicPartition]) -> None:
+        """Before a rebalance: every changed history reaches the changelog, acknowledged.
+
+        The next owner restores from the changelog, so it must be complete before
+        the partition moves. Inside the consumer's `poll` no offsets are committed
+        (with either adapter); events after the last commit are replayed by the next
+        owner, and the applied offsets in the changelog make that replay a no-op for
+        state. With exactly-once the transaction, offsets included, commits through
+        the producer as usual. Pending users stay pending: they are published if the
+        partition comes back, and dropped (their events replayed by the new owner) if
+        it does not.
+        """
+        if self.commits.failed:
+            return  # after a failed publish nothing more is written or committed
+        self.commits.commit_now(consumer_commit=False)
+        logger.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
+
+    def lost(self, lost: list[TopicPartition]) -> None:
+        """The session expired: another worker may own these partitions already.
+
+        Nothing more is written or committed for them; their pending users and
+        state are dropped, and the owner replays from the last commit. An open
+        transaction is aborted (its writes could race the new owner's).
+        """
+        self.commits.abort()
+        for tp in lost:
+            self._forget(tp.partition)
+        logger.warning("lost partitions %s (session expired); dropped their state",
+                       sorted(tp.partition for tp in lost))
+
+    def _forget(self, partition: int) -> int:
+        """Drop everything this worker holds for a partition it no longer owns."""
+        self.batcher.drop_partition(partition)
+        self.commits.forget(partition)
+        self.owned.discard(partition)
+        self.metrics.forget_partition(self.topic, partition)
+        return self.state.drop(partition)
