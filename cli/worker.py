@@ -74,13 +74,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     flag("--session-timeout-ms", defaults.session_timeout_ms,
          "consumer-group session timeout: how soon a crashed worker's partitions move", int)
     flag("--commit-interval-ms", defaults.commit_interval_ms,
-         "how often offsets are committed (records are acknowledged every batch)", float)
+         "how often offsets are committed, and with --exactly-once each transaction "
+         "(records are acknowledged as they arrive)", float)
     flag("--instance-id", defaults.instance_id,
          "stable name of this worker instance (transactional id suffix)")
     p.add_argument("--exactly-once", action="store_true",
                    default=env_default("--exactly-once", False),
-                   help="one Kafka transaction per batch: recommendations, dead letters, "
-                        "changelog and offsets commit together (env STREAMREC_EXACTLY_ONCE)")
+                   help="one Kafka transaction per commit interval: its recommendations, "
+                        "dead letters, changelog records and offsets commit together "
+                        "(env STREAMREC_EXACTLY_ONCE)")
     p.set_defaults(handler=run)
 
 

@@ -1,10 +1,14 @@
-"""Ragged item sequences to the encoder's `[B, L]` layout, in one place.
+"""Ragged item sequences to the encoder's `[B, L]` layout, for training and evaluation.
 
-Every consumer of histories (training batches, evaluation, the worker's cold
-replay) needs the same conversion: keep the most recent `max_len` items of each
-sequence, right-align them and left-pad with row 0, so the most recent item sits
-in the last column. Keeping that logic here means the model, the evaluator and
-the worker cannot disagree on which end gets cut.
+Training batches (`train.py`) and the evaluator (`evaluate.py`) start from ragged
+per-user sequences and need the same conversion: keep the most recent `max_len`
+items of each sequence, right-align them and left-pad with row 0, so the most
+recent item sits in the last column (`pad_histories`); `concat_sequences` flattens
+them for the evaluator and the baselines. Keeping that here means training and
+evaluation cannot disagree on which end gets cut. The worker does not use this
+module: its histories never exist as ragged sequences, but are kept in this layout
+as they grow (`worker/state/partition.py` shifts a user's row and writes the new
+item last), to the same convention (docs/ARCHITECTURE.md, "Conventions").
 """
 
 from __future__ import annotations

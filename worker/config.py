@@ -46,9 +46,13 @@ class WorkerConfig:
     max_users: int = 0  # users kept in memory per partition (0 = no cap); rest in changelog
     # Distinct items unknown to the serving model kept in histories (~200 bytes each).
     max_unknown_items: int = DEFAULT_MAX_EXTRA
-    commit_interval_ms: float = 1000.0  # offset commits (records are acked every batch)
+    # Offset commits (and, with exactly-once, transactions); records are acknowledged as
+    # they arrive, whenever the loop turns.
+    commit_interval_ms: float = 1000.0
     session_timeout_ms: int = 10_000  # a crashed worker's partitions move after this long
-    exactly_once: bool = False  # one Kafka transaction per batch (outputs + state + offsets)
+    # One Kafka transaction per commit interval: recommendations, dead letters,
+    # changelog records and offsets commit together.
+    exactly_once: bool = False
     instance_id: str = field(default_factory=socket.gethostname)  # stable per worker instance
     dead_letter_max_bytes: int = 4 * 1024 * 1024  # larger bad records are truncated
     limits: Limits = field(default_factory=Limits)

@@ -173,7 +173,8 @@ class WorkerMetrics:
             registry=r)
         self.commit_failures = Counter(
             "streamrec_offset_commit_failures_total",
-            "Offset commits that failed (retried with the next batch).", registry=r)
+            "Offset commits that failed (the offsets are taken again at the next commit "
+            "interval).", registry=r)
         self.publish_failures = Counter(
             "streamrec_publish_failures_total",
             "Records not acknowledged after the producer's retries (the worker stops rather "
@@ -181,8 +182,10 @@ class WorkerMetrics:
         self.commits = Counter(
             "streamrec_offset_commits_total", "Successful offset commits.", registry=r)
         self.model_info = Info(
-            "streamrec_model", "What serves: model version, items, history length, index "
-            "backend, device, and the Kafka client (adapter) in use.", registry=r)
+            "streamrec_model", "What serves, one label each: version (the model version), "
+            "items (items the model knows), max_len (its history length), index (the item "
+            "index backend), device (the encoder's torch device), kafka_client (the Kafka "
+            "adapter, kafka-python or confluent).", registry=r)
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop the lag series of a partition this worker no longer owns: a stale value
