@@ -1,4 +1,4 @@
-"""Benchmarks: `streamrec bench {e2e,model,state}` and the quality run.
+"""Benchmarks: `streamrec bench {e2e,model,state,clients}` and the quality run.
 
 Every figure comes from a run measured side by side with its ceilings, names the
 machine and the versions (`report.py`) and is appended, dated, to
@@ -6,11 +6,14 @@ docs/BENCHMARKS.md with its plots. Nothing here is a timed assertion: tests only
 check that the benchmark code runs and reports.
 
     e2e.py        the whole pipeline beside its ceilings, against a real broker
-    runners.py    the processes e2e compares with the worker: passthrough, naive
+    contenders.py what e2e runs side by side: passthrough, worker, naive, model stage
+    runners.py    the processes e2e compares with the worker: passthrough, naive, relay
     latency.py    produce-to-arrival latency at a fixed offered load
+    clients.py    the relay on each Kafka adapter, side by side
     model.py      encoder + search users/s by batch size; exact vs approximate index
     state.py      bytes per user in memory; changelog restore time
     report.py     machine description, local broker, the markdown report and plots
+    quality_games.py  regenerates docs/QUALITY.md (train, evaluate, plot)
 
 May import: every streamrec package but `streamrec.cli`.
 """

@@ -2,19 +2,25 @@
 
 The modules, in the order an event meets them:
 
-    app.py          the poll loop that drives every stage (and the rebalance callbacks)
-    validate.py     decode + the event contract; bad records -> dead-letter topic
-    state/          per-user histories: partition.py (one partition, in memory),
-                    changelog.py (record format, restore), durable.py (both together)
-    batcher.py      micro-batches of changed users, one query per user
+    app.py          `Worker`: starts the clients, runs the poll loop that drives every
+                    stage below, drains and closes
+    ingest.py       a partition's polled records through the next three:
+    validate.py       decode + the event contract; bad records -> dead-letter topic
+    state/            per-user histories, in memory and in the compacted changelog
+    batcher.py        micro-batches of changed users, one query per user
     backpressure.py pause fetching while too many users wait for a batch
-    recommend.py    encoder (torch) + index search with exclusions, cold start
     model_stage.py  the recommender on its own thread, overlapping with Kafka work
-    publish.py      recommendations, dead letters and changelog records; acks
-    offsets.py      what may be committed, and when
+    recommend.py      encoder (torch) + index search with exclusions, cold start
+    publish.py      recommendations, dead letters and changelog records, numbered; acks
+    commits.py      the commit protocol: offsets committed once nothing before them is
+                    unanswered or unacknowledged; transactions with exactly-once
 
-`config.py` (the frozen `WorkerConfig`), `metrics.py` (Prometheus, /healthz,
-/readyz) and `errors.py` serve them all. Record formats: docs/CONTRACTS.md.
+Beside the flow: `rebalance.py` (partitions assigned, revoked, lost: restore, commit,
+drop), `reload.py` (a new model version loaded off the hot path, swapped in between
+two batches), `topics.py` (ACLs checked and topics created before serving), `heap.py`
+(the garbage collector kept off the serving path), `config.py` (the frozen
+`WorkerConfig`), `metrics.py` (Prometheus, /healthz, /readyz, /reload) and
+`errors.py`. Record formats: docs/CONTRACTS.md.
 
 May import: `streamrec.encoder`, `streamrec.index`, `streamrec.kafka_io`,
 `streamrec.common`; never `streamrec.cli` or `streamrec.eventlog`.
