@@ -320,7 +320,8 @@ class ConsumerSettings:
 @dataclass(frozen=True)
 class ProducerSettings:
     """How to build a producer: idempotent, acks from every in-sync replica, retried
-    until `delivery_timeout_ms`."""
+    until `delivery_timeout_ms` (a transactional one until its transaction times out,
+    whichever is first: a record cannot outlive the transaction it belongs to)."""
 
     bootstrap: str
     client_id: str
@@ -328,3 +329,11 @@ class ProducerSettings:
     batch_bytes: int = 512 * 1024
     transactional_id: str | None = None
     delivery_timeout_ms: int = 120_000
+    transaction_timeout_ms: int = 60_000  # Kafka's own default; the broker allows 15 min
+
+    @property
+    def record_timeout_ms(self) -> int:
+        """How long one record is retried before its delivery fails."""
+        if self.transactional_id is None:
+            return self.delivery_timeout_ms
+        return min(self.delivery_timeout_ms, self.transaction_timeout_ms)

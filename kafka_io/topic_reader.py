@@ -246,6 +246,10 @@ class OffsetReader:
                         i += 1
                     if i < len(wanted) and wanted[i] - last > self.max_gap:
                         break  # cheaper to seek than to read through the gap
+            # Idle between reads: librdkafka would go on fetching in the background
+            # (every `fetch_max_wait_ms` at the end of the partition), and resuming a
+            # paused partition can take it a second; an empty assignment fetches nothing.
+            consumer.assign({})
         except KafkaClientError as exc:
             raise KafkaUnavailableError(f"cannot read {self.topic}/{partition}: {exc}") from exc
         return found
@@ -261,5 +265,6 @@ class OffsetReader:
             self._consumer = make_consumer(
                 self.bootstrap, None, self.client_id, self.security,
                 max_poll_records=MAX_POLL_RECORDS,
-                max_partition_fetch_bytes=self.fetch_bytes, fetch_max_wait_ms=50)
+                # A seek waits for the fetch in flight (librdkafka): keep its wait short.
+                max_partition_fetch_bytes=self.fetch_bytes, fetch_max_wait_ms=5)
         return self._consumer

@@ -78,7 +78,7 @@ class ConfluentConsumer(Consumer):
         on_revoked: RebalanceCallback | None = None, on_lost: RebalanceCallback | None = None,
     ) -> None:
         def assigned(_: Any, partitions: list[CkPartition]) -> None:
-            self._paused.clear()  # a new assignment starts unpaused
+            self._unpause(partitions)  # a new assignment starts unpaused
             if on_assigned is not None:
                 on_assigned([to_port(tp) for tp in partitions])
 
@@ -178,10 +178,19 @@ class ConfluentConsumer(Consumer):
             return None
         return set(found.partitions)
 
+    def _unpause(self, partitions: list[CkPartition]) -> None:
+        """Forget every pause, and clear librdkafka's flag on the partitions given: it
+        keeps a partition's pause across an unassign and a later assign."""
+        self._paused.clear()
+        if partitions:
+            self._c.resume(partitions)
+
     def assign(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._eof.clear()
         try:
-            self._c.assign([to_ck(tp, o) for tp, o in offsets.items()])
+            partitions = [to_ck(tp, o) for tp, o in offsets.items()]
+            self._unpause(partitions)
+            self._c.assign(partitions)
         except KafkaException as exc:
             raise translate(exc) from exc
 
@@ -192,6 +201,8 @@ class ConfluentConsumer(Consumer):
         try:
             self._c.incremental_unassign([to_ck(partition)])
             self._c.incremental_assign([to_ck(partition, offset)])
+            if partition in self._paused:  # a seek leaves the partition as paused as it was
+                self._c.pause([to_ck(partition)])
         except KafkaException as exc:
             raise translate(exc) from exc
 

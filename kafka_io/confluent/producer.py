@@ -60,7 +60,7 @@ class ConfluentProducer(Producer):
             **common_config(settings.bootstrap, settings.client_id, security, self._errors),
             "acks": "all",
             "enable.idempotence": True,
-            "delivery.timeout.ms": settings.delivery_timeout_ms,
+            "delivery.timeout.ms": settings.record_timeout_ms,
             "linger.ms": settings.linger_ms,
             "batch.size": settings.batch_bytes,
             "message.max.bytes": MAX_REQUEST_BYTES,
@@ -70,8 +70,9 @@ class ConfluentProducer(Producer):
         }
         if settings.transactional_id is not None:
             config["transactional.id"] = settings.transactional_id
+            config["transaction.timeout.ms"] = settings.transaction_timeout_ms
         self._p = CkProducer(config)
-        self._delivery_timeout_s = settings.delivery_timeout_ms / 1000
+        self._delivery_timeout_s = settings.record_timeout_ms / 1000
         self._counts: dict[str, float] = {}
         self._rates: dict[str, float] = {"record-retry-rate": 0.0, "record-error-rate": 0.0}
         self._partitions: dict[str, tuple[float, int]] = {}

@@ -64,7 +64,7 @@ class KafkaPythonProducer(Producer):
             "enable_idempotence": True,
             "retries": 2**31 - 1,
             "retry_backoff_ms": 100,
-            "delivery_timeout_ms": settings.delivery_timeout_ms,
+            "delivery_timeout_ms": settings.record_timeout_ms,
             "linger_ms": settings.linger_ms,
             # Large batches: kafka-python builds records in Python, and a new batch
             # costs a wake-up of its sender thread.
@@ -74,6 +74,7 @@ class KafkaPythonProducer(Producer):
         }
         if settings.transactional_id is not None:
             config["transactional_id"] = settings.transactional_id
+            config["transaction_timeout_ms"] = settings.transaction_timeout_ms
         self._p = open_client(settings.bootstrap, security, lambda: KafkaProducer(**config))
 
     def send(

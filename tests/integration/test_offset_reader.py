@@ -38,6 +38,7 @@ def test_reads_scattered_offsets_in_few_seeks_with_one_consumer(
         found = reader.read(1, [5, 1499])
         assert {o: r.value for o, r in found.items()} == {5: b"v11", 1499: b"v2999"}
         assert reader._consumer is consumer  # one long-lived consumer for every read
+        assert consumer.assignment() == set()  # idle between reads: nothing fetched
         assert reader.read(0, []) == {}
     finally:
         reader.close()
