@@ -137,9 +137,10 @@ class Worker:
                                                       ready=lambda: self.ready,
                                                       reload=self.request_reload)
             self.metrics_port = self._metrics_server.server_port
-        producer = self._connect()
-        heap.settle("serving")
+        producer: Producer | None = None
         try:
+            producer = self._connect()  # a refusal here (init_transactions) is named too
+            heap.settle("serving")
             self._loop()
             self._drain()
         except (KafkaClientError, PublishError) as exc:  # e.g. an ACL revoked while running
@@ -147,7 +148,8 @@ class Worker:
                                          group=cfg.group_id, transactional_id=cfg.transactional_id)
             if denied is None:
                 raise
-            self._commits.halt()  # write and commit nothing more on the way out
+            if self._commits is not None:
+                self._commits.halt()  # write and commit nothing more on the way out
             raise denied from exc
         finally:
             self._close(producer)
@@ -234,13 +236,14 @@ class Worker:
         self._commits.commit_now()
         logger.info("drained and committed %s", self._commits.committed)
 
-    def _close(self, producer: Producer) -> None:
+    def _close(self, producer: Producer | None) -> None:
         if self._consumer is not None:
             self._consumer.close()
         if self._model is not None:
             self._model.close()
         self.state.close()
-        producer.close(30)
+        if producer is not None:
+            producer.close(30)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()

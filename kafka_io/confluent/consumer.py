@@ -63,6 +63,7 @@ class ConfluentConsumer(Consumer):
             config["group.id"] = settings.group_id
         else:  # librdkafka wants one; nothing is ever joined or committed with it
             config["group.id"] = f"{settings.client_id}-no-group"
+        self._groupless = settings.group_id is None
         self._c = CkConsumer(config)
         self._max_records = settings.max_poll_records
         self._paused: set[TopicPartition] = set()
@@ -126,6 +127,11 @@ class ConfluentConsumer(Consumer):
         """End of a partition is noted; refusals and fatal errors raise; others log."""
         if err.code() == KafkaError._PARTITION_EOF:
             self._eof[TopicPartition(m.topic(), m.partition())] = m.offset()
+            return
+        if err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED and self._groupless:
+            # librdkafka looks up the coordinator of the placeholder group it insists on;
+            # a group-less reader needs no rights on it.
+            logger.debug("group-less consumer: %s (ignored)", err.str())
             return
         if err.fatal() or err.code() in DENIED:
             raise translate(KafkaException(err), names=(m.topic(),) if m.topic() else ())
