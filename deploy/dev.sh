@@ -47,7 +47,9 @@ case "$cmd" in
       # The whole suite ran on the default Kafka client; the integration tests that
       # already hold on the other adapter run again on it (marker `both_clients`).
       other=confluent
-      [[ "${STREAMREC_KAFKA_CLIENT:-auto}" == confluent ]] && other=kafka-python
+      default=$("$ROOT/.venv/bin/python" -c \
+        'from streamrec.kafka_io.clients import resolve_client; print(resolve_client())')
+      [[ "$default" == confluent ]] && other=kafka-python
       echo "dev.sh test: integration tests again with --kafka-client $other" >&2
       STREAMREC_KAFKA_CLIENT="$other" run_pytest -m "integration and both_clients"
     fi

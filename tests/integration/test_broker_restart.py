@@ -36,7 +36,7 @@ from tests.integration.durability import (
     worker_args,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from tests.integration.test_crash_recovery import (
     latest_recommendations,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 logger = logging.getLogger(__name__)
 

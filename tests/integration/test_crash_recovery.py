@@ -26,7 +26,7 @@ from tests.integration.durability import (
     worker_args,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 USERS, EVENTS_PER_USER, HISTORY = 60, 40, 64
 

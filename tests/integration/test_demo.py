@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 
 def test_demo_trains_serves_and_prints_sensible_live_recommendations(

@@ -17,7 +17,7 @@ from tests.integration.durability import WorkerProcess, wait_drained, worker_arg
 from tests.integration.helpers import event, metric_sum, producer, scrape
 from tests.integration.test_crash_recovery import latest_recommendations
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 T0 = 1_700_000_000_000
 

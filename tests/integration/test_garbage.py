@@ -46,7 +46,7 @@ from tests.integration.helpers import (
     scrape,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 SEED = 4
 N_GARBAGE = 10_000

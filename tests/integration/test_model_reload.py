@@ -33,7 +33,7 @@ from tests.integration.helpers import (
     running,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 MAX_LEN = 64
 T0 = 1_700_000_000_000  # event times (epoch ms)

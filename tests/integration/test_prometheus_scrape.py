@@ -25,7 +25,7 @@ from tests.conftest import free_port
 from tests.integration.helpers import WorkerThread, event, producer, running
 from tests.unit.deploy.tools import require_tool
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
 EVENTS = 60

@@ -25,7 +25,7 @@ from tests.integration.durability import (
     wait_drained,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 
 class Journal:

@@ -61,7 +61,7 @@ from tests.conftest import BROKER_START_TIMEOUT_S, free_port
 from tests.integration.helpers import consume_until, event, latest_by_user, running
 from tests.tls import make_ca, make_pkcs12, make_server_cert
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 # The bound on a refused start: "at once" with margin for a loaded machine (a refused
 # start takes well under a second here; the CLI one, with Python and torch starting,

@@ -41,7 +41,7 @@ from tests.integration.helpers import (
 )
 from tests.tls import make_ca, make_pkcs12, make_server_cert
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
 
 FAIL_FAST_S = 30.0  # the bound the requirement sets on a wrong-CA start
 

@@ -22,7 +22,7 @@ from streamrec.worker.state.changelog import restore_partitions
 from streamrec.worker.state.durable import Applied
 from tests.integration.durability import SteadyProducer, assert_state_matches, wait_drained
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 MAX_USERS = 4  # the cap per partition
 USERS = 600  # about 200 per partition of the 3, each seen twice (so read back once)

@@ -20,7 +20,7 @@ from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig
 from tests.integration.helpers import consume_until, event, producer, running
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 T0 = 1_700_000_000_000
 CHAIN = [f"c{n}" for n in range(30)]  # users walk this catalogue in order
