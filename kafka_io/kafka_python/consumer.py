@@ -83,7 +83,27 @@ class KafkaPythonConsumer(Consumer):
         with translated():
             # Its partitions are tuples equal to the port's, its records have the
             # port's attributes: handed out as they are, no copy per record.
-            return self._c.poll(timeout_ms=max(0, int(timeout_s * 1000)))  # type: ignore[no-any-return]
+            polled = self._c.poll(timeout_ms=max(0, int(timeout_s * 1000)))
+        self._rejoin_if_lost()
+        return polled  # type: ignore[no-any-return]
+
+    def _rejoin_if_lost(self) -> None:
+        """Ask again for a join that kafka-python 3.0.12 would never finish.
+
+        The group leader rejoins when the topic's metadata changes (at every start:
+        the first JoinGroup goes out before the subscribed topic's metadata arrives).
+        If that join's answers come after `poll` returned, the leader's own assignment
+        makes `need_rejoin()` false, so no later `poll` takes them: the member stays
+        REBALANCING for good, with no partitions, no heartbeats and every commit
+        refused (seen after the group's offsets were rewound, when the first polls
+        return records and the loop polls for milliseconds). A join in progress that
+        is no longer needed is asked for again: the next `poll` sends a new JoinGroup.
+        """
+        coordinator = self._c._coordinator
+        if coordinator.rejoining and not coordinator.need_rejoin():
+            logger.info("kafka-python left a rejoin of group %s unfinished; joining again",
+                        coordinator.group_id)
+            coordinator.request_rejoin()
 
     def assignment(self) -> set[TopicPartition]:
         return {to_port(tp) for tp in self._c.assignment()}
