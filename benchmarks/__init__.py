@@ -1,4 +1,4 @@
-"""Benchmarks: `streamrec bench {e2e,model,state,clients}` and the quality run.
+"""Benchmarks: `streamrec bench {e2e,model,state,clients,soak}` and the quality run.
 
 Every figure comes from a run measured side by side with its ceilings, names the
 machine and the versions (`report.py`) and is appended, dated, to
@@ -12,6 +12,8 @@ check that the benchmark code runs and reports.
     clients.py    the relay on each Kafka adapter, side by side
     model.py      encoder + search users/s by batch size; exact vs approximate index
     state.py      bytes per user in memory; changelog restore time
+    soak.py       the worker at half load for minutes, restarted midway, sampled
+    soak_report.py  the soak's series: growth verdict, CSV, plot
     report.py     machine description, local broker, the markdown report and plots
     quality_games.py  regenerates docs/QUALITY.md (train, evaluate, plot)
 

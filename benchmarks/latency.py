@@ -122,14 +122,9 @@ def measure(bootstrap: str, model: Path, stream: Stream, rate: float, seconds: f
     worker = subprocess.Popen(command, env=client_env(client))
     consumer = None
     try:
-        _wait_ready(port, worker)
+        wait_ready(port, worker)
         result_file = workdir / f"latency-{tag}.npy"
-        consumer = subprocess.Popen(
-            [sys.executable, "-m", "streamrec.bench.latency", "consume", "--bootstrap",
-             bootstrap, "--topic", out, "--seconds", str(seconds), "--out", str(result_file)],
-            stdout=subprocess.PIPE, text=True, env=client_env(probe_client))
-        if consumer.stdout is None or consumer.stdout.readline().strip() != "ready":
-            raise RuntimeError("latency consumer did not start")
+        consumer = start_consumer(bootstrap, out, seconds, result_file, probe_client)
         cpu0 = proc_cpu_s(worker.pid)
         sent = _produce(bootstrap, topic, stream, rate, seconds, probe_client)
         consumer.wait(timeout=seconds + 120)
@@ -141,6 +136,20 @@ def measure(bootstrap: str, model: Path, stream: Stream, rate: float, seconds: f
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
     return Latency(rate, seconds, sent, ms, cpu, sent_ms)
+
+
+def start_consumer(bootstrap: str, topic: str, seconds: float, out: Path,
+                   client: str | None = None) -> subprocess.Popen:
+    """The latency consumer (`consume`) as a process on `client`, reading `topic` from
+    its end; returns once it is positioned, so every record produced after counts."""
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "streamrec.bench.latency", "consume", "--bootstrap",
+         bootstrap, "--topic", topic, "--seconds", str(seconds), "--out", str(out)],
+        stdout=subprocess.PIPE, text=True, env=client_env(client))
+    if consumer.stdout is None or consumer.stdout.readline().strip() != "ready":
+        consumer.kill()
+        raise RuntimeError("latency consumer did not start")
+    return consumer
 
 
 def _produce(bootstrap: str, topic: str, stream: Stream, rate: float, seconds: float,
@@ -168,19 +177,25 @@ def _produce(bootstrap: str, topic: str, stream: Stream, rate: float, seconds: f
     return sent
 
 
-def _wait_ready(port: int, worker: subprocess.Popen, timeout_s: float = 300.0) -> None:
+def is_ready(port: int) -> bool:
+    """Whether the worker (or relay) on `port` answers /readyz with 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_ready(port: int, worker: subprocess.Popen, timeout_s: float = 300.0) -> None:
+    """Until `worker` is ready; RuntimeError if it exits or takes `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if worker.poll() is not None:
-            raise RuntimeError(f"latency worker exited with {worker.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+            raise RuntimeError(f"worker exited with {worker.returncode}")
+        if is_ready(port):
+            return
         time.sleep(0.2)
-    raise RuntimeError("latency worker never became ready")
+    raise RuntimeError(f"worker not ready after {timeout_s:.0f}s")
 
 
 def main(argv: list[str] | None = None) -> int:

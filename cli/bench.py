@@ -1,4 +1,4 @@
-"""`streamrec bench {e2e,model,state,clients}`: measure, side by side, write docs/BENCHMARKS.md.
+"""`streamrec bench {e2e,model,state,clients,soak}`: measure, write docs/BENCHMARKS.md.
 
 Each action prints its progress, appends a dated section naming the machine to
 docs/BENCHMARKS.md (plots beside it in docs/) and exits 0; figures are never
@@ -18,10 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     from streamrec.bench.clients import ClientsOptions
     from streamrec.bench.e2e import E2EOptions
     from streamrec.bench.model import ModelOptions
+    from streamrec.bench.soak import SoakOptions
+    from streamrec.bench.soak_report import Thresholds
     from streamrec.bench.state import StateOptions
 
     parser = sub.add_parser("bench", help="benchmarks: e2e pipeline, model stage, state, "
-                            "Kafka clients",
+                            "Kafka clients, soak",
                             description=__doc__)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -129,6 +131,51 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "auto)")
     clients.set_defaults(handler=run_clients)
 
+    soak = actions.add_parser(
+        "soak", help="the worker at half its load for minutes, restarted midway: growth?",
+        description="A worker process against a real broker at a steady rate (--rate, else "
+                    "half of the recommendations/s it sustains in a quick throughput run "
+                    "first) for --minutes, SIGTERM and a start in the same group at "
+                    "--restart-at; RSS, lag, window p99 and CPU sampled every --sample-s "
+                    "into docs/bench/soak-<client>.csv and .png, and a verdict on growth. "
+                    "Starts a local broker unless --bootstrap is given.")
+    k, t = SoakOptions(), Thresholds()
+    env_flag(soak, "--bootstrap", "", "use this Kafka instead of a local broker")
+    add_client_flag(soak)  # the worker, the producer and the latency consumer
+    soak.add_argument("--minutes", type=float, default=k.minutes,
+                      help="length of the soak (default %(default)s)")
+    soak.add_argument("--rate", type=float, default=None,
+                      help="offered events/s (default: half of a throughput run's recs/s)")
+    soak.add_argument("--model", type=Path, default=None,
+                      help="checkpoint to serve (default: the games preset, trained once)")
+    soak.add_argument("--restart-at", type=float, default=k.restart_at,
+                      help="share of the run at which the worker restarts (default "
+                           "%(default)s; 0: never)")
+    soak.add_argument("--sample-s", type=float, default=k.sample_s,
+                      help="sampling window in seconds (default %(default)s)")
+    soak.add_argument("--measure-events", type=int, default=k.measure_events,
+                      help="events of the throughput run (default %(default)s)")
+    soak.add_argument("--events", type=int, default=k.events,
+                      help="distinct events the producer cycles through (default %(default)s)")
+    soak.add_argument("--partitions", type=int, default=k.partitions,
+                      help="partitions of the events topic (default %(default)s)")
+    soak.add_argument("--index", default=k.index, help="the worker's --index (default "
+                      "%(default)s)")
+    soak.add_argument("--threads", type=int, default=k.threads,
+                      help="the worker's --torch-threads (default %(default)s)")
+    soak.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
+                      help="extra flag for the worker process (repeatable)")
+    soak.add_argument("--max-rss-slope", type=float, default=t.rss_mb_per_min,
+                      help="MB/min over the second half of each worker life that counts as "
+                           "growth (default %(default)s)")
+    soak.add_argument("--max-backlog-slope", type=float, default=t.backlog_s_per_min,
+                      help="backlog (lag + pending users) growth, in seconds of offered "
+                           "events per minute, that counts as growth (default %(default)s)")
+    soak.add_argument("--max-p99-factor", type=float, default=t.p99_factor,
+                      help="last windows' p99 over the first windows' that counts as growth "
+                           "(default %(default)s)")
+    soak.set_defaults(handler=run_soak)
+
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
@@ -178,4 +225,21 @@ def run_clients(args: argparse.Namespace) -> int:
         poll_ms=tuple(float(x) for x in args.poll_ms.split(",") if x.strip()),
         fetch_wait_ms=args.fetch_wait_ms, partitions=args.partitions,
         probe_client=args.probe_client, bootstrap=args.bootstrap or None))
+    return 0
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    """Run `bench soak`; the verdict is printed and written, not an exit code."""
+    from streamrec.bench.soak import SoakOptions, run
+    from streamrec.bench.soak_report import Thresholds
+
+    run(SoakOptions(
+        minutes=args.minutes, rate=args.rate, restart_at=args.restart_at,
+        sample_s=args.sample_s, measure_events=args.measure_events, events=args.events,
+        partitions=args.partitions, model=args.model, index=args.index, threads=args.threads,
+        worker_args=tuple(args.worker_arg), kafka_client=args.kafka_client,
+        bootstrap=args.bootstrap or None,
+        thresholds=Thresholds(rss_mb_per_min=args.max_rss_slope,
+                              backlog_s_per_min=args.max_backlog_slope,
+                              p99_factor=args.max_p99_factor)))
     return 0
