@@ -11,7 +11,8 @@ sits in the model stage), nor before every record sent ahead of them is
 acknowledged (`commits.py`), so a crash at any point re-reads, and never skips, an
 event. `stop()` is safe to call from a signal handler: the loop finishes the batch
 in hand, drains the pending users, publishes, waits for every acknowledgement,
-commits, closes and returns. Rebalances are handled in `rebalance.py`.
+commits, closes and returns. Rebalances are handled in `rebalance.py`, model swaps
+in `swap.py`.
 
 State: each batch writes its users' changed histories, as of the batch's cut, to the
 changelog (`state/`) right after their recommendations; newly assigned partitions
@@ -28,13 +29,10 @@ import json
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streamrec.encoder import repository
-from streamrec.encoder.errors import CheckpointError
 from streamrec.kafka_io.access import authorization_error
 from streamrec.kafka_io.clients import (
     make_consumer,
@@ -56,8 +54,8 @@ from streamrec.worker.model_stage import ModelJob, ModelStage
 from streamrec.worker.publish import Acked, Publisher
 from streamrec.worker.rebalance import Ownership
 from streamrec.worker.recommend import Recommendations, Recommender
-from streamrec.worker.reload import ModelWatcher
 from streamrec.worker.state.durable import DurableHistories
+from streamrec.worker.swap import ModelSwap
 from streamrec.worker.topics import prepare_topics
 
 logger = logging.getLogger(__name__)
@@ -88,7 +86,6 @@ class Worker:
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
         self._stop = threading.Event()
         self._backpressure = Backpressure(config.pending_limit)
-        self._refusals_seen = 0  # model versions refused, as counted in the metrics
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         # Built by run(), once the Kafka clients are:
@@ -101,12 +98,8 @@ class Worker:
         self.metrics.users.set_function(self.state.num_users)
         self.metrics.unknown_items_held.set_function(lambda: self.state.items.extra)
         self.metrics.pending.set_function(self._unanswered_users)
-        serving = (self.recommender.checkpoint.path.name
-                   if repository.is_repository(config.model_dir) else None)
-        self._watcher = ModelWatcher(config.model_dir, serving, self._load_model,
-                                     config.model_check_s)
-        self._next_model: tuple[str, Recommender] | None = None
         self.kafka_client = resolve_client()  # the adapter every client of this run uses
+        self.models = ModelSwap(config, self.recommender, self.metrics, self.kafka_client)
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -114,7 +107,7 @@ class Worker:
 
     def request_reload(self) -> None:
         """Check the model repository now (SIGHUP; signal-safe)."""
-        self._watcher.request()
+        self.models.request()
 
     @property
     def ready(self) -> bool:
@@ -131,7 +124,7 @@ class Worker:
         logger.info("effective configuration: %s", json.dumps(shown, default=str, sort_keys=True))
         logger.info("Kafka client: %s", self.kafka_client)
         prepare_topics(cfg, self.state)
-        self._report_model()
+        self.models.report()
         if cfg.metrics_port >= 0:
             self._metrics_server = self.metrics.serve(cfg.metrics_port, cfg.metrics_host,
                                                       ready=lambda: self.ready,
@@ -198,13 +191,7 @@ class Worker:
                 self._ingest.apply(tp, records, self.recommender.model_version)
                 self._commits.consumed_up_to(tp.partition, records[-1].offset + 1)
             self._advance()
-            ready = self._watcher.poll()
-            if ready is not None:
-                self._next_model = ready
-            elif self._watcher.refusals > self._refusals_seen:
-                self.metrics.model_reloads.labels("refused").inc(
-                    self._watcher.refusals - self._refusals_seen)
-                self._refusals_seen = self._watcher.refusals
+            self.models.poll()
             self._apply_backpressure()
             self._commits.update()
             if time.monotonic() >= next_lag:
@@ -267,11 +254,11 @@ class Worker:
             done = self._model.take(timeout_s=None if drain else 0.0)
             if done is None:
                 return
-        if self._next_model is not None:  # between two batches: the stage is empty
+        if self.models.due:  # between two batches: the stage is empty
             if done is not None:
                 self._publish(done)
                 done = None
-            self._swap_model()
+            self.recommender = self.models.swap(self.state, self._model)
         job = None
         if self.batcher.ready() or (drain and self.batcher):
             batch = self.batcher.take()
@@ -287,42 +274,6 @@ class Worker:
         if job is not None:  # small: no overlap worth a thread hand-off; computed here
             self._model.submit(job, inline=True)
             self._publish(self._model.take())  # type: ignore[arg-type]
-
-    def _load_model(self, path: Path) -> Recommender:
-        """Load a new version (on the watcher's thread) and check it can replace the
-        serving one: the histories in memory are `max_len` wide."""
-        cfg = self.config
-        new = Recommender.load(path, cfg.device, cfg.index, cfg.torch_threads)
-        if new.max_len != self.recommender.max_len:
-            raise CheckpointError(f"{path}: history length {new.max_len} differs from the "
-                                  f"serving model's {self.recommender.max_len}; restart the "
-                                  "workers to change it")
-        return new
-
-    def _swap_model(self) -> None:
-        """Serve the loaded new version from the next batch on (no batch in the stage)."""
-        version, new = self._next_model  # type: ignore[misc]
-        self._next_model = None
-        old = self.recommender.model_version
-        self.state.change_vocab(new.checkpoint.vocab)
-        self.recommender = new
-        self._model.recommender = new
-        self._watcher.swapped(version)
-        self._report_model()
-        self.metrics.model_reloads.labels("ok").inc()
-        logger.info("now serving model %s (was %s): %d items", new.model_version, old,
-                    len(new.checkpoint.vocab))
-        heap.settle("model swap")
-
-    def _report_model(self) -> None:
-        self.metrics.model_info.info({
-            "version": self.recommender.model_version,
-            "items": str(len(self.recommender.checkpoint.vocab)),
-            "max_len": str(self.recommender.max_len),
-            "index": self.recommender.index.name,
-            "device": str(self.recommender.device),
-            "kafka_client": self.kafka_client,
-        })
 
     def _publish(self, job: ModelJob) -> None:
         """Send a finished batch's recommendations and its users' changelog records."""

@@ -4,7 +4,7 @@ When `--model` names a model repository (`encoder/repository.py`), the worker ch
 its `CURRENT` pointer every `--model-check-s` seconds (and at once on SIGHUP). A new
 version is loaded and checked on a thread of its own (the same `Recommender.load`
 the worker starts with: hashes, shapes, vocabulary), so the poll loop never waits
-for it; the loop swaps it in between two batches (`Worker._swap_model`). A version
+for it; the loop swaps it in between two batches (`swap.ModelSwap`). A version
 that fails to load is refused with a log line and a metric, the old model keeps
 serving, and the refused version is not tried again until `CURRENT` changes.
 """
