@@ -11,8 +11,9 @@ sits in the model stage), nor before every record sent ahead of them is
 acknowledged (`commits.py`), so a crash at any point re-reads, and never skips, an
 event. `stop()` is safe to call from a signal handler: the loop finishes the batch
 in hand, drains the pending users, publishes, waits for every acknowledgement,
-commits, closes and returns. Rebalances are handled in `rebalance.py`, model swaps
-in `swap.py`.
+commits, closes and returns. Rebalances: `rebalance.py`; model swaps: `swap.py`;
+stalls (`WorkerStalledError` after `--max-stall-s`): `watchdog.py`; `on_leaving` lets the
+process bound the way out (`shutdown.py`).
 
 State: each batch writes its users' changed histories, as of the batch's cut, to the
 changelog (`state/`) right after their recommendations; newly assigned partitions
@@ -29,6 +30,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,7 +49,7 @@ from streamrec.worker.backpressure import Backpressure
 from streamrec.worker.batcher import MicroBatcher
 from streamrec.worker.commits import Commits
 from streamrec.worker.config import WorkerConfig
-from streamrec.worker.errors import PublishError
+from streamrec.worker.errors import PublishError, WorkerStalledError
 from streamrec.worker.ingest import Ingest
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.model_stage import ModelJob, ModelStage
@@ -57,6 +59,7 @@ from streamrec.worker.recommend import Recommendations, Recommender
 from streamrec.worker.state.durable import DurableHistories
 from streamrec.worker.swap import ModelSwap
 from streamrec.worker.topics import prepare_topics
+from streamrec.worker.watchdog import Stall, Watchdog, Work, records_available
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ class Worker:
     def __init__(
         self, config: WorkerConfig, recommender: Recommender | None = None,
         metrics: WorkerMetrics | None = None,
+        on_leaving: Callable[[str], None] = lambda why: None,
     ) -> None:
         self.config = config
         self.recommender = recommender or Recommender.load(
@@ -86,6 +90,11 @@ class Worker:
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
         self._stop = threading.Event()
         self._backpressure = Backpressure(config.pending_limit)
+        self._on_leaving = on_leaving  # called from any thread, more than once
+        self.phase = "starting"  # where run() is, for the log line of an abandoned exit
+        self.stall: Stall | None = None  # set by the watchdog's thread
+        self.watchdog = Watchdog(config.max_stall_s, config.group_id)
+        self._available = 0  # records above the positions, as of the last lag refresh
         self.metrics_port: int | None = None
         self._metrics_server: Any = None
         # Built by run(), once the Kafka clients are:
@@ -98,6 +107,7 @@ class Worker:
         self.metrics.users.set_function(self.state.num_users)
         self.metrics.unknown_items_held.set_function(lambda: self.state.items.extra)
         self.metrics.pending.set_function(self._unanswered_users)
+        self.metrics.stall_seconds.set_function(lambda: self.watchdog.waited_s())
         self.kafka_client = resolve_client()  # the adapter every client of this run uses
         self.models = ModelSwap(config, self.recommender, self.metrics, self.kafka_client)
 
@@ -123,18 +133,24 @@ class Worker:
         shown = dataclasses.asdict(cfg) | {"security": cfg.security.redacted()}
         logger.info("effective configuration: %s", json.dumps(shown, default=str, sort_keys=True))
         logger.info("Kafka client: %s", self.kafka_client)
+        self.phase = "creating topics"
         prepare_topics(cfg, self.state)
         self.models.report()
         if cfg.metrics_port >= 0:
-            self._metrics_server = self.metrics.serve(cfg.metrics_port, cfg.metrics_host,
-                                                      ready=lambda: self.ready,
-                                                      reload=self.request_reload)
+            self._metrics_server = self.metrics.serve(
+                cfg.metrics_port, cfg.metrics_host, ready=lambda: self.ready,
+                reload=self.request_reload, stalled=lambda: self.stall)
             self.metrics_port = self._metrics_server.server_port
         producer: Producer | None = None
         try:
+            self.phase = "connecting to Kafka"
             producer = self._connect()  # a refusal here (init_transactions) is named too
             heap.settle("serving")
+            self.phase = "serving"
             self._loop()
+            if self.stall is not None:  # nothing is drained: the worker cannot progress
+                raise WorkerStalledError(str(self.stall))
+            self.phase = "draining (publishing pending users, committing)"
             self._drain()
         except (KafkaClientError, PublishError) as exc:  # e.g. an ACL revoked while running
             denied = authorization_error(exc, cfg.security, reads=[cfg.events_topic],
@@ -145,6 +161,8 @@ class Worker:
                 self._commits.halt()  # write and commit nothing more on the way out
             raise denied from exc
         finally:
+            self._on_leaving("closing the Kafka clients")
+            self.watchdog.stop()
             self._close(producer)
             heap.thaw()
 
@@ -176,9 +194,11 @@ class Worker:
             publish_in_hand=self._publish_in_hand, on_acked=self._account,
             on_commit=self._apply_cap)
         self._ownership = Ownership(cfg.events_topic, self.state, self.batcher, self._commits,
-                                    self.metrics)
+                                    self.metrics, self.watchdog)
+        self.phase = "subscribing to the events topic"
         subscribe_when_known(self._consumer, cfg.events_topic, on_assigned=self._on_assigned,
                              on_revoked=self._on_revoked, on_lost=self._on_lost)
+        self.watchdog.start(self._stalled)  # not joined: counted from now
         return producer
 
     def _loop(self) -> None:
@@ -190,13 +210,40 @@ class Worker:
             for tp, records in polled.items():
                 self._ingest.apply(tp, records, self.recommender.model_version)
                 self._commits.consumed_up_to(tp.partition, records[-1].offset + 1)
+            if polled:
+                self.watchdog.progressed()
             self._advance()
             self.models.poll()
             self._apply_backpressure()
             self._commits.update()
             if time.monotonic() >= next_lag:
                 self.metrics.update_lag(self._consumer, self._commits.consumed)
+                self._available = records_available(self._consumer)
                 next_lag = time.monotonic() + LAG_REFRESH_S
+            self._report_waits()
+
+    def _report_waits(self) -> None:
+        """Tell the watchdog what waits: work, and offsets whose commits fail."""
+        c = self._commits
+        self.watchdog.work(Work(self._available, self._unanswered_users(),
+                                self._publisher.inflight))
+        self.watchdog.commits(c.failing_since if c.uncommitted() else None, c.last_error)
+
+    def _stalled(self, stall: Stall) -> None:
+        """The watchdog's verdict (on its thread): stop, and say why."""
+        self.stall = stall
+        self.metrics.stalled.set(1)
+        logger.error("%s (%s); stopping so that a supervisor restarts the worker", stall,
+                     self.watchdog.describe())
+        self._stop.set()
+        self._on_leaving(str(stall))
+
+    def describe(self) -> str:
+        """Where the worker is and what it holds (an abandoned exit logs it)."""
+        c = self._commits
+        offsets = (f"; offsets committed {c.committed.copy()} of consumed {c.consumed.copy()}"
+                   if c is not None else "")
+        return f"{self.phase}; {self.watchdog.describe()}{offsets}"
 
     def _apply_backpressure(self) -> None:
         """Pause or resume fetching for the users waiting now (`backpressure.py`)."""
@@ -224,11 +271,13 @@ class Worker:
         logger.info("drained and committed %s", self._commits.committed)
 
     def _close(self, producer: Producer | None) -> None:
+        self.phase = "closing the consumer (leaving the group)"
         if self._consumer is not None:
             self._consumer.close()
         if self._model is not None:
             self._model.close()
         self.state.close()
+        self.phase = "closing the producer"
         if producer is not None:
             producer.close(30)
         if self._metrics_server is not None:
@@ -299,6 +348,7 @@ class Worker:
         self.state.recommended(served, recs.rows)
         self.state.write_changes(self._publisher, job.changes, owned_now)
         m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
+        self.watchdog.progressed()
 
     def _unanswered_users(self) -> int:
         """Users waiting for their recommendation: pending, or in the model stage."""
@@ -323,6 +373,7 @@ class Worker:
         if acked:
             self.metrics.count_acked(acked)
             self.state.note_written(acked.changelog)
+            self.watchdog.progressed()
 
     def _apply_cap(self) -> None:
         """After a commit point: apply the user cap (evicting only users in the changelog)."""

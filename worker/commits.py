@@ -69,6 +69,10 @@ class Commits:
         # every record below which must be acknowledged first.
         self._pending: tuple[Offsets, int] | None = None
         self.failed = False  # a record was refused: nothing more is committed
+        # Clock time of the first failed commit since the last one that went through
+        # (None: the last commit succeeded), and the last failure: the watchdog's view.
+        self.failing_since: float | None = None
+        self.last_error = ""
 
     # -- positions -----------------------------------------------------------------
 
@@ -207,8 +211,12 @@ class Commits:
             self.consumer.commit(offsets)
         except KafkaClientError as exc:
             self.metrics.commit_failures.inc()
+            if self.failing_since is None:
+                self.failing_since = self._clock()
+            self.last_error = str(exc)
             logger.warning("offset commit failed (%s); will commit again at the next "
                            "commit interval", exc)
             return False
+        self.failing_since = None
         self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
         return True

@@ -50,6 +50,12 @@ class WorkerConfig:
     # they arrive, whenever the loop turns.
     commit_interval_ms: float = 1000.0
     session_timeout_ms: int = 10_000  # a crashed worker's partitions move after this long
+    # A worker that cannot join its group, commit, or make progress on work waiting for
+    # this long stops (worker/watchdog.py); 0 = never.
+    max_stall_s: float = 60.0
+    # SIGTERM (or a stall, or an error) ends the process within this long, drained or
+    # not (worker/shutdown.py); Kubernetes' default grace is 30 s, deploy/k8s gives 60.
+    shutdown_timeout_s: float = 30.0
     # One Kafka transaction per commit interval: recommendations, dead letters,
     # changelog records and offsets commit together.
     exactly_once: bool = False
@@ -82,6 +88,10 @@ class WorkerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.replication_factor is not None and self.replication_factor < 1:
             raise ValueError(f"replication_factor must be >= 1, got {self.replication_factor}")
+        if self.max_stall_s < 0:
+            raise ValueError(f"max_stall_s must be >= 0 (0 = never), got {self.max_stall_s}")
+        if self.shutdown_timeout_s <= 0:
+            raise ValueError(f"shutdown_timeout_s must be > 0, got {self.shutdown_timeout_s}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         if len({self.events_topic, self.recommendations_topic, self.dead_letter_topic}) != 3:

@@ -27,3 +27,8 @@ class PublishError(WorkerError):
 
 class ChangelogError(WorkerError):
     """A histories-changelog record cannot be encoded or decoded (bad bytes, over a limit)."""
+
+
+class WorkerStalledError(WorkerError):
+    """The worker waited `--max-stall-s` to join its group, commit, or make progress on
+    work waiting for it (`watchdog.py`), and stopped so that a supervisor restarts it."""

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from streamrec.kafka_io.port import Consumer
     from streamrec.worker.publish import Acked
     from streamrec.worker.state.durable import Restored
+    from streamrec.worker.watchdog import Stall
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,15 @@ class WorkerMetrics:
             "than commit past them).", ["kind"], registry=r)
         self.commits = Counter(
             "streamrec_offset_commits_total", "Successful offset commits.", registry=r)
+        self.stall_seconds = Gauge(
+            "streamrec_stall_seconds",
+            "How long the worker has waited to join its group, for a failing commit to "
+            "succeed, or for progress on work waiting (0 while idle or progressing); it "
+            "stops at --max-stall-s.", registry=r)
+        self.stalled = Gauge(
+            "streamrec_stalled",
+            "1 once the worker waited --max-stall-s and stops (/healthz answers 503).",
+            registry=r)
         self.model_info = Info(
             "streamrec_model", "What serves, one label each: version (the model version), "
             "items (items the model knows), max_len (its history length), index (the item "
@@ -232,13 +242,16 @@ class WorkerMetrics:
     def serve(
         self, port: int, addr: str = "0.0.0.0", ready: Callable[[], bool] | None = None,
         reload: Callable[[], None] | None = None,
+        stalled: Callable[[], Stall | None] | None = None,
     ) -> WSGIServer:
         """Serve /metrics, /readyz and /healthz from a daemon thread; returns the server.
 
         /readyz answers 200 only while `ready()` is true (partitions assigned and
         restored), 503 otherwise, so an orchestrator routes nothing to a restoring
-        worker; /healthz answers 200 while the process serves at all. `POST /reload`
-        calls `reload()` (check the model repository now: `streamrec reload`).
+        worker; /healthz answers 200 while the process serves, 503 (with the reason)
+        once `stalled()` names a stall: a liveness probe restarts a worker whose exit
+        hangs. `POST /reload` calls `reload()` (check the model repository now:
+        `streamrec reload`).
         """
         metrics_app = make_wsgi_app(self.registry)
 
@@ -251,8 +264,13 @@ class WorkerMetrics:
                 reload()
                 start_response("202 Accepted", [("Content-Type", "text/plain")])
                 return [b"reload requested: the worker checks its model repository now\n"]
-            if path in ("/readyz", "/healthz"):
-                ok = path == "/healthz" or ready is None or ready()
+            if path == "/healthz":
+                stall = stalled() if stalled is not None else None
+                start_response("200 OK" if stall is None else "503 Service Unavailable",
+                               [("Content-Type", "text/plain")])
+                return [b"ok\n" if stall is None else f"{stall}\n".encode()]
+            if path == "/readyz":
+                ok = ready is None or ready()
                 start_response("200 OK" if ok else "503 Service Unavailable",
                                [("Content-Type", "text/plain")])
                 return [b"ok\n" if ok else b"not ready\n"]

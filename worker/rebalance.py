@@ -18,6 +18,7 @@ from streamrec.worker.batcher import MicroBatcher
 from streamrec.worker.commits import Commits
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.state.durable import DurableHistories
+from streamrec.worker.watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +27,13 @@ class Ownership:
     """The events-topic partitions restored and owned, kept through rebalances."""
 
     def __init__(self, topic: str, state: DurableHistories, batcher: MicroBatcher,
-                 commits: Commits, metrics: WorkerMetrics) -> None:
+                 commits: Commits, metrics: WorkerMetrics, watchdog: Watchdog) -> None:
         self.topic = topic
         self.state = state
         self.batcher = batcher
         self.commits = commits
         self.metrics = metrics
+        self.watchdog = watchdog  # told when the worker joins and leaves, and of restores
         self.owned: set[int] = set()  # partitions restored and owned
         self.assigned_once = False
         self.restoring = False
@@ -44,6 +46,7 @@ class Ownership:
     def assigned(self, assigned: list[TopicPartition]) -> None:
         """Drop partitions that moved away; restore the new ones before their events."""
         owned = {tp.partition for tp in assigned}
+        self.watchdog.joined(len(owned))  # an empty assignment too: a member, idle
         for partition in sorted(self.owned - owned):
             dropped = self._forget(partition)
             logger.info("partition %d moved away: dropped %d users", partition, dropped)
@@ -52,7 +55,7 @@ class Ownership:
             self.restoring = True
             self.metrics.restoring.set(1)
             try:
-                restored = self.state.restore(new)
+                restored = self.state.restore(new, progress=self.watchdog.progressed)
             finally:
                 self.restoring = False
                 self.metrics.restoring.set(0)
@@ -73,6 +76,7 @@ class Ownership:
         partition comes back, and dropped (their events replayed by the new owner) if
         it does not.
         """
+        self.watchdog.left()
         if self.commits.failed:
             return  # after a failed publish nothing more is written or committed
         self.commits.commit_now(consumer_commit=False)
@@ -85,6 +89,7 @@ class Ownership:
         state are dropped, and the owner replays from the last commit. An open
         transaction is aborted (its writes could race the new owner's).
         """
+        self.watchdog.left()
         self.commits.abort()
         for tp in lost:
             self._forget(tp.partition)

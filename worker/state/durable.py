@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -286,14 +286,15 @@ class DurableHistories:
         store = self._stores.pop(partition, None)
         return len(store) if store is not None else 0
 
-    def restore(self, partitions: list[int]) -> Restored:
+    def restore(self, partitions: list[int],
+                progress: Callable[[], None] = lambda: None) -> Restored:
         """Load the partitions' histories from the changelog (replacing memory).
 
         Chunks of values are decoded as the read goes on (`LatestRead`; in reader
         processes when the restore is large, `parallel_read.py`), in bulk straight into
         the stores' arrays (`decode_rows`); the few the fast path does not take are
         decoded one by one, and a value that does not decode at all is logged and
-        skipped, never fatal.
+        skipped, never fatal. `progress()` is called whenever more records were read.
         """
         start = time.perf_counter()
         for partition in partitions:
@@ -301,15 +302,16 @@ class DurableHistories:
             self.store(partition)
         said = time.monotonic()
 
-        def progress(records: int) -> None:  # a long restore says how far it got
+        def read_more(records: int) -> None:  # a long restore says how far it got
             nonlocal said
+            progress()
             if time.monotonic() - said >= RESTORE_LOG_S:
                 said = time.monotonic()
                 logger.info("restoring partitions %s: %d changelog records read in %.0fs",
                             list(partitions), records, time.perf_counter() - start)
 
         read = latest_read(self.bootstrap, self.group_id, partitions, security=self.security,
-                           readers=self.restore_readers, progress=progress)
+                           readers=self.restore_readers, progress=read_more)
         invalid = 0
         for chunk in read:
             invalid += self._load_chunk(chunk)

@@ -374,18 +374,26 @@ def test_a_refused_consumer_commit_is_taken_again_at_the_next_interval() -> None
     rig = Rig()
     c = rig.commits
     c.consumed_up_to(0, 10)
-    rig.consumer.refuse = 1
+    rig.consumer.refuse = 2
     c.update()
     c.update()
     assert rig.consumer.commits == []
     assert rig.metrics.commit_failures._value.get() == 1
     assert c.committed == {}
     assert rig.commit_points == 1  # the cap is applied all the same
+    failed_at = rig.clock.now
+    assert c.failing_since == failed_at  # what the watchdog times (worker/watchdog.py)
+    assert "rebalancing" in c.last_error
     c.update()
     assert rig.consumer.commits == []  # not before the interval
     rig.next_interval()
     c.update()
     c.update()
+    assert c.failing_since == failed_at  # failing since the first failure
+    rig.next_interval()
+    c.update()
+    c.update()
     assert rig.consumer.commits == [{TP0: 10}]
     assert c.committed == {0: 10}
+    assert c.failing_since is None
 

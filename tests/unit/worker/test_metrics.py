@@ -1,8 +1,12 @@
-"""Metrics that must not outlive what they describe."""
+"""Metrics that must not outlive what they describe, and the probes beside them."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+
 from streamrec.worker.metrics import WorkerMetrics
+from streamrec.worker.watchdog import Stall
 
 
 def lag_series(m: WorkerMetrics) -> set[tuple[str, str]]:
@@ -18,3 +22,28 @@ def test_a_partition_that_moved_away_leaves_no_lag_series() -> None:
     m.forget_partition("events", 1)
     m.forget_partition("events", 9)  # never reported: nothing to drop, no error
     assert lag_series(m) == {("events", "0")}
+
+
+def status(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_healthz_answers_503_with_the_reason_once_the_worker_stalled() -> None:
+    stall: list[Stall] = []
+    server = WorkerMetrics().serve(0, "127.0.0.1", ready=lambda: True,
+                                   stalled=lambda: stall[0] if stall else None)
+    try:
+        port = server.server_port
+        assert status(port, "/healthz") == (200, "ok\n")
+        stall.append(Stall(61.0, "an assignment from group 'g'"))
+        code, body = status(port, "/healthz")
+        assert code == 503
+        assert body == "stalled: waited 61s for an assignment from group 'g'\n"
+        assert status(port, "/readyz")[0] == 200  # readiness is another question
+    finally:
+        server.shutdown()
+        server.server_close()
