@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 from pathlib import Path
-from types import FrameType
 
 from streamrec.cli.flags import (
     add_event_types_flag,
@@ -19,6 +19,8 @@ from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.validate import Limits
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,6 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
          "the encoder masks them until a model that knows them is served)", int)
     flag("--session-timeout-ms", defaults.session_timeout_ms,
          "consumer-group session timeout: how soon a crashed worker's partitions move", int)
+    flag("--max-stall-s", defaults.max_stall_s,
+         "a worker that cannot join its group, commit, or make progress on records, "
+         "users or acknowledgements waiting for it for this long exits with code 3 "
+         "(an idle topic is not a stall; 0 = never)", float)
+    flag("--shutdown-timeout-s", defaults.shutdown_timeout_s,
+         "SIGTERM (or a stall, or an error) ends the process within this long: what is "
+         "not drained by then is abandoned, uncommitted, with exit code 4", float)
     flag("--commit-interval-ms", defaults.commit_interval_ms,
          "how often offsets are committed, and with --exactly-once each transaction "
          "(records are acknowledged as they arrive)", float)
@@ -107,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             exactly_once=args.exactly_once,
             instance_id=args.instance_id, commit_interval_ms=args.commit_interval_ms,
             session_timeout_ms=args.session_timeout_ms,
+            max_stall_s=args.max_stall_s, shutdown_timeout_s=args.shutdown_timeout_s,
             limits=Limits(max_record_bytes=args.max_record_bytes, max_id_chars=args.max_id_chars),
             event_types=parse_event_types(args.event_types),
             security=security_from_args(args),
@@ -115,22 +125,42 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         raise ConfigError(str(exc)) from exc
 
 
-def install_stop_handlers(stop: object) -> None:
-    """SIGTERM and SIGINT call `stop()`: finish the batch, commit, exit 0."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        stop()  # type: ignore[operator]
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run the worker until SIGTERM/SIGINT."""
+    """Run the worker until SIGTERM/SIGINT; the process ends within --shutdown-timeout-s
+    of the first one, or of a stall or error (`worker/shutdown.py`)."""
     from streamrec.worker.app import Worker  # heavy imports (torch) only when running
+    from streamrec.worker.errors import WorkerStalledError
+    from streamrec.worker.shutdown import (
+        EXIT_ABANDONED,
+        EXIT_STALLED,
+        ExitGuard,
+        forward_signals,
+    )
 
-    worker = Worker(config_from_args(args))
-    install_stop_handlers(worker.stop)
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: worker.request_reload())
-    worker.run()
+    config = config_from_args(args)
+    guard = ExitGuard(config.shutdown_timeout_s)
+    worker = Worker(config, on_leaving=lambda why: guard.arm(
+        why, EXIT_STALLED if worker.stall is not None else EXIT_ABANDONED))
+    guard.describe = worker.describe
+    signals: list[str] = []
+
+    def stop(signum: int) -> None:
+        name = signal.Signals(signum).name
+        signals.append(name)
+        if len(signals) > 1:
+            guard.abandon(f"{name} after {signals[0]}", 128 + signum)
+            return
+        logger.info("%s: finishing the batch in hand, publishing and committing, then "
+                    "exiting (at most %.0fs; a second signal exits at once)",
+                    name, config.shutdown_timeout_s)
+        worker.stop()
+        guard.arm(name)
+
+    forward_signals({signal.SIGTERM: stop, signal.SIGINT: stop,
+                     signal.SIGHUP: lambda _signum: worker.request_reload()})
+    try:
+        worker.run()
+    except WorkerStalledError as exc:
+        logger.error("exiting with code %d: %s", EXIT_STALLED, exc)
+        return EXIT_STALLED
     return 0

@@ -39,3 +39,18 @@ def test_missing_model_and_bad_values_exit_2_with_a_reason(
     monkeypatch.setenv("STREAMREC_MAX_BATCH", "lots")
     assert main(["worker", "--model", "m"]) == 2
     assert "STREAMREC_MAX_BATCH" in capsys.readouterr().err
+
+
+def test_stall_and_shutdown_bounds_default_to_60_and_30_seconds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = config_from_args(build_parser().parse_args(["worker", "--model", "m"]))
+    assert (config.max_stall_s, config.shutdown_timeout_s) == (60.0, 30.0)
+    monkeypatch.setenv("STREAMREC_MAX_STALL_S", "0")  # 0: the watchdog is off
+    args = build_parser().parse_args(["worker", "--model", "m", "--shutdown-timeout-s", "5"])
+    assert (config_from_args(args).max_stall_s, config_from_args(args).shutdown_timeout_s) == (
+        0.0, 5.0)
+    assert main(["worker", "--model", "m", "--shutdown-timeout-s", "0"]) == 2
+    assert "shutdown_timeout_s must be > 0" in capsys.readouterr().err
+    assert main(["worker", "--model", "m", "--max-stall-s", "-1"]) == 2
+    assert "max_stall_s must be >= 0" in capsys.readouterr().err
