@@ -194,7 +194,7 @@ class Worker:
             publish_in_hand=self._publish_in_hand, on_acked=self._account,
             on_commit=self._apply_cap)
         self._ownership = Ownership(cfg.events_topic, self.state, self.batcher, self._commits,
-                                    self.metrics, self.watchdog)
+                                    self.metrics, self.watchdog, stopping=self._stop.is_set)
         self.phase = "subscribing to the events topic"
         subscribe_when_known(self._consumer, cfg.events_topic, on_assigned=self._on_assigned,
                              on_revoked=self._on_revoked, on_lost=self._on_lost)
@@ -208,6 +208,8 @@ class Worker:
             polled = self._consumer.poll(self._poll_timeout_s())
             self.metrics.stage_seconds.labels("poll").observe(time.perf_counter() - start)
             for tp, records in polled.items():
+                if tp.partition not in self._ownership.owned:
+                    continue  # its restore was left at a stop: its state is not here
                 self._ingest.apply(tp, records, self.recommender.model_version)
                 self._commits.consumed_up_to(tp.partition, records[-1].offset + 1)
             if polled:

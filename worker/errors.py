@@ -29,6 +29,11 @@ class ChangelogError(WorkerError):
     """A histories-changelog record cannot be encoded or decoded (bad bytes, over a limit)."""
 
 
+class RestoreAbandonedError(WorkerError):
+    """A restore was left unfinished because the worker is stopping; its partitions are
+    not served (their events stay uncommitted for the next owner)."""
+
+
 class WorkerStalledError(WorkerError):
     """The worker waited `--max-stall-s` to join its group, commit, or make progress on
     work waiting for it (`watchdog.py`), and stopped so that a supervisor restarts it."""

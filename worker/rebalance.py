@@ -12,10 +12,12 @@ its pending users, its positions and its state with it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from streamrec.kafka_io.port import TopicPartition
 from streamrec.worker.batcher import MicroBatcher
 from streamrec.worker.commits import Commits
+from streamrec.worker.errors import RestoreAbandonedError
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.state.durable import DurableHistories
 from streamrec.worker.watchdog import Watchdog
@@ -27,13 +29,15 @@ class Ownership:
     """The events-topic partitions restored and owned, kept through rebalances."""
 
     def __init__(self, topic: str, state: DurableHistories, batcher: MicroBatcher,
-                 commits: Commits, metrics: WorkerMetrics, watchdog: Watchdog) -> None:
+                 commits: Commits, metrics: WorkerMetrics, watchdog: Watchdog,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.topic = topic
         self.state = state
         self.batcher = batcher
         self.commits = commits
         self.metrics = metrics
         self.watchdog = watchdog  # told when the worker joins and leaves, and of restores
+        self.stopping = stopping  # true once the worker stops: a restore is left
         self.owned: set[int] = set()  # partitions restored and owned
         self.assigned_once = False
         self.restoring = False
@@ -44,7 +48,11 @@ class Ownership:
         return self.assigned_once and not self.restoring
 
     def assigned(self, assigned: list[TopicPartition]) -> None:
-        """Drop partitions that moved away; restore the new ones before their events."""
+        """Drop partitions that moved away; restore the new ones before their events.
+
+        A restore the worker's stop interrupts is left (`RestoreAbandonedError`): its
+        partitions are not owned, so none of their events is applied or committed.
+        """
         owned = {tp.partition for tp in assigned}
         self.watchdog.joined(len(owned))  # an empty assignment too: a member, idle
         for partition in sorted(self.owned - owned):
@@ -55,7 +63,12 @@ class Ownership:
             self.restoring = True
             self.metrics.restoring.set(1)
             try:
-                restored = self.state.restore(new, progress=self.watchdog.progressed)
+                restored = self.state.restore(new, progress=self.watchdog.progressed,
+                                              stopping=self.stopping)
+            except RestoreAbandonedError as exc:
+                logger.warning("%s; they are not served", exc)
+                self.owned = owned - set(new)
+                return
             finally:
                 self.restoring = False
                 self.metrics.restoring.set(0)

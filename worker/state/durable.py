@@ -26,7 +26,7 @@ from streamrec.kafka_io.clients import TOPIC_READY_S, ensure_topics, make_admin
 from streamrec.kafka_io.errors import KafkaUnavailableError
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import OffsetReader
-from streamrec.worker.errors import ChangelogError
+from streamrec.worker.errors import ChangelogError, RestoreAbandonedError
 from streamrec.worker.publish import Publisher
 from streamrec.worker.state.changelog import (
     BULK_CHUNK,
@@ -286,15 +286,17 @@ class DurableHistories:
         store = self._stores.pop(partition, None)
         return len(store) if store is not None else 0
 
-    def restore(self, partitions: list[int],
-                progress: Callable[[], None] = lambda: None) -> Restored:
+    def restore(self, partitions: list[int], progress: Callable[[], None] = lambda: None,
+                stopping: Callable[[], bool] = lambda: False) -> Restored:
         """Load the partitions' histories from the changelog (replacing memory).
 
         Chunks of values are decoded as the read goes on (`LatestRead`; in reader
         processes when the restore is large, `parallel_read.py`), in bulk straight into
         the stores' arrays (`decode_rows`); the few the fast path does not take are
         decoded one by one, and a value that does not decode at all is logged and
-        skipped, never fatal. `progress()` is called whenever more records were read.
+        skipped, never fatal. `progress()` is called whenever more records were read;
+        once `stopping()` is true the read stops (its reader processes too) with
+        `RestoreAbandonedError`, and the partitions are left out of memory.
         """
         start = time.perf_counter()
         for partition in partitions:
@@ -304,6 +306,10 @@ class DurableHistories:
 
         def read_more(records: int) -> None:  # a long restore says how far it got
             nonlocal said
+            if stopping():  # raised inside the read: it closes its consumer or readers
+                raise RestoreAbandonedError(
+                    f"the worker is stopping: restore of partitions {list(partitions)} "
+                    f"left after {records} changelog records")
             progress()
             if time.monotonic() - said >= RESTORE_LOG_S:
                 said = time.monotonic()
@@ -313,8 +319,13 @@ class DurableHistories:
         read = latest_read(self.bootstrap, self.group_id, partitions, security=self.security,
                            readers=self.restore_readers, progress=read_more)
         invalid = 0
-        for chunk in read:
-            invalid += self._load_chunk(chunk)
+        try:
+            for chunk in read:
+                invalid += self._load_chunk(chunk)
+        except RestoreAbandonedError:
+            for partition in partitions:
+                self.drop(partition)
+            raise
         users = sum(len(self.store(p)) for p in partitions)
         readers = read.readers
         restored = Restored(tuple(partitions), users, read.records, time.perf_counter() - start,
