@@ -127,12 +127,27 @@ def member_holding_the_group(bootstrap: str, topics: dict[str, str]) -> Iterator
         member.close(autocommit=False)
 
 
+STARTED: list[WorkerProcess] = []  # killed after each test, should one outlive it
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left() -> Iterator[None]:
+    yield
+    while STARTED:
+        worker = STARTED.pop()
+        if worker.alive():  # a failed test: a hanging worker must not outlive it
+            worker.proc.kill()
+            worker.proc.wait()
+
+
 def start(tmp_path: Path, name: str, bootstrap: str, model: Path, topics: dict[str, str],
           *extra: str) -> tuple[WorkerProcess, int]:
     port = free_port()
     args = worker_args(bootstrap, model, topics, "--metrics-port", str(port),
                        "--shutdown-timeout-s", str(BOUND_S), *extra)
-    return WorkerProcess(tmp_path / f"{name}.log", args), port
+    worker = WorkerProcess(tmp_path / f"{name}.log", args)
+    STARTED.append(worker)
+    return worker, port
 
 
 def test_a_worker_that_cannot_join_its_group_exits_3_naming_the_wait(
