@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             guard.abandon(f"{name} after {signals[0]}", 128 + signum)
             return
         logger.info("%s: finishing the batch in hand, publishing and committing, then "
-                    "exiting (at most %.0fs; a second signal exits at once)",
+                    "exiting (at most %gs; a second signal exits at once)",
                     name, config.shutdown_timeout_s)
         worker.stop()
         guard.arm(name)

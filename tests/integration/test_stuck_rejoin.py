@@ -15,7 +15,9 @@ rejoin at once; the replayed backlog keeps the loop polling for milliseconds, th
 is answered after `poll` returned, and kafka-python never took that answer (REBALANCING
 for good: no partitions, no heartbeats, every commit refused with
 RebalanceInProgressError). The adapter now asks for that join again
-(`kafka_io/kafka_python/consumer.py`); confluent-kafka served from the start.
+(`kafka_io/kafka_python/consumer.py`); confluent-kafka served from the start. (Without
+the fix the watchdog would stop the worker after `--max-stall-s`, exit 3, and a restarted
+worker would hang the same way: stopping is no substitute for serving here.)
 """
 
 from __future__ import annotations
