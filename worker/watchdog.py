@@ -141,10 +141,11 @@ class Watchdog:
         """How long the longest of the three waits has lasted so far (0: none)."""
         now = self._clock()
         waits = [0.0]
-        if self._unjoined_since is not None:
-            waits.append(now - self._unjoined_since)
-        if self._commit_failing_since is not None:
-            waits.append(now - self._commit_failing_since)
+        unjoined, failing = self._unjoined_since, self._commit_failing_since  # read once
+        if unjoined is not None:
+            waits.append(now - unjoined)
+        if failing is not None:
+            waits.append(now - failing)
         if self._work:
             waits.append(now - max(self._work_since, self._progress_at))
         return max(waits)
@@ -154,29 +155,31 @@ class Watchdog:
         if self.max_stall_s <= 0:
             return None
         now = self._clock()
-        if self._unjoined_since is not None:
-            waited = now - self._unjoined_since
+        unjoined, failing = self._unjoined_since, self._commit_failing_since  # read once
+        if unjoined is not None:
+            waited = now - unjoined
             if waited >= self.max_stall_s:
                 return Stall(waited, f"an assignment from group {self.group!r} (not a member "
                                      "since it asked to join: no assignment, not even an "
                                      "empty one)")
-        if self._commit_failing_since is not None:
-            waited = now - self._commit_failing_since
+        if failing is not None:
+            waited = now - failing
             if waited >= self.max_stall_s:
                 return Stall(waited, f"an offset commit to succeed (last error: "
                                      f"{self._commit_error})")
-        if self._work:
+        work = self._work
+        if work:
             waited = now - max(self._work_since, self._progress_at)
             if waited >= self.max_stall_s:
-                return Stall(waited, f"progress on {self._work} (nothing consumed, "
+                return Stall(waited, f"progress on {work} (nothing consumed, "
                                      "published or acknowledged meanwhile)")
         return None
 
     def describe(self) -> str:
         """The group membership and the work waiting, for a log line."""
-        membership = (f"joined with {self._partitions} partitions"
-                      if self._unjoined_since is None else
-                      f"not joined for {self._clock() - self._unjoined_since:.0f}s")
+        since = self._unjoined_since  # read once: the loop's thread may change it
+        membership = (f"joined with {self._partitions} partitions" if since is None else
+                      f"not joined for {self._clock() - since:.0f}s")
         return f"{membership}; waiting: {self._work or 'nothing'}"
 
     # -- the watching thread -------------------------------------------------------------
