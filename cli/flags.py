@@ -50,7 +50,7 @@ def add_client_flag(parser: argparse.ArgumentParser) -> None:
         "--kafka-client", choices=CLIENT_CHOICES,
         default=env_default("--kafka-client", "auto", str),
         help="Kafka client library: confluent (confluent-kafka over librdkafka), "
-             "kafka-python, or auto (kafka-python for now: see the README) "
+             "kafka-python, or auto (confluent when it is installed, else kafka-python) "
              "(env STREAMREC_KAFKA_CLIENT; default: %(default)s)")
 
 

@@ -44,9 +44,10 @@ logger = logging.getLogger(__name__)
 
 CLIENT_ENV = "STREAMREC_KAFKA_CLIENT"
 TOPIC_READY_S = 30.0  # how long a topic may take to have a leader for every partition
-# What `auto` picks: kafka-python until confluent-kafka has passed the whole
-# integration suite and measured faster side by side (docs/BENCHMARKS.md).
-AUTO_CLIENT: ClientName = "kafka-python"
+# What `auto` picks when it is installed: confluent-kafka passes the whole integration
+# suite and measured faster side by side (docs/BENCHMARKS.md, 2026-12-02 22:07: the
+# relay 4x the events/s at a quarter of the CPU, the worker 1.2x the recommendations/s).
+AUTO_CLIENT: ClientName = "confluent"
 
 
 def confluent_installed() -> bool:
