@@ -156,11 +156,14 @@ def run(args: argparse.Namespace) -> int:
         worker.stop()
         guard.arm(name)
 
-    forward_signals({signal.SIGTERM: stop, signal.SIGINT: stop,
-                     signal.SIGHUP: lambda _signum: worker.request_reload()})
+    restore_signals = forward_signals({signal.SIGTERM: stop, signal.SIGINT: stop,
+                                       signal.SIGHUP: lambda _signum: worker.request_reload()})
     try:
         worker.run()
     except WorkerStalledError as exc:
         logger.error("exiting with code %d: %s", EXIT_STALLED, exc)
         return EXIT_STALLED
+    finally:  # out of the run in time: no deadline, and the signals as they were
+        guard.disarm()
+        restore_signals()
     return 0

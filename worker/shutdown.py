@@ -44,6 +44,7 @@ class ExitGuard:
         self._exit_now = exit_now
         self._lock = threading.Lock()
         self._armed: tuple[str, int, float] | None = None  # why, exit code, when
+        self._disarmed = False  # the run returned before the deadline
 
     @property
     def armed(self) -> bool:
@@ -58,8 +59,18 @@ class ExitGuard:
         threading.Thread(target=self._expire, args=(why, code), name="exit-guard",
                          daemon=True).start()
 
+    def disarm(self) -> None:
+        """The way out finished (the worker's run returned): the deadline no longer
+        applies. What is left is the interpreter's own exit; and where the command ran
+        inside a longer-lived process (tests, an embedding program), it must not end it."""
+        with self._lock:
+            self._disarmed = True
+
     def _expire(self, why: str, code: int) -> None:
         time.sleep(self.bound_s)
+        with self._lock:
+            if self._disarmed:
+                return
         self.abandon(f"{why}: still not out after {self.bound_s:g}s", code)
 
     def abandon(self, why: str, code: int) -> None:

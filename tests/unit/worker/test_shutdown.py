@@ -48,6 +48,16 @@ def test_an_unarmed_guard_never_exits() -> None:
     assert not guard.armed
 
 
+def test_a_guard_disarmed_before_its_bound_never_exits() -> None:
+    """The run returned in time: a worker command run inside a longer-lived process
+    (the in-process CLI of the tests) must not end that process 30 s later."""
+    exits = Exits()
+    guard = ExitGuard(0.1, exit_now=exits)
+    guard.arm("closing the Kafka clients")
+    guard.disarm()
+    assert not exits.done.wait(0.5)
+
+
 def test_abandon_exits_even_when_the_state_cannot_be_described(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
