@@ -1,19 +1,25 @@
-"""Fixtures of the integration tests: a small real checkpoint and fresh topic names."""
+"""Fixtures of the integration tests: a small real checkpoint, fresh topic names, and a
+broker of a test's own (for tests that stop it)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
 
 from streamrec.encoder.checkpoint import save_checkpoint
 from streamrec.encoder.config import ModelConfig
 from streamrec.encoder.model import SASRec
 from streamrec.encoder.vocab import ItemVocab
-from tests.conftest import NewTopicFactory
+from streamrec.kafka_io.local.broker import LocalBroker
+from streamrec.kafka_io.local.config import BrokerConfig
+from tests.conftest import TOPIC_READY_TIMEOUT_MS, NewTopicFactory, free_port
 
 
 def write_checkpoint(path: Path, max_len: int, items: int = 40, seed: int = 0) -> Path:
@@ -50,3 +56,29 @@ def topics(new_topic: NewTopicFactory) -> dict[str, str]:
                        prefix="events")
     return {"events": events, "recs": f"recs-{suffix}", "dlq": f"dlq-{suffix}",
             "group": f"group-{suffix}"}
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A broker of this test alone, which the test may stop (and start again)."""
+    broker = LocalBroker(BrokerConfig(port=free_port(), controller_port=free_port(),
+                                      data_dir=tmp_path / "kafka"))
+    broker.start(timeout_s=180)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def own_topics(own_broker: LocalBroker) -> dict[str, str]:
+    """Fresh names on `own_broker`, its events topic (3 partitions) created; the worker
+    creates the recommendations and dead-letter topics itself."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"events": f"events-{suffix}", "recs": f"recs-{suffix}", "dlq": f"dlq-{suffix}",
+              "group": f"group-{suffix}"}
+    admin = KafkaAdminClient(bootstrap_servers=own_broker.config.bootstrap)
+    admin.create_topics([NewTopic(topics["events"], 3, 1)])
+    admin.wait_for_topics([topics["events"]], timeout_ms=TOPIC_READY_TIMEOUT_MS)
+    admin.close()
+    return topics

@@ -16,17 +16,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
 
 from streamrec.kafka_io.local.broker import LocalBroker
-from streamrec.kafka_io.local.config import BrokerConfig
-from tests.conftest import free_port
 from tests.integration.durability import (
     SteadyProducer,
     WorkerProcess,
@@ -39,29 +33,11 @@ from tests.integration.durability import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_clients]
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    """A broker of this test alone: it is stopped and started again mid-test."""
-    broker = LocalBroker(BrokerConfig(port=free_port(), controller_port=free_port(),
-                                      data_dir=tmp_path / "kafka"))
-    broker.start(timeout_s=180)
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
 def test_worker_rides_out_a_broker_restart_without_loss(
-    own_broker: LocalBroker, long_checkpoint: Path, tmp_path: Path,
+    own_broker: LocalBroker, own_topics: dict[str, str], long_checkpoint: Path, tmp_path: Path,
 ) -> None:
-    bootstrap = own_broker.config.bootstrap
-    suffix = uuid.uuid4().hex[:8]
-    topics = {"events": f"events-{suffix}", "recs": f"recs-{suffix}", "dlq": f"dlq-{suffix}",
-              "group": f"group-{suffix}"}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topics["events"], 3, 1)])
-    admin.wait_for_topics([topics["events"]], timeout_ms=60_000)
-    admin.close()
+    """(`own_broker` is stopped and started again mid-test.)"""
+    bootstrap, topics = own_broker.config.bootstrap, own_topics
 
     producer = SteadyProducer(bootstrap, topics["events"], total=60 * 30, users=60, rate=60)
     worker = WorkerProcess(tmp_path / "worker.log", worker_args(bootstrap, long_checkpoint,

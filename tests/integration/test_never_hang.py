@@ -30,7 +30,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,7 +39,6 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from streamrec.kafka_io.local.broker import LocalBroker
-from streamrec.kafka_io.local.config import BrokerConfig
 from streamrec.worker.state.changelog import HistoryRecord, changelog_topic, encode_history
 from tests.conftest import TOPIC_READY_TIMEOUT_MS, free_port
 from tests.integration.durability import WorkerProcess, worker_args
@@ -214,29 +212,11 @@ def test_sigterm_while_no_broker_answers_ends_the_process_within_the_bound(
     print(f"no broker: exit {code} after {took:.1f}s")
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    """A broker of this test alone: it goes away mid-test."""
-    broker = LocalBroker(BrokerConfig(port=free_port(), controller_port=free_port(),
-                                      data_dir=tmp_path / "kafka"))
-    broker.start(timeout_s=180)
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
 def test_sigterm_after_the_broker_went_away_abandons_the_drain_within_the_bound(
-    own_broker: LocalBroker, tiny_checkpoint: Path, tmp_path: Path,
+    own_broker: LocalBroker, own_topics: dict[str, str], tiny_checkpoint: Path, tmp_path: Path,
 ) -> None:
-    bootstrap = own_broker.config.bootstrap
-    suffix = uuid.uuid4().hex[:8]
-    topics = {"events": f"events-{suffix}", "recs": f"recs-{suffix}", "dlq": f"dlq-{suffix}",
-              "group": f"group-{suffix}"}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topics["events"], 3, 1)])
-    admin.wait_for_topics([topics["events"]], timeout_ms=TOPIC_READY_TIMEOUT_MS)
-    admin.close()
+    """(`own_broker` goes away mid-test.)"""
+    bootstrap, topics = own_broker.config.bootstrap, own_topics
     # The worker commits every 10 s, so some of what it consumed is not committed when the
     # broker goes: the drain has work, and the bound must cut it short.
     worker, _ = start(tmp_path, "broker-gone", bootstrap, tiny_checkpoint, topics,
