@@ -4,10 +4,10 @@
    worker) in users/s by batch size, on histories drawn from the stream the e2e
    benchmark uses (so their lengths are realistic), at 1 thread and at every core,
    and on CUDA when torch sees a GPU.
-2. On synthetic catalogues (clustered Gaussian item vectors, d = 64) of 100k and 1M
-   items: FAISS flat (exact) against FAISS IVF at several `nprobe`, and the exact
-   torch matmul + top-k the worker falls back to: recall@10 against exact and
-   queries/s at batch 256.
+2. The games model with its item table grown to 100k and 1M items (`catalogue.py`):
+   every `--index` kind, exact (torch, FAISS flat) and approximate (IVF flat, SQ8,
+   PQ, HNSW): recall@10 against exact on the model's encodings of real histories,
+   queries/s and model-stage users/s at batch 256, build seconds, bytes per item.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from streamrec.bench.contenders import bench_model, load_stream
 from streamrec.bench.report import ROOT, append_section, machine, plot_path, table
 
 logger = logging.getLogger(__name__)
-
-DIM = 64
-
 
 @dataclass(frozen=True)
 class ModelOptions:
@@ -111,80 +108,76 @@ def sample_histories(stream: object, recommender: object, count: int
     return store.rows([users[i] for i in picked])
 
 
-def catalogue(items: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Clustered item vectors [items + 1, d] (row 0 padding) and matching queries."""
-    centers = rng.standard_normal((max(items // 100, 16), DIM)).astype(np.float32)
-    emb = np.empty((items + 1, DIM), dtype=np.float32)
-    emb[0] = 0
-    assign = rng.integers(0, len(centers), size=items)
-    emb[1:] = centers[assign] + 0.5 * rng.standard_normal((items, DIM)).astype(np.float32)
-    return emb, centers
+KIND_ROWS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("torch", (0,)), ("faiss", (0,)), ("ivf", (0,)), ("ivf-sq8", (16, 0, 128)),
+    ("ivf-pq", (0,)), ("hnsw", (0,)))  # (--index, nprobe values; 0 = the default)
 
 
-def index_rows(opts: ModelOptions) -> list[list[str]]:
-    """Recall@10 and queries/s: torch exact, FAISS flat, FAISS IVF by nprobe."""
-    import torch
+def catalogue_rows(opts: ModelOptions) -> list[list[str]]:
+    """Every index kind over the games table grown to each catalogue size
+    (`catalogue.py`): recall@10 against exact on the model's encodings of real
+    histories, search queries/s and model-stage users/s at batch 256 (history
+    excluded, as the worker searches), build seconds, bytes per item."""
+    import dataclasses
 
-    rng = np.random.default_rng(0)
+    from streamrec.bench.catalogue import grow_checkpoint
+    from streamrec.index.recall import recall_at_k
+    from streamrec.worker.recommend import Recommender
+
+    model = bench_model(opts.model, opts.workdir)
+    stream = load_stream(10**9, 30_000)
     out = []
-    try:
-        import faiss
-    except ImportError:
-        faiss = None
     for items in opts.catalogues:
-        emb, centers = catalogue(items, rng)
-        pick = rng.integers(0, len(centers), size=opts.queries)
-        queries = (centers[pick] + 0.5 * rng.standard_normal((opts.queries, DIM))
-                   ).astype(np.float32)
-        table_t = torch.from_numpy(emb[1:])
-        batch = queries[:256]
-
-        def torch_search(q: np.ndarray = batch, table: torch.Tensor = table_t) -> np.ndarray:
-            return torch.topk(torch.from_numpy(q) @ table.T, 10).indices.numpy()
-
-        exact = np.concatenate([torch_search(queries[i: i + 256])
-                                for i in range(0, len(queries), 256)])
-        qps = rate(torch_search, len(batch), opts.seconds)
-        out.append([f"{items:,}", "torch matmul + top-k (exact)", "-", "1.000", f"{qps:,.0f}",
-                    "-"])
-        print(f"[bench] {items:,} items torch exact: {qps:,.0f} q/s", flush=True)
-        if faiss is None:
-            continue
-        flat = faiss.IndexFlatIP(DIM)
-        flat.add(emb[1:])
-        qps = rate(lambda f=flat, b=batch: f.search(b, 10), len(batch), opts.seconds)
-        found = flat.search(queries, 10)[1]
-        out.append([f"{items:,}", "FAISS IndexFlatIP", "-", f"{recall(found, exact):.3f}",
-                    f"{qps:,.0f}", "-"])
-        print(f"[bench] {items:,} items FAISS flat: {qps:,.0f} q/s", flush=True)
-        nlist = int(4 * np.sqrt(items))
-        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(DIM), DIM, nlist,
-                                 faiss.METRIC_INNER_PRODUCT)
-        start = time.perf_counter()
-        sample = emb[1:][rng.choice(items, size=min(items, 40 * nlist), replace=False)]
-        ivf.train(sample)
-        ivf.add(emb[1:])
-        build = time.perf_counter() - start
-        for nprobe in (4, 16, 64):
-            ivf.nprobe = nprobe
-            found = ivf.search(queries, 10)[1]
-            qps = rate(lambda i=ivf, b=batch: i.search(b, 10), len(batch), opts.seconds)
-            out.append([f"{items:,}", f"FAISS IVF{nlist},Flat", str(nprobe),
-                        f"{recall(found, exact):.3f}", f"{qps:,.0f}", f"{build:.1f}"])
-            print(f"[bench] {items:,} items IVF nprobe {nprobe}: {qps:,.0f} q/s", flush=True)
+        grown = grow_checkpoint(model, items, opts.workdir / f"games-grown-{items}")
+        set_threads(1)
+        for kind, probes in KIND_ROWS:
+            try:
+                r = Recommender.load(grown, "cpu", backend=kind, threads=1)
+            except Exception as exc:  # e.g. faiss missing: the row says so
+                out.append([f"{items:,}", kind, "-", "-", "-", "-", "-", "-", str(exc)[:60]])
+                continue
+            histories, lengths = sample_histories(stream, r, opts.queries)
+            queries = r.encode(histories, lengths).queries
+            table = r.checkpoint.model.item_embeddings().detach().float().numpy()
+            h, n, q = histories[:256], lengths[:256], queries[:256]
+            built = r.index
+            for nprobe in probes:
+                if nprobe and built.approximate:
+                    params = dataclasses.replace(built.params, nprobe=nprobe)
+                    r.index = type(built)(table, kind, params, built=built.cpu_index)
+                rec = recall_at_k(r.index, table, queries) if r.index.approximate else 1.0
+                qps = rate(lambda q=q, h=h, r=r: r.index.search(q, 10, h), len(q),
+                           opts.seconds)
+                stage = rate(lambda h=h, n=n, r=r: r.search(r.encode(h, n), h, 10), len(h),
+                             opts.seconds)
+                name, detail = r.index.name, _describe(r.index)
+                print(f"[bench] {items:,} items {name} {detail}: recall@10 {rec:.3f}, "
+                      f"{qps:,.0f} q/s, stage {stage:,.0f} users/s", flush=True)
+                out.append([f"{items:,}", name, detail, f"{rec:.3f}", f"{qps:,.0f}",
+                            f"{stage:,.0f}", f"{getattr(built, 'build_s', 0.0):.1f}",
+                            f"{_bytes_per_item(built, items):,.0f}", ""])
+    set_threads(os.cpu_count() or 1)
     return out
 
 
-def recall(found: np.ndarray, exact: np.ndarray) -> float:
-    """Mean share of the exact top-10 that `found` also returned."""
-    hits = [len(set(f.tolist()) & set(e.tolist())) for f, e in zip(found, exact, strict=True)]
-    return float(np.mean(hits)) / exact.shape[1]
+def _describe(index: object) -> str:
+    describe = getattr(index, "describe", None)
+    return describe() if describe is not None else "exact"
+
+
+def _bytes_per_item(index: object, items: int) -> float:
+    """Memory of the index's item data per item: its serialized size for FAISS
+    approximate kinds, the float32 table(s) it holds for the exact ones."""
+    if getattr(index, "approximate", False):
+        return len(index.serialized()) / items  # type: ignore[attr-defined]
+    dim = index.dim  # type: ignore[attr-defined]
+    return 4 * dim * (2 if index.name.startswith("torch") else 1)  # type: ignore[attr-defined]
 
 
 def run(opts: ModelOptions) -> None:
     """Both parts, then the report section and its plot."""
     stage = stage_rates(opts)
-    index = index_rows(opts)
+    index = catalogue_rows(opts)
     _plot(stage)
     body = "\n\n".join([
         f"Machine: {machine()}.",
@@ -192,9 +185,12 @@ def run(opts: ModelOptions) -> None:
         "histories drawn from the e2e stream:\n\n"
         + table(["device", "index", "batch", "encode users/s", "search users/s",
                  "encode + search users/s"], stage),
-        "Exact against approximate search on clustered synthetic catalogues (d = 64), "
-        "batches of 256 queries:\n\n"
-        + table(["items", "index", "nprobe", "recall@10", "queries/s", "build s"], index),
+        "Exact against approximate search on the games table grown to each catalogue size "
+        "(perturbed copies around its own clusters: benchmarks/catalogue.py); recall@10 "
+        "against exact on the model's encodings of real histories; batches of 256, the "
+        "history excluded; 1 thread:\n\n"
+        + table(["items", "index", "parameters", "recall@10", "search queries/s",
+                 "stage users/s", "build s", "bytes/item", "note"], index),
         f"![users/s by batch]({plot_path('model_batch').name})",
     ])
     append_section("bench model", body)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from streamrec.common.errors import ConfigError
 from streamrec.common.settings import env_default, env_name
+from streamrec.index.params import AnnParams
 from streamrec.kafka_io.port import CLIENT_CHOICES
 from streamrec.kafka_io.security import KafkaSecurity, SaslMechanism, SecurityProtocol, named
 
@@ -63,6 +64,34 @@ def add_replication_flag(parser: argparse.ArgumentParser) -> None:
     env_flag(parser, "--replication-factor", None,
              "replicas of each topic this command creates (default: the broker's "
              "default.replication.factor)", int)
+
+
+def add_index_flags(parser: argparse.ArgumentParser, index_default: str = "auto") -> None:
+    """`--index` and the approximate index's build and search parameters
+    (index/params.py); the worker also takes `--min-recall`."""
+    from streamrec.index.build import APPROXIMATE_KINDS, AUTO_APPROXIMATE_ITEMS
+
+    env_flag(parser, "--index", index_default,
+             f"item index: auto (exact below {AUTO_APPROXIMATE_ITEMS:,} items, approximate "
+             "from there; see README), torch (exact matmul + top-k), faiss (exact flat), "
+             f"or approximate: {', '.join(APPROXIMATE_KINDS)}")
+    env_flag(parser, "--nlist", 0, "IVF lists of an approximate index (0 = 4 x sqrt(items))",
+             int)
+    env_flag(parser, "--nprobe", 0, "IVF lists searched per query (0 = nlist / 64, at "
+             "least 8)", int)
+    env_flag(parser, "--ef-search", 128, "HNSW candidates kept while searching", int)
+    env_flag(parser, "--hnsw-m", 32, "HNSW links per item", int)
+    env_flag(parser, "--pq-m", 0, "product-quantizer bytes per item of ivf-pq (0 = d / 4)",
+             int)
+
+
+def ann_from_args(args: argparse.Namespace) -> AnnParams:
+    """The approximate index's parameters from `add_index_flags`' flags."""
+    try:
+        return AnnParams(nlist=args.nlist, nprobe=args.nprobe, ef_search=args.ef_search,
+                         hnsw_m=args.hnsw_m, pq_m=args.pq_m)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 SINCE_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

@@ -13,13 +13,24 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streamrec.cli import bench, broker, demo, evaluate, reload, replay, state, train, worker
+from streamrec.cli import (
+    bench,
+    broker,
+    demo,
+    evaluate,
+    index,
+    reload,
+    replay,
+    state,
+    train,
+    worker,
+)
 from streamrec.common.errors import StreamrecError
 
 logger = logging.getLogger(__name__)
 
 # Order here is the order `streamrec --help` lists them.
-COMMANDS = (demo, broker, worker, reload, replay, train, evaluate, state, bench)
+COMMANDS = (demo, broker, worker, reload, replay, train, index, evaluate, state, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamrec.cli.flags import add_data_flags, load_data, parse_duration, parse_event_types
+import numpy as np
+
+from streamrec.cli.flags import (
+    add_data_flags,
+    add_index_flags,
+    ann_from_args,
+    load_data,
+    parse_duration,
+    parse_event_types,
+)
+from streamrec.cli.index import attach_index
 from streamrec.common.errors import ConfigError, StreamrecError
 from streamrec.common.settings import env_default
 
@@ -29,6 +39,7 @@ if TYPE_CHECKING:
     from streamrec.encoder.checkpoint import Checkpoint
     from streamrec.encoder.config import ModelConfig, TrainConfig
     from streamrec.encoder.data import Interactions
+    from streamrec.encoder.split import EvalCases
     from streamrec.encoder.train import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -39,6 +50,7 @@ logger = logging.getLogger(__name__)
 # full retrain's full-ranking NDCG@10 in 10-13% / 21-26% / 31-39% of its training time
 # (two runs); 3 keeps sampled-100 HR@10 within 1% of the full retrain.
 WARM_START_EPOCHS = 3
+QUERY_SAMPLE = 2000  # validation queries stored for the worker's index recall check
 CURRENT_OF_OUT = ""  # --warm-start without a value: the current version of --out
 
 # flag -> (config field, type, help); None defaults mean "the preset's value".
@@ -114,6 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "line or CronJob does the same)")
     p.add_argument("--every", default="1h",
                    help="with --follow: the time between runs' starts (default %(default)s)")
+    add_index_flags(p)  # an approximate choice is built and stored with the checkpoint
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=run)
@@ -278,6 +291,19 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def validation_queries(model: Any, cases: EvalCases, device: Any,
+                       sample: int = QUERY_SAMPLE) -> np.ndarray:
+    """The model's query vectors for up to `sample` validation histories (seeded
+    choice): stored with the checkpoint for the worker's index recall check."""
+    from streamrec.encoder.evaluate import ModelScorer
+    from streamrec.encoder.sequences import pad_histories
+
+    pick = np.random.default_rng(0).permutation(len(cases))[:sample]
+    histories = pad_histories([cases.histories[i] for i in np.sort(pick)],
+                              model.config.max_len)
+    return ModelScorer(model, device=device).queries(histories)
+
+
 def _train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path,
                          started: float, previous: Checkpoint | None
                          ) -> tuple[dict[str, Any], str]:
@@ -312,9 +338,13 @@ def _train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path
         "event_types": sorted(parse_event_types(args.event_types) or []) or None,
         "data": data.report.as_dict(),
     })
-    # Re-save with the test metrics in config.json; the weights (and their hash) are unchanged.
+    # Re-save with the test metrics in config.json (the weights and their hash are
+    # unchanged) and a sample of validation queries, on which the worker measures an
+    # approximate index; then that index, when --index comes out approximate.
+    queries = validation_queries(result.model, split.validation, device)
     save_checkpoint(out, result.model.cpu(), data.vocab, data.item_counts(),
-                    meta=result.meta | {"test": summary})
+                    meta=result.meta | {"test": summary}, queries=queries)
+    summary["index"] = attach_index(out, args.index, ann_from_args(args))
     (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary, format_table(results, notes=(
         f"test split, leave-one-out; {split.skipped_users:,} users with fewer than 3 "

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from streamrec.cli.flags import (
     add_event_types_flag,
+    add_index_flags,
     add_kafka_flags,
     add_replication_flag,
+    ann_from_args,
     env_flag,
     parse_event_types,
     security_from_args,
@@ -57,8 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     flag("--model-check-s", defaults.model_check_s,
          "how often a model repository (--model REPO) is checked for a new current "
          "version, swapped in between batches (0 = never; SIGHUP checks at once)", float)
-    flag("--index", defaults.index,
-         "item index: auto (see README), torch (exact matmul + top-k), faiss (exact flat)")
+    add_index_flags(p, defaults.index)
+    flag("--min-recall", defaults.min_recall,
+         "refuse an approximate index whose recall@10 against exact search, measured at "
+         "load, is below this (a refused hot swap keeps the old model serving)", float)
     flag("--torch-threads", defaults.torch_threads,
          "CPU threads of the encoder and index (0 = torch's default, every core)", int)
     flag("--restore-readers", defaults.restore_readers,
@@ -110,7 +114,8 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             replication_factor=args.replication_factor,
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
             model_check_s=args.model_check_s,
-            index=args.index, torch_threads=args.torch_threads,
+            index=args.index, ann=ann_from_args(args), min_recall=args.min_recall,
+            torch_threads=args.torch_threads,
             restore_readers=args.restore_readers,
             max_users=args.max_users, max_unknown_items=args.max_unknown_items,
             exactly_once=args.exactly_once,

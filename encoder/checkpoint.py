@@ -8,9 +8,13 @@ runs code when read:
     model.safetensors       the weights (the tied item table is stored once)
     items.json              the item vocabulary (external id -> row)
     popularity.safetensors  training counts per row [V + 1] float32, the cold-start ranking
+    queries.safetensors     optional: validation histories encoded by this model [Q, d],
+                            on which the worker measures an approximate index's recall
+    index.faiss, index.json optional: an approximate item index built for this model
+                            (index/store.py; added by `attach_files`)
 
-Loading checks the format version, that every file is present and unchanged
-(sha256), and that every tensor has the shape the config implies; anything else is
+Loading checks the format version, that every file config.json lists is present
+and unchanged (sha256), and that every tensor has the shape the config implies; anything else is
 refused with a `CheckpointError` that names the file. Nothing is ever unpickled.
 The same contract for users: docs/CONTRACTS.md, "Checkpoint".
 """
@@ -44,7 +48,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ITEMS_FILE = "items.json"
 POPULARITY_FILE = "popularity.safetensors"
-HASHED_FILES = (WEIGHTS_FILE, ITEMS_FILE, POPULARITY_FILE)
+QUERIES_FILE = "queries.safetensors"
+HASHED_FILES = (WEIGHTS_FILE, ITEMS_FILE, POPULARITY_FILE)  # every checkpoint has these
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class Checkpoint:
     model_version: str
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)  # training summary, metrics
+    queries: np.ndarray | None = None  # [Q, d] encoded validation histories, if stored
 
 
 def save_checkpoint(
@@ -67,10 +73,12 @@ def save_checkpoint(
     popularity: np.ndarray,
     *,
     meta: dict[str, Any] | None = None,
+    queries: np.ndarray | None = None,
 ) -> Path:
     """Write `model`, `vocab` and `popularity` as a checkpoint directory; return its path.
 
-    `meta` (JSON-able: training data summary, metrics, train config) is stored as is.
+    `meta` (JSON-able: training data summary, metrics, train config) is stored as is;
+    `queries` ([Q, d], the model's encodings of validation histories) when given.
     """
     out = Path(path)
     config = model.config
@@ -88,7 +96,14 @@ def save_checkpoint(
     save_file(state, str(out / WEIGHTS_FILE))
     save_file({"popularity": torch.from_numpy(pop.copy())}, str(out / POPULARITY_FILE))
     (out / ITEMS_FILE).write_text(json.dumps(vocab.to_json()), encoding="utf-8")
-    hashes = {name: _sha256(out / name) for name in HASHED_FILES}
+    names = list(HASHED_FILES)
+    if queries is not None:
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != config.hidden:
+            raise CheckpointError(f"queries must be [Q, {config.hidden}], got {q.shape}")
+        save_file({"queries": torch.from_numpy(q.copy())}, str(out / QUERIES_FILE))
+        names.append(QUERIES_FILE)
+    hashes = {name: _sha256(out / name) for name in names}
     version = (f"sasrec-{dt.datetime.now(dt.UTC):%Y%m%d}-{hashes[WEIGHTS_FILE][:8]}")
     doc = {
         "format_version": FORMAT_VERSION,
@@ -111,7 +126,13 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     version, `repository.resolve`); the model is in eval mode on `device`."""
     root = resolve(path)
     doc = _read_config(root)
-    for name in HASHED_FILES:
+    unlisted = [name for name in HASHED_FILES if name not in doc["sha256"]]
+    if unlisted:
+        raise CheckpointError(f"{root / CONFIG_FILE} lists no sha256 for {unlisted}; "
+                              "the checkpoint is incomplete")
+    for name in doc["sha256"]:
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise CheckpointError(f"{root / CONFIG_FILE} lists {name!r}: not a file name")
         file = root / name
         if not file.is_file():
             raise CheckpointError(f"{file} is missing; the checkpoint is incomplete, "
@@ -139,11 +160,36 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     if popularity is None or tuple(popularity.shape) != (config.num_items + 1,):
         raise CheckpointError(f"{root / POPULARITY_FILE}: expected a 'popularity' vector "
                               f"of {config.num_items + 1} rows")
+    queries = None
+    if QUERIES_FILE in doc["sha256"]:
+        stored = _read_tensors(root / QUERIES_FILE).get("queries")
+        if stored is None or stored.ndim != 2 or stored.shape[1] != config.hidden:
+            raise CheckpointError(f"{root / QUERIES_FILE}: expected 'queries' [Q, "
+                                  f"{config.hidden}]")
+        queries = stored.numpy()
     return Checkpoint(
         model=model.to(device).eval(), config=config, vocab=vocab,
         popularity=popularity.numpy().astype(np.float32), model_version=doc["model_version"],
-        path=root, meta=doc.get("meta", {}),
+        path=root, meta=doc.get("meta", {}), queries=queries,
     )
+
+
+def attach_files(path: str | Path, files: dict[str, bytes]) -> None:
+    """Add (or replace) optional files in a checkpoint directory and list their sha256
+    in config.json, which is rewritten last: a reader sees the old or the new set."""
+    root = Path(path)
+    doc = _read_config(root)
+    reserved = set(HASHED_FILES) | {CONFIG_FILE}
+    for name, content in files.items():
+        if name in reserved or "/" in name or name.startswith("."):
+            raise CheckpointError(f"cannot attach {name!r} to a checkpoint")
+        tmp = root / (name + ".tmp")
+        tmp.write_bytes(content)
+        tmp.replace(root / name)
+        doc["sha256"][name] = _sha256(root / name)
+    tmp = root / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(root / CONFIG_FILE)
 
 
 def _read_config(root: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -244,14 +244,28 @@ class ModelScorer:
 
     def score(self, histories: np.ndarray) -> np.ndarray:
         """float32 `[B, V + 1]` scores of every item for each history."""
+        with torch.inference_mode():
+            table = self.model.item_embeddings().float()  # [V + 1, d]
+            out = np.empty((len(histories), table.shape[0]), dtype=np.float32)
+            for start, query in self._encoded(histories):
+                out[start : start + len(query)] = (query.float() @ table.T).cpu().numpy()
+        return out
+
+    def queries(self, histories: np.ndarray) -> np.ndarray:
+        """float32 `[B, d]` query vectors of the histories: what the worker searches with."""
+        out = np.empty((len(histories), self.model.item_embeddings().shape[1]), np.float32)
+        for start, query in self._encoded(histories):
+            out[start : start + len(query)] = query.float().cpu().numpy()
+        return out
+
+    def _encoded(self, histories: np.ndarray) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first row, query vectors) per chunk of `batch_size` histories, in eval mode."""
         if self.max_len is not None:
             histories = histories[:, -self.max_len :]
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                table = self.model.item_embeddings().float()  # [V + 1, d]
-                out = np.empty((len(histories), table.shape[0]), dtype=np.float32)
                 for start in range(0, len(histories), self.batch_size):
                     chunk = histories[start : start + self.batch_size]
                     used = np.flatnonzero((chunk != 0).any(axis=0))
@@ -259,7 +273,6 @@ class ModelScorer:
                     trimmed = np.ascontiguousarray(chunk[:, first:])
                     items = torch.as_tensor(trimmed, device=self.device)
                     query, _ = self.model.encode(items)  # [b, d]
-                    out[start : start + len(chunk)] = (query.float() @ table.T).cpu().numpy()
+                    yield start, query
         finally:
             self.model.train(was_training)
-        return out

@@ -29,9 +29,10 @@ class SearchResult:
 
 
 class ItemIndex(ABC):
-    """Exact inner-product search over an item table, with per-query exclusions."""
+    """Inner-product search over an item table, with per-query exclusions."""
 
     name: str = "abstract"
+    approximate = False  # True: may miss some of the exact top k (its recall is measured)
 
     def __init__(self, embeddings: np.ndarray) -> None:
         if embeddings.ndim != 2 or embeddings.shape[0] < 2:
@@ -53,13 +54,13 @@ class ItemIndex(ABC):
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must be [B, {self.dim}], got {queries.shape}")
         batch = queries.shape[0]
-        excl = _pad_exclusions(exclude, batch)
+        excl = pad_exclusions(exclude, batch)
         masked = self._masked_search(queries, k, excl)
         if masked is not None:
             return masked
         n = min(k + excl.shape[1], self.num_rows - 1)
         rows, scores = self._raw_search(queries, n)
-        return _drop_excluded(rows, scores, excl, k)
+        return drop_excluded(rows, scores, excl, k)
 
     def _masked_search(self, queries: np.ndarray, k: int, excl: np.ndarray
                        ) -> SearchResult | None:
@@ -69,7 +70,7 @@ class ItemIndex(ABC):
         return None
 
 
-def _pad_exclusions(exclude: list[np.ndarray] | np.ndarray | None, batch: int) -> np.ndarray:
+def pad_exclusions(exclude: list[np.ndarray] | np.ndarray | None, batch: int) -> np.ndarray:
     """Exclusion lists as one [B, m] int64 matrix padded with -1 (never a real row).
 
     A [B, m] array is taken as it is (0 and -1 entries exclude nothing: row 0 is
@@ -90,7 +91,7 @@ def _pad_exclusions(exclude: list[np.ndarray] | np.ndarray | None, batch: int) -
     return out
 
 
-def _drop_excluded(
+def drop_excluded(
     rows: np.ndarray, scores: np.ndarray, excl: np.ndarray, k: int
 ) -> SearchResult:
     """Keep, per row, the first `k` candidates not in `excl` (order preserved)."""

@@ -2,14 +2,18 @@
 
 FAISS is an optional dependency (`pip install 'streamrec[cpu]'` brings faiss-cpu,
 `'streamrec[gpu]'` faiss-gpu-cu12); the base install has none, and then the exact
-torch index serves. Both are exact, so the choice changes speed, never results.
-`auto` picks, for the encoder's device:
+torch index serves. The exact backends (torch, faiss flat) differ in speed, never in
+results; the approximate kinds (`ann.py`: ivf, ivf-sq8, ivf-pq, hnsw) trade a
+measured share of recall for speed on large catalogues. `auto` picks, for the
+catalogue size and the encoder's device:
 
-    faiss importable, device cuda, faiss sees a GPU  -> faiss-gpu
-    device cuda, faiss missing or without GPU support -> torch-cuda (a GPU matmul
-                                                         beats faiss on the CPU)
-    device cpu                                        -> torch-cpu (measured faster
-                                                         than FAISS flat: docs/BENCHMARKS.md)
+    faiss importable, at least AUTO_APPROXIMATE_ITEMS items -> AUTO_APPROXIMATE_KIND
+    faiss importable, device cuda, faiss sees a GPU        -> faiss-gpu (exact)
+    device cuda, faiss missing or without GPU support      -> torch-cuda (a GPU matmul
+                                                              beats faiss on the CPU)
+    device cpu                                             -> torch-cpu (measured faster
+                                                              than FAISS flat:
+                                                              docs/BENCHMARKS.md)
 
 The choice and its reason are logged once, and the built index's `name` is what the
 worker reports as `streamrec_model_info{index=...}`. Kept apart from `base.py` so the
@@ -20,41 +24,56 @@ from __future__ import annotations
 
 import logging
 from importlib import metadata
+from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 
 from streamrec.index.base import ItemIndex
 from streamrec.index.errors import IndexBuildError
+from streamrec.index.params import KINDS, AnnParams
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "faiss", "torch"]
+Backend = Literal["auto", "faiss", "torch", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]
+EXACT_KINDS = ("faiss", "torch")
+APPROXIMATE_KINDS = tuple(KINDS)
+# `auto` serves this approximate kind from this many items up (faiss installed), and
+# exact search below: docs/BENCHMARKS.md, "Large catalogues", has the measurements.
+AUTO_APPROXIMATE_ITEMS = 200_000
+AUTO_APPROXIMATE_KIND = "ivf-sq8"
 INSTALL_HINT = ("pip install 'streamrec[cpu]' for faiss-cpu, or 'streamrec[gpu]' for "
                 "faiss-gpu-cu12 (not both: they ship the same module)")
 
 
 def build_index(
-    embeddings: np.ndarray, backend: Backend = "auto", device: str = "auto"
+    embeddings: np.ndarray, backend: Backend = "auto", device: str = "auto",
+    params: AnnParams | None = None, stored: Path | None = None,
 ) -> ItemIndex:
-    """An exact inner-product index over `embeddings` ([V + 1, d], row 0 padding).
+    """An inner-product index over `embeddings` ([V + 1, d], row 0 padding).
 
-    `backend` "faiss" refuses to start without faiss (IndexBuildError); "torch"
-    never uses it; "auto" chooses as the module docstring says. `device` is the
-    encoder's: auto, cpu, cuda[:N].
+    `backend` "faiss" refuses to start without faiss (IndexBuildError), as do the
+    approximate kinds; "torch" never uses it; "auto" chooses as the module docstring
+    says. `device` is the encoder's: auto, cpu, cuda[:N]. An approximate index is
+    read from `stored` (a checkpoint directory, `store.py`) when one there fits, else
+    built with `params`.
     """
     if backend not in get_args(Backend):
         raise IndexBuildError(f"unknown index backend {backend!r}; choose one of "
                               f"{', '.join(get_args(Backend))}")
     faiss_gpus, faiss_error = probe_faiss() if backend != "torch" else (0, "not asked for")
-    if backend == "faiss" and faiss_error is not None:
-        raise IndexBuildError(f"faiss is not importable ({faiss_error}): {INSTALL_HINT}")
+    if backend != "auto" and backend != "torch" and faiss_error is not None:
+        raise IndexBuildError(f"--index {backend} needs faiss, which is not importable "
+                              f"({faiss_error}): {INSTALL_HINT}")
     on_cuda = device != "cpu" and _cuda_device(device)
-    kind, reason = choose_backend(backend, on_cuda, faiss_gpus, faiss_error)
-    if kind == "faiss":
+    kind, reason = choose_backend(backend, on_cuda, faiss_gpus, faiss_error,
+                                  items=embeddings.shape[0] - 1)
+    if kind in APPROXIMATE_KINDS:
+        index = _approximate(embeddings, kind, params, device, stored)
+    elif kind == "faiss":
         from streamrec.index.faiss_index import FaissIndex
 
-        index: ItemIndex = FaissIndex(embeddings, device=device)
+        index = FaissIndex(embeddings, device=device)
     else:
         from streamrec.index.torch_index import TorchIndex
 
@@ -63,17 +82,39 @@ def build_index(
     return index
 
 
+def _approximate(embeddings: np.ndarray, kind: str, params: AnnParams | None, device: str,
+                 stored: Path | None) -> ItemIndex:
+    """The stored index of `kind` when it fits, else one built now (and why)."""
+    from streamrec.index.ann import AnnIndex
+    from streamrec.index.store import load_stored
+
+    params = params or AnnParams()
+    if stored is not None:
+        index, why_not = load_stored(stored, embeddings, kind, params, device)
+        if index is not None:
+            return index
+        logger.info("building a %s index: %s", kind, why_not)
+    return AnnIndex(embeddings, kind, params, device=device)
+
+
 def choose_backend(
     backend: Backend, on_cuda: bool, faiss_gpus: int, faiss_error: str | None,
-) -> tuple[Literal["faiss", "torch"], str]:
-    """("faiss" or "torch", why) for the situation described; no side effects."""
-    if backend == "torch":
-        return "torch", "backend 'torch' was asked for"
-    if backend == "faiss":
-        return "faiss", "backend 'faiss' was asked for"
+    items: int = 0,
+) -> tuple[str, str]:
+    """(the index kind: "faiss", "torch" or an approximate kind, why) for the situation
+    described; no side effects."""
+    if backend != "auto":
+        return backend, f"--index {backend} was asked for"
     if faiss_error is not None:
-        return "torch", f"faiss is not importable ({faiss_error}); exact torch search; " \
+        big = (f"; {items:,} items would be served approximately ({AUTO_APPROXIMATE_KIND}) "
+               "with faiss" if items >= AUTO_APPROXIMATE_ITEMS else "")
+        return "torch", f"faiss is not importable ({faiss_error}); exact torch search{big}; " \
                         f"{INSTALL_HINT}"
+    if items >= AUTO_APPROXIMATE_ITEMS:
+        return AUTO_APPROXIMATE_KIND, (
+            f"{items:,} items, at least {AUTO_APPROXIMATE_ITEMS:,}: approximate search, "
+            "whose recall is measured at load (exact search on this many items serves "
+            "too few users per second: docs/BENCHMARKS.md)")
     if on_cuda and faiss_gpus > 0:
         return "faiss", f"faiss sees {faiss_gpus} GPU(s)"
     if on_cuda:

@@ -80,7 +80,8 @@ class Worker:
     ) -> None:
         self.config = config
         self.recommender = recommender or Recommender.load(
-            config.model_dir, config.device, config.index, config.torch_threads)
+            config.model_dir, config.device, config.index, config.torch_threads, config.ann,
+            config.min_recall)
         self.metrics = metrics or WorkerMetrics()
         self.state = DurableHistories(
             self.recommender.max_len, self.recommender.checkpoint.vocab,

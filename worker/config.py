@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streamrec.index.params import AnnParams
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.worker.state.items import DEFAULT_MAX_EXTRA
 from streamrec.worker.validate import EventFilter, Limits
@@ -39,7 +40,11 @@ class WorkerConfig:
     metrics_host: str = "0.0.0.0"
     device: str = "auto"  # torch device for the encoder: auto, cpu, cuda, cuda:1
     model_check_s: float = 10.0  # how often a model repository's CURRENT is checked (0: never)
-    index: str = "auto"  # item index backend: auto, torch (exact), faiss (exact flat)
+    # item index: auto, torch (exact), faiss (exact flat), or an approximate kind
+    # (ivf, ivf-sq8, ivf-pq, hnsw) with `ann`'s parameters, refused below `min_recall`
+    index: str = "auto"
+    ann: AnnParams = field(default_factory=AnnParams)
+    min_recall: float = 0.9  # recall@10 against exact search, measured at load
     torch_threads: int = 1  # encoder/index threads on a CPU (0 = torch's default: all cores)
     restore_readers: int = 0  # processes reading a large changelog restore (0 = one per core)
     explain_top: int = 3  # history items listed in the explanation
@@ -92,6 +97,8 @@ class WorkerConfig:
             raise ValueError(f"max_stall_s must be >= 0 (0 = never), got {self.max_stall_s}")
         if self.shutdown_timeout_s <= 0:
             raise ValueError(f"shutdown_timeout_s must be > 0, got {self.shutdown_timeout_s}")
+        if not 0.0 <= self.min_recall <= 1.0:
+            raise ValueError(f"min_recall must be within [0, 1], got {self.min_recall}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
         if len({self.events_topic, self.recommendations_topic, self.dead_letter_topic}) != 3:

@@ -196,6 +196,12 @@ class WorkerMetrics:
             "items (items the model knows), max_len (its history length), index (the item "
             "index backend), device (the encoder's torch device), kafka_client (the Kafka "
             "adapter, kafka-python or confluent).", registry=r)
+        self.index_recall = Gauge(
+            "streamrec_index_recall",
+            "Recall@10 of the serving item index against exact search, measured when its "
+            "model was loaded (1 for an exact index); below --min-recall a model is "
+            "refused.", registry=r)
+        self.index_recall.set(1.0)
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop the lag series of a partition this worker no longer owns: a stale value

@@ -21,6 +21,9 @@ from streamrec.common.devices import resolve_device
 from streamrec.encoder.checkpoint import Checkpoint, load_checkpoint
 from streamrec.encoder.compiled import trace_encoder
 from streamrec.index import ItemIndex, build_index
+from streamrec.index.errors import IndexRecallError
+from streamrec.index.params import AnnParams
+from streamrec.index.recall import recall_at_k
 from streamrec.worker.state.partition import close_up
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class Recommendations:
 
 
 BUCKET_MIN_ROWS = 32  # a length bucket smaller than this joins the next longer one
+RECALL_QUERIES = 1000  # query vectors on which a loaded approximate index is measured
 
 
 def length_buckets(lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -76,9 +80,11 @@ def length_buckets(lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
 class Recommender:
     """The model stage of the worker: encode + search with exclusions + cold start."""
 
-    def __init__(self, checkpoint: Checkpoint, index: ItemIndex, device: torch.device) -> None:
+    def __init__(self, checkpoint: Checkpoint, index: ItemIndex, device: torch.device,
+                 index_recall: float | None = None) -> None:
         self.checkpoint = checkpoint
         self.index = index
+        self.index_recall = index_recall  # recall@10 against exact; None: exact index
         self.device = device
         self.max_len = checkpoint.config.max_len
         # Cold-start scores are each item's share of training interactions.
@@ -92,12 +98,16 @@ class Recommender:
 
     @classmethod
     def load(cls, model_dir: Path, device: str = "auto", backend: str = "auto",
-             threads: int = 0) -> Recommender:
+             threads: int = 0, ann: AnnParams | None = None,
+             min_recall: float = 0.0) -> Recommender:
         """Load a checkpoint directory and index its item table.
 
-        `backend` is the index's (auto, torch, faiss). `threads` > 0 sets torch's and
-        FAISS's CPU threads for the process: the Kafka client and the broker need
-        cores too.
+        `backend` is the index's (auto, torch, faiss, or an approximate kind, with
+        `ann`'s parameters; one stored in the checkpoint is read instead of built when
+        it fits). An approximate index's recall@10 against exact search is measured
+        on the checkpoint's query sample and one below `min_recall` is refused
+        (IndexRecallError). `threads` > 0 sets torch's and FAISS's CPU threads for the
+        process: the Kafka client and the broker need cores too.
         """
         if threads > 0:
             torch.set_num_threads(threads)
@@ -106,7 +116,8 @@ class Recommender:
         with torch.inference_mode():
             table = checkpoint.model.item_embeddings().float().cpu().numpy()
         index = build_index(table, backend=backend,  # type: ignore[arg-type]
-                            device="cuda" if dev.type == "cuda" else "cpu")
+                            device="cuda" if dev.type == "cuda" else "cpu", params=ann,
+                            stored=checkpoint.path)
         if threads > 0 and index.name.startswith("faiss"):
             import faiss
 
@@ -118,7 +129,35 @@ class Recommender:
         )
         recommender = cls(checkpoint, index, dev)
         logger.info("encoder: %s", "traced (TorchScript)" if recommender.traced else "eager")
+        if index.approximate:
+            recommender.index_recall = recommender.measure_recall(table, min_recall)
         return recommender
+
+    def measure_recall(self, table: np.ndarray, min_recall: float) -> float:
+        """recall@10 of the index against exact search; IndexRecallError below `min_recall`.
+
+        The queries are the checkpoint's sample (validation histories encoded at
+        training); a checkpoint without one is measured on this encoder's queries for
+        one-item histories of the most popular items, and says so.
+        """
+        queries = self.checkpoint.queries
+        source = "validation histories stored with the checkpoint"
+        if queries is None or not len(queries):
+            popular = self._popular_order[:RECALL_QUERIES]
+            popular = popular[np.isfinite(self._popular_scores[:len(popular)])]
+            queries = self.encode(popular[:, None], np.ones(len(popular), np.int64)).queries
+            source = "one-item histories of the most popular items (no stored sample)"
+        queries = queries[:RECALL_QUERIES]
+        recall = recall_at_k(self.index, table, queries, k=10)
+        logger.info("index %s: recall@10 %.4f against exact search on %d queries (%s)",
+                    self.index.name, recall, len(queries), source)
+        if recall < min_recall:
+            raise IndexRecallError(
+                f"{self.checkpoint.path}: the {self.index.name} index finds {recall:.3f} of "
+                f"the exact top 10 (on {len(queries)} queries, {source}), below --min-recall "
+                f"{min_recall}; search more lists (--nprobe, --ef-search) or use an exact "
+                "--index")
+        return recall
 
     def known(self, histories: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The histories as this model can read them: rows beyond its vocabulary (items

@@ -89,12 +89,15 @@ class ModelSwap:
             "device": str(serving.device),
             "kafka_client": self.kafka_client,
         })
+        recall = serving.index_recall
+        self.metrics.index_recall.set(1.0 if recall is None else recall)
 
     def _load(self, path: Path) -> Recommender:
         """Load a new version (on the watcher's thread) and check it can replace the
         serving one: the histories in memory are `max_len` wide."""
         cfg = self.config
-        new = Recommender.load(path, cfg.device, cfg.index, cfg.torch_threads)
+        new = Recommender.load(path, cfg.device, cfg.index, cfg.torch_threads, cfg.ann,
+                               cfg.min_recall)
         if new.max_len != self.serving.max_len:
             raise CheckpointError(f"{path}: history length {new.max_len} differs from the "
                                   f"serving model's {self.serving.max_len}; restart the "

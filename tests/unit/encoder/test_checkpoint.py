@@ -105,3 +105,39 @@ def test_vocabulary_must_match_the_model(tmp_path: Path) -> None:
     model = SASRec(ModelConfig(num_items=5, max_len=4, hidden=8))
     with pytest.raises(CheckpointError, match="vocabulary has 3 items"):
         save_checkpoint(tmp_path, model, ItemVocab(["a", "b", "c"]), np.zeros(6, np.float32))
+
+
+def test_queries_and_attached_files_round_trip_and_are_checked(tmp_path: Path) -> None:
+    from streamrec.encoder.checkpoint import attach_files
+
+    model = SASRec(ModelConfig(num_items=12, max_len=6, hidden=8, heads=2)).eval()
+    vocab = ItemVocab([f"item-{i}" for i in range(12)])
+    queries = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    path = save_checkpoint(tmp_path / "ckpt", model, vocab, np.ones(13, np.float32),
+                           queries=queries)
+    assert np.array_equal(load_checkpoint(path).queries, queries)
+    attach_files(path, {"index.json": b"{}", "index.faiss": b"bytes"})
+    listed = json.loads((path / "config.json").read_text())["sha256"]
+    assert {"index.json", "index.faiss", "queries.safetensors"} <= set(listed)
+    load_checkpoint(path)  # still loads
+    (path / "index.faiss").write_bytes(b"other")
+    with pytest.raises(CheckpointError, match=r"index\.faiss does not match the sha256"):
+        load_checkpoint(path)
+    (path / "index.faiss").unlink()
+    with pytest.raises(CheckpointError, match=r"index\.faiss is missing"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="cannot attach"):
+        attach_files(path, {"config.json": b"{}"})
+
+
+def test_a_checkpoint_without_queries_loads_without_them(saved: tuple[Path, SASRec]) -> None:
+    assert load_checkpoint(saved[0]).queries is None
+
+
+def test_listed_names_must_be_plain_file_names(saved: tuple[Path, SASRec]) -> None:
+    path, _ = saved
+    doc = json.loads((path / "config.json").read_text())
+    doc["sha256"]["../config.json"] = "0" * 64
+    (path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="not a file name"):
+        load_checkpoint(path)

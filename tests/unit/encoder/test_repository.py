@@ -105,3 +105,27 @@ def test_train_follow_publishes_a_version_per_interval_until_sigterm(tmp_path: P
     assert len(versions) >= 2
     assert (repo / repository.current_version(repo)) in versions
     assert load_checkpoint(repo).path == repo / repository.current_version(repo)
+
+
+def test_train_stores_queries_and_the_approximate_index_it_was_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("faiss")
+    data = tmp_path / "log.txt"
+    data.write_text("".join(f"u{u} i{(u * 7 + t) % 90 + 1}\n" for u in range(150)
+                            for t in range(6)))
+    assert train(data, tmp_path / "exact", "--seed", "1") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["index"] is None  # auto on 90 items: exact, nothing stored
+    exact = load_checkpoint(tmp_path / "exact")
+    assert exact.queries is not None
+    assert exact.queries.shape == (150, exact.config.hidden)
+    assert not (tmp_path / "exact" / "index.faiss").exists()
+
+    assert train(data, tmp_path / "ivf", "--seed", "1", "--index", "ivf", "--nlist", "2",
+                 "--nprobe", "2") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["index"]["kind"] == "ivf"
+    assert summary["index"]["recall_at_10"] == 1.0
+    listed = json.loads((tmp_path / "ivf" / "config.json").read_text())["sha256"]
+    assert {"index.faiss", "index.json", "queries.safetensors"} <= set(listed)

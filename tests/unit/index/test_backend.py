@@ -66,7 +66,7 @@ def test_the_recommender_reports_the_backend_it_built(
     assert Recommender.load(model_dir, "cpu").index.name == "torch-cpu"
     assert "index backend torch-cpu: the encoder runs on the CPU" in caplog.text
     assert Recommender.load(model_dir, "cpu", backend="faiss").index.name == "faiss-cpu"
-    assert "index backend faiss-cpu: backend 'faiss' was asked for" in caplog.text
+    assert "index backend faiss-cpu: --index faiss was asked for" in caplog.text
 
 
 # Runs with `faiss` unimportable, as in a base install without the cpu/gpu extra.

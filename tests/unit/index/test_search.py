@@ -62,7 +62,7 @@ def test_query_dimension_is_checked() -> None:
 def test_masked_torch_search_equals_candidates_then_filter() -> None:
     """The torch backend masks exclusions before its top-k; the generic path asks for
     k + m candidates and filters. Same rows, same scores, chunk boundaries included."""
-    from streamrec.index.base import _drop_excluded, _pad_exclusions
+    from streamrec.index.base import drop_excluded, pad_exclusions
 
     rng = np.random.default_rng(7)
     emb = rng.standard_normal((3001, 8)).astype(np.float32)
@@ -73,9 +73,9 @@ def test_masked_torch_search_equals_candidates_then_filter() -> None:
     exclude = [rng.choice(np.arange(1, 3001), size=rng.integers(0, 40), replace=False)
                for _ in range(30)]
     got = index.search(queries, 10, exclude)
-    excl = _pad_exclusions(exclude, 30)
+    excl = pad_exclusions(exclude, 30)
     rows, scores = index._raw_search(queries, 10 + excl.shape[1])
-    want = _drop_excluded(rows, scores, excl, 10)
+    want = drop_excluded(rows, scores, excl, 10)
     assert np.array_equal(got.rows, want.rows)
     assert np.allclose(got.scores, want.scores)
     for row, banned in zip(got.rows, exclude, strict=True):

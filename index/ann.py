@@ -1,0 +1,144 @@
+"""Approximate inner-product search with FAISS: IVF (flat, SQ8, PQ codes) and HNSW.
+
+Exact search costs one multiply-add per item and dimension for every query: about
+100 users/s per core at a million items. An approximate index looks at a few
+clusters of items (IVF: the `nprobe` of `nlist` closest lists, their vectors stored
+as float32, as 8-bit scalars, or as product-quantizer codes) or walks a graph
+(HNSW: `ef_search` candidates), and misses a few of the true top k: the served
+index's recall@10 against exact search is measured at load (`recall.py`).
+
+Two guarantees the exact index gives are kept:
+
+- the user's history is never recommended: `search` (base.py) asks for k + m
+  candidates, m the longest history in the batch, and drops excluded rows;
+- every user gets k items when the catalogue has them: a row left short (its lists
+  held too few items outside its history) is searched again exhaustively over the
+  same stored vectors (every IVF list; HNSW's flat storage), so nothing depends on
+  the probe count.
+
+The index is built from the item table (k-means for IVF, and the quantizer's
+training) and can be written with `faiss.write_index` (its own binary format, no
+pickle; `store.py`) so a worker loads it instead of training it again. On a host
+where faiss sees a GPU, IVF kinds are copied to GPU 0 (HNSW stays on the CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faiss
+import numpy as np
+
+from streamrec.index.base import ItemIndex, SearchResult, drop_excluded, pad_exclusions
+from streamrec.index.errors import IndexBuildError
+from streamrec.index.params import KINDS, TRAIN_POINTS_PER_LIST, AnnParams
+
+logger = logging.getLogger(__name__)
+
+class AnnIndex(ItemIndex):
+    """A FAISS approximate index over the item table; row 0 (padding) is stored too, so
+    FAISS ids equal item rows, and the shared filter drops it."""
+
+    approximate = True
+
+    def __init__(self, embeddings: np.ndarray, kind: str, params: AnnParams | None = None,
+                 device: str = "auto", built: faiss.Index | None = None) -> None:
+        super().__init__(embeddings)
+        if kind not in KINDS:
+            raise IndexBuildError(f"unknown approximate index {kind!r}; choose one of "
+                                  f"{', '.join(KINDS)}")
+        self.kind = kind
+        self.params = (params or AnnParams()).resolved(self.num_rows - 1, self.dim)
+        start = time.perf_counter()
+        self.cpu_index = built if built is not None else self._train(embeddings)
+        self.build_s = time.perf_counter() - start if built is None else 0.0
+        self._index = self.cpu_index
+        on_gpu = (device != "cpu" and kind != "hnsw" and hasattr(faiss, "StandardGpuResources")
+                  and faiss.get_num_gpus() > 0)
+        if on_gpu:
+            self._gpu_resources = faiss.StandardGpuResources()
+            self._index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.cpu_index)
+        self.name = f"faiss-{kind}" + ("-gpu" if on_gpu else "")
+        logger.info("%s %s index: %d rows x %d dims (%s)%s", "built" if built is None
+                    else "loaded", self.name, self.num_rows, self.dim, self.describe(),
+                    f" in {self.build_s:.1f}s" if built is None else "")
+
+    def describe(self) -> str:
+        """The parameters that matter for this kind, as a short string."""
+        p = self.params
+        if self.kind == "hnsw":
+            return f"M {p.hnsw_m}, ef_search {p.ef_search}"
+        pq = f", PQ {p.pq_m}x8" if self.kind == "ivf-pq" else ""
+        return f"nlist {p.nlist}, nprobe {p.nprobe}{pq}"
+
+    def _train(self, embeddings: np.ndarray) -> faiss.Index:
+        p = self.params
+        spec = KINDS[self.kind].format(nlist=p.nlist, pq_m=p.pq_m, hnsw_m=p.hnsw_m)
+        index = faiss.index_factory(self.dim, spec, faiss.METRIC_INNER_PRODUCT)
+        table = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if not index.is_trained:
+            sample = table[1:]
+            limit = TRAIN_POINTS_PER_LIST * max(p.nlist, 256)
+            if len(sample) > limit:
+                rows = np.random.default_rng(0).choice(len(sample), limit, replace=False)
+                sample = sample[np.sort(rows)]
+            index.train(sample)
+        index.add(table)
+        return index
+
+    def _search_params(self, n: int, exhaustive: bool = False) -> faiss.SearchParameters:
+        p = self.params
+        if self.kind == "hnsw":
+            return faiss.SearchParametersHNSW(efSearch=max(p.ef_search, n))
+        return faiss.SearchParametersIVF(nprobe=p.nlist if exhaustive else p.nprobe)
+
+    def _raw_search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        # n + 1 because row 0 (padding) may take a slot; the shared filter drops it.
+        n = min(n + 1, self.num_rows)
+        scores, rows = self._index.search(queries, n, params=self._search_params(n))
+        return rows.astype(np.int64, copy=False), scores
+
+    def _exhaustive(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Search every stored vector (all IVF lists; HNSW's flat storage)."""
+        n = min(n + 1, self.num_rows)
+        if self.kind == "hnsw":
+            storage = faiss.downcast_index(self.cpu_index.storage)
+            scores, rows = storage.search(queries, n)
+        else:
+            scores, rows = self._index.search(queries, n,
+                                              params=self._search_params(n, exhaustive=True))
+        return rows.astype(np.int64, copy=False), scores
+
+    def search(self, queries: np.ndarray, k: int,
+               exclude: list[np.ndarray] | np.ndarray | None = None) -> SearchResult:
+        """As `ItemIndex.search`; rows the approximate pass left short of k items that
+        the catalogue has are searched again exhaustively."""
+        found = super().search(queries, k, exclude)
+        short = np.flatnonzero((found.rows < 0).any(axis=1))
+        if not len(short):
+            return found
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        excl = pad_exclusions(exclude, queries.shape[0])[short]
+        rows, scores = self._exhaustive(queries[short], min(k + excl.shape[1],
+                                                            self.num_rows - 1))
+        again = drop_excluded(rows, scores, excl, k)
+        out_rows, out_scores = found.rows.copy(), found.scores.copy()
+        out_rows[short], out_scores[short] = again.rows, again.scores
+        logger.debug("%d of %d queries searched again exhaustively", len(short), len(found.rows))
+        return SearchResult(rows=out_rows, scores=out_scores)
+
+    def serialized(self) -> np.ndarray:
+        """The CPU index in FAISS's binary format (what `store.py` writes)."""
+        return faiss.serialize_index(self.cpu_index)
+
+    @classmethod
+    def from_serialized(cls, embeddings: np.ndarray, kind: str, params: AnnParams,
+                        data: np.ndarray, device: str = "auto") -> AnnIndex:
+        """An index read back from `serialized()` bytes, checked against the table."""
+        index = faiss.deserialize_index(np.asarray(data, dtype=np.uint8))
+        if index.ntotal != embeddings.shape[0] or index.d != embeddings.shape[1]:
+            raise IndexBuildError(f"stored index holds {index.ntotal} x {index.d} vectors, "
+                                  f"the item table is {embeddings.shape[0]} x "
+                                  f"{embeddings.shape[1]}")
+        return cls(embeddings, kind, params, device=device, built=index)

@@ -1,0 +1,50 @@
+"""What an approximate index is and how it is built and searched, without FAISS.
+
+The worker's configuration and the command line name these; only `ann.py` (which
+imports faiss) builds from them, so a worker without faiss still parses its flags.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from streamrec.index.errors import IndexBuildError
+
+# --index value -> FAISS factory string ({nlist}, {m}: filled by `AnnParams`)
+KINDS: dict[str, str] = {
+    "ivf": "IVF{nlist},Flat",
+    "ivf-sq8": "IVF{nlist},SQ8",
+    "ivf-pq": "IVF{nlist},PQ{pq_m}x8",
+    "hnsw": "HNSW{hnsw_m},Flat",
+}
+TRAIN_POINTS_PER_LIST = 64  # k-means sample: FAISS warns below 39 per centroid
+
+
+@dataclass(frozen=True)
+class AnnParams:
+    """Build and search parameters; 0 means "derived from the catalogue size"."""
+
+    nlist: int = 0  # IVF lists; 0: 4 * sqrt(V), the FAISS guideline, within [1, V / 39]
+    nprobe: int = 0  # IVF lists searched per query; 0: nlist / 64, at least 8
+    ef_search: int = 128  # HNSW candidates kept while searching (at least k + history)
+    hnsw_m: int = 32  # HNSW links per node
+    pq_m: int = 0  # PQ sub-quantizers; 0: d / 4 (16 bytes per item at d = 64)
+
+    def __post_init__(self) -> None:
+        for name in ("nlist", "nprobe", "ef_search", "hnsw_m", "pq_m"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.ef_search < 1 or self.hnsw_m < 2:
+            raise ValueError(f"ef_search must be >= 1 and hnsw_m >= 2, got "
+                             f"{self.ef_search} and {self.hnsw_m}")
+
+    def resolved(self, items: int, dim: int) -> AnnParams:
+        """These parameters with every 0 replaced by its derived value."""
+        nlist = self.nlist or max(1, min(int(4 * math.sqrt(items)), items // 39))
+        nprobe = min(nlist, self.nprobe or max(8, nlist // 64))
+        pq_m = self.pq_m or max(1, dim // 4)
+        if dim % pq_m:
+            raise IndexBuildError(f"--pq-m {pq_m} must divide the item dimension {dim}")
+        return AnnParams(nlist=nlist, nprobe=nprobe, ef_search=self.ef_search,
+                         hnsw_m=self.hnsw_m, pq_m=pq_m)

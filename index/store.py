@@ -1,0 +1,93 @@
+"""An approximate index stored beside the model it indexes.
+
+Training an IVF quantizer over a million items takes tens of seconds of CPU; a
+worker that did it at every start or hot swap would stall. So `streamrec train`
+(or `streamrec index build`) builds the index once and writes two files into the
+checkpoint directory:
+
+    index.faiss   the CPU index in FAISS's own binary format (`faiss.write_index`;
+                  read by FAISS's C++ reader, never unpickled)
+    index.json    kind, build and search parameters, sha256 of the item table it
+                  indexes, FAISS version, build seconds, recall@10 measured at build
+
+`load_stored` gives the stored index back when it is of the kind asked for, built
+with the asked build parameters and over this very item table; otherwise it says why
+not and the caller builds one. The checkpoint's config.json lists both files'
+sha256 (encoder/checkpoint.py checks them), so a changed file refuses to load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrec.index.ann import AnnIndex
+from streamrec.index.errors import IndexBuildError
+from streamrec.index.params import AnnParams
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "index.faiss"
+META_FILE = "index.json"
+BUILD_FIELDS = ("nlist", "hnsw_m", "pq_m")  # a stored index answers only these as built
+
+
+def table_digest(embeddings: np.ndarray) -> str:
+    """sha256 of the float32 item table: which table a stored index was built over."""
+    table = np.ascontiguousarray(embeddings, dtype=np.float32)
+    return hashlib.sha256(table.tobytes()).hexdigest()
+
+
+def index_files(index: AnnIndex, embeddings: np.ndarray, recall: float | None,
+                ) -> dict[str, bytes]:
+    """The two files that store `index` (name -> content), for the checkpoint."""
+    import faiss
+
+    meta: dict[str, Any] = {
+        "kind": index.kind,
+        "params": dataclasses.asdict(index.params),
+        "table_sha256": table_digest(embeddings),
+        "rows": index.num_rows,
+        "dim": index.dim,
+        "faiss_version": faiss.__version__,
+        "build_seconds": round(index.build_s, 3),
+        "recall_at_10": None if recall is None else round(recall, 4),
+    }
+    return {INDEX_FILE: index.serialized().tobytes(),
+            META_FILE: json.dumps(meta, indent=2, sort_keys=True).encode()}
+
+
+def load_stored(directory: Path, embeddings: np.ndarray, kind: str, params: AnnParams,
+                device: str = "auto") -> tuple[AnnIndex | None, str]:
+    """(the stored index, "") when `directory` holds one that fits; else (None, why)."""
+    meta_file, data_file = directory / META_FILE, directory / INDEX_FILE
+    if not meta_file.is_file() or not data_file.is_file():
+        return None, "the checkpoint stores no index"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        stored = AnnParams(**meta["params"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"{meta_file} is unreadable ({exc})"
+    if meta.get("kind") != kind:
+        return None, f"the stored index is {meta.get('kind')!r}, {kind!r} was asked for"
+    asked = params.resolved(embeddings.shape[0] - 1, embeddings.shape[1])
+    differs = [f"{f} {getattr(stored, f)} (asked {getattr(asked, f)})" for f in BUILD_FIELDS
+               if getattr(params, f) and getattr(stored, f) != getattr(asked, f)]
+    if differs:
+        return None, f"the stored index was built with {', '.join(differs)}"
+    if meta.get("table_sha256") != table_digest(embeddings):
+        return None, "the stored index was built over another item table"
+    # Build parameters as stored; search parameters as asked (0: the stored ones).
+    serve = dataclasses.replace(stored, nprobe=params.nprobe or stored.nprobe,
+                                ef_search=params.ef_search)
+    data = np.fromfile(data_file, dtype=np.uint8)
+    try:
+        return AnnIndex.from_serialized(embeddings, kind, serve, data, device=device), ""
+    except (RuntimeError, IndexBuildError) as exc:  # FAISS raises RuntimeError on bad bytes
+        return None, f"{data_file} could not be read ({exc})"
