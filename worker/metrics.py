@@ -43,7 +43,7 @@ STAGE_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05
 E2E_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
-STAGES = ("poll", "decode", "histories", "encode", "search", "publish", "commit")
+STAGES = ("poll", "decode", "histories", "encode", "search", "publish", "commit", "swap")
 
 
 class WorkerMetrics:

@@ -52,6 +52,25 @@ BUCKET_MIN_ROWS = 32  # a length bucket smaller than this joins the next longer 
 RECALL_QUERIES = 1000  # query vectors on which a loaded approximate index is measured
 
 
+def ladder_size(n: int) -> int:
+    """The smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (2^k and 3 * 2^(k-1)) that is at
+    least `n`: under 1.5 times `n`.
+
+    The encoder is called with batches padded to these sizes (rows and history
+    width) because every new tensor shape costs memory that is never given back:
+    glibc keeps the freed blocks of each size, oneDNN and TorchScript cache a kernel
+    per shape. Measured on the games model, 600 distinct batch sizes grew a process
+    by 2.5 GB; a worker meets every size from 1 to --max-batch and every width from
+    1 to max_len, so its memory grew for minutes (bench soak). On the ladder a worker
+    meets at most about 20 x 10 shapes.
+    """
+    if n <= 2:
+        return max(n, 1)
+    power = 1 << (n - 1).bit_length()  # the smallest power of two >= n
+    three = 3 * power // 4
+    return three if three >= n else power
+
+
 def length_buckets(lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
     """(rows, longest length) groups of the non-empty `lengths` [B] for the encoder.
 
@@ -183,18 +202,25 @@ class Recommender:
         trimmed to its own longest history: most histories are short, and one long
         one would otherwise pad every row of the batch to L. Left padding never
         changes a row's output (positions count from the newest item), so the
-        buckets give the same vectors as one call.
+        buckets give the same vectors as one call. Each call's rows and width are
+        padded up to `ladder_size` (extra rows repeat the first one; their output is
+        dropped), which bounds the shapes the encoder ever sees.
         """
         batch, width = histories.shape
         queries = np.zeros((batch, self.index.dim), dtype=np.float32)
         attention = np.zeros((batch, width), dtype=np.float32)
         lengths = np.minimum(lengths, min(self.max_len, width))
         for rows, longest in length_buckets(lengths):
-            items = torch.as_tensor(histories[rows, width - longest:], device=self.device)
+            cols = min(ladder_size(longest), width)
+            block = histories[rows, width - cols:]
+            extra = ladder_size(len(rows)) - len(rows)
+            if extra:
+                block = np.concatenate([block, np.repeat(block[:1], extra, axis=0)])
+            items = torch.as_tensor(block, device=self.device)
             with torch.inference_mode():
                 query, attn = self._encode(items)
-            queries[rows] = query.float().cpu().numpy()
-            attention[rows, width - longest:] = attn.float().cpu().numpy()
+            queries[rows] = query[: len(rows)].float().cpu().numpy()
+            attention[rows, width - cols:] = attn[: len(rows)].float().cpu().numpy()
         return Encoded(queries=queries, attention=attention, has_history=lengths > 0)
 
     def search(self, encoded: Encoded, histories: np.ndarray, k: int) -> Recommendations:

@@ -12,6 +12,7 @@ the histories in memory are that wide. `report` puts what serves into
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from streamrec.encoder import repository
@@ -66,6 +67,7 @@ class ModelSwap:
             return self.serving
         version, new = self._next
         self._next = None
+        start = time.perf_counter()
         old = self.serving.model_version
         state.change_vocab(new.checkpoint.vocab)
         self.serving = new
@@ -73,9 +75,11 @@ class ModelSwap:
         self.watcher.swapped(version)
         self.report()
         self.metrics.model_reloads.labels("ok").inc()
-        logger.info("now serving model %s (was %s): %d items", new.model_version, old,
-                    len(new.checkpoint.vocab))
         heap.settle("model swap")
+        took = time.perf_counter() - start  # the poll loop waited this long
+        self.metrics.stage_seconds.labels("swap").observe(took)
+        logger.info("now serving model %s (was %s): %d items; the swap held the loop %.0f ms",
+                    new.model_version, old, len(new.checkpoint.vocab), took * 1000)
         return new
 
     def report(self) -> None:

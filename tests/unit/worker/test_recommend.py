@@ -59,3 +59,37 @@ def test_bucketed_encode_gives_what_one_call_gives(
     np.testing.assert_allclose(bucketed.attention, whole.attention, rtol=1e-5, atol=1e-6)
     assert (bucketed.has_history == (lengths > 0)).all()
     assert not bucketed.queries[lengths == 0].any()
+
+
+def test_ladder_sizes_bound_the_padding() -> None:
+    sizes = [recommend.ladder_size(n) for n in range(1, 2049)]
+    assert sizes[:9] == [1, 2, 3, 4, 6, 6, 8, 8, 12]
+    assert all(n <= s < 1.5 * n or s == n for n, s in enumerate(sizes, start=1))
+    assert len(set(sizes)) == 22  # 2048 sizes become 22 shapes
+
+
+def test_padded_calls_see_only_ladder_shapes_and_give_each_rows_own_vector(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    rec = recommender(tmp_path)
+    seen: list[tuple[int, int]] = []
+    traced = rec._encode
+
+    def spy(items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append(tuple(items.shape))
+        return traced(items)
+
+    rec._encode = spy  # type: ignore[method-assign]
+    histories, lengths = batch(77, seed=3)
+    encoded = rec.encode(histories, lengths)
+    ladder = {recommend.ladder_size(n) for n in range(1, 1025)}
+    assert seen
+    assert all(rows in ladder and (cols in ladder or cols == MAX_LEN) for rows, cols in seen)
+    model = rec.checkpoint.model
+    with torch.inference_mode():
+        for i in np.flatnonzero(lengths > 0)[:20]:
+            alone = torch.as_tensor(histories[i:i + 1, MAX_LEN - lengths[i]:])
+            np.testing.assert_allclose(encoded.queries[i], model.encode(alone)[0][0].numpy(),
+                                       rtol=1e-4, atol=1e-5)
