@@ -110,7 +110,8 @@ class Worker:
         self.metrics.pending.set_function(self._unanswered_users)
         self.metrics.stall_seconds.set_function(lambda: self.watchdog.waited_s())
         self.kafka_client = resolve_client()  # the adapter every client of this run uses
-        self.models = ModelSwap(config, self.recommender, self.metrics, self.kafka_client)
+        self.models = ModelSwap(config, self.recommender, self.metrics, self.kafka_client,
+                                self.state)
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""

@@ -4,6 +4,9 @@ path by `reload.ModelWatcher`, is swapped in between two batches.
 The loop asks `poll()` on every turn; once a version is loaded (`due`), the loop
 publishes the batch the model stage finished and calls `swap`, which translates the
 histories in memory to the new vocabulary and hands the model stage the new model.
+The loader thread has already built the new item table (`ItemTable.prepare`: a
+million vocabulary lookups for a million-item model), so the swap itself only maps
+the items that arrived since and renumbers the histories.
 A version whose history length differs from the serving one's is refused at load:
 the histories in memory are that wide. `report` puts what serves into
 `streamrec_model_info`.
@@ -24,6 +27,7 @@ from streamrec.worker.model_stage import ModelStage
 from streamrec.worker.recommend import Recommender
 from streamrec.worker.reload import ModelWatcher
 from streamrec.worker.state.durable import DurableHistories
+from streamrec.worker.state.items import PreparedTable
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +36,12 @@ class ModelSwap:
     """The model serving now, the version loaded to replace it, and their metrics."""
 
     def __init__(self, config: WorkerConfig, serving: Recommender, metrics: WorkerMetrics,
-                 kafka_client: str) -> None:
+                 kafka_client: str, state: DurableHistories | None = None) -> None:
         self.config = config
         self.serving = serving
+        self.state = state  # its item table is prepared for a loaded version off the loop
+        # model version -> its item table, prepared on the loader thread (`_load`)
+        self._prepared: dict[str, PreparedTable] = {}
         self.metrics = metrics
         self.kafka_client = kafka_client
         name = serving.checkpoint.path.name if repository.is_repository(config.model_dir) else None
@@ -69,7 +76,7 @@ class ModelSwap:
         self._next = None
         start = time.perf_counter()
         old = self.serving.model_version
-        state.change_vocab(new.checkpoint.vocab)
+        state.change_vocab(new.checkpoint.vocab, self._prepared.pop(new.model_version, None))
         self.serving = new
         stage.recommender = new
         self.watcher.swapped(version)
@@ -106,4 +113,7 @@ class ModelSwap:
             raise CheckpointError(f"{path}: history length {new.max_len} differs from the "
                                   f"serving model's {self.serving.max_len}; restart the "
                                   "workers to change it")
+        if self.state is not None:
+            self._prepared.clear()  # one loaded version waits at a time
+            self._prepared[new.model_version] = self.state.items.prepare(new.checkpoint.vocab)
         return new

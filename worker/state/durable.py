@@ -39,7 +39,7 @@ from streamrec.worker.state.changelog import (
     fetch_histories,
 )
 from streamrec.worker.state.evicted import EvictedIndex
-from streamrec.worker.state.items import DEFAULT_MAX_EXTRA, ItemTable
+from streamrec.worker.state.items import DEFAULT_MAX_EXTRA, ItemTable, PreparedTable
 from streamrec.worker.state.parallel_read import latest_read
 from streamrec.worker.state.partition import PartitionStore
 
@@ -187,10 +187,13 @@ class DurableHistories:
                        judged=len(judged), hits=len(hits),
                        ndcg=float((1.0 / np.log2(hits + 2.0)).sum()))
 
-    def change_vocab(self, vocab: ItemVocab) -> None:
+    def change_vocab(self, vocab: ItemVocab, prepared: PreparedTable | None = None) -> None:
         """Serve a new model's vocabulary: every stored row is renumbered by external id,
-        nothing is dropped, and items the new model knows count from the next batch."""
-        self.items, remap = self.items.for_vocab(vocab)
+        nothing is dropped, and items the new model knows count from the next batch.
+        `prepared` (`ItemTable.prepare`, done on the loader thread) saves the loop the
+        vocabulary's lookups."""
+        self.items, remap = (self.items.finish(prepared) if prepared is not None
+                             else self.items.for_vocab(vocab))
         for _, store in self.stores():
             store.remap_items(remap)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -99,10 +100,32 @@ class ItemTable:
     def for_vocab(self, vocab: ItemVocab) -> tuple[ItemTable, np.ndarray]:
         """The table for a new model and `remap` (old row -> new row): every item kept,
         the new model's vocabulary first, then the items it does not know."""
-        old_ids = [*self.model_ids[1:].tolist(), *self._extra_ids]
+        return self.finish(self.prepare(vocab))
+
+    def prepare(self, vocab: ItemVocab) -> PreparedTable:
+        """The costly part of `for_vocab`, safe on another thread while this table is
+        in use: for a million items it is a second of work that must not stall the
+        poll loop. Items added after it (unknown ones arriving meanwhile) are left to
+        `finish`, which the loop runs at the swap."""
+        held = len(self._extra_ids)  # extras only ever append: a consistent prefix
+        old_ids = [*self.model_ids[1:].tolist(), *self._extra_ids[:held]]
         table = ItemTable(vocab, extra=old_ids, max_extra=self.max_extra)
         remap = np.zeros(len(old_ids) + 1, dtype=np.int64)
         remap[1:] = table.rows(old_ids)
+        return PreparedTable(base=self, table=table, remap=remap, extras_held=held)
+
+    def finish(self, prepared: PreparedTable) -> tuple[ItemTable, np.ndarray]:
+        """`for_vocab`'s result from a `prepare` of this table: the items added since are
+        mapped now (few; all of them if `prepared` was made from another table)."""
+        if prepared.base is not self:
+            prepared = self.prepare(prepared.table.vocab)
+        table, remap = prepared.table, prepared.remap
+        late = self._extra_ids[prepared.extras_held:]
+        if late:
+            for item in late:
+                if item not in table.vocab and item not in table._extra:
+                    table._add(item, capped=False)
+            remap = np.concatenate([remap, table.rows(late)])
         table.dropped = self.dropped
         return table, remap
 
@@ -125,3 +148,13 @@ class ItemTable:
         self._extra[item] = row
         self._extra_ids.append(item)
         return row
+
+
+@dataclass(frozen=True)
+class PreparedTable:
+    """An `ItemTable.prepare` result: the new table and remap as of `extras_held`."""
+
+    base: ItemTable  # the table it was prepared from
+    table: ItemTable
+    remap: np.ndarray  # old row -> new row, rows 0..known + extras_held of `base`
+    extras_held: int

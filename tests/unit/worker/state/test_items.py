@@ -43,6 +43,24 @@ def test_a_new_vocabulary_renumbers_every_item_and_drops_none() -> None:
     assert new.rows(["q"]).tolist() == [0]
 
 
+def test_a_prepared_table_maps_the_items_that_arrived_after_it_at_the_swap() -> None:
+    v2 = ItemVocab(["y", "a", "d", "late-known"])
+    table = ItemTable(V1, max_extra=10)
+    table.rows(["x", "y"])
+    prepared = table.prepare(v2)  # on the loader thread; the loop keeps adding items
+    table.rows(["late", "late-known"])
+    new, remap = table.finish(prepared)
+    again = ItemTable(V1, max_extra=10)
+    again.rows(["x", "y", "late", "late-known"])
+    want, want_remap = again.for_vocab(v2)  # all at once, as before
+    assert remap.tolist() == want_remap.tolist()
+    assert new.external(remap[1:]) == ["a", "b", "c", "x", "y", "late", "late-known"]
+    assert new.external(remap[1:]) == want.external(want_remap[1:])
+    # Prepared from another table (e.g. a swap in between): redone, still right.
+    other, other_remap = ItemTable(V1).finish(prepared)
+    assert other.external(other_remap[1:]) == ["a", "b", "c"]
+
+
 def test_changelog_records_name_unknown_items_by_their_external_id() -> None:
     table = ItemTable(V1)
     rows = table.rows(["a", "fresh"])
