@@ -211,7 +211,7 @@ class Recommender:
         attention = np.zeros((batch, width), dtype=np.float32)
         lengths = np.minimum(lengths, min(self.max_len, width))
         for rows, longest in length_buckets(lengths):
-            cols = min(ladder_size(longest), width)
+            cols = min(ladder_size(longest), self.max_len, width)
             block = histories[rows, width - cols:]
             extra = ladder_size(len(rows)) - len(rows)
             if extra:
