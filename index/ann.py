@@ -77,14 +77,19 @@ class AnnIndex(ItemIndex):
         spec = KINDS[self.kind].format(nlist=p.nlist, pq_m=p.pq_m, hnsw_m=p.hnsw_m)
         index = faiss.index_factory(self.dim, spec, faiss.METRIC_INNER_PRODUCT)
         table = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if not index.is_trained:
-            sample = table[1:]
-            limit = TRAIN_POINTS_PER_LIST * max(p.nlist, 256)
-            if len(sample) > limit:
-                rows = np.random.default_rng(0).choice(len(sample), limit, replace=False)
-                sample = sample[np.sort(rows)]
-            index.train(sample)
-        index.add(table)
+        try:
+            if not index.is_trained:
+                sample = table[1:]
+                limit = TRAIN_POINTS_PER_LIST * max(p.nlist, 256)
+                if len(sample) > limit:
+                    rows = np.random.default_rng(0).choice(len(sample), limit, replace=False)
+                    sample = sample[np.sort(rows)]
+                index.train(sample)
+            index.add(table)
+        except RuntimeError as exc:  # FAISS's C++ errors, e.g. too few items for PQ codebooks
+            raise IndexBuildError(f"could not build a {self.kind} index over "
+                                  f"{self.num_rows - 1:,} items ({spec}): "
+                                  f"{str(exc).strip().splitlines()[0]}") from exc
         return index
 
     def _search_params(self, n: int, exhaustive: bool = False) -> faiss.SearchParameters:

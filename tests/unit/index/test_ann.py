@@ -145,3 +145,10 @@ def test_params_resolve_from_the_catalogue() -> None:
     assert dataclasses.replace(p, nprobe=0).resolved(1_000_000, 64).nprobe == 62
     with pytest.raises(ValueError, match="nprobe must be >= 0"):
         AnnParams(nprobe=-1)
+
+
+def test_a_kind_that_cannot_be_built_says_why() -> None:
+    from streamrec.index.errors import IndexBuildError
+
+    with pytest.raises(IndexBuildError, match="could not build a ivf-pq index over 100 items"):
+        AnnIndex(clustered_table(items=100, clusters=3), "ivf-pq", AnnParams(nlist=1))
