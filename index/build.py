@@ -39,8 +39,12 @@ Backend = Literal["auto", "faiss", "torch", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]
 EXACT_KINDS = ("faiss", "torch")
 APPROXIMATE_KINDS = tuple(KINDS)
 # `auto` serves this approximate kind from this many items up (faiss installed), and
-# exact search below: docs/BENCHMARKS.md, "Large catalogues", has the measurements.
-AUTO_APPROXIMATE_ITEMS = 200_000
+# exact search below. Measured on the 2-core box (games model grown, 1 thread, batch
+# 256, docs/BENCHMARKS.md 2026-12-03): at 100k items exact serves 5,393 users/s,
+# under what one worker ingests, and ivf-sq8 19,227 at recall@10 0.976 (3.6x, a
+# quarter of IVF-Flat's memory); at 1M exact 80, ivf-sq8 5,651. Below 100k the cost of
+# the lost recall in NDCG is not measured yet, so exact stays.
+AUTO_APPROXIMATE_ITEMS = 100_000
 AUTO_APPROXIMATE_KIND = "ivf-sq8"
 INSTALL_HINT = ("pip install 'streamrec[cpu]' for faiss-cpu, or 'streamrec[gpu]' for "
                 "faiss-gpu-cu12 (not both: they ship the same module)")
