@@ -176,7 +176,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
 
 def attach_files(path: str | Path, files: dict[str, bytes]) -> None:
     """Add (or replace) optional files in a checkpoint directory and list their sha256
-    in config.json, which is rewritten last: a reader sees the old or the new set."""
+    in config.json, which is rewritten last. Not for a checkpoint being served: a
+    reader between the two writes finds a file that does not match its sha256 and
+    refuses it. `streamrec train` attaches before it publishes a version."""
     root = Path(path)
     doc = _read_config(root)
     reserved = set(HASHED_FILES) | {CONFIG_FILE}
