@@ -54,12 +54,10 @@ def set_threads(threads: int) -> None:
     """torch and FAISS (OpenMP) threads."""
     import torch
 
+    from streamrec.worker.recommend import set_faiss_threads
+
     torch.set_num_threads(threads)
-    try:
-        import faiss
-    except ImportError:
-        return
-    faiss.omp_set_num_threads(threads)
+    set_faiss_threads(threads)
 
 
 def stage_rates(opts: ModelOptions) -> list[list[str]]:

@@ -36,7 +36,6 @@ from streamrec.index.params import KINDS, AnnParams
 logger = logging.getLogger(__name__)
 
 Backend = Literal["auto", "faiss", "torch", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]
-EXACT_KINDS = ("faiss", "torch")
 APPROXIMATE_KINDS = tuple(KINDS)
 # `auto` serves this approximate kind from this many items up (faiss installed), and
 # exact search below. Measured on the 2-core box (games model grown, 1 thread, batch

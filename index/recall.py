@@ -13,7 +13,7 @@ import numpy as np
 
 from streamrec.index.base import ItemIndex
 
-EXACT_CHUNK = 256  # queries per exact scoring block: [256, V] float32 scores
+SCORE_BUDGET = 1 << 24  # float32 scores per exact scoring block (64 MB): 16 queries at 1M items
 
 
 def exact_top_k(table: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -21,10 +21,11 @@ def exact_top_k(table: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     items = np.ascontiguousarray(table[1:], dtype=np.float32)
     k = min(k, len(items))
     out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), EXACT_CHUNK):
-        scores = queries[start:start + EXACT_CHUNK] @ items.T
+    chunk = max(1, SCORE_BUDGET // len(items))
+    for start in range(0, len(queries), chunk):
+        scores = queries[start:start + chunk] @ items.T
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        out[start:start + EXACT_CHUNK] = top + 1
+        out[start:start + chunk] = top + 1
     return out
 
 

@@ -96,6 +96,15 @@ def length_buckets(lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
     return buckets
 
 
+def set_faiss_threads(threads: int) -> None:
+    """FAISS's OpenMP threads, when faiss is installed."""
+    try:
+        import faiss
+    except ImportError:
+        return
+    faiss.omp_set_num_threads(threads)
+
+
 class Recommender:
     """The model stage of the worker: encode + search with exclusions + cold start."""
 
@@ -128,8 +137,9 @@ class Recommender:
         (IndexRecallError). `threads` > 0 sets torch's and FAISS's CPU threads for the
         process: the Kafka client and the broker need cores too.
         """
-        if threads > 0:
+        if threads > 0:  # before the index is built: IVF's k-means runs on FAISS's threads
             torch.set_num_threads(threads)
+            set_faiss_threads(threads)
         dev = resolve_device(device)
         checkpoint = load_checkpoint(model_dir, device=str(dev))
         with torch.inference_mode():
@@ -137,10 +147,6 @@ class Recommender:
         index = build_index(table, backend=backend,  # type: ignore[arg-type]
                             device="cuda" if dev.type == "cuda" else "cpu", params=ann,
                             stored=checkpoint.path)
-        if threads > 0 and index.name.startswith("faiss"):
-            import faiss
-
-            faiss.omp_set_num_threads(threads)
         logger.info(
             "loaded model %s: %d items, max history %d, device %s, index %s",
             checkpoint.model_version, len(checkpoint.vocab), checkpoint.config.max_len,
