@@ -107,7 +107,7 @@ def sample_histories(stream: object, recommender: object, count: int
 
 
 KIND_ROWS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("torch", (0,)), ("faiss", (0,)), ("ivf", (0,)), ("ivf-sq8", (16, 0, 128)),
+    ("torch", (0,)), ("faiss", (0,)), ("ivf", (8, 0, 32)), ("ivf-sq8", (8, 0, 32)),
     ("ivf-pq", (0,)), ("hnsw", (0,)))  # (--index, nprobe values; 0 = the default)
 
 

@@ -1,10 +1,12 @@
-"""Approximate inner-product search with FAISS: IVF (flat, SQ8, PQ codes) and HNSW.
+"""Approximate inner-product search with FAISS: IVF (flat, SQ8, PQ codes), HNSW, and
+exhaustive search over quantized codes (SQ8, PQ).
 
 Exact search costs one multiply-add per item and dimension for every query: about
 100 users/s per core at a million items. An approximate index looks at a few
 clusters of items (IVF: the `nprobe` of `nlist` closest lists, their vectors stored
 as float32, as 8-bit scalars, or as product-quantizer codes) or walks a graph
-(HNSW: `ef_search` candidates), and misses a few of the true top k: the served
+(HNSW: `ef_search` candidates), or scores every item from compressed codes (`sq8`,
+`pq`: the item table's memory cut 4 or 16 times), and misses a few of the true top k: the served
 index's recall@10 against exact search is measured at load (`recall.py`).
 
 Two guarantees the exact index gives are kept:
@@ -19,7 +21,8 @@ Two guarantees the exact index gives are kept:
 The index is built from the item table (k-means for IVF, and the quantizer's
 training) and can be written with `faiss.write_index` (its own binary format, no
 pickle; `store.py`) so a worker loads it instead of training it again. On a host
-where faiss sees a GPU, IVF kinds are copied to GPU 0 (HNSW stays on the CPU).
+where faiss sees a GPU, IVF kinds are copied to GPU 0 (HNSW, sq8 and pq stay on the
+CPU).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 
 from streamrec.index.base import ItemIndex, SearchResult, drop_excluded, pad_exclusions
 from streamrec.index.errors import IndexBuildError
-from streamrec.index.params import KINDS, TRAIN_POINTS_PER_LIST, AnnParams
+from streamrec.index.params import FLAT_KINDS, KINDS, TRAIN_POINTS_PER_LIST, AnnParams
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +57,8 @@ class AnnIndex(ItemIndex):
         self.cpu_index = built if built is not None else self._train(embeddings)
         self.build_s = time.perf_counter() - start if built is None else 0.0
         self._index = self.cpu_index
-        on_gpu = (device != "cpu" and kind != "hnsw" and hasattr(faiss, "StandardGpuResources")
-                  and faiss.get_num_gpus() > 0)
+        on_gpu = (device != "cpu" and kind.startswith("ivf")
+                  and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0)
         if on_gpu:
             self._gpu_resources = faiss.StandardGpuResources()
             self._index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.cpu_index)
@@ -69,6 +72,8 @@ class AnnIndex(ItemIndex):
         p = self.params
         if self.kind == "hnsw":
             return f"M {p.hnsw_m}, ef_search {p.ef_search}"
+        if self.kind in FLAT_KINDS:
+            return "exhaustive" + (f", PQ {p.pq_m}x8" if self.kind == "pq" else ", SQ8")
         pq = f", PQ {p.pq_m}x8" if self.kind == "ivf-pq" else ""
         return f"nlist {p.nlist}, nprobe {p.nprobe}{pq}"
 
@@ -92,8 +97,10 @@ class AnnIndex(ItemIndex):
                                   f"{str(exc).strip().splitlines()[0]}") from exc
         return index
 
-    def _search_params(self, n: int, exhaustive: bool = False) -> faiss.SearchParameters:
+    def _search_params(self, n: int, exhaustive: bool = False) -> faiss.SearchParameters | None:
         p = self.params
+        if self.kind in FLAT_KINDS:
+            return None
         if self.kind == "hnsw":
             return faiss.SearchParametersHNSW(efSearch=max(p.ef_search, n))
         return faiss.SearchParametersIVF(nprobe=p.nlist if exhaustive else p.nprobe)

@@ -3,7 +3,7 @@
 FAISS is an optional dependency (`pip install 'streamrec[cpu]'` brings faiss-cpu,
 `'streamrec[gpu]'` faiss-gpu-cu12); the base install has none, and then the exact
 torch index serves. The exact backends (torch, faiss flat) differ in speed, never in
-results; the approximate kinds (`ann.py`: ivf, ivf-sq8, ivf-pq, hnsw) trade a
+results; the approximate kinds (`ann.py`: ivf, ivf-sq8, ivf-pq, hnsw, sq8, pq) trade a
 measured share of recall for speed on large catalogues. `auto` picks, for the
 catalogue size and the encoder's device:
 
@@ -35,7 +35,7 @@ from streamrec.index.params import KINDS, AnnParams
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "faiss", "torch", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]
+Backend = Literal["auto", "faiss", "torch", "ivf", "ivf-sq8", "ivf-pq", "hnsw", "sq8", "pq"]
 APPROXIMATE_KINDS = tuple(KINDS)
 # `auto` serves this approximate kind from this many items up (faiss installed), and
 # exact search below. Measured on the 2-core box (games model grown, 1 thread, batch

@@ -17,8 +17,17 @@ KINDS: dict[str, str] = {
     "ivf-sq8": "IVF{nlist},SQ8",
     "ivf-pq": "IVF{nlist},PQ{pq_m}x8",
     "hnsw": "HNSW{hnsw_m},Flat",
+    "sq8": "SQ8",  # every item scored, from 8-bit codes: a quarter of float32's memory
+    "pq": "PQ{pq_m}x8",  # every item scored, from product-quantizer codes (pq_m bytes)
 }
+FLAT_KINDS = ("sq8", "pq")  # quantized but exhaustive: no lists, no graph
 TRAIN_POINTS_PER_LIST = 64  # k-means sample: FAISS warns below 39 per centroid
+# IVF lists searched per query when --nprobe is 0. Recall on the model's real queries
+# follows the number of lists probed more than their count: on the grown games table
+# (docs/BENCHMARKS.md 2026-12-03) 16 of 4,000 lists gave recall@10 0.957 (SQ8) and
+# 0.979 (flat) at 1M items and 11,400 users/s, where nlist / 64 (62 lists) gave 0.975
+# at 5,700 users/s.
+DEFAULT_NPROBE = 16
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,7 @@ class AnnParams:
     """Build and search parameters; 0 means "derived from the catalogue size"."""
 
     nlist: int = 0  # IVF lists; 0: 4 * sqrt(V), the FAISS guideline, within [1, V / 39]
-    nprobe: int = 0  # IVF lists searched per query; 0: nlist / 64, at least 8
+    nprobe: int = 0  # IVF lists searched per query; 0: DEFAULT_NPROBE (at most nlist)
     ef_search: int = 128  # HNSW candidates kept while searching (at least k + history)
     hnsw_m: int = 32  # HNSW links per node
     pq_m: int = 0  # PQ sub-quantizers; 0: d / 4 (16 bytes per item at d = 64)
@@ -42,7 +51,7 @@ class AnnParams:
     def resolved(self, items: int, dim: int) -> AnnParams:
         """These parameters with every 0 replaced by its derived value."""
         nlist = self.nlist or max(1, min(int(4 * math.sqrt(items)), items // 39))
-        nprobe = min(nlist, self.nprobe or max(8, nlist // 64))
+        nprobe = min(nlist, self.nprobe or DEFAULT_NPROBE)
         pq_m = self.pq_m or max(1, dim // 4)
         if dim % pq_m:
             raise IndexBuildError(f"--pq-m {pq_m} must divide the item dimension {dim}")

@@ -29,7 +29,7 @@ import numpy as np
 
 from streamrec.index.ann import AnnIndex
 from streamrec.index.errors import IndexBuildError
-from streamrec.index.params import AnnParams
+from streamrec.index.params import DEFAULT_NPROBE, AnnParams
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,9 @@ def load_stored(directory: Path, embeddings: np.ndarray, kind: str, params: AnnP
         return None, f"the stored index was built with {', '.join(differs)}"
     if meta.get("table_sha256") != table_digest(embeddings):
         return None, "the stored index was built over another item table"
-    # Build parameters as stored; search parameters as asked (0: the stored ones).
-    serve = dataclasses.replace(stored, nprobe=params.nprobe or stored.nprobe,
+    # Build parameters as stored; search parameters as asked now (0: today's default),
+    # not as they were when the index was built.
+    serve = dataclasses.replace(stored, nprobe=min(stored.nlist, params.nprobe or DEFAULT_NPROBE),
                                 ef_search=params.ef_search)
     data = np.fromfile(data_file, dtype=np.uint8)
     try:

@@ -73,30 +73,46 @@ def scripted_masked_topk() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
         return masked_topk
 
 
-class TorchIndex(ItemIndex):
-    """Item table held as a torch tensor on `device` (cuda when available under auto)."""
+SCORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                "float16": torch.float16}
 
-    def __init__(self, embeddings: np.ndarray, device: str = "auto") -> None:
+
+class TorchIndex(ItemIndex):
+    """Item table held as a torch tensor on `device` (cuda when available under auto).
+
+    `score_dtype` bfloat16 or float16 keeps the table, the queries and the scores in
+    16 bits: half the memory, and on CPUs with AMX or AVX-512 BF16 a several times
+    faster matmul, at the price of rounding the scores (ties and swaps near the
+    cut; `bench compress` measures what that costs in NDCG).
+    """
+
+    def __init__(self, embeddings: np.ndarray, device: str = "auto",
+                 score_dtype: str = "float32") -> None:
         super().__init__(embeddings)
+        if score_dtype not in SCORE_DTYPES:
+            raise ValueError(f"score_dtype must be one of {', '.join(SCORE_DTYPES)}, got "
+                             f"{score_dtype!r}")
         self.device = resolve_device(device)
+        self.dtype = SCORE_DTYPES[score_dtype]
         table = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
         self._table = table.to(self.device)  # [V + 1, d]
         # [d, nb * BLOCK]: the matmul's layout, zero-padded to whole blocks of the top-k
         padded = -(-self.num_rows // BLOCK) * BLOCK
-        self._table_t = torch.zeros(self.dim, padded, device=self.device)
-        self._table_t[:, : self.num_rows] = self._table.T
+        self._table_t = torch.zeros(self.dim, padded, device=self.device, dtype=self.dtype)
+        self._table_t[:, : self.num_rows] = self._table.T.to(self.dtype)
         # Queries per scoring chunk: on a CPU, [chunk, V + 1] float32 scores of about
         # 4 MiB stay in cache; a GPU takes the whole batch at once.
         cpu_chunk = max(1, min(4096, (1 << 20) // self.num_rows))
         self.chunk = cpu_chunk if self.device.type == "cpu" else 1 << 16
-        self.name = f"torch-{self.device.type}"
+        self.name = f"torch-{self.device.type}" + (
+            "" if score_dtype == "float32" else f"-{score_dtype}")
         logger.info("built %s index: %d rows x %d dims", self.name, self.num_rows, self.dim)
 
     @torch.inference_mode()
     def _masked_search(self, queries: np.ndarray, k: int, excl: np.ndarray) -> SearchResult:
         """Score every item, set padding and excluded rows to -inf, take the top-k."""
         k_eff = min(k, self.num_rows - 1)
-        q_all = torch.as_tensor(queries, device=self.device)
+        q_all = torch.as_tensor(queries, device=self.device).to(self.dtype)
         banned = torch.as_tensor(np.where(excl < 0, 0, excl), device=self.device)
         search = scripted_masked_topk()
         top_scores, top_rows = search(q_all, self._table_t, banned, k_eff, self.chunk,

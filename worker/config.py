@@ -41,7 +41,7 @@ class WorkerConfig:
     device: str = "auto"  # torch device for the encoder: auto, cpu, cuda, cuda:1
     model_check_s: float = 10.0  # how often a model repository's CURRENT is checked (0: never)
     # item index: auto, torch (exact), faiss (exact flat), or an approximate kind
-    # (ivf, ivf-sq8, ivf-pq, hnsw) with `ann`'s parameters, refused below `min_recall`
+    # (ivf, ivf-sq8, ivf-pq, hnsw, sq8, pq) with `ann`'s parameters, refused below `min_recall`
     index: str = "auto"
     ann: AnnParams = field(default_factory=AnnParams)
     min_recall: float = 0.9  # recall@10 against exact search, measured at load

@@ -13,7 +13,7 @@ faiss = pytest.importorskip("faiss")
 
 from streamrec.index.ann import AnnIndex  # noqa: E402
 from streamrec.index.build import build_index  # noqa: E402
-from streamrec.index.params import KINDS, AnnParams  # noqa: E402
+from streamrec.index.params import DEFAULT_NPROBE, KINDS, AnnParams  # noqa: E402
 from streamrec.index.recall import exact_top_k, recall_at_k  # noqa: E402
 from streamrec.index.store import index_files, load_stored  # noqa: E402
 
@@ -113,6 +113,10 @@ def test_stored_index_round_trips(tmp_path: Path) -> None:
     assert wider is not None
     assert wider.params.nprobe == 50
     assert wider.params.nlist == 50
+    # --nprobe 0 is today's default, not the nprobe the index was built with
+    default, _ = load_stored(tmp_path, table, "ivf-sq8", AnnParams())
+    assert default is not None
+    assert default.params.nprobe == DEFAULT_NPROBE != built.params.nprobe
 
 
 @pytest.mark.parametrize(("change", "reason"), [
@@ -140,9 +144,10 @@ def test_no_stored_index(tmp_path: Path) -> None:
 
 def test_params_resolve_from_the_catalogue() -> None:
     p = AnnParams().resolved(1_000_000, 64)
-    assert (p.nlist, p.nprobe, p.pq_m) == (4000, 62, 16)
+    assert (p.nlist, p.nprobe, p.pq_m) == (4000, 16, 16)
     assert AnnParams().resolved(100, 64).nlist == 2  # at least 39 items per list
-    assert dataclasses.replace(p, nprobe=0).resolved(1_000_000, 64).nprobe == 62
+    assert AnnParams().resolved(100, 64).nprobe == 2  # never more lists than there are
+    assert dataclasses.replace(p, nprobe=0).resolved(1_000_000, 64).nprobe == 16
     with pytest.raises(ValueError, match="nprobe must be >= 0"):
         AnnParams(nprobe=-1)
 
