@@ -1,4 +1,4 @@
-"""Benchmarks: `streamrec bench {e2e,model,state,clients,soak}` and the quality run.
+"""Benchmarks: `streamrec bench {e2e,model,state,clients,soak,catalogue}` and the quality run.
 
 Every figure comes from a run measured side by side with its ceilings, names the
 machine and the versions (`report.py`) and is appended, dated, to
@@ -14,6 +14,9 @@ check that the benchmark code runs and reports.
     state.py      bytes per user in memory; changelog restore time
     soak.py       the worker at half load for minutes, restarted midway, sampled
     soak_report.py  the soak's series: growth verdict, CSV, plot
+    catalogue.py  the games item table grown to a million items around its own clusters
+    catalogue_e2e.py  the worker on the grown model beside the games one, at one rate
+    hot_swap.py   a new version of a large model hot-swapped under load: loop gaps
     report.py     machine description, local broker, the markdown report and plots
     quality_games.py  regenerates docs/QUALITY.md (train, evaluate, plot)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from streamrec.bench.report import free_port
 from streamrec.kafka_io.clients import CLIENT_ENV, ensure_topics, make_producer
@@ -177,14 +178,19 @@ def proc_rss_mb(pid: int) -> float:
     return proc_peak_rss_mb(pid, "VmRSS")
 
 
-def scrape(port: int) -> dict[str, float]:
-    """Sample values of a worker's /metrics, summed over labels."""
+def scrape_samples(port: int) -> list[Sample]:
+    """Every sample of a worker's /metrics, labels kept."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
+    return [sample for family in text_string_to_metric_families(text)
+            for sample in family.samples]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Sample values of a worker's /metrics, summed over labels."""
     values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    for sample in scrape_samples(port):
+        values[sample.name] = values.get(sample.name, 0.0) + sample.value
     return values
 
 

@@ -19,6 +19,8 @@ environment's `STREAMREC_KAFKA_CLIENT`, else auto. The consumer polls every
 batch fills, so a longer poll would date arrivals late.
 
     python -m streamrec.bench.latency consume --bootstrap B --topic T --seconds S --out F
+
+(SIGTERM ends the consumer early; what arrived until then is saved.)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -70,9 +73,38 @@ class Latency:
             ms = ms[self.sent_ms >= self.sent_ms.min() + after_s * 1000]
         return float(np.percentile(ms, q)) if len(ms) else float("nan")
 
+    def summary(self, after_s: float = 0.0) -> Window:
+        """Percentiles of the events sent `after_s` or later into the run."""
+        sent = self.sent_ms if self.sent_ms is not None else np.zeros(len(self.ms))
+        start = float(sent.min()) + after_s * 1000 if len(sent) else 0.0
+        return window(self.ms, sent, start, float("inf"))
 
-def consume(bootstrap: str, topic: str, seconds: float, out: Path) -> None:
-    """Read `topic` from its end for `seconds` (+ idle grace); save latencies to `out`."""
+
+@dataclass(frozen=True)
+class Window:
+    """Latency (ms) of the recommendations whose event was sent within a window."""
+
+    events: int
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+
+def window(ms: np.ndarray, sent_ms: np.ndarray, start_ms: float, end_ms: float) -> Window:
+    """The latencies of the events sent in [start_ms, end_ms)."""
+    picked = ms[(sent_ms >= start_ms) & (sent_ms < end_ms)]
+    if not len(picked):
+        nan = float("nan")
+        return Window(0, nan, nan, nan, nan)
+    p50, p95, p99 = (float(x) for x in np.percentile(picked, (50, 95, 99)))
+    return Window(len(picked), p50, p95, p99, float(picked.max()))
+
+
+def consume(bootstrap: str, topic: str, seconds: float, out: Path,
+            stop: threading.Event | None = None) -> None:
+    """Read `topic` from its end for `seconds` (+ idle grace), or until `stop` is set;
+    save latencies to `out`."""
     consumer = make_consumer(bootstrap, None, "bench-latency", fetch_max_wait_ms=5)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for(topic) or ())]
@@ -85,7 +117,9 @@ def consume(bootstrap: str, topic: str, seconds: float, out: Path) -> None:
         sent: list[int] = []
         deadline = time.monotonic() + seconds
         last = time.monotonic()
-        while time.monotonic() < deadline or time.monotonic() - last < IDLE_END_S:
+        stop = stop or threading.Event()
+        while not stop.is_set() and (time.monotonic() < deadline
+                                     or time.monotonic() - last < IDLE_END_S):
             # Longer polls until records come: kafka-python 3.0 never starts fetching
             # when every poll is 5 ms or shorter.
             wait = PROBE_POLL_S if latencies else STARTUP_POLL_S
@@ -211,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     select_client(args.kafka_client)
-    consume(args.bootstrap, args.topic, args.seconds, args.out)
+    stop = threading.Event()  # SIGTERM: save what arrived and exit (a run of open length)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    consume(args.bootstrap, args.topic, args.seconds, args.out, stop)
     return 0
 
 

@@ -206,7 +206,8 @@ def run(opts: SoakOptions) -> soak_report.Verdict:
         if opts.rate:
             rate, source = opts.rate, "given (`--rate`)"
         else:
-            rate, source = measure_rate(bootstrap, model, stream, opts, extra, client)
+            rate, source = measure_rate(bootstrap, model, stream, extra, client,
+                                        opts.measure_events, opts.partitions, opts.load)
         soaked = soak(bootstrap, model, stream, rate, opts, extra, client)
     soaked.rate_source = source
     samples = soak_report.with_latencies(soaked.samples, soaked.start_ms, soaked.arrival_ms,
@@ -218,22 +219,22 @@ def run(opts: SoakOptions) -> soak_report.Verdict:
     return verdict
 
 
-def measure_rate(bootstrap: str, model: Path, stream: Stream, opts: SoakOptions,
-                 extra: list[str], client: str) -> tuple[float, str]:
-    """`load` of the worker's recommendations/s over the first `measure_events` events
-    read from offset 0 (as bench e2e's b); the rate and how it was found."""
-    n = min(opts.measure_events, len(stream))
+def measure_rate(bootstrap: str, model: Path, stream: Stream, extra: list[str], client: str,
+                 events: int, partitions: int, load: float) -> tuple[float, str]:
+    """`load` of the worker's recommendations/s over the first `events` events of the
+    stream read from offset 0 (as bench e2e's b); the rate and how it was found."""
+    n = min(events, len(stream))
     prefix = Stream(stream.users[:n], stream.items[:n], stream.ts[:n], stream.source)
     topic = f"bench-soak-rate-{uuid.uuid4().hex[:6]}"
     say(f"throughput run: the worker over {n:,} events from offset 0")
-    preload(bootstrap, topic, prefix, opts.partitions)
+    preload(bootstrap, topic, prefix, partitions)
     result, _ = run_workers("soak-rate", bootstrap, topic, model, n, extra=extra, client=client)
     full = min(result.events_per_s, result.recs_per_s)
     say(f"throughput: {result.events_per_s:,.0f} events/s, {result.recs_per_s:,.0f} recs/s; "
-        f"offering {opts.load:.0%}: {opts.load * full:,.0f} events/s")
-    return opts.load * full, (f"{opts.load:.0%} of the worker's {full:,.0f} recommendations/s "
-                              f"over the stream's first {n:,} events read from offset 0 "
-                              "(measured first, as bench e2e's b)")
+        f"offering {load:.0%}: {load * full:,.0f} events/s")
+    return load * full, (f"{load:.0%} of the worker's {full:,.0f} recommendations/s "
+                         f"over the stream's first {n:,} events read from offset 0 "
+                         "(measured first, as bench e2e's b)")
 
 
 def soak(bootstrap: str, model: Path, stream: Stream, rate: float, opts: SoakOptions,

@@ -1,4 +1,4 @@
-"""`streamrec bench {e2e,model,state,clients,soak}`: measure, write docs/BENCHMARKS.md.
+"""`streamrec bench {e2e,model,compress,state,clients,soak,catalogue}`: measure and report.
 
 Each action prints its progress, appends a dated section naming the machine to
 docs/BENCHMARKS.md (plots beside it in docs/) and exits 0; figures are never
@@ -15,6 +15,7 @@ from streamrec.cli.flags import add_client_flag, env_flag
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `streamrec bench` and its actions."""
+    from streamrec.bench.catalogue_e2e import CatalogueOptions
     from streamrec.bench.clients import ClientsOptions
     from streamrec.bench.e2e import E2EOptions
     from streamrec.bench.model import ModelOptions
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from streamrec.bench.state import StateOptions
 
     parser = sub.add_parser("bench", help="benchmarks: e2e pipeline, model stage, state, "
-                            "Kafka clients, soak",
+                            "Kafka clients, soak, 1M-item catalogue",
                             description=__doc__)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -80,6 +81,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--seconds", type=float, default=m.seconds,
                        help="time per measurement (default %(default)s)")
     model.set_defaults(handler=run_model)
+
+    compress = actions.add_parser(
+        "compress", help="quantization and pruning of the games model: speed, memory, NDCG",
+        description="The games model with one lever pulled (item table in bf16 / fp16 / SQ8 / "
+                    "PQ / IVF, encoder in bf16 or int8, a block dropped with and without a "
+                    "fine-tune, FFN magnitude pruning): model-stage users/s at 1 and 2 threads "
+                    "and batches 64 / 256 / 1024 against float32 exact, memory, and full-ranking "
+                    "HR@10 / NDCG@10 on the games test split. Needs ../shared/data/games.txt.")
+    from streamrec.bench.compress import CompressOptions
+
+    c0 = CompressOptions()
+    compress.add_argument("--model", type=Path, default=None,
+                          help="checkpoint (default: the games preset, trained once)")
+    compress.add_argument("--batches", default=",".join(map(str, c0.batches)),
+                          help="batch sizes (default %(default)s)")
+    compress.add_argument("--rounds", type=int, default=c0.rounds,
+                          help="interleaved speed rounds, best kept (default %(default)s)")
+    compress.add_argument("--seconds", type=float, default=c0.seconds,
+                          help="time per speed measurement (default %(default)s)")
+    compress.add_argument("--finetune-epochs", type=int, default=c0.finetune_epochs,
+                          help="epochs of the pruned model's fine-tune (default %(default)s)")
+    compress.set_defaults(handler=run_compress)
 
     state = actions.add_parser(
         "state", help="bytes per user in memory; changelog restore time",
@@ -176,6 +199,37 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "(default %(default)s)")
     soak.set_defaults(handler=run_soak)
 
+    catalogue = actions.add_parser(
+        "catalogue", help="the worker on a 1M-item model beside the 24k one; a hot swap of it",
+        description="The games model and its item table grown to --items (cached, with its "
+                    "approximate index stored): each worker's throughput, then latency runs "
+                    "at half the slower one's, models alternating, --rounds rounds: p99 of "
+                    "the large model against the small one's; then a new version of the "
+                    "large model hot-swapped under that load: the longest gap between two "
+                    "polls of the worker's loop and the latency before, during and after. "
+                    "Starts a local broker unless --bootstrap is given.")
+    g = CatalogueOptions()
+    env_flag(catalogue, "--bootstrap", "", "use this Kafka instead of a local broker")
+    add_client_flag(catalogue)  # the workers, the producer and the latency consumer
+    catalogue.add_argument("--items", type=int, default=g.items,
+                           help="items of the grown model (default %(default)s)")
+    catalogue.add_argument("--seconds", type=float, default=g.seconds,
+                           help="length of each latency run, and of the hot swap's windows "
+                                "before and after it together (default %(default)s)")
+    catalogue.add_argument("--rounds", type=int, default=g.rounds,
+                           help="rounds of latency runs, models alternating (default "
+                                "%(default)s)")
+    catalogue.add_argument("--measure-events", type=int, default=g.measure_events,
+                           help="events of each throughput run (default %(default)s)")
+    catalogue.add_argument("--rate", type=float, default=None,
+                           help="offered events/s of every run (default: half of the slower "
+                                "model's throughput, measured first)")
+    catalogue.add_argument("--partitions", type=int, default=g.partitions,
+                           help="partitions of the events topics (default %(default)s)")
+    catalogue.add_argument("--no-report", action="store_true",
+                           help="print the figures, leave docs/BENCHMARKS.md alone (a trial run)")
+    catalogue.set_defaults(handler=run_catalogue)
+
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
@@ -201,6 +255,15 @@ def run_model(args: argparse.Namespace) -> int:
 
     run(ModelOptions(model=args.model, batches=_ints(args.batches),
                      catalogues=_ints(args.items), seconds=args.seconds))
+    return 0
+
+
+def run_compress(args: argparse.Namespace) -> int:
+    """Run `bench compress`."""
+    from streamrec.bench.compress import CompressOptions, run
+
+    run(CompressOptions(model=args.model, batches=_ints(args.batches), rounds=args.rounds,
+                        seconds=args.seconds, finetune_epochs=args.finetune_epochs))
     return 0
 
 
@@ -242,4 +305,16 @@ def run_soak(args: argparse.Namespace) -> int:
         thresholds=Thresholds(rss_mb_per_min=args.max_rss_slope,
                               backlog_s_per_min=args.max_backlog_slope,
                               p99_factor=args.max_p99_factor)))
+    return 0
+
+
+def run_catalogue(args: argparse.Namespace) -> int:
+    """Run `bench catalogue`; the verdicts are printed and written, not an exit code."""
+    from streamrec.bench.catalogue_e2e import CatalogueOptions, run
+
+    run(CatalogueOptions(
+        items=args.items, seconds=args.seconds, rounds=args.rounds,
+        measure_events=args.measure_events, partitions=args.partitions, rate=args.rate,
+        kafka_client=args.kafka_client, bootstrap=args.bootstrap or None,
+        report=not args.no_report))
     return 0

@@ -204,11 +204,11 @@ class Worker:
         return producer
 
     def _loop(self) -> None:
-        next_lag = 0.0
+        next_lag, gap = 0.0, self.metrics.poll_gap  # gap: the longest time between polls
         while not self._stop.is_set():
-            start = time.perf_counter()
+            start = gap.polling()
             polled = self._consumer.poll(self._poll_timeout_s())
-            self.metrics.stage_seconds.labels("poll").observe(time.perf_counter() - start)
+            self.metrics.stage_seconds.labels("poll").observe(gap.polled() - start)
             for tp, records in polled.items():
                 if tp.partition not in self._ownership.owned:
                     continue  # its restore was left at a stop: its state is not here

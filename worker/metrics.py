@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -202,6 +203,12 @@ class WorkerMetrics:
             "model was loaded (1 for an exact index); below --min-recall a model is "
             "refused.", registry=r)
         self.index_recall.set(1.0)
+        self.poll_gap = PollGap(Gauge(
+            "streamrec_poll_gap_max_seconds",
+            "Longest time between two consecutive polls of the worker's loop since it "
+            "started: from one poll's return to the next poll's start (a model swap, a "
+            "garbage collection or a batch encoded on the loop's thread holds it), not "
+            "the time a poll waits for records.", registry=r))
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop the lag series of a partition this worker no longer owns: a stale value
@@ -287,6 +294,34 @@ class WorkerMetrics:
         logger.info("metrics on http://%s:%d/metrics (also /readyz, /healthz)",
                     addr, server.server_port)
         return server
+
+
+class PollGap:
+    """The longest stretch the poll loop spent away from the consumer.
+
+    While the loop is away nothing is fetched, no acknowledgement is counted and no
+    batch is cut, for every partition at once: a latency spike no per-stage histogram
+    shows whole. The loop calls `polling` as a poll starts and `polled` as it returns
+    (their times also time the poll stage), so a turn costs one comparison.
+    """
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.gauge = gauge
+        self.longest = 0.0
+        self._returned: float | None = None  # when the last poll returned (perf_counter)
+
+    def polling(self) -> float:
+        """A poll starts now: note the gap since the last one returned; the time."""
+        now = time.perf_counter()
+        if self._returned is not None and now - self._returned > self.longest:
+            self.longest = now - self._returned
+            self.gauge.set(self.longest)
+        return now
+
+    def polled(self) -> float:
+        """A poll returned now; the time."""
+        self._returned = time.perf_counter()
+        return self._returned
 
 
 class _ProducerRates(Collector):

@@ -128,6 +128,7 @@ def test_events_to_recommendations_with_dead_letters_and_metrics(
         assert samples[f'streamrec_events_invalid_total{{reason="{reason}"}}'] == 1, reason
     assert metric_sum(samples, "streamrec_event_to_recommendation_seconds_count") >= len(history)
     assert samples["streamrec_users_in_memory"] == len(history)
+    assert 0 < samples["streamrec_poll_gap_max_seconds"] < 60  # the loop worked between polls
 
     # Everything consumed is committed after the graceful stop.
     assert committed_offsets(kafka_bootstrap, topics["group"], topics["events"]) == end_offsets(

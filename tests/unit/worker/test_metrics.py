@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 
@@ -47,3 +48,24 @@ def test_healthz_answers_503_with_the_reason_once_the_worker_stalled() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def gauge_value(m: WorkerMetrics, name: str) -> float:
+    return next(s.value for family in m.registry.collect() for s in family.samples
+                if s.name == name)
+
+
+def test_the_poll_gap_gauge_keeps_the_slowest_turn_between_two_polls() -> None:
+    m = WorkerMetrics()
+    gap = m.poll_gap
+    start = gap.polling()  # the first poll: no gap before it
+    time.sleep(0.2)  # a poll waiting for records is not a gap
+    assert gap.polled() - start >= 0.2
+    assert gauge_value(m, "streamrec_poll_gap_max_seconds") == 0.0
+    time.sleep(0.06)  # a slow turn of the loop, e.g. a model swap
+    gap.polling()
+    gap.polled()
+    gap.polling()  # a quick turn does not lower the longest
+    slowest = gauge_value(m, "streamrec_poll_gap_max_seconds")
+    assert 0.06 <= slowest < 0.2
+    assert gap.longest == slowest

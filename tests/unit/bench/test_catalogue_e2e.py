@@ -1,0 +1,81 @@
+"""`bench catalogue`'s pure half: the p99 ratio of the two models and its verdict, the
+report, and its flags (no broker, no worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamrec.bench import catalogue_e2e
+from streamrec.bench.catalogue_e2e import CatalogueOptions, Run, p99_ratios, report, summary_lines
+from streamrec.bench.hot_swap import SwapRun
+from streamrec.bench.latency import Window
+from streamrec.cli.main import build_parser
+
+
+def runs(small_p99: tuple[float, float], large_p99: tuple[float, float]) -> list[Run]:
+    """Two rounds, models alternating; after the warm-up each p99 is 10 ms lower."""
+    out = []
+    for rnd, (s, g) in enumerate(zip(small_p99, large_p99, strict=True), start=1):
+        out.append(Run(rnd, "games-model", 23_715, 1000, Window(1000, 5.0, 10.0, s, 2 * s),
+                       Window(800, 5.0, 10.0, s - 10, 2 * s)))
+        out.append(Run(rnd, "games-grown-1000000", 1_000_000, 1000,
+                       Window(1000, 6.0, 12.0, g, 2 * g), Window(800, 6.0, 12.0, g - 10, 2 * g)))
+    return out
+
+
+SWAP = SwapRun(rate=400.0, sent=9000, result="ok", load_s=12.5, gap_before_s=0.03,
+               gap_loading_s=0.03, gap_after_s=0.06, gap_rises=[(12.6, 0.06)], swap_s=0.04,
+               swaps=1,
+               windows={"before": Window(3000, 8, 15, 30, 40),
+                        "during": Window(5000, 9, 25, 70, 90),
+                        "after": Window(1000, 8, 14, 28, 35)})
+
+
+def test_the_ratio_is_of_the_medians_over_rounds() -> None:
+    ratios = p99_ratios(runs((40, 60), (50, 70)))
+    assert ratios["p99"] == pytest.approx(60 / 50)
+    assert ratios["p99_steady"] == pytest.approx(50 / 40)
+
+
+def test_the_verdicts_name_the_ratio_against_the_targets() -> None:
+    opts = CatalogueOptions()
+    met, swap = summary_lines(runs((40, 60), (50, 70)), SWAP, opts)
+    assert met.startswith("p99 1,000,000 items / 23,715: 1.20 (after 5 s: 1.25): met")
+    assert swap == ("hot swap: longest gap between two polls during the swap 60 ms, at the "
+                    "swap (within the 0.2 s before it was counted): met (target ≤ 100 ms)")
+    missed, _ = summary_lines(runs((40, 40), (70, 90)), SWAP, opts)
+    assert ": missed (target ≤ 1.5)" in missed
+
+
+def test_the_report_says_what_ran_and_every_run() -> None:
+    opts = CatalogueOptions(items=100_000, seconds=8, rounds=1)
+    body = report(runs((40, 60), (50, 70)), SWAP, {23_715: 900.0, 1_000_000: 700.0}, 700.0,
+                  opts, "confluent", "a box", "games.txt")
+    assert "`streamrec bench catalogue --items 100000 --seconds 8 --rounds 1" in body
+    assert "every run offered 700 events/s" in body
+    assert "| 2 | 1,000,000 | 1,000 | 1,000 | 6 | 12 | 70 | 60 | 140 |" in body
+    assert "| during | 5,000 | 9 | 25 | 70 | 90 |" in body
+    assert ("`streamrec_poll_gap_max_seconds` 30 ms before the request, 30 ms at the last "
+            "scrape before the swap was counted (every 0.2 s), 60 ms after it (it rose at "
+            "12.6 s to 60 ms after the request);") in body
+
+
+def test_catalogue_flags_become_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[CatalogueOptions] = []
+    monkeypatch.setattr(catalogue_e2e, "run", seen.append)
+    args = build_parser().parse_args([
+        "bench", "catalogue", "--items", "100000", "--seconds", "8", "--rounds", "1",
+        "--kafka-client", "kafka-python", "--bootstrap", "127.0.0.1:9092", "--no-report",
+        "--rate", "300"])
+    assert args.handler(args) == 0
+    opts = seen[0]
+    assert (opts.items, opts.seconds, opts.rounds, opts.rate) == (100_000, 8.0, 1, 300.0)
+    assert (opts.kafka_client, opts.bootstrap, opts.report) == (
+        "kafka-python", "127.0.0.1:9092", False)
+    assert opts.workdir == CatalogueOptions().workdir
+    defaults = build_parser().parse_args(["bench", "catalogue"])
+    assert (defaults.items, defaults.rounds, defaults.no_report, defaults.rate) == (
+        1_000_000, 2, False, None)  # the rate: half of the slower throughput, measured
+    assert isinstance(opts.workdir, Path)
