@@ -28,6 +28,7 @@ import dataclasses
 import io
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamrec.bench import compress_quality
 from streamrec.bench.contenders import GAMES, bench_model, load_stream
 from streamrec.bench.model import rate, sample_histories, set_threads
 from streamrec.bench.report import ROOT, append_section, machine, table
@@ -286,6 +288,13 @@ def run(opts: CompressOptions) -> list[list[str]]:
     set_threads(os.cpu_count() or 1)
     rows = report_rows(served, speed, drift, opts, table.shape[0] - 1)
     write_report(rows, opts)
+    base = served[0][3]
+    compress_quality.save({
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+        "users": len(test), "rows": [
+            {"lever": v.lever, "variant": v.name, "hr": hr, "ndcg": ndcg,
+             "loss_pct": 100 * (ndcg / base - 1), "note": v.note}
+            for v, _, hr, ndcg in served]})
     return rows
 
 

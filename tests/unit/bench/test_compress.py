@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -87,3 +90,27 @@ def test_index_scorer_ranks_only_the_index_candidates(model: SASRec) -> None:
     best = np.argsort(-full, axis=1)[:, :14]
     assert np.array_equal(np.sort(best, axis=1), np.sort(np.argsort(-scores, axis=1)[:, :14],
                                                           axis=1))
+
+
+def test_the_quality_section_replaces_its_older_self_before_the_tuning_runs(
+        tmp_path: Path) -> None:
+    from streamrec.bench.compress_quality import HEADING, with_compression_section
+
+    doc = {"date": "d", "machine": "m", "users": 3, "rows": [
+        {"lever": "baseline", "variant": "float32 exact", "hr": 0.1, "ndcg": 0.05,
+         "loss_pct": 0.0, "note": ""}]}
+    path = tmp_path / "q.json"
+    text = "# Q\n\n## Results\nr\n\n## How the configuration was chosen\nt\n"
+    assert with_compression_section(text, path) == text  # nothing measured: unchanged
+    path.write_text(json.dumps(doc))
+    once = with_compression_section(text, path)
+    assert once.index(HEADING) < once.index("## How the configuration was chosen")
+    assert "| baseline | float32 exact | 0.1000 | 0.0500 | +0.0% |  |" in once
+    doc["rows"][0]["ndcg"] = 0.06
+    path.write_text(json.dumps(doc))
+    twice = with_compression_section(once, path)
+    assert twice.count(HEADING) == 1
+    assert "0.0600" in twice
+    assert "0.0500" not in twice
+    assert twice.startswith("# Q\n\n## Results\nr\n")
+    assert twice.endswith("chosen\nt\n")

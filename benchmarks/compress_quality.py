@@ -1,0 +1,65 @@
+"""The quality side of `bench compress` in docs/QUALITY.md.
+
+`bench compress` keeps its quality figures in docs/bench/compress-quality.json and
+writes this section into QUALITY.md; `quality_games.py`, which regenerates that file
+from a training run, puts the same section back from the same JSON, so neither
+script drops the other's part. No torch here: rendering needs none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from streamrec.bench import report
+
+QUALITY_JSON = "bench/compress-quality.json"  # under docs/ (report.DOCS)
+HEADING = "## Quantization and pruning"
+BEFORE = "\n## How the configuration was chosen"  # the section goes before this one
+
+
+def render(doc: dict) -> str:
+    """The markdown section of `doc` (what `bench compress` saved)."""
+    rows = "\n".join(f"| {r['lever']} | {r['variant']} | {r['hr']:.4f} | {r['ndcg']:.4f} | "
+                     f"{r['loss_pct']:+.1f}% | {r['note']} |" for r in doc["rows"])
+    return f"""
+{HEADING}
+
+Measured by `streamrec bench compress` ({doc['date']}; {doc['machine']}): the trained
+games model with one lever pulled, full-ranking HR@10 / NDCG@10 on the test split
+({doc['users']:,} users) through the variant's own search, against float32 exact
+search. Speed and memory of the same variants: docs/BENCHMARKS.md ("bench
+compress"). A lever becomes a default only at >= 1.3x the model stage's speed and
+<= 1% loss of NDCG@10; none did (the reasons are under that section).
+
+| lever | variant | HR@10 | NDCG@10 | NDCG@10 vs float32 | note |
+|---|---|---|---|---|---|
+{rows}
+"""
+
+
+def with_compression_section(text: str, path: Path | None = None) -> str:
+    """`text` (QUALITY.md) with the section from `path` (default: docs' JSON) in place
+    of any older one; `text` unchanged when nothing was measured."""
+    path = path or report.DOCS / QUALITY_JSON
+    if not path.is_file():
+        return text
+    section = render(json.loads(path.read_text(encoding="utf-8")))
+    start = text.find("\n" + HEADING)
+    if start >= 0:  # replace the old section, up to the next heading of its level
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + (text[end:] if end >= 0 else "\n")
+    if BEFORE in text:
+        return text.replace(BEFORE, section + BEFORE, 1)
+    return text.rstrip("\n") + "\n" + section
+
+
+def save(doc: dict) -> Path:
+    """Keep `doc` as JSON under docs/ and write its section into QUALITY.md there."""
+    path, quality_md = report.DOCS / QUALITY_JSON, report.DOCS / "QUALITY.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if quality_md.is_file():
+        text = quality_md.read_text(encoding="utf-8")
+        quality_md.write_text(with_compression_section(text, path), encoding="utf-8")
+    return path
