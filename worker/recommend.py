@@ -23,7 +23,7 @@ from streamrec.encoder.compiled import trace_encoder
 from streamrec.index import ItemIndex, build_index
 from streamrec.index.errors import IndexRecallError
 from streamrec.index.params import AnnParams
-from streamrec.index.recall import recall_at_k
+from streamrec.index.recall import recall_at_k, sample_size
 from streamrec.worker.state.partition import close_up
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class Recommender:
             popular = popular[np.isfinite(self._popular_scores[:len(popular)])]
             queries = self.encode(popular[:, None], np.ones(len(popular), np.int64)).queries
             source = "one-item histories of the most popular items (no stored sample)"
-        queries = queries[:RECALL_QUERIES]
+        queries = queries[:sample_size(min(len(queries), RECALL_QUERIES), table.shape[0] - 1)]
         recall = recall_at_k(self.index, table, queries, k=10)
         logger.info("index %s: recall@10 %.4f against exact search on %d queries (%s)",
                     self.index.name, recall, len(queries), source)

@@ -82,7 +82,7 @@ class ModelSwap:
         self.watcher.swapped(version)
         self.report()
         self.metrics.model_reloads.labels("ok").inc()
-        heap.settle("model swap")
+        heap.freeze_new("model swap")  # no full collection: it would hold the loop
         took = time.perf_counter() - start  # the poll loop waited this long
         self.metrics.stage_seconds.labels("swap").observe(took)
         logger.info("now serving model %s (was %s): %d items; the swap held the loop %.0f ms",

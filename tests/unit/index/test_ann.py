@@ -157,3 +157,20 @@ def test_a_kind_that_cannot_be_built_says_why() -> None:
 
     with pytest.raises(IndexBuildError, match="could not build a ivf-pq index over 100 items"):
         AnnIndex(clustered_table(items=100, clusters=3), "ivf-pq", AnnParams(nlist=1))
+
+
+def test_exact_top_k_is_the_best_k_by_inner_product() -> None:
+    table = clustered_table()
+    queries = queries_for(table)
+    scores = queries @ table[1:].T
+    want = np.sort(np.argsort(-scores, axis=1)[:, :10] + 1, axis=1)
+    assert np.array_equal(np.sort(exact_top_k(table, queries, 10), axis=1), want)
+
+
+def test_the_recall_sample_shrinks_with_the_catalogue() -> None:
+    from streamrec.index.recall import SCORE_CELLS, sample_size
+
+    assert sample_size(1000, 23_715) == 1000
+    assert sample_size(1000, 1_000_000) == SCORE_CELLS // 1_000_000 == 500
+    assert sample_size(1000, 100_000_000) == 100  # never fewer than 100 queries
+    assert sample_size(40, 100_000_000) == 40

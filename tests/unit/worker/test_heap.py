@@ -5,10 +5,13 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from streamrec.encoder.vocab import ItemVocab
 from streamrec.worker import heap
+from tests.unit.worker.helpers import tiny_recommender
 
 
 class Node:
@@ -37,3 +40,29 @@ def test_thaw_hands_frozen_objects_back() -> None:
     heap.settle("test")
     heap.thaw()
     assert gc.get_freeze_count() == 0
+
+
+def test_freeze_new_freezes_without_a_collection() -> None:
+    heap.settle("serving")
+    before = gc.get_freeze_count()
+    node = Node()
+    gone = weakref.ref(node)
+    del node  # cyclic garbage made before the swap's freeze
+    assert heap.freeze_new("model swap") > before
+    assert gone() is not None  # no collection ran: the swap did not walk the heap
+
+
+def test_a_dropped_recommender_is_freed_without_the_cyclic_collector(tmp_path: Path) -> None:
+    """What lets a model swap skip the full pass: the old model goes by reference
+    counting alone, even when it was frozen."""
+    served = tiny_recommender(tmp_path, ItemVocab([f"i{n}" for n in range(30)]), max_len=8,
+                              hidden=16, blocks=2, heads=2)
+    parts = [weakref.ref(x) for x in (served, served.checkpoint, served.checkpoint.model,
+                                      served.index)]
+    heap.settle("serving")
+    gc.disable()
+    try:
+        del served
+        assert [p() for p in parts] == [None] * len(parts)
+    finally:
+        gc.enable()
