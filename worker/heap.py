@@ -11,13 +11,22 @@ full pass runs, which held the poll loop 90-260 ms at a 1M-item swap (docs/
 BENCHMARKS.md). The old model is freed by reference counting (a dropped
 `Recommender` leaves no cyclic garbage: tests/unit/worker/test_heap.py); objects
 frozen earlier that later become cyclic garbage would wait for `thaw`.
+
+Freeing is not free either: a million-item vocabulary is millions of Python objects
+(ids, their encoded bytes, dict entries), and dropping the last reference to a list
+or dict of them is one C loop that holds the GIL for 50-60 ms. `release_later` takes
+the swapped-out model's large containers apart on a thread of its own, a slice at a
+time, so the poll loop gets the GIL back between slices.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +55,59 @@ def freeze_new(reason: str) -> int:
     frozen = gc.get_freeze_count()
     logger.debug("heap frozen (%s): %d objects", reason, frozen)
     return frozen
+
+
+RELEASE_SLICE = 20_000  # references dropped per step of `release_later` (~1-2 ms of GIL)
+RELEASE_DEPTH = 4  # attribute levels searched for large containers
+
+
+def release_later(*objects: object) -> threading.Thread:
+    """Drop `objects` on a daemon thread: lists, dicts and object arrays of more than
+    RELEASE_SLICE references found in their attributes (RELEASE_DEPTH levels down)
+    are emptied a slice at a time first. The caller must hold no other use of them:
+    they are taken apart in place."""
+    thread = threading.Thread(target=_release, args=(list(objects),),
+                              name="streamrec-release", daemon=True)
+    thread.start()
+    return thread
+
+
+def _large_containers(objects: list[object]) -> list[object]:
+    found, seen = [], set()
+    stack = [(obj, 0) for obj in objects]
+    while stack:
+        obj, depth = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (list, dict)) or (isinstance(obj, np.ndarray)
+                                             and obj.dtype == object):
+            if len(obj) > RELEASE_SLICE:
+                found.append(obj)
+        elif depth < RELEASE_DEPTH and hasattr(obj, "__dict__"):
+            stack.extend((value, depth + 1) for value in vars(obj).values())
+    return found
+
+
+def _release(objects: list[object]) -> None:
+    start = time.perf_counter()
+    containers = _large_containers(objects)
+    objects.clear()
+    for container in containers:
+        if isinstance(container, dict):
+            keys = list(container)
+            for i in range(0, len(keys), RELEASE_SLICE):
+                for key in keys[i:i + RELEASE_SLICE]:
+                    del container[key]
+                time.sleep(0)  # hand the GIL back
+            del keys
+        elif isinstance(container, list):
+            while container:
+                del container[-RELEASE_SLICE:]
+                time.sleep(0)
+        else:  # object array: drop its references, the array itself is one buffer
+            for i in range(0, len(container), RELEASE_SLICE):  # type: ignore[arg-type]
+                container[i:i + RELEASE_SLICE] = None  # type: ignore[index]
+                time.sleep(0)
+    containers.clear()
+    logger.info("released the old model's objects in %.0f ms", 1000 * (time.perf_counter() - start))

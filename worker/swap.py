@@ -5,8 +5,9 @@ The loop asks `poll()` on every turn; once a version is loaded (`due`), the loop
 publishes the batch the model stage finished and calls `swap`, which translates the
 histories in memory to the new vocabulary and hands the model stage the new model.
 The loader thread has already built the new item table (`ItemTable.prepare`: a
-million vocabulary lookups for a million-item model), so the swap itself only maps
-the items that arrived since and renumbers the histories.
+million vocabulary lookups for a million-item model) and the retired items' rows
+(`LiveCatalogue.prepare`), so the swap itself only maps the items that arrived or
+changed since and renumbers the histories.
 A version whose history length differs from the serving one's is refused at load:
 the histories in memory are that wide. `report` puts what serves into
 `streamrec_model_info`.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamrec.encoder import repository
 from streamrec.encoder.errors import CheckpointError
@@ -29,6 +31,9 @@ from streamrec.worker.reload import ModelWatcher
 from streamrec.worker.state.durable import DurableHistories
 from streamrec.worker.state.items import PreparedTable
 
+if TYPE_CHECKING:
+    from streamrec.worker.catalogue import LiveCatalogue
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,10 +41,12 @@ class ModelSwap:
     """The model serving now, the version loaded to replace it, and their metrics."""
 
     def __init__(self, config: WorkerConfig, serving: Recommender, metrics: WorkerMetrics,
-                 kafka_client: str, state: DurableHistories | None = None) -> None:
+                 kafka_client: str, state: DurableHistories | None = None,
+                 catalogue: LiveCatalogue | None = None) -> None:
         self.config = config
         self.serving = serving
         self.state = state  # its item table is prepared for a loaded version off the loop
+        self.catalogue = catalogue  # and the retired items' rows in the loaded version
         # model version -> its item table, prepared on the loader thread (`_load`)
         self._prepared: dict[str, PreparedTable] = {}
         self.metrics = metrics
@@ -75,7 +82,7 @@ class ModelSwap:
         version, new = self._next
         self._next = None
         start = time.perf_counter()
-        old = self.serving.model_version
+        old, old_serving, old_table = self.serving.model_version, self.serving, state.items
         state.change_vocab(new.checkpoint.vocab, self._prepared.pop(new.model_version, None))
         self.serving = new
         stage.recommender = new
@@ -83,6 +90,8 @@ class ModelSwap:
         self.report()
         self.metrics.model_reloads.labels("ok").inc()
         heap.freeze_new("model swap")  # no full collection: it would hold the loop
+        if old_table is not state.items:  # the old vocabulary's objects, off this thread
+            heap.release_later(old_serving, old_table)
         took = time.perf_counter() - start  # the poll loop waited this long
         self.metrics.stage_seconds.labels("swap").observe(took)
         logger.info("now serving model %s (was %s): %d items; the swap held the loop %.0f ms",
@@ -116,4 +125,6 @@ class ModelSwap:
         if self.state is not None:
             self._prepared.clear()  # one loaded version waits at a time
             self._prepared[new.model_version] = self.state.items.prepare(new.checkpoint.vocab)
+        if self.catalogue is not None:
+            self.catalogue.prepare(new)
         return new

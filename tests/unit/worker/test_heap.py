@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from streamrec.encoder.vocab import ItemVocab
@@ -66,3 +67,27 @@ def test_a_dropped_recommender_is_freed_without_the_cyclic_collector(tmp_path: P
         assert [p() for p in parts] == [None] * len(parts)
     finally:
         gc.enable()
+
+
+class Holder:
+    def __init__(self, size: int) -> None:
+        self.ids = [f"i{n}" for n in range(size)]
+        self.index = {item: n for n, item in enumerate(self.ids)}
+        self.table = np.array(["", *self.ids], dtype=object)
+        self.inner = Inner(size)
+
+
+class Inner:
+    def __init__(self, size: int) -> None:
+        self.encoded = [item.encode() for item in (f"i{n}" for n in range(size))]
+
+
+def test_release_later_takes_large_containers_apart_and_leaves_small_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap, "RELEASE_SLICE", 100)
+    big, small = Holder(1_000), Holder(50)
+    ids, index, table, encoded = big.ids, big.index, big.table, big.inner.encoded
+    heap.release_later(big, small).join(timeout=10)
+    assert (ids, index, encoded) == ([], {}, [])
+    assert all(x is None for x in table)
+    assert len(small.ids) == len(small.index) == len(small.inner.encoded) == 50
