@@ -1,4 +1,4 @@
-"""Benchmarks: `streamrec bench {e2e,model,state,clients,soak,catalogue}` and the quality run.
+"""Benchmarks: `streamrec bench {e2e,model,compress,state,clients,soak,catalogue}`, quality.
 
 Every figure comes from a run measured side by side with its ceilings, names the
 machine and the versions (`report.py`) and is appended, dated, to
@@ -11,6 +11,8 @@ check that the benchmark code runs and reports.
     latency.py    produce-to-arrival latency at a fixed offered load
     clients.py    the relay on each Kafka adapter, side by side
     model.py      encoder + search users/s by batch size; exact vs approximate index
+    compress.py   quantization and pruning of the games model: speed, memory, NDCG@10
+    compress_quality.py  its quality table in docs/QUALITY.md (no torch)
     state.py      bytes per user in memory; changelog restore time
     soak.py       the worker at half load for minutes, restarted midway, sampled
     soak_report.py  the soak's series: growth verdict, CSV, plot
@@ -19,6 +21,7 @@ check that the benchmark code runs and reports.
     hot_swap.py   a new version of a large model hot-swapped under load: loop gaps
     report.py     machine description, local broker, the markdown report and plots
     quality_games.py  regenerates docs/QUALITY.md (train, evaluate, plot)
+    quality_tuning.py the preset's tuning runs, as data for that report
 
 May import: every streamrec package but `streamrec.cli`.
 """
