@@ -108,8 +108,10 @@ class ItemVocab:
     def from_json(cls, data: Mapping[str, Any] | str | bytes) -> ItemVocab:
         """Inverse of `to_json`; also accepts the JSON text itself. Raises DataFormatError."""
         if isinstance(data, (str, bytes)):
+            if isinstance(data, bytes):
+                data = data.decode("utf-8")
             try:
-                data = json.loads(data)
+                data = _loads_in_slices(data)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(f"item vocabulary is not valid JSON: {exc}") from exc
         if not isinstance(data, Mapping) or data.get("format") != VOCAB_FORMAT:
@@ -125,6 +127,48 @@ class ItemVocab:
         if not isinstance(items, list):
             raise DataFormatError("item vocabulary has no 'items' list")
         return cls(items)
+
+
+SLICE_CHARS = 1 << 20  # JSON text parsed per `json.loads` call of a large vocabulary
+_HEAD = f'{{"format": "{VOCAB_FORMAT}", "version": {VOCAB_VERSION}, "items": ['
+
+
+def _loads_in_slices(text: str) -> Any:
+    """`json.loads(text)`, with the items of a large vocabulary written by `to_json`
+    parsed a megabyte at a time.
+
+    One `json.loads` of a million ids is one C call holding the GIL 60 ms or more,
+    and a worker loads a new version on a thread beside its poll loop, which waits
+    that long. The items list is cut only between two ids (`", "` after a quote that
+    no odd run of backslashes escapes); a cut that lands inside an id (the id `, `
+    is written `", "`) leaves a slice that is not JSON, and then, as for any other
+    text, one `json.loads` parses the whole."""
+    if len(text) <= SLICE_CHARS or not (text.startswith(_HEAD) and text.endswith("]}")):
+        return json.loads(text)
+    items: list[Any] = []
+    start, end = len(_HEAD), len(text) - 2
+    try:
+        while start < end:
+            cut = _boundary(text, min(start + SLICE_CHARS, end), end)
+            items.extend(json.loads(f"[{text[start:cut]}]"))
+            start = cut + 2  # past the ", " between two ids
+    except json.JSONDecodeError:  # e.g. cut after the opening quote of the id ", "
+        return json.loads(text)
+    return {"format": VOCAB_FORMAT, "version": VOCAB_VERSION, "items": items}
+
+
+def _boundary(text: str, at: int, end: int) -> int:
+    """The first position from `at` where one quoted id ends and `, ` follows (or end)."""
+    while True:
+        quote = text.find('", "', at, end)
+        if quote < 0:
+            return end
+        escapes = 0
+        while text[quote - 1 - escapes] == "\\":
+            escapes += 1
+        if escapes % 2 == 0:  # an unescaped quote: the id before it ends here
+            return quote + 1
+        at = quote + 1
 
 
 def _as_str(item: str | int) -> str:

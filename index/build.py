@@ -22,6 +22,7 @@ backends import the shape they implement and this module imports the backends.
 
 from __future__ import annotations
 
+import functools
 import logging
 from importlib import metadata
 from pathlib import Path
@@ -136,13 +137,21 @@ def probe_faiss() -> tuple[int, str | None]:
         import faiss
     except ImportError as exc:
         return 0, str(exc) or type(exc).__name__
+    check_faiss_distributions()
+    has_gpu = hasattr(faiss, "StandardGpuResources")
+    return (int(faiss.get_num_gpus()) if has_gpu else 0), None
+
+
+@functools.cache
+def check_faiss_distributions() -> None:
+    """Warn when several distributions installed the faiss module. Once per process:
+    reading every installed package's metadata takes 50-100 ms, on the loader thread
+    of a hot swap too, where it holds the GIL the poll loop needs."""
     providers = sorted(set(metadata.packages_distributions().get("faiss", [])))
     if len(providers) > 1:
         logger.warning("several distributions install the faiss module (%s); the last one "
                        "installed overwrote the others' files: uninstall all but one",
                        ", ".join(providers))
-    has_gpu = hasattr(faiss, "StandardGpuResources")
-    return (int(faiss.get_num_gpus()) if has_gpu else 0), None
 
 
 def _cuda_device(device: str) -> bool:

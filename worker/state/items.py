@@ -26,7 +26,7 @@ from streamrec.worker.state.changelog import ItemRows, item_id_table
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_EXTRA = 100_000  # ~200 bytes each (id, dict entry, encoded bytes)
-PREPARE_SLICE = 50_000  # ids looked up per GIL-holding call on the loader thread (~12 ms)
+PREPARE_SLICE = 10_000  # ids looked up per GIL-holding call on the loader thread (~2-3 ms)
 
 
 class ItemTable:

@@ -70,3 +70,25 @@ def test_json_round_trip_through_text() -> None:
 def test_from_json_rejects_foreign_or_broken_documents(doc: str) -> None:
     with pytest.raises(DataFormatError):
         ItemVocab.from_json(doc)
+
+
+@pytest.mark.parametrize("awkward", [
+    ['a", "b', "c\\", 'd\\", "e', '"', "\\\\", "ü", ""],  # quotes, backslashes, escapes
+    [", "],  # written `", "`: a cut after its opening quote must not split it
+])
+def test_a_large_vocabulary_is_parsed_in_slices_to_the_same_ids(
+        monkeypatch: pytest.MonkeyPatch, awkward: list[str]) -> None:
+    from streamrec.encoder import vocab as vocab_module
+
+    ids = [f"id{n}" for n in range(2_000)]
+    for at in (3, 500, 1_500):
+        ids[at:at] = [f"{a}{at}" if a != ", " else a for a in awkward] if at != 500 else awkward
+    ids = list(dict.fromkeys(ids))
+    text = json.dumps(ItemVocab(ids).to_json())
+    calls = []
+    real = json.loads
+    monkeypatch.setattr(vocab_module.json, "loads", lambda s: calls.append(len(s)) or real(s))
+    monkeypatch.setattr(vocab_module, "SLICE_CHARS", 97)
+    assert ItemVocab.from_json(text).ids == ids
+    assert len(calls) > 10  # sliced (or, for `", "`, sliced then parsed whole)
+    assert max(calls) <= (len(text) if ", " in ids else 200)
