@@ -3,7 +3,10 @@
 Starts a local Kafka broker (unless `--bootstrap` names one), trains a small encoder
 on a generated interaction log (once; later runs reuse the checkpoint), runs the
 worker, replays a second generated log into the events topic at a steady rate, and
-prints recommendations as they arrive on the recommendations topic. Ctrl-C (or
+prints recommendations as they arrive on the recommendations topic. The item
+catalogue goes to a demo items topic first (every item with its genre and a title as
+features); a few seconds in, the demo retires the item recommended most so far and
+counts how many recommendations name it after the worker read that. Ctrl-C (or
 SIGTERM, or `--duration`) stops everything cleanly, broker included.
 """
 
@@ -16,7 +19,7 @@ import shutil
 import signal
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -27,11 +30,15 @@ from streamrec.common.settings import env_default
 if TYPE_CHECKING:
     from streamrec.kafka_io.local.broker import LocalBroker
     from streamrec.kafka_io.port import Consumer, Producer
+    from streamrec.worker.app import Worker
 
 logger = logging.getLogger(__name__)
 
 DEMO_USERS = 2000
 TRAIN_SEED, REPLAY_SEED = 0, 1
+# Its own items topic: a demo against your Kafka (--bootstrap) must not retire your items.
+DEMO_ITEMS_TOPIC = "streamrec-demo-items"
+RETIRE_AFTER_S = 6.0  # when the demo retires the item recommended most so far
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,18 +106,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"[demo] Kafka at {bootstrap}")
         model_dir = args.model or demo_model(workdir, args.retrain)
         config = WorkerConfig(model_dir=model_dir, bootstrap=bootstrap,
-                              metrics_port=args.metrics_port, group_id="streamrec-demo")
+                              metrics_port=args.metrics_port, group_id="streamrec-demo",
+                              items_topic=DEMO_ITEMS_TOPIC)
         worker = Worker(config)
+        producer = make_producer(bootstrap, "streamrec-demo-replay")
+        _publish_catalogue(producer, bootstrap, worker.recommender.checkpoint.vocab.ids)
         threads.append(_start(worker.run, "worker"))
         watcher = _recommendation_consumer(bootstrap, config.recommendations_topic,
                                            config.partitions)
         recent: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=4))
-        producer = make_producer(bootstrap, "streamrec-demo-replay")
         threads.append(_start(
             lambda: _replay_rounds(producer, config.events_topic, args.rate, stop, recent),
             "replay"))
         _print_banner(bootstrap, config, args.metrics_port, args.rate)
-        _watch(watcher, recent, args.print_every, args.duration, stop, threads)
+        retirement = _Retirement(producer, worker, RETIRE_AFTER_S)
+        _watch(watcher, recent, args.print_every, args.duration, stop, threads, retirement)
         if not all(t.is_alive() for t in threads):
             print("[demo] the worker or the replay stopped unexpectedly (see the log above)")
             return 1
@@ -162,6 +172,74 @@ def _replay_rounds(producer: Producer, topic: str, rate: float, stop: threading.
         round_ += 1
 
 
+def _publish_catalogue(producer: Producer, bootstrap: str, items: list[str]) -> None:
+    """Every item of the model, available, with its genre and a title as features: what a
+    shop's catalogue feed would publish (docs/CONTRACTS.md, "Item")."""
+    from streamrec.eventlog.items import CatalogueFile, publish_items
+    from streamrec.kafka_io.clients import ensure_topics
+    from streamrec.worker.item_records import ITEMS_TOPIC_CONFIG
+
+    ensure_topics(bootstrap, {DEMO_ITEMS_TOPIC: 3}, configs={DEMO_ITEMS_TOPIC: ITEMS_TOPIC_CONFIG})
+    records = []
+    for item in items:
+        genre, _, number = item.rpartition("-")
+        doc = {"item_id": item, "available": True,
+               "features": {"categories": [genre], "text": f"{genre} record number {number}"}}
+        records.append((item.encode(), json.dumps(doc).encode()))
+    publish_items(producer, DEMO_ITEMS_TOPIC, CatalogueFile(records))
+    print(f"[demo] published a catalogue of {len(records)} items with features (genre, "
+          f"title) to topic '{DEMO_ITEMS_TOPIC}'")
+
+
+class _Retirement:
+    """Retires the item recommended most in the first seconds, then counts the
+    recommendations that name it, among those answering events sent after the worker
+    read the retire record: the demo's proof that a retired item is never recommended."""
+
+    def __init__(self, producer: Producer, worker: Worker, after_s: float) -> None:
+        self.producer = producer
+        self.worker = worker
+        self.due = time.monotonic() + after_s
+        self.seen: Counter[str] = Counter()
+        self.item: str | None = None
+        self.read_at: int | None = None  # epoch ms when the worker had read the record
+        self.since = self.naming = 0  # recommendations since, and those naming the item
+
+    def see(self, rec: dict) -> None:
+        """Count one recommendation; retire the top item once due."""
+        items = [x["item_id"] for x in rec["items"]]
+        if self.item is None:
+            self.seen.update(items)
+            if time.monotonic() >= self.due and self.seen:
+                self._retire(self.seen.most_common(1)[0][0])
+            return
+        if self.read_at is None:
+            record = self.worker.items.catalogue.get(self.item)
+            if record is None or record.available:
+                return
+            self.read_at = int(time.time() * 1000)
+            print(f"[demo] the worker read it: no recommendation should name {self.item} "
+                  "from now on")
+        if rec["event_ts"] >= self.read_at:
+            self.since += 1
+            self.naming += self.item in items
+
+    def _retire(self, item: str) -> None:
+        self.item = item
+        doc = {"item_id": item, "available": False}
+        self.producer.send(DEMO_ITEMS_TOPIC, json.dumps(doc).encode(), key=item.encode())
+        self.producer.flush(10)
+        print(f"[demo] retiring {item}, the item recommended most so far "
+              f"({self.seen[item]} times): {json.dumps(doc)} to '{DEMO_ITEMS_TOPIC}'")
+
+    def note(self) -> str:
+        """What to print beside a recommendation once the item is retired."""
+        if self.read_at is None:
+            return ""
+        return (f"\n    retired {self.item}: named by {self.naming} of {self.since} "
+                "recommendations since the worker read it")
+
+
 def _raise_on_sigterm() -> None:
     def handler(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -194,6 +272,8 @@ def _print_banner(bootstrap: str, config: object, metrics_port: int, rate: float
   events           -> topic '{config.events_topic}'
   recommendations  <- topic '{config.recommendations_topic}'
   dead letters     <- topic '{config.dead_letter_topic}'
+  item catalogue   -> topic '{config.items_topic}' (the most recommended item is retired
+                      {RETIRE_AFTER_S:.0f} s in; the output then counts recs naming it)
   metrics          http://localhost:{metrics_port}/metrics
   try              kcat -b {bootstrap} -C -t {config.recommendations_topic} -o end
   Ctrl-C stops the replay, the worker and the broker.
@@ -201,7 +281,8 @@ def _print_banner(bootstrap: str, config: object, metrics_port: int, rate: float
 
 
 def _watch(consumer: Consumer, recent: dict[str, deque[str]], every: float, duration: float,
-           stop: threading.Event, threads: list[threading.Thread]) -> None:
+           stop: threading.Event, threads: list[threading.Thread],
+           retirement: _Retirement) -> None:
     """Print the newest recommendation every `every` seconds until `duration`/Ctrl-C.
 
     Returns early when the worker or replay thread died.
@@ -215,9 +296,11 @@ def _watch(consumer: Consumer, recent: dict[str, deque[str]], every: float, dura
             latest = None
             for records in consumer.poll(0.2).values():
                 received += len(records)
-                latest = records[-1]
+                for record in records:
+                    latest = json.loads(record.value)
+                    retirement.see(latest)
             if latest is not None and time.monotonic() >= next_print:
-                print(_format(json.loads(latest.value), recent, received))
+                print(_format(latest, recent, received) + retirement.note())
                 next_print = time.monotonic() + every
     finally:
         consumer.close()

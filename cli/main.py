@@ -19,6 +19,7 @@ from streamrec.cli import (
     demo,
     evaluate,
     index,
+    items,
     reload,
     replay,
     state,
@@ -30,7 +31,7 @@ from streamrec.common.errors import StreamrecError
 logger = logging.getLogger(__name__)
 
 # Order here is the order `streamrec --help` lists them.
-COMMANDS = (demo, broker, worker, reload, replay, train, index, evaluate, state, bench)
+COMMANDS = (demo, broker, worker, reload, replay, items, train, index, evaluate, state, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

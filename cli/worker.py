@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     flag("--events-topic", defaults.events_topic, "topic to consume events from")
     flag("--recommendations-topic", defaults.recommendations_topic, "topic to publish to")
     flag("--dead-letter-topic", defaults.dead_letter_topic, "topic for rejected records")
+    flag("--items-topic", defaults.items_topic,
+         "compacted item catalogue, read whole before the worker is ready and followed: "
+         "retired items are never recommended (docs/CONTRACTS.md, \"Item\")")
     flag("--group-id", defaults.group_id, "consumer group id")
     flag("--client-id", defaults.client_id, "Kafka client id")
     flag("--k", defaults.k, "items per recommendation", int)
@@ -107,7 +110,8 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         return WorkerConfig(
             model_dir=Path(args.model), bootstrap=args.bootstrap,
             events_topic=args.events_topic, recommendations_topic=args.recommendations_topic,
-            dead_letter_topic=args.dead_letter_topic, group_id=args.group_id,
+            dead_letter_topic=args.dead_letter_topic, items_topic=args.items_topic,
+            group_id=args.group_id,
             client_id=args.client_id, k=args.k, max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms, max_pending=args.max_pending,
             partitions=args.partitions,

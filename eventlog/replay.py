@@ -81,17 +81,19 @@ def replay(
         sent += 1
         bar.update()
         if len(deliveries) >= 10_000:
-            _confirm(producer, deliveries)
-    _confirm(producer, deliveries)
+            confirm_sent(producer, deliveries)
+    confirm_sent(producer, deliveries)
     bar.close()
     logger.info("replayed %d events to %s in %.1fs", sent, topic, time.monotonic() - start)
     return sent
 
 
-def _confirm(producer: Producer, deliveries: list[Delivery], timeout_s: float = 120.0) -> None:
+def confirm_sent(producer: Producer, deliveries: list[Delivery], timeout_s: float = 120.0,
+                 what: str = "events") -> None:
+    """Wait for every delivery of `deliveries` (then cleared); `PublishError` if any failed."""
     producer.flush(timeout_s)
     failed = [d for d in deliveries if not d.done or d.error is not None]
     if failed:
         first = failed[0].error or f"no answer within {timeout_s:.0f}s"
-        raise PublishError(f"{len(failed)} events not acknowledged: {first}")
+        raise PublishError(f"{len(failed)} {what} not acknowledged: {first}")
     deliveries.clear()

@@ -18,6 +18,13 @@ Two guarantees the exact index gives are kept:
   same stored vectors (every IVF list; HNSW's flat storage), so nothing depends on
   the probe count.
 
+Items retired from the catalogue (`ItemIndex.set_unavailable`) are skipped inside
+FAISS through an `IDSelectorBitmap` (`faiss_index.bitmap_selector`) passed with the
+search parameters, so a large retired set costs no over-fetch; a query whose lists
+hold mostly retired items comes back short and takes the exhaustive pass above,
+selector included. `pq` (FAISS refuses selectors on `IndexPQ`) and GPU indexes fall
+back to fetching past every retired row.
+
 The index is built from the item table (k-means for IVF, and the quantizer's
 training) and can be written with `faiss.write_index` (its own binary format, no
 pickle; `store.py`) so a worker loads it instead of training it again. On a host
@@ -35,9 +42,11 @@ import numpy as np
 
 from streamrec.index.base import ItemIndex, SearchResult, drop_excluded, pad_exclusions
 from streamrec.index.errors import IndexBuildError
+from streamrec.index.faiss_index import BitmapSelector, bitmap_selector
 from streamrec.index.params import FLAT_KINDS, KINDS, TRAIN_POINTS_PER_LIST, AnnParams
 
 logger = logging.getLogger(__name__)
+
 
 class AnnIndex(ItemIndex):
     """A FAISS approximate index over the item table; row 0 (padding) is stored too, so
@@ -63,6 +72,7 @@ class AnnIndex(ItemIndex):
             self._gpu_resources = faiss.StandardGpuResources()
             self._index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.cpu_index)
         self.name = f"faiss-{kind}" + ("-gpu" if on_gpu else "")
+        self._selectors = not on_gpu and kind != "pq"  # FAISS filters ids itself
         logger.info("%s %s index: %d rows x %d dims (%s)%s", "built" if built is None
                     else "loaded", self.name, self.num_rows, self.dim, self.describe(),
                     f" in {self.build_s:.1f}s" if built is None else "")
@@ -97,13 +107,22 @@ class AnnIndex(ItemIndex):
                                   f"{str(exc).strip().splitlines()[0]}") from exc
         return index
 
+    def _native_unavailable(self, rows: np.ndarray, mask: np.ndarray) -> BitmapSelector | None:
+        return bitmap_selector(mask) if self._selectors else None
+
+    def _selector(self) -> dict[str, faiss.IDSelector]:
+        """`sel=` for FAISS's search parameters while some rows are unavailable."""
+        native = self.unavailable.native
+        return {"sel": native.selector} if isinstance(native, BitmapSelector) else {}
+
     def _search_params(self, n: int, exhaustive: bool = False) -> faiss.SearchParameters | None:
         p = self.params
+        sel = self._selector()
         if self.kind in FLAT_KINDS:
-            return None
+            return faiss.SearchParameters(**sel) if sel else None
         if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(efSearch=max(p.ef_search, n))
-        return faiss.SearchParametersIVF(nprobe=p.nlist if exhaustive else p.nprobe)
+            return faiss.SearchParametersHNSW(efSearch=max(p.ef_search, n), **sel)
+        return faiss.SearchParametersIVF(nprobe=p.nlist if exhaustive else p.nprobe, **sel)
 
     def _raw_search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         # n + 1 because row 0 (padding) may take a slot; the shared filter drops it.
@@ -116,7 +135,9 @@ class AnnIndex(ItemIndex):
         n = min(n + 1, self.num_rows)
         if self.kind == "hnsw":
             storage = faiss.downcast_index(self.cpu_index.storage)
-            scores, rows = storage.search(queries, n)
+            sel = self._selector()
+            scores, rows = storage.search(queries, n,
+                                          params=faiss.SearchParameters(**sel) if sel else None)
         else:
             scores, rows = self._index.search(queries, n,
                                               params=self._search_params(n, exhaustive=True))
@@ -132,9 +153,10 @@ class AnnIndex(ItemIndex):
             return found
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         excl = pad_exclusions(exclude, queries.shape[0])[short]
-        rows, scores = self._exhaustive(queries[short], min(k + excl.shape[1],
-                                                            self.num_rows - 1))
-        again = drop_excluded(rows, scores, excl, k)
+        gone = self.unavailable
+        rows, scores = self._exhaustive(queries[short], min(
+            k + excl.shape[1] + self._overfetch(gone), self.num_rows - 1))
+        again = drop_excluded(rows, scores, excl, k, gone.mask)
         out_rows, out_scores = found.rows.copy(), found.scores.copy()
         out_rows[short], out_scores[short] = again.rows, again.scores
         logger.debug("%d of %d queries searched again exhaustively", len(short), len(found.rows))

@@ -6,6 +6,15 @@ rows before its top-k; otherwise `search` asks the backend for `k + m` candidate
 where `m` is the longest exclusion list in the batch, then removes excluded rows in
 one vectorised pass. Either way every user gets `k` items (when the catalogue has
 them) and the same ones.
+
+Items retired from the catalogue (the worker's items topic) are excluded from every
+query at once: `set_unavailable` takes their rows as one global mask, never as a
+[B, m] exclusion matrix per batch (a shop that retires 10% of a million items would
+make that 100,000 wide). Each backend applies it natively where it can (torch sets
+their scores to -inf before its top-k; FAISS CPU indexes skip them through an
+`IDSelectorBitmap`), and the shared filter drops them in any case; a backend without
+a native mask (FAISS PQ codes, FAISS on a GPU) fetches `k + m + len(unavailable)`
+candidates instead, so even then every user still gets `k` items.
 """
 
 from __future__ import annotations
@@ -20,12 +29,25 @@ from streamrec.index.errors import IndexBuildError
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class SearchResult:
     """Top-k rows and scores per query, best first; row -1 / score -inf pad short rows."""
 
     rows: np.ndarray  # [B, k] int64
     scores: np.ndarray  # [B, k] float32
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Rows no search returns, in the forms the backends use; replaced whole, never changed."""
+
+    rows: np.ndarray  # sorted distinct rows in 1..V, int64
+    mask: np.ndarray  # [V + 1] bool, True = never returned
+    native: object = None  # the backend's own form (a tensor, a FAISS selector); None: none
+
+
+NONE_UNAVAILABLE = Unavailable(np.zeros(0, np.int64), np.zeros(0, bool))
 
 
 class ItemIndex(ABC):
@@ -40,6 +62,38 @@ class ItemIndex(ABC):
                 f"item table must be [V + 1, d] with at least one item, got {embeddings.shape}"
             )
         self.num_rows, self.dim = int(embeddings.shape[0]), int(embeddings.shape[1])
+        self.unavailable = NONE_UNAVAILABLE
+
+    def set_unavailable(self, unavailable: np.ndarray) -> None:
+        """Never return these rows from the next search on, for every query, until the
+        next call replaces them: a bool mask [V + 1] (True = unavailable), or the rows
+        themselves (row 0 and rows outside the table are ignored).
+
+        Not to be called while a search runs: the worker calls it between batches,
+        when the model stage is empty. O(V) once per call; what it costs each query
+        is the backend's mask (torch_index.py, faiss_index.py say what they measured).
+        """
+        given = np.asarray(unavailable)
+        if given.dtype == bool:
+            if given.shape != (self.num_rows,):
+                raise ValueError(f"unavailable mask must be [{self.num_rows}], got {given.shape}")
+            mask = given.copy()
+            mask[0] = False
+            rows = np.flatnonzero(mask)
+        else:
+            rows = np.unique(given.astype(np.int64, copy=False))
+            rows = rows[(rows > 0) & (rows < self.num_rows)]
+            mask = np.zeros(self.num_rows, dtype=bool)
+            mask[rows] = True
+        if not len(rows):
+            self.unavailable = NONE_UNAVAILABLE
+            return
+        self.unavailable = Unavailable(rows, mask, self._native_unavailable(rows, mask))
+
+    def _native_unavailable(self, rows: np.ndarray, mask: np.ndarray) -> object:
+        """The backend's own form of the mask, used inside its search; None (the default)
+        when it has none: the generic path then fetches past every unavailable row."""
+        return None
 
     @abstractmethod
     def _raw_search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,9 +112,16 @@ class ItemIndex(ABC):
         masked = self._masked_search(queries, k, excl)
         if masked is not None:
             return masked
-        n = min(k + excl.shape[1], self.num_rows - 1)
+        gone = self.unavailable
+        n = min(k + excl.shape[1] + self._overfetch(gone), self.num_rows - 1)
         rows, scores = self._raw_search(queries, n)
-        return drop_excluded(rows, scores, excl, k)
+        return drop_excluded(rows, scores, excl, k, gone.mask)
+
+    @staticmethod
+    def _overfetch(gone: Unavailable) -> int:
+        """Extra candidates to fetch for the unavailable rows: none when the backend
+        skips them itself, all of them when it cannot."""
+        return 0 if gone.native is not None else len(gone.rows)
 
     def _masked_search(self, queries: np.ndarray, k: int, excl: np.ndarray
                        ) -> SearchResult | None:
@@ -92,10 +153,14 @@ def pad_exclusions(exclude: list[np.ndarray] | np.ndarray | None, batch: int) ->
 
 
 def drop_excluded(
-    rows: np.ndarray, scores: np.ndarray, excl: np.ndarray, k: int
+    rows: np.ndarray, scores: np.ndarray, excl: np.ndarray, k: int,
+    unavailable: np.ndarray | None = None,
 ) -> SearchResult:
-    """Keep, per row, the first `k` candidates not in `excl` (order preserved)."""
+    """Keep, per row, the first `k` candidates not in `excl` nor marked in the
+    `unavailable` mask [V + 1] (order preserved)."""
     banned = (rows[:, :, None] == excl[:, None, :]).any(axis=2) | (rows <= 0)  # [B, n]
+    if unavailable is not None and len(unavailable):
+        banned |= unavailable[np.clip(rows, 0, len(unavailable) - 1)]
     # A stable sort on the mask moves allowed candidates to the front, keeping rank order.
     order = np.argsort(banned, axis=1, kind="stable")[:, :k]
     out_rows = np.take_along_axis(rows, order, axis=1)

@@ -25,10 +25,12 @@ BLOCK = 128  # items per block of the two-stage top-k (`masked_topk`)
 
 
 def masked_topk(queries: torch.Tensor, table_t: torch.Tensor, banned: torch.Tensor, k: int,
-                chunk: int, num_rows: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+                chunk: int, num_rows: int, block: int,
+                unavailable: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores, rows) [B, k] of the best of the first `num_rows` rows of `table_t`
-    [d, nb * block] per query, without row 0 (padding) and each query's `banned` rows
-    [B, n] (0 pads them). Exact.
+    [d, nb * block] per query, without row 0 (padding), each query's `banned` rows
+    [B, n] (0 pads them) and the rows in `unavailable` [u] (for every query). Exact.
 
     Two stages, because a full `topk` over V scores costs as much as the matmul that
     made them: each block of `block` items gets its maximum (a cheap reduction), the k
@@ -45,6 +47,8 @@ def masked_topk(queries: torch.Tensor, table_t: torch.Tensor, banned: torch.Tens
         scores[:, num_rows:] = -math.inf  # the table's padding up to whole blocks
         if banned.shape[1] > 0:
             scores.scatter_(1, banned[start:start + chunk], -math.inf)
+        if unavailable is not None:
+            scores.index_fill_(1, unavailable, -math.inf)
         c = scores.shape[0]
         blocks = scores.view(c, -1, block)  # [c, nb, block]
         kb = min(k, blocks.shape[1])
@@ -108,15 +112,25 @@ class TorchIndex(ItemIndex):
             "" if score_dtype == "float32" else f"-{score_dtype}")
         logger.info("built %s index: %d rows x %d dims", self.name, self.num_rows, self.dim)
 
+    def _native_unavailable(self, rows: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        """The rows as a tensor on the index's device, filled with -inf in each chunk's
+        scores (`masked_topk`): a write per row and query beside the d multiply-adds per
+        item and query of the matmul. Measured (2026-12-03, the 2-core box, 1 thread,
+        1M items x 64 dims, 256 queries with 50-item histories): 54 queries/s with
+        nothing retired, 53 with 1,000 and 55 with 100,000 retired (noise); building it
+        (`set_unavailable`) 1.9 ms for 100,000 rows."""
+        return torch.as_tensor(rows, device=self.device)
+
     @torch.inference_mode()
     def _masked_search(self, queries: np.ndarray, k: int, excl: np.ndarray) -> SearchResult:
-        """Score every item, set padding and excluded rows to -inf, take the top-k."""
+        """Score every item, set padding, excluded and unavailable rows to -inf, take
+        the top-k."""
         k_eff = min(k, self.num_rows - 1)
         q_all = torch.as_tensor(queries, device=self.device).to(self.dtype)
         banned = torch.as_tensor(np.where(excl < 0, 0, excl), device=self.device)
         search = scripted_masked_topk()
         top_scores, top_rows = search(q_all, self._table_t, banned, k_eff, self.chunk,
-                                      self.num_rows, BLOCK)
+                                      self.num_rows, BLOCK, self.unavailable.native)
         out_rows = top_rows.cpu().numpy()
         out_scores = top_scores.float().cpu().numpy()
         gone = ~np.isfinite(out_scores)  # fewer than k items left after the exclusions

@@ -7,7 +7,8 @@ stopped at the end offsets taken when the read started, so a live topic still gi
 a finite read. Reading never creates a topic, whatever the broker allows. Offsets
 may have gaps (compaction, transaction markers): a partition is done when the
 consumer's position reaches its end offset, not when a record with the last offset
-arrives.
+arrives. `TopicFollower` reads the same way and then goes on: a topic every worker
+holds whole (the items topic).
 """
 
 from __future__ import annotations
@@ -268,3 +269,72 @@ class OffsetReader:
                 # A seek waits for the fetch in flight (librdkafka): keep its wait short.
                 max_partition_fetch_bytes=self.fetch_bytes, fetch_max_wait_ms=5)
         return self._consumer
+
+
+class TopicFollower:
+    """Every partition of a topic from its beginning, then on as records arrive, outside
+    any group: a topic read as a table every reader holds whole (the worker's items).
+
+    `caught_up()` turns true once every partition was read to the end offsets taken
+    when the follower opened, and stays true. Partitions added to the topic later are
+    not followed (a new follower reads them). Not thread-safe: one thread polls it.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, *, client_id: str,
+                 security: KafkaSecurity | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.client_id = client_id
+        self.security = security
+        self._consumer: Consumer | None = None
+        self._tps: list[TopicPartition] = []
+        self._ends: dict[TopicPartition, int] = {}
+        self._caught_up = False
+
+    def open(self) -> None:
+        """Assign every partition from its beginning; `TopicNotFoundError` if the topic
+        does not exist."""
+        self._consumer = make_consumer(self.bootstrap, None, self.client_id, self.security,
+                                       max_poll_records=MAX_POLL_RECORDS)
+        self._tps, self._ends = _assign_from_beginning(self._consumer, self.bootstrap,
+                                                       self.topic, None)
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        """The records fetched, in offset order within each partition (waits at most
+        `timeout_s` for some)."""
+        if self._consumer is None:
+            raise RuntimeError("TopicFollower.poll before open()")
+        try:
+            polled = self._consumer.poll(timeout_s)
+        except KafkaClientError as exc:
+            raise KafkaUnavailableError(f"reading topic {self.topic!r} failed: {exc}") from exc
+        return [rec for records in polled.values() for rec in records]
+
+    def caught_up(self) -> bool:
+        """Whether every partition has been read up to its end offset at `open()`."""
+        if not self._caught_up and self._consumer is not None:
+            deadline = time.monotonic() + TIMEOUT_S
+            self._caught_up = not _unfinished(self._consumer, self._tps, self._ends, deadline)
+        return self._caught_up
+
+    def behind(self) -> int:
+        """Records between the positions and the high watermarks of the last fetches
+        (a partition whose position or watermark is not known yet counts 0)."""
+        if self._consumer is None:
+            return 0
+        total = 0
+        for tp in self._tps:
+            high = self._consumer.highwater(tp)
+            try:
+                position = self._consumer.position(tp, TIMEOUT_S)
+            except KafkaClientError:
+                continue
+            if high is not None and position is not None:
+                total += max(0, high - position)
+        return total
+
+    def close(self) -> None:
+        """Close the consumer."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

@@ -15,6 +15,11 @@ The modules, in the order an event meets them:
     commits.py      the commit protocol: offsets committed once nothing before them is
                     unanswered or unacknowledged; transactions with exactly-once
 
+The item catalogue, beside the events: `items_feed.py` (the items topic read whole and
+followed on a thread; records parsed by `item_records.py`, the item contract) and
+`catalogue.py` (each item's latest state; retired items masked in the serving model's
+search between two batches, a swapped-in model's rows included).
+
 Beside the flow: `rebalance.py` (partitions assigned, revoked, lost: restore, commit,
 drop), `reload.py` (a new model version loaded off the hot path, swapped in between
 two batches), `topics.py` (ACLs checked and topics created before serving), `heap.py`

@@ -13,14 +13,15 @@ event. `stop()` is safe to call from a signal handler: the loop finishes the bat
 in hand, drains the pending users, publishes, waits for every acknowledgement,
 commits, closes and returns. Rebalances: `rebalance.py`; model swaps: `swap.py`;
 stalls (`WorkerStalledError` after `--max-stall-s`): `watchdog.py`; `on_leaving` lets the
-process bound the way out (`shutdown.py`).
+process bound the way out (`shutdown.py`). The item catalogue (`catalogue.py`) is read
+before the group is joined, followed, and applied between two batches.
 
 State: each batch writes its users' changed histories, as of the batch's cut, to the
 changelog (`state/`) right after their recommendations; newly assigned partitions
-are restored before their first event is applied. Backpressure: one batch is in
-the model stage at a time (the next is cut when it comes out, and sent after it), at
-most `pending_limit` users wait for a batch before fetching pauses, and Kafka's
-fetch limits bound what the client buffers ahead.
+are restored before their first event is applied. Backpressure: one batch is in the
+model stage at a time (the next is cut when it comes out, and sent after it), at most
+`pending_limit` users wait for a batch before fetching pauses, and Kafka's fetch
+limits bound what the client buffers ahead.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from streamrec.kafka_io.port import Consumer, Producer, TopicPartition
 from streamrec.worker import heap
 from streamrec.worker.backpressure import Backpressure
 from streamrec.worker.batcher import MicroBatcher
+from streamrec.worker.catalogue import LiveCatalogue
 from streamrec.worker.commits import Commits
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.errors import PublishError, WorkerStalledError
@@ -89,6 +91,7 @@ class Worker:
             max_users=config.max_users, max_unknown_items=config.max_unknown_items,
             restore_readers=config.restore_readers)
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
+        self.items = LiveCatalogue(config, self.metrics, self.recommender.checkpoint.vocab)
         self._stop = threading.Event()
         self._backpressure = Backpressure(config.pending_limit)
         self._on_leaving = on_leaving  # called from any thread, more than once
@@ -111,7 +114,7 @@ class Worker:
         self.metrics.stall_seconds.set_function(lambda: self.watchdog.waited_s())
         self.kafka_client = resolve_client()  # the adapter every client of this run uses
         self.models = ModelSwap(config, self.recommender, self.metrics, self.kafka_client,
-                                self.state)
+                                self.state, self.items)
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and return (signal-safe)."""
@@ -123,8 +126,8 @@ class Worker:
 
     @property
     def ready(self) -> bool:
-        """True once partitions are assigned and restored (what /readyz reports)."""
-        return (self._ownership is not None and self._ownership.ready
+        """True once the items topic is read, partitions assigned and restored (/readyz)."""
+        return (self.items.loaded and self._ownership is not None and self._ownership.ready
                 and not self._stop.is_set())
 
     # -- lifecycle -----------------------------------------------------------------
@@ -137,6 +140,7 @@ class Worker:
         logger.info("Kafka client: %s", self.kafka_client)
         self.phase = "creating topics"
         prepare_topics(cfg, self.state)
+        self.items.start()  # read while the clients are built; waited for before joining
         self.models.report()
         if cfg.metrics_port >= 0:
             self._metrics_server = self.metrics.serve(
@@ -180,6 +184,8 @@ class Worker:
             lambda: self._publisher.inflight if self._publisher is not None else 0)
         self._publisher = Publisher(producer, cfg.recommendations_topic, cfg.dead_letter_topic,
                                     cfg.dead_letter_max_bytes, transactional=cfg.exactly_once)
+        self.phase = "reading the items topic"
+        self.items.wait_loaded(self._publisher, self._stop.is_set)
         self._ingest = Ingest(self.state, self.batcher, self._publisher, self.metrics,
                               limits=cfg.limits, event_types=cfg.event_types,
                               exactly_once=cfg.exactly_once)
@@ -192,7 +198,8 @@ class Worker:
         self._commits = Commits(
             self._consumer, self._publisher, cfg.events_topic,
             interval_ms=cfg.commit_interval_ms, exactly_once=cfg.exactly_once,
-            metrics=self.metrics, unanswered=self._unpublished_marks,
+            metrics=self.metrics,  # unanswered: the pending users' and the model stage's
+            unanswered=lambda: self._model.low_watermarks(self.batcher.low_watermarks()),
             publish_in_hand=self._publish_in_hand, on_acked=self._account,
             on_commit=self._apply_cap)
         self._ownership = Ownership(cfg.events_topic, self.state, self.batcher, self._commits,
@@ -216,6 +223,7 @@ class Worker:
                 self._commits.consumed_up_to(tp.partition, records[-1].offset + 1)
             if polled:
                 self.watchdog.progressed()
+            self.items.poll(self._publisher)  # what the items thread read: never waits
             self._advance()
             self.models.poll()
             self._apply_backpressure()
@@ -280,6 +288,7 @@ class Worker:
             self._consumer.close()
         if self._model is not None:
             self._model.close()
+        self.items.close()
         self.state.close()
         self.phase = "closing the producer"
         if producer is not None:
@@ -312,6 +321,7 @@ class Worker:
                 self._publish(done)
                 done = None
             self.recommender = self.models.swap(self.state, self._model)
+        self.items.apply_to(self.recommender)  # the stage is empty: retired items, new model
         job = None
         if self.batcher.ready() or (drain and self.batcher):
             batch = self.batcher.take()
@@ -357,15 +367,6 @@ class Worker:
     def _unanswered_users(self) -> int:
         """Users waiting for their recommendation: pending, or in the model stage."""
         return len(self.batcher) + (len(self._model.batch) if self._model is not None else 0)
-
-    def _unpublished_marks(self) -> dict[int, int]:
-        """Per partition, the lowest offset whose recommendation is not yet sent: the
-        pending users' and those of the batch in the model stage."""
-        marks = self.batcher.low_watermarks()
-        for item in self._model.batch:
-            if item.first_offset < marks.get(item.partition, item.first_offset + 1):
-                marks[item.partition] = item.first_offset
-        return marks
 
     def _publish_in_hand(self) -> None:
         """Publish the batch in the model stage: a blocking commit takes it along."""

@@ -26,6 +26,7 @@ class WorkerConfig:
     events_topic: str = "events"
     recommendations_topic: str = "recommendations"
     dead_letter_topic: str = "events.dlq"
+    items_topic: str = "items"  # the compacted item catalogue every worker reads whole
     group_id: str = "streamrec"
     client_id: str = "streamrec-worker"
     k: int = 10  # items per recommendation
@@ -101,6 +102,7 @@ class WorkerConfig:
             raise ValueError(f"min_recall must be within [0, 1], got {self.min_recall}")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
-        if len({self.events_topic, self.recommendations_topic, self.dead_letter_topic}) != 3:
-            raise ValueError("events, recommendations and dead-letter topics must differ")
+        if len({self.events_topic, self.recommendations_topic, self.dead_letter_topic,
+                self.items_topic}) != 4:
+            raise ValueError("events, recommendations, dead-letter and items topics must differ")
         EventFilter(self.event_types)  # refuses an empty allow-list (ConfigError)

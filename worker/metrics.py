@@ -91,6 +91,26 @@ class WorkerMetrics:
             "Recommendations acknowledged by the broker.", ["strategy"], registry=r)
         for strategy in ("attention", "popular"):
             self.recommendations.labels(strategy)
+        self.items_available = Gauge(
+            "streamrec_items_available",
+            "Items whose latest items-topic record makes them available (recommended once "
+            "the serving model knows them).", registry=r)
+        self.items_retired = Gauge(
+            "streamrec_items_retired",
+            "Items whose latest items-topic record retires them (available: false, or a "
+            "tombstone): never recommended.", registry=r)
+        self.items_added_live = Counter(
+            "streamrec_items_added_live_total",
+            "Items first seen on the items topic while the worker ran (after its start-up "
+            "read of the topic).", registry=r)
+        self.items_lag = Gauge(
+            "streamrec_items_lag_records",
+            "Records of the items topic not read yet (to the high watermarks of its last "
+            "fetches).", registry=r)
+        self.items_invalid = Counter(
+            "streamrec_item_records_invalid_total",
+            "Items-topic records that break the item contract, sent to the dead-letter "
+            "topic.", ["reason"], registry=r)
         self.dead_letters = Counter(
             "streamrec_dead_letters_published_total",
             "Records acknowledged on the dead-letter topic.", registry=r)

@@ -63,6 +63,14 @@ class ModelStage:
         job = self._job
         return job.batch if job is not None else []
 
+    def low_watermarks(self, marks: dict[int, int]) -> dict[int, int]:
+        """`marks` (per partition, the lowest offset whose recommendation is not yet
+        sent) lowered to the first offsets of the batch in the stage; returns them."""
+        for item in self.batch:
+            if item.first_offset < marks.get(item.partition, item.first_offset + 1):
+                marks[item.partition] = item.first_offset
+        return marks
+
     def submit(self, job: ModelJob, inline: bool = False) -> None:
         """Hand a batch to the model thread; the stage must be empty.
 

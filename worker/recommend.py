@@ -229,8 +229,25 @@ class Recommender:
             attention[rows, width - cols:] = attn[: len(rows)].float().cpu().numpy()
         return Encoded(queries=queries, attention=attention, has_history=lengths > 0)
 
+    def set_unavailable(self, unavailable: np.ndarray) -> None:
+        """Rows never recommended from the next batch on (items retired from the
+        catalogue; a bool mask [V + 1]): masked in the index search of every query and
+        skipped by the popular fallback. Only while no batch is in the model stage."""
+        self.index.set_unavailable(unavailable)
+
+    def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` most popular available rows and their scores, best first: the first
+        k + u of the popularity order, u unavailable rows, hold them."""
+        gone = self.index.unavailable
+        if not len(gone.rows):
+            return self._popular_order[:k], self._popular_scores[:k]
+        head = self._popular_order[: k + len(gone.rows)]
+        keep = np.flatnonzero(~gone.mask[head] & (head > 0))[:k]
+        return head[keep], self._popular_scores[keep]
+
     def search(self, encoded: Encoded, histories: np.ndarray, k: int) -> Recommendations:
-        """Top-k per user without their history items; popular items for empty histories."""
+        """Top-k per user without their history items nor unavailable ones; popular
+        items for empty histories."""
         batch = histories.shape[0]
         rows = np.full((batch, k), -1, dtype=np.int64)
         scores = np.full((batch, k), -np.inf, dtype=np.float32)
@@ -239,8 +256,8 @@ class Recommender:
             found = self.index.search(encoded.queries[has], k, histories[has])
             rows[has], scores[has] = found.rows, found.scores
         if (~has).any():
-            top = self._popular_order[:k]
+            top, top_scores = self.popular(k)
             rows[~has, : len(top)] = top
-            scores[~has, : len(top)] = self._popular_scores[:k]
+            scores[~has, : len(top)] = top_scores
         return Recommendations(rows=rows, scores=scores, popular=~has,
                                attention=encoded.attention)

@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.formats import OTHER_TYPES, UNTYPED, type_allowed
@@ -49,6 +49,8 @@ InvalidReason = Literal[
     "key_mismatch",
 ]
 INVALID_REASONS: tuple[str, ...] = InvalidReason.__args__  # type: ignore[attr-defined]
+# Reasons only an items-topic record can have (`item_records.py`); the others are shared.
+ItemOnlyReason = Literal["bad_available", "bad_features"]
 
 # Smallest valid `ts`: 1e11 ms = 1973-03-03T09:46:40Z. Below it a value is far more
 # likely seconds (881250949 s = 1997) than a millisecond time from 1970-1973.
@@ -80,7 +82,7 @@ class Event:
 class Invalid:
     """Why a record was rejected; `detail` is a short human explanation."""
 
-    reason: InvalidReason
+    reason: InvalidReason | ItemOnlyReason
     detail: str
 
 
@@ -167,7 +169,7 @@ def _iso(ms: int) -> str:
         return "beyond year 9999"
 
 
-def _normalise_id(value: object, limits: Limits) -> str | None:
+def normalise_id(value: object, limits: Limits) -> str | None:
     """str ids as-is, int ids as decimal text; bools, floats and others are not ids."""
     if isinstance(value, bool):
         return None
@@ -182,22 +184,18 @@ def _normalise_id(value: object, limits: Limits) -> str | None:
     return text
 
 
-def validate_event(
-    key: bytes | None, value: bytes | None, record_ts: int, limits: Limits, *,
-    event_filter: EventFilter | None = None, now: int | None = None,
-) -> Event | Invalid | Skipped:
-    """Parse one record; return an `Event`, the reason it is not one, or `Skipped`.
-
-    `Skipped` comes only with an `event_filter`, for a valid event whose type it
-    does not accept (an invalid record is `Invalid` whatever its type). `now` is the
-    wall clock in epoch ms (default: read per call) that bounds future times.
-    """
+def decode_object(key: bytes | None, value: bytes | None, limits: Limits, key_is: str,
+                  ) -> tuple[str, dict[str, Any]] | Invalid:
+    """(key text, JSON object) of a record, or why it is not one: the checks every
+    record kind shares (events here, items in `item_records.py`), size limits first so
+    a huge or hostile record costs no more than its length check. `key_is` names what
+    the key must be, for the detail of a missing one."""
     if value is None or len(value) == 0:
         return Invalid("empty", "record has no value")
     if len(value) > limits.max_record_bytes:
         return Invalid("oversize", f"{len(value)} bytes > limit {limits.max_record_bytes}")
     if key is None:
-        return Invalid("missing_key", "record key must be the user id")
+        return Invalid("missing_key", f"record key must be the {key_is}")
     if len(key) > 4 * limits.max_id_chars:
         return Invalid("oversize", f"key of {len(key)} bytes")
     try:
@@ -213,15 +211,32 @@ def validate_event(
         return Invalid("not_json", str(exc)[:200])
     if not isinstance(doc, dict):
         return Invalid("not_object", f"JSON {type(doc).__name__}, expected an object")
+    return key_text, doc
+
+
+def validate_event(
+    key: bytes | None, value: bytes | None, record_ts: int, limits: Limits, *,
+    event_filter: EventFilter | None = None, now: int | None = None,
+) -> Event | Invalid | Skipped:
+    """Parse one record; return an `Event`, the reason it is not one, or `Skipped`.
+
+    `Skipped` comes only with an `event_filter`, for a valid event whose type it
+    does not accept (an invalid record is `Invalid` whatever its type). `now` is the
+    wall clock in epoch ms (default: read per call) that bounds future times.
+    """
+    decoded = decode_object(key, value, limits, "user id")
+    if isinstance(decoded, Invalid):
+        return decoded
+    key_text, doc = decoded
     if "user_id" not in doc or doc["user_id"] is None:
         return Invalid("missing_user_id", "no user_id field")
     if "item_id" not in doc or doc["item_id"] is None:
         return Invalid("missing_item_id", "no item_id field")
-    user_id = _normalise_id(doc["user_id"], limits)
+    user_id = normalise_id(doc["user_id"], limits)
     if user_id is None:
         return Invalid("bad_user_id", f"user_id must be a non-empty str or int, "
                        f"at most {limits.max_id_chars} chars")
-    item_id = _normalise_id(doc["item_id"], limits)
+    item_id = normalise_id(doc["item_id"], limits)
     if item_id is None:
         return Invalid("bad_item_id", f"item_id must be a non-empty str or int, "
                        f"at most {limits.max_id_chars} chars")

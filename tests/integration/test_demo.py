@@ -38,3 +38,9 @@ def test_demo_trains_serves_and_prints_sensible_live_recommendations(
     same_genre = sum(last.split()[-1].split("-")[0] == top.split("-")[0] for last, top in blocks)
     assert same_genre / len(blocks) >= 0.6, blocks
     assert "attended:" in out
+    assert "published a catalogue of" in out
+    retired = re.findall(r"named by (\d+) of (\d+) recommendations since the worker read it",
+                         out)
+    assert retired, out[-4000:]  # the demo retired an item while it ran, and said so
+    assert all(naming == "0" for naming, _ in retired), retired
+    assert int(retired[-1][1]) > 0

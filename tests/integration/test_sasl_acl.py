@@ -160,6 +160,7 @@ def worker_config(bootstrap: str, model_dir: Path, security: KafkaSecurity, pref
     return WorkerConfig(
         model_dir=model_dir, bootstrap=bootstrap, events_topic=f"{prefix}-events-{suffix}",
         recommendations_topic=f"{prefix}-recs-{suffix}", dead_letter_topic=f"{prefix}-dlq-{suffix}",
+        items_topic=f"{prefix}-items-{suffix}",
         group_id=f"{prefix}-group-{suffix}", metrics_port=-1, max_batch=16, max_wait_ms=20, k=5,
         device="cpu", partitions=2, commit_interval_ms=200, exactly_once=exactly_once,
         security=security)
@@ -169,19 +170,21 @@ def worker_flags(cfg: WorkerConfig, model_dir: Path) -> list[str]:
     flags = ["--model", str(model_dir), "--device", "cpu", "--metrics-port", "-1",
              "--events-topic", cfg.events_topic, "--recommendations-topic",
              cfg.recommendations_topic, "--dead-letter-topic", cfg.dead_letter_topic,
+             "--items-topic", cfg.items_topic,
              "--group-id", cfg.group_id, "--partitions", str(cfg.partitions)]
     return flags + (["--exactly-once"] if cfg.exactly_once else [])
 
 
 def create_topics(broker: SaslBroker, cfg: WorkerConfig, *, outputs: bool) -> None:
-    """As the super user: the events topic, and with `outputs` every topic the worker uses."""
-    topics = {cfg.events_topic: cfg.partitions}
-    configs: dict[str, dict[str, str]] = {}
+    """As the super user: the input topics (events, items), and with `outputs` every topic
+    the worker uses."""
+    topics = {cfg.events_topic: cfg.partitions, cfg.items_topic: cfg.partitions}
+    configs: dict[str, dict[str, str]] = {cfg.items_topic: {"cleanup.policy": "compact"}}
     if outputs:
         topics |= {cfg.recommendations_topic: cfg.partitions,
                    cfg.dead_letter_topic: cfg.partitions,
                    changelog_topic(cfg.group_id): cfg.partitions}
-        configs = {changelog_topic(cfg.group_id): {"cleanup.policy": "compact"}}
+        configs[changelog_topic(cfg.group_id)] = {"cleanup.policy": "compact"}
     ensure_topics(broker.sasl_plaintext, topics, configs=configs,
                   security=broker.security(user="admin"))
 
