@@ -308,7 +308,7 @@ class Worker:
         they were cut, so each user's recommendations follow its events. Cutting
         before publishing overlaps the two: the model thread encodes batch N+1 while
         this thread builds and sends batch N's records. A model swap waits for the
-        finished batch to go out first: its rows are the old model's.
+        finished batch to go out (old rows) and takes the next loop turn on its own.
         `drain` waits for the stage and cuts batches without waiting (shutdown).
         """
         done: ModelJob | None = None
@@ -317,9 +317,9 @@ class Worker:
             if done is None:
                 return
         if self.models.due:  # between two batches: the stage is empty
-            if done is not None:
+            if done is not None:  # the old model's rows go out; the swap gets a turn alone
                 self._publish(done)
-                done = None
+                return
             self.recommender = self.models.swap(self.state, self._model)
         self.items.apply_to(self.recommender)  # the stage is empty: retired items, new model
         job = None
