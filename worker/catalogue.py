@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamrec.encoder.vocab import ItemVocab
+from streamrec.encoder.vocab import ItemVocab, rows_in_slices
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.errors import WorkerStalledError
 from streamrec.worker.item_records import ItemRecord
@@ -42,7 +42,6 @@ from streamrec.worker.validate import Invalid
 logger = logging.getLogger(__name__)
 
 WAIT_S = 0.05  # how often the start-up wait takes what was read
-PREPARE_SLICE = 10_000  # ids looked up per call on the loader thread (as state/items.py)
 
 
 @dataclass(frozen=True)
@@ -109,8 +108,7 @@ class Catalogue:
         start, swaps = len(self._journal), self._swaps
         retired = list(self._retired)  # one C-level copy: no other thread runs meanwhile
         mask = np.zeros(len(vocab) + 1, dtype=bool)
-        for at in range(0, len(retired), PREPARE_SLICE):  # the loop gets the GIL between
-            mask[vocab.rows(retired[at:at + PREPARE_SLICE])] = True
+        mask[rows_in_slices(vocab.rows, retired)] = True  # the loop runs between slices
         mask[0] = False  # row 0: items the vocabulary does not know
         return PreparedMask(vocab, mask, start, swaps)
 

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamrec.encoder.vocab import ItemVocab
+from streamrec.encoder.vocab import ItemVocab, rows_in_slices
 from streamrec.worker.state.changelog import ItemRows, item_id_table
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_EXTRA = 100_000  # ~200 bytes each (id, dict entry, encoded bytes)
-PREPARE_SLICE = 10_000  # ids looked up per GIL-holding call on the loader thread (~2-3 ms)
 
 
 class ItemTable:
@@ -112,11 +111,7 @@ class ItemTable:
         old_ids = [*self.model_ids[1:].tolist(), *self._extra_ids[:held]]
         table = ItemTable(vocab, extra=old_ids, max_extra=self.max_extra)
         remap = np.zeros(len(old_ids) + 1, dtype=np.int64)
-        # In slices: one `rows` call is one C loop holding the GIL, 230 ms for a million
-        # ids, during which the poll loop (another thread) cannot run.
-        for start in range(0, len(old_ids), PREPARE_SLICE):
-            part = old_ids[start:start + PREPARE_SLICE]
-            remap[1 + start:1 + start + len(part)] = table.rows(part)
+        remap[1:] = rows_in_slices(table.rows, old_ids)  # the poll loop runs between
         return PreparedTable(base=self, table=table, remap=remap, extras_held=held)
 
     def finish(self, prepared: PreparedTable) -> tuple[ItemTable, np.ndarray]:

@@ -63,13 +63,13 @@ def test_a_prepared_table_maps_the_items_that_arrived_after_it_at_the_swap() -> 
 
 def test_prepare_in_slices_maps_every_row_as_one_lookup_would(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from streamrec.worker.state import items as items_module
+    from streamrec.encoder import vocab as vocab_module
 
     v2 = ItemVocab(["y", "a", "d", "c"])
     table = ItemTable(V1, max_extra=10)
     table.rows(["x", "y", "z"])  # 3 known + 3 unknown rows: slices of 2 split them
     whole = table.prepare(v2).remap.tolist()
-    monkeypatch.setattr(items_module, "PREPARE_SLICE", 2)
+    monkeypatch.setattr(vocab_module, "LOOKUP_SLICE", 2)
     assert table.prepare(v2).remap.tolist() == whole
     assert whole == [0, 2, 5, 4, 6, 1, 7]  # a b c x y z -> their rows in v2's table
 
