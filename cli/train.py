@@ -5,7 +5,9 @@ with early stopping on the validation items, writes the checkpoint directory the
 worker serves, and prints the test-split table: the model beside the most-popular,
 transition and co-occurrence baselines, full ranking and sampled-100. `--warm-start`
 trains from a previous version's weights instead (`encoder/warmstart.py`) for a few
-epochs. Library code gets typed configs, never this namespace.
+epochs. `--item-features` adds a content tower (`encoder/content.py`) so that items
+are also known by their features, and items without interactions by those alone.
+Library code gets typed configs, never this namespace.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ from streamrec.common.errors import ConfigError, StreamrecError
 from streamrec.common.settings import env_default
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from streamrec.encoder.checkpoint import Checkpoint
     from streamrec.encoder.config import ModelConfig, TrainConfig
     from streamrec.encoder.data import Interactions
+    from streamrec.encoder.features import ItemFeatures
     from streamrec.encoder.split import EvalCases
     from streamrec.encoder.train import TrainResult
 
@@ -78,6 +83,13 @@ TRAIN_FLAGS = {
     "--seed": ("seed", int, "random seed"),
     "--threads": ("threads", int, "torch CPU threads (0 = torch default)"),
 }
+# flag -> (ContentConfig field, type, help): the content tower, with --item-features.
+CONTENT_FLAGS = {
+    "--feature-buckets": ("buckets", int, "hashed embedding rows for the features' categories "
+                                          "and words (default 32768)"),
+    "--id-dropout": ("id_dropout", float, "share of the items with features trained through "
+                                          "their features alone each step (default 0.5)"),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -108,6 +120,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help=f"{text} (default: the preset's)")
     p.add_argument("--device", default=env_default("--device", "auto"),
                    help="torch device: auto, cpu, cuda, cuda:1 (default %(default)s)")
+    p.add_argument("--item-features", type=Path, metavar="FILE",
+                   default=env_default("--item-features", None, Path),
+                   help="JSON lines of item records, as on the items topic ({\"item_id\": ..., "
+                        "\"features\": {\"categories\": [...], \"text\": \"...\", \"vector\": "
+                        "[...]}}): adds a content tower, so items are known by their features "
+                        "too and items without interactions can be placed by them alone")
+    for flag, (_, kind, text) in CONTENT_FLAGS.items():
+        p.add_argument(flag, type=kind, default=env_default(flag, None, kind), help=text)
     p.add_argument("--warm-start", nargs="?", const=CURRENT_OF_OUT, metavar="CHECKPOINT_OR_REPO",
                    default=env_default("--warm-start", None),
                    help="start from a trained model instead of from scratch: its weights, the "
@@ -168,13 +188,18 @@ def train_and_save(
     resume: bool = False,
     progress: bool = True,
     warm_start: Checkpoint | None = None,
+    item_features: Mapping[str, ItemFeatures] | None = None,
+    content_overrides: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Load `data` (a path in format `fmt`, or loaded interactions), train, save to `out`.
 
     With `warm_start` (a previous version) training starts from its weights: `data`
     must already be on its grown vocabulary (`warmstart.grow_interactions`), the
     model config is the old one, and the preset supplies the training config.
+    `item_features` add a content tower shaped by `content_overrides` (ContentConfig
+    fields; a warm start keeps its tower and grows its features with them).
     """
+    from streamrec.encoder.content import ContentConfig
     from streamrec.encoder.data import Interactions, load_interactions
     from streamrec.encoder.train import train_model
     from streamrec.encoder.warmstart import warm_model_config
@@ -182,15 +207,24 @@ def train_and_save(
 
     interactions = data if isinstance(data, Interactions) else load_interactions(data, fmt)
     model_config, train_config = build_configs(interactions, preset_name, overrides)
-    initial = None
+    given = {k: v for k, v in (content_overrides or {}).items() if v is not None}
+    initial, content = None, None
     if warm_start is not None:
         model_config = warm_model_config(warm_start.config, interactions.num_items, overrides)
         initial = grown_model(warm_start, interactions, model_config,
-                              window=train_config.item_init_window, seed=train_config.seed)
+                              window=train_config.item_init_window, seed=train_config.seed,
+                              item_features=item_features, content_overrides=given)
+        item_features = None  # the warm start holds them now
+    elif item_features is not None:
+        content = ContentConfig(**given)
+    elif given:
+        raise ConfigError(f"{', '.join(sorted(given))} shape the content tower: give "
+                          "--item-features FILE")
     logger.info("model %s", model_config)
     logger.info("training %s", train_config)
     return train_model(interactions, model_config, train_config, checkpoint_dir=out,
-                       resume=resume, progress=progress, initial=initial)
+                       resume=resume, progress=progress, initial=initial,
+                       item_features=item_features, content=content)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,6 +259,11 @@ def run_once(args: argparse.Namespace) -> int:
     if repo is not None and args.resume:
         raise ConfigError("--resume continues a checkpoint directory, not a model repository")
     previous = _previous_version(args)  # before the data: a bad path fails fast
+    features = None
+    if args.item_features is not None:
+        from streamrec.encoder.features import read_item_features
+
+        features = read_item_features(args.item_features)
     data = load_training_data(args)
     if previous is not None:
         from streamrec.encoder.warmstart import grow_interactions
@@ -232,7 +271,7 @@ def run_once(args: argparse.Namespace) -> int:
         data = grow_interactions(previous.vocab, data)
     out = repository.incoming(repo) if repo is not None else args.out
     try:
-        summary, table = _train_evaluate_save(args, data, out, started, previous)
+        summary, table = _train_evaluate_save(args, data, out, started, previous, features)
     except BaseException:
         if repo is not None:
             repository.discard(out)  # a failed run leaves nothing behind in the repository
@@ -249,6 +288,9 @@ def run_once(args: argparse.Namespace) -> int:
         warm = summary["warm_start"]
         print(f"warm-started from {warm['from_model_version']}: {warm['old_items']:,} items "
               f"kept, {warm['new_items']:,} new")
+    if summary["content"] is not None:
+        print(f"content tower: {summary['content']['items_with_features']:,} of "
+              f"{data.num_items:,} items have features")
     print(f"trained {summary['epochs']} epochs in {summary['train_seconds']:.0f}s "
           f"({summary['stopped']}); best epoch {summary['best_epoch']}, validation NDCG@10 "
           f"{summary['best_val_ndcg@10']:.4f}; checkpoint {where}")
@@ -305,7 +347,8 @@ def validation_queries(model: Any, cases: EvalCases, device: Any,
 
 
 def _train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path,
-                         started: float, previous: Checkpoint | None
+                         started: float, previous: Checkpoint | None,
+                         features: Mapping[str, ItemFeatures] | None,
                          ) -> tuple[dict[str, Any], str]:
     """Train into `out`, evaluate on the test items, save; (summary, printable table)."""
     from streamrec.encoder.baselines import fit_baselines
@@ -320,7 +363,9 @@ def _train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path
     progress = not args.no_progress and sys.stderr.isatty()
     result = train_and_save(data, args.format, out, preset_name=args.preset,
                             overrides=overrides, resume=args.resume, progress=progress,
-                            warm_start=previous)
+                            warm_start=previous, item_features=features,
+                            content_overrides={name: getattr(args, flag[2:].replace("-", "_"))
+                                               for flag, (name, _, _) in CONTENT_FLAGS.items()})
     split = leave_one_out(data)
     device = next(result.model.parameters()).device
     scorers: dict[str, Any] = {"sasrec": ModelScorer(result.model, device=device)}
@@ -333,6 +378,7 @@ def _train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path
         "epochs": len(result.history), "stopped": result.stopped,
         "best_val_ndcg@10": result.best_val_ndcg10,
         "warm_start": result.meta.get("warm_start"),
+        "content": result.meta.get("content"),
         "total_seconds": round(time.perf_counter() - started, 2),
         # What the model learnt from: serve it with the same --event-types.
         "event_types": sorted(parse_event_types(args.event_types) or []) or None,

@@ -1,4 +1,5 @@
-"""The model: item vocabulary, data loaders, SASRec encoder, training, evaluation, checkpoints.
+"""The model: item vocabulary, data loaders, item features and the content tower, SASRec
+encoder, training, evaluation, checkpoints.
 
 Tensors in, tensors out: callers choose device and dtype. `checkpoint.py` is the
 one save/load pair the worker serves from; `train.py` and `evaluate.py` are the

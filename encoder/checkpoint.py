@@ -4,8 +4,12 @@ A checkpoint is everything the worker needs to serve a model, and nothing that
 runs code when read:
 
     config.json             format version, model version, ModelConfig, vocabulary
-                            size, sha256 of every other file, training summary, metrics
-    model.safetensors       the weights (the tied item table is stored once)
+                            size, sha256 of every other file, training summary, metrics;
+                            with a content tower also its ContentConfig ("content":
+                            buckets, token limits, vector dimension, salt, tokenizer)
+    model.safetensors       the weights (the tied item table is stored once); with a
+                            content tower also its weights and the known items'
+                            featurized inputs (`content_*` buffers, rows 0..V)
     items.json              the item vocabulary (external id -> row)
     popularity.safetensors  training counts per row [V + 1] float32, the cold-start ranking
     queries.safetensors     optional: validation histories encoded by this model [Q, d],
@@ -36,6 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.content import ContentConfig
 from streamrec.encoder.errors import CheckpointError, DataFormatError
 from streamrec.encoder.model import SASRec
 from streamrec.encoder.repository import resolve
@@ -64,6 +69,7 @@ class Checkpoint:
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)  # training summary, metrics
     queries: np.ndarray | None = None  # [Q, d] encoded validation histories, if stored
+    content: ContentConfig | None = None  # the content tower's config, if the model has one
 
 
 def save_checkpoint(
@@ -91,8 +97,9 @@ def save_checkpoint(
         raise CheckpointError(
             f"popularity has {pop.shape[0]} rows, expected V + 1 = {config.num_items + 1}")
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous()
-             for k, v in model.state_dict().items()}
+    # Weights as float32; the tower's token and mask buffers keep their integer types.
+    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
+             .contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS_FILE))
     save_file({"popularity": torch.from_numpy(pop.copy())}, str(out / POPULARITY_FILE))
     (out / ITEMS_FILE).write_text(json.dumps(vocab.to_json()), encoding="utf-8")
@@ -114,6 +121,8 @@ def save_checkpoint(
         "sha256": hashes,
         "meta": meta or {},
     }
+    if model.content_config is not None:
+        doc["content"] = model.content_config.to_dict()
     tmp = out / (CONFIG_FILE + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True), encoding="utf-8")
     tmp.replace(out / CONFIG_FILE)  # config.json last: a half-written directory never loads
@@ -142,7 +151,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
                                   "it was modified or corrupted; restore it from the original")
     try:
         config = ModelConfig.from_dict(doc["model"])
-    except ConfigError as exc:
+        content = ContentConfig.from_dict(doc["content"]) if "content" in doc else None
+    except (ConfigError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{root / CONFIG_FILE}: bad model config: {exc}") from exc
     if doc["vocab_size"] != config.num_items:
         raise CheckpointError(f"{root / CONFIG_FILE}: vocab_size {doc['vocab_size']} != "
@@ -154,7 +164,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     if len(vocab) != config.num_items:
         raise CheckpointError(f"{root / ITEMS_FILE} has {len(vocab)} items, config.json "
                               f"says {config.num_items}")
-    model = SASRec(config)
+    model = SASRec(config, content)
     model.load_state_dict(_read_weights(root / WEIGHTS_FILE, model))
     popularity = _read_tensors(root / POPULARITY_FILE).get("popularity")
     if popularity is None or tuple(popularity.shape) != (config.num_items + 1,):
@@ -170,7 +180,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     return Checkpoint(
         model=model.to(device).eval(), config=config, vocab=vocab,
         popularity=popularity.numpy().astype(np.float32), model_version=doc["model_version"],
-        path=root, meta=doc.get("meta", {}), queries=queries,
+        path=root, meta=doc.get("meta", {}), queries=queries, content=content,
     )
 
 
@@ -230,6 +240,13 @@ def _read_weights(file: Path, model: SASRec) -> dict[str, torch.Tensor]:
     wrong = [f"{k}: {found[k]} != {expected[k]}" for k in expected if found[k] != expected[k]]
     if wrong:
         raise CheckpointError(f"{file}: tensor shapes do not match config.json: "
+                              f"{'; '.join(wrong[:5])}")
+    # Token ids and masks must stay what they are: a float copy would be cast silently.
+    dtypes = {k: v.dtype for k, v in model.state_dict().items()}
+    wrong = [f"{k}: {state[k].dtype} != {dtypes[k]}" for k in dtypes
+             if not dtypes[k].is_floating_point and state[k].dtype != dtypes[k]]
+    if wrong:
+        raise CheckpointError(f"{file}: tensor types do not match the model: "
                               f"{'; '.join(wrong[:5])}")
     return state
 

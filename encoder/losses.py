@@ -53,30 +53,58 @@ def sequence_loss(model: SASRec, x: Tensor, y: Tensor, sampler: NegativeSampler 
     scores down, which the sampled-100 protocol (uniform negatives) rewards and a
     softmax, which only sees score differences, leaves alone.
     """
-    hidden = model(x)  # [B, W, d]
+    id_mask = model.id_dropout_mask()  # [V + 1] or None: one ID-dropout draw per step
+    hidden = model(x, id_mask)  # [B, W, d]
     real = x > 0  # position t has an item, so it predicts y[t] (also > 0)
     h = hidden[real]  # [N, d]
     target = y[real]  # [N]
-    table = model.item_embeddings()  # [V + 1, d]
-    pos = (h * table[target]).sum(-1)  # [N]
-    if sampler is None:
-        logits = h @ table[1:].T  # [N, V]; row 0 (padding) is never a candidate
+    # All rows are drawn before any is looked up (a tower then runs once over them);
+    # the draws keep the order they always had, nothing else between them is random.
+    neg = sampler.sample() if sampler is not None else None  # [K]
+    shape = (len(target), bce_negatives)
+    other = (torch.randint(1, model.config.num_items + 1, shape, device=x.device)
+             if bce_weight else None)  # [N, k]
+    table = _step_rows(model, id_mask, None if neg is None else [target, neg, other])
+    pos = (h * table(target)).sum(-1)  # [N]
+    if sampler is None or neg is None:
+        logits = h @ table(None)[1:].T  # [N, V]; row 0 (padding) is never a candidate
         loss = F.cross_entropy(logits.float(), target - 1)
     else:
-        neg = sampler.sample()  # [K]
-        neg_logits = h @ table[neg].T - sampler.log_q[neg]  # [N, K]
+        neg_logits = h @ table(neg).T - sampler.log_q[neg]  # [N, K]
         neg_logits = neg_logits.masked_fill(neg[None, :] == target[:, None], float("-inf"))
         logits = torch.cat([(pos - sampler.log_q[target])[:, None], neg_logits], dim=1)
         zeros = torch.zeros(len(target), dtype=torch.long, device=x.device)
         loss = F.cross_entropy(logits.float(), zeros)  # the target is column 0
-    if bce_weight:
-        shape = (len(target), bce_negatives)
-        other = torch.randint(1, table.shape[0], shape, device=x.device)  # [N, k]
-        neg_scores = torch.einsum("nd,nkd->nk", h, table[other]).float()  # [N, k]
+    if other is not None:
+        neg_scores = torch.einsum("nd,nkd->nk", h, table(other)).float()  # [N, k]
         neg_loss = F.softplus(neg_scores).masked_fill(other == target[:, None], 0.0)
         bce = F.softplus(-pos.float()) + neg_loss.mean(dim=1)
         loss = loss + bce_weight * bce.mean()
     return loss, int(target.numel())
+
+
+def _step_rows(model: SASRec, id_mask: Tensor | None, wanted: list[Tensor | None] | None
+               ) -> Callable[[Tensor | None], Tensor]:
+    """rows [...] (None: all) -> their item rows [..., d] for one step.
+
+    Without a tower: the table's rows, as they always were read. With one, the rows
+    the loss will read (`wanted`; None: the full softmax reads them all) go through the
+    tower in one call: every call's backward costs a dense gradient of its buckets.
+    """
+    if model.content is None:
+        return lambda rows: model.item_embeddings(rows)
+    if wanted is None:
+        full = model.item_embeddings(None, id_mask)  # [V + 1, d]
+        return lambda rows: full if rows is None else full[rows]
+    unique = torch.cat([w.reshape(-1) for w in wanted if w is not None]).unique()  # [U]
+    found = model.item_embeddings(unique, id_mask)  # [U, d]
+
+    def lookup(rows: Tensor | None) -> Tensor:
+        if rows is None:
+            raise ValueError("the sampled loss reads only the rows it asked for")
+        return found[torch.searchsorted(unique, rows)]
+
+    return lookup
 
 
 def make_loss_fn(model: SASRec, tc: TrainConfig, device: torch.device) -> LossFn:

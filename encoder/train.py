@@ -18,39 +18,36 @@ on real positions only; that is several times cheaper than padding every row to 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
 from streamrec.common.devices import resolve_device
 from streamrec.encoder.checkpoint import save_checkpoint
 from streamrec.encoder.config import ModelConfig, TrainConfig
+from streamrec.encoder.content import ContentConfig, content_config_for, item_content
 from streamrec.encoder.cooccurrence import cooccurrence_embeddings
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import TrainingError
 from streamrec.encoder.evaluate import ModelScorer, evaluate
+from streamrec.encoder.features import ItemFeatures
 from streamrec.encoder.losses import LossFn, NegativeSampler, make_loss_fn
 from streamrec.encoder.model import SASRec
 from streamrec.encoder.sequences import pad_histories
 from streamrec.encoder.split import EvalCases, leave_one_out
+from streamrec.encoder.train_state import STATE_DIR, TrainState, cpu_state, load_state, save_state
 from streamrec.encoder.warmstart import WarmStart
 
 logger = logging.getLogger(__name__)
-
-STATE_DIR = "train_state"  # under checkpoint_dir: what --resume continues from
-STATE_VERSION = 1
 
 
 @dataclass
@@ -76,6 +73,8 @@ def train_model(
     resume: bool = False,
     progress: bool = True,
     initial: WarmStart | None = None,
+    item_features: Mapping[str, ItemFeatures] | None = None,
+    content: ContentConfig | None = None,
 ) -> TrainResult:
     """Train an encoder on `interactions` and return the best-validation model.
 
@@ -85,6 +84,9 @@ def train_model(
     tqdm bar with the running loss and sequences per second. `initial` (a warm start)
     is the model to train from instead of a fresh one; its config must be
     `model_config`, and the checkpoint meta records which version it grew from.
+    `item_features` (item id -> features) gives a fresh model a content tower shaped
+    by `content` (defaults; the vector dimension is the features'); a warm start
+    brings its own tower and features.
     """
     if model_config.num_items != interactions.num_items:
         raise TrainingError(f"model_config.num_items={model_config.num_items} but the data has "
@@ -92,19 +94,28 @@ def train_model(
     if initial is not None and initial.model.config != model_config:
         raise TrainingError(f"the warm start's model is {initial.model.config}, not "
                             f"{model_config}; build both with warmstart.warm_model_config")
+    if initial is not None and (item_features is not None or content is not None):
+        raise TrainingError("a warm start brings its own content tower: pass the item "
+                            "features to warmstart.warm_start instead")
+    if content is not None and item_features is None:
+        raise TrainingError("a content tower needs item features (--item-features FILE)")
+    if item_features is not None:
+        content = content_config_for(item_features.values(), content)
     threads = torch.get_num_threads()
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     try:
         return _train(interactions, model_config, train_config, checkpoint_dir, resume, progress,
-                      initial)
+                      initial, (item_features, content))
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfig,
            checkpoint_dir: str | Path | None, resume: bool, progress: bool,
-           initial: WarmStart | None) -> TrainResult:
+           initial: WarmStart | None,
+           content: tuple[Mapping[str, ItemFeatures] | None, ContentConfig | None],
+           ) -> TrainResult:
     """The training loop of `train_model`: epochs, validation, early stopping, saving."""
     device = resolve_device(tc.device)
     split = leave_one_out(interactions)
@@ -112,7 +123,8 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
     if not train_seqs:
         raise TrainingError("no user has 2 or more training interactions; nothing to learn")
     torch.manual_seed(tc.seed)
-    model = _start_model(model_config, tc, split.train, initial, resume).to(device)
+    model = _start_model(model_config, tc, split.train, initial, resume, interactions.vocab.ids,
+                         *content).to(device)
     run = _Run(model=model, optimizer=_optimizer(model, tc), tc=tc, device=device,
                loss_fn=make_loss_fn(model, tc, device), progress=progress,
                total_steps=tc.epochs * math.ceil(len(train_seqs) / tc.batch_size),
@@ -124,7 +136,7 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
     if resume:
         if state_dir is None or not (state_dir / "state.json").is_file():
             raise TrainingError(f"nothing to resume: no training state under {state_dir}")
-        run.state = _load_state(state_dir, model, run.optimizer, model_config, tc, run.ema)
+        run.state = load_state(state_dir, model, run.optimizer, tc, run.ema)
     state = run.state
     val_cases = _validation_cases(split.validation, tc)
     logger.info("training on %d users (%d positions), %d items, %s loss, device %s",
@@ -148,7 +160,7 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
         logger.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in row.items()
                                                      if k != "epoch"))
         if state_dir is not None:
-            _save_state(state_dir, model, run.optimizer, state, model_config, tc, run.ema)
+            save_state(state_dir, model, run.optimizer, state, tc, run.ema)
         if out_of_time:
             break
         if tc.patience and state.bad_evals >= tc.patience:
@@ -173,34 +185,25 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
 
 
 def _start_model(model_config: ModelConfig, tc: TrainConfig, train: list[np.ndarray],
-                 initial: WarmStart | None, resume: bool) -> SASRec:
-    """A copy of the warm start's model, else a fresh one whose item table starts from the
-    co-occurrences of the training sequences (`tc.item_init`; resumed runs load theirs)."""
+                 initial: WarmStart | None, resume: bool, ids: list[str],
+                 features: Mapping[str, ItemFeatures] | None,
+                 content: ContentConfig | None) -> SASRec:
+    """A copy of the warm start's model, else a fresh one (with a tower holding the
+    vocabulary's features when given) whose item table starts from the co-occurrences
+    of the training sequences (`tc.item_init`; resumed runs load theirs)."""
     if initial is not None:
         logger.info("warm start from %s: item_init %r not used", initial.from_version,
                     tc.item_init)
         return copy.deepcopy(initial.model)  # the caller's start stays as it was
-    model = SASRec(model_config)
+    model = SASRec(model_config, content)
+    if content is not None and features is not None:
+        model.set_item_content(item_content(ids, features, content))
     if tc.item_init == "cooccurrence" and not resume:
         table = cooccurrence_embeddings(train, model_config.num_items, model_config.hidden,
                                         window=tc.item_init_window, std=tc.item_init_std)
         with torch.no_grad():
             model.item_emb.weight.copy_(table)
     return model
-
-
-@dataclass
-class _TrainState:
-    """What an epoch boundary needs to continue: counters, history, best weights."""
-
-    epoch: int = 0
-    step: int = 0
-    seconds: float = 0.0
-    best_val: float = -1.0
-    best_epoch: int = 0
-    bad_evals: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_weights: dict[str, Tensor] | None = None
 
 
 @dataclass
@@ -216,7 +219,7 @@ class _Run:
     total_steps: int  # epochs x batches per epoch: where a decaying schedule reaches 0
     ema: SASRec | None = None  # moving average of the weights; validated and kept if set
     sampler: NegativeSampler | None = None
-    state: _TrainState = field(default_factory=_TrainState)
+    state: TrainState = field(default_factory=TrainState)
 
 
 def _run_epoch(run: _Run, batches: Iterator[tuple[Tensor, Tensor]], epoch: int,
@@ -261,7 +264,7 @@ def _validate_and_keep_best(run: _Run, cases: EvalCases, epoch: int) -> dict[str
     state = run.state
     if metrics["ndcg@10"] > state.best_val:
         state.best_val, state.best_epoch = metrics["ndcg@10"], epoch
-        state.best_weights = _cpu_state(kept)
+        state.best_weights = cpu_state(kept)
         state.bad_evals = 0
     else:
         state.bad_evals += 1
@@ -339,13 +342,10 @@ def _validate(model: SASRec, cases: EvalCases, device: torch.device) -> dict[str
     return {"ndcg@10": metrics.ndcg[10], "hr@10": metrics.hr[10]}
 
 
-def _cpu_state(model: SASRec) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
 def _meta(data: Interactions, train_seqs: list[np.ndarray], tc: TrainConfig,
           result: TrainResult, initial: WarmStart | None) -> dict[str, Any]:
     """The training summary stored in the checkpoint's config.json."""
+    model = result.model
     return {
         "data": {"source": data.report.source, "format": data.report.format,
                  "users": data.num_users, "items": data.num_items,
@@ -357,53 +357,7 @@ def _meta(data: Interactions, train_seqs: list[np.ndarray], tc: TrainConfig,
         "history": result.history,
         "popularity": "interaction counts over the whole training log",
         "warm_start": None if initial is None else initial.meta(),
+        "content": None if model.content_config is None else {
+            **model.content_config.to_dict(),
+            "items_with_features": int(model.stored_content().present().sum())},
     }
-
-
-def _save_state(root: Path, model: SASRec, optimizer: torch.optim.AdamW, state: _TrainState,
-                mc: ModelConfig, tc: TrainConfig, ema: SASRec | None) -> None:
-    """Weights, best and averaged weights, optimiser moments (safetensors), counters (json)."""
-    root.mkdir(parents=True, exist_ok=True)
-    save_file(_cpu_state(model), str(root / "model.safetensors"))
-    if ema is not None:
-        save_file(_cpu_state(ema), str(root / "ema.safetensors"))
-    if state.best_weights is not None:
-        save_file(state.best_weights, str(root / "best.safetensors"))
-    moments: dict[str, Tensor] = {}
-    for i, p in enumerate(model.parameters()):
-        for key, value in optimizer.state.get(p, {}).items():
-            moments[f"{i}.{key}"] = value.detach().to("cpu").reshape(value.shape).contiguous()
-    save_file(moments, str(root / "optimizer.safetensors"))
-    doc = {"version": STATE_VERSION, "model": mc.to_dict(), "train": tc.to_dict(),
-           **{k: v for k, v in dataclasses.asdict(state).items() if k != "best_weights"}}
-    (root / "state.json.tmp").write_text(json.dumps(doc), encoding="utf-8")
-    (root / "state.json.tmp").replace(root / "state.json")
-
-
-def _load_state(root: Path, model: SASRec, optimizer: torch.optim.AdamW, mc: ModelConfig,
-                tc: TrainConfig, ema: SASRec | None) -> _TrainState:
-    """Restore what `_save_state` wrote; refuse a state of another model config."""
-    doc = json.loads((root / "state.json").read_text(encoding="utf-8"))
-    if doc.get("version") != STATE_VERSION or doc.get("model") != mc.to_dict():
-        raise TrainingError(f"{root} holds the state of a different model or streamrec "
-                            "version; train from scratch (drop --resume) or use its config")
-    model.load_state_dict(load_file(str(root / "model.safetensors")))
-    if ema is not None:
-        averaged = root / "ema.safetensors"
-        if not averaged.is_file():
-            raise TrainingError(f"{root} has no averaged weights (ema.safetensors) but "
-                                "ema_decay is set; resume with the run's own config")
-        ema.load_state_dict(load_file(str(averaged)))
-    moments = load_file(str(root / "optimizer.safetensors"))
-    device = next(model.parameters()).device
-    for i, p in enumerate(model.parameters()):
-        keys = [k.split(".", 1)[1] for k in moments if k.split(".", 1)[0] == str(i)]
-        if keys:
-            optimizer.state[p] = {k: moments[f"{i}.{k}"].to("cpu" if k == "step" else device)
-                                  for k in keys}
-    state = _TrainState(**{k: doc[k] for k in ("epoch", "step", "seconds", "best_val",
-                                               "best_epoch", "bad_evals", "history")})
-    if (root / "best.safetensors").is_file():
-        state.best_weights = load_file(str(root / "best.safetensors"))
-    logger.info("resuming after epoch %d (step %d) from %s", state.epoch, state.step, root)
-    return state

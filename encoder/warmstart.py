@@ -19,13 +19,16 @@ reaches the quality of a full run in a fraction of its time (docs/QUALITY.md,
    of a fresh factorisation is unrelated to the trained model's embedding space, so
    its rows would land at arbitrary places among the trained ones, while an average
    of trained neighbours lands where the model already keeps those neighbours.
+   A content tower's weights are copied too; its stored inputs grow with the
+   vocabulary (`grown_content`): the new file's features where it has an item, the
+   stored ones for old items it does not name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +39,11 @@ from torch import Tensor
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.checkpoint import Checkpoint
 from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.content import ContentConfig, ContentInputs, featurize, vector_dim_of
 from streamrec.encoder.cooccurrence import ppmi_matrix
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import TrainingError
+from streamrec.encoder.features import ItemFeatures
 from streamrec.encoder.model import SASRec
 from streamrec.encoder.split import leave_one_out
 from streamrec.encoder.vocab import ItemVocab
@@ -108,12 +113,16 @@ def warm_model_config(old: ModelConfig, num_items: int,
 
 
 def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
-               window: int = 20, seed: int = 0) -> WarmStart:
+               window: int = 20, seed: int = 0,
+               item_features: Mapping[str, ItemFeatures] | None = None,
+               content_overrides: Mapping[str, Any] | None = None) -> WarmStart:
     """The model to train `data` from: `previous`'s weights with the item table grown.
 
     `data` must be on the grown vocabulary (`grow_interactions`) and `config` the
     grown config (`warm_model_config`). New rows come from co-occurrences within
     `window` positions in the training part of `data` (never its held-out items).
+    A content tower is kept, its inputs grown with `item_features` (`grown_content`);
+    `content_overrides` (ContentConfig fields) may change its id_dropout, nothing else.
     """
     old = previous.model
     v_old = old.config.num_items
@@ -125,10 +134,16 @@ def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
             old.config, num_items=data.num_items):
         raise TrainingError(f"{config} is not a warm start of {old.config}; build it with "
                             "warm_model_config")
+    content = _warm_content(old.content_config, item_features, content_overrides)
     table, counts = grown_item_table(old.item_emb.weight.detach().cpu(), data, window, seed)
     state = {k: v.detach().cpu() for k, v in old.state_dict().items()}
     state["item_emb.weight"] = table
-    model = SASRec(config)
+    if content is not None:
+        grown = grown_content(old.stored_content().to("cpu"), data.vocab.ids, item_features,
+                              content)
+        state.update(content_tokens=grown.tokens, content_vector=grown.vector,
+                     content_has_vector=grown.has_vector)
+    model = SASRec(config, content)
     model.load_state_dict(state)  # any other shape mismatch is a bug: let it raise
     start = WarmStart(model=model.eval(), from_version=previous.model_version, old_items=v_old,
                       new_items=data.num_items - v_old, from_old_neighbours=counts[0],
@@ -136,6 +151,56 @@ def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
     logger.info("warm start from %s: %d new items (%d from old neighbours, %d from new ones, "
                 "%d random)", start.from_version, start.new_items, *counts)
     return start
+
+
+def _warm_content(old: ContentConfig | None, features: Mapping[str, ItemFeatures] | None,
+                  overrides: Mapping[str, Any] | None) -> ContentConfig | None:
+    """The grown model's tower config: the old one, id_dropout changed if given; other
+    `overrides` (None values are "not given") must agree with the old tower."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if old is None:
+        if features is not None or given:
+            raise ConfigError("the model to warm-start from has no content tower, and a warm "
+                              "start keeps the architecture: train from scratch with "
+                              "--item-features, or drop the item features")
+        return None
+    clashes = [f"{k}={v} (the tower has {getattr(old, k)})" for k, v in given.items()
+               if k != "id_dropout" and v != getattr(old, k)]
+    if clashes:
+        raise ConfigError(f"a warm start keeps the content tower's shape; {', '.join(clashes)}"
+                          ": drop those settings, or train from scratch")
+    dim = vector_dim_of(features.values()) if features is not None else 0
+    if dim not in (0, old.vector_dim):
+        raise ConfigError(f"the item features' vectors have {dim} dimensions, the model's "
+                          f"tower projects {old.vector_dim}: give vectors of the old model's "
+                          "dimension, or train from scratch")
+    return dataclasses.replace(old, id_dropout=given.get("id_dropout", old.id_dropout))
+
+
+def grown_content(stored: ContentInputs, ids: Sequence[str],
+                  features: Mapping[str, ItemFeatures] | None,
+                  config: ContentConfig) -> ContentInputs:
+    """Tower inputs of rows 0..V of the grown vocabulary `ids` from the old model's
+    `stored` inputs (rows 0..V_old) and the new `features`: an item the new file names
+    gets its new features (the file is the current catalogue), an old item it does not
+    name keeps its stored ones, and a new item it does not name gets none."""
+    size, v_old = len(ids) + 1, len(stored) - 1
+    grown = ContentInputs(torch.zeros(size, config.max_tokens, dtype=stored.tokens.dtype),
+                          torch.zeros(size, config.vector_dim),
+                          torch.zeros(size, dtype=torch.bool))
+    grown.tokens[: v_old + 1] = stored.tokens
+    grown.vector[: v_old + 1] = stored.vector
+    grown.has_vector[: v_old + 1] = stored.has_vector
+    named = [row for row, item in enumerate(ids, start=1) if features and item in features]
+    if features and named:
+        fresh = featurize([features[ids[row - 1]] for row in named], config)
+        at = torch.as_tensor(named)
+        grown.tokens[at], grown.vector[at], grown.has_vector[at] = (
+            fresh.tokens, fresh.vector, fresh.has_vector)
+    if features is None and size > v_old + 1:
+        logger.warning("warm start without item features: the %d new items have none, the "
+                       "tower knows only the old model's items", size - v_old - 1)
+    return grown
 
 
 def grown_item_table(old_table: Tensor, data: Interactions, window: int,

@@ -8,7 +8,8 @@ numbers), unknown fields ignored; a tombstone (no value) retires the item and dr
 its features. Each record is the whole state because compaction keeps only the
 latest record of a key. A record that breaks the contract is refused with a reason
 (the event reasons it shares, plus `bad_available` and `bad_features`) and
-dead-lettered by the worker; nothing here raises on input.
+dead-lettered by the worker; nothing here raises on input. The `features` rules live
+in `encoder/features.py`, which training shares (`streamrec train --item-features`).
 
 `item_line` turns a line of a catalogue file (`streamrec items publish`) into the
 record to produce, checked by the same rules, so a file never publishes what a
@@ -22,14 +23,22 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from streamrec.encoder.features import (
+    MAX_CATEGORIES,
+    MAX_VECTOR_DIMS,
+    RETIRE_FIELD,
+    ItemFeatures,
+    parse_features,
+)
 from streamrec.worker.validate import Invalid, Limits, decode_object, normalise_id
 
 logger = logging.getLogger(__name__)
 
-MAX_CATEGORIES = 256  # per item
-MAX_VECTOR_DIMS = 4096  # of a dense feature vector
+__all__ = [  # the feature rules are re-exported: callers of the item contract find them here
+    "ITEMS_TOPIC_CONFIG", "MAX_CATEGORIES", "MAX_VECTOR_DIMS", "RETIRE_FIELD",
+    "TOMBSTONE_RETENTION_MS", "ItemFeatures", "ItemRecord", "item_line", "parse_item_record",
+]
+
 # Topic settings the worker and `items publish` create the topic with. Tombstones
 # are kept ten years (Kafka's default is one day): a worker started after a
 # tombstone was compacted away would not know the item was retired, and would
@@ -37,16 +46,6 @@ MAX_VECTOR_DIMS = 4096  # of a dense feature vector
 TOMBSTONE_RETENTION_MS = 10 * 365 * 86_400_000
 ITEMS_TOPIC_CONFIG = {"cleanup.policy": "compact",
                       "delete.retention.ms": str(TOMBSTONE_RETENTION_MS)}
-RETIRE_FIELD = "retire"  # a catalogue file line `{"item_id": "x", "retire": true}`: a tombstone
-
-
-@dataclass(frozen=True)
-class ItemFeatures:
-    """What an item is about, for the content tower (issue 23, part 2)."""
-
-    categories: tuple[str, ...] = ()
-    text: str | None = None
-    vector: np.ndarray | None = None  # [D] float32
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def _item_of(doc: dict[str, Any], key_text: str, limits: Limits) -> ItemRecord |
     features = doc.get("features")
     if features is None:
         return ItemRecord(item_id, available)
-    parsed = _features(features, limits)
+    parsed = parse_features(features, limits.max_id_chars)
     if isinstance(parsed, str):
         return Invalid("bad_features", parsed)
     return ItemRecord(item_id, available, parsed)
@@ -106,37 +105,6 @@ def _item_of(doc: dict[str, Any], key_text: str, limits: Limits) -> ItemRecord |
 def _bad_id(limits: Limits) -> str:
     return (f"item_id must be a non-empty str or int without surrounding blanks, at most "
             f"{limits.max_id_chars} chars")
-
-
-def _features(doc: object, limits: Limits) -> ItemFeatures | str:
-    """The features of a record, or what is wrong with them."""
-    if not isinstance(doc, dict):
-        return f"features must be an object, got {type(doc).__name__}"
-    categories = doc.get("categories")
-    if categories is None:
-        categories = []
-    if not isinstance(categories, list) or len(categories) > MAX_CATEGORIES or not all(
-            type(c) is str and c and len(c) <= limits.max_id_chars for c in categories):
-        return (f"features.categories must be a list of at most {MAX_CATEGORIES} non-empty "
-                f"strings of at most {limits.max_id_chars} chars")
-    text = doc.get("text")
-    if text is not None and type(text) is not str:
-        return f"features.text must be a string, got {type(text).__name__}"
-    vector = doc.get("vector")
-    if vector is not None:
-        wrong = (f"features.vector must be a list of 1 to {MAX_VECTOR_DIMS} finite numbers "
-                 "within float32's range")
-        if (not isinstance(vector, list) or not 0 < len(vector) <= MAX_VECTOR_DIMS
-                or not all(type(x) in (int, float) for x in vector)):
-            return wrong
-        with np.errstate(over="ignore"):
-            try:  # NaN and Infinity are JSON to Python; 1e39 and 10**400 overflow float32
-                vector = np.asarray(vector, dtype=np.float32)
-            except OverflowError:
-                return wrong
-        if not np.isfinite(vector).all():
-            return wrong
-    return ItemFeatures(tuple(categories), text, vector)
 
 
 def item_line(doc: object, limits: Limits) -> tuple[bytes, bytes | None] | str:

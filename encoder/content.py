@@ -1,0 +1,263 @@
+"""The content tower: an item's features as a vector in the item space, for cold start.
+
+An item the model never saw in training has no trained ID embedding, but its
+features (`features.py`: categories, text, a dense vector from the user's own model)
+say what it is like. The tower maps them into the same space as the item table, so
+`SASRec` can represent an item as ID embedding + content vector, and an item
+without interactions by its content vector alone (the model learns to make that
+useful with ID dropout, `model.py`).
+
+Everything works offline: no downloaded tokenizer or model. Categories and text
+tokens are hashed into `buckets` embedding rows (the hashing trick) with blake2b,
+never Python's salted `hash()`, so a token lands in the same bucket in every process,
+on every machine, in every release with the same `TOKENIZER_VERSION`. That hashing
+spec (buckets, limits, salt, version) is the tower's "feature vocabulary": it is
+stored with the checkpoint in `ContentConfig`.
+
+`featurize` turns features into padded tensors (`ContentInputs`); `ContentTower`
+turns those into vectors. Per item: the mean of its category buckets, plus the mean
+of its text buckets (one mean per field, so 40 words do not drown 2 categories),
+plus a linear projection of its unit-length dense vector. Items without features get
+exactly zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from streamrec.common.errors import ConfigError
+from streamrec.encoder.errors import DataFormatError
+from streamrec.encoder.features import MAX_VECTOR_DIMS, ItemFeatures
+
+logger = logging.getLogger(__name__)
+
+# Bump when a token's text or bucket could change (the regex, normalisation, prefixes,
+# hash): a checkpoint trained under another version would read features differently.
+TOKENIZER_VERSION = 1
+WORD = re.compile(r"\w+")  # Unicode letters, digits and underscores
+
+
+@dataclass(frozen=True)
+class ContentConfig:
+    """Shape of the content tower and its hashing spec; saved with the checkpoint."""
+
+    buckets: int = 2**15  # rows of the hashed token table (row 0 = padding)
+    max_categories: int = 8  # an item's first distinct categories that count
+    max_words: int = 40  # text tokens per item: words and word bigrams, in text order
+    bigrams: bool = True  # "red shoe" as a token of its own beside "red" and "shoe"
+    vector_dim: int = 0  # Dv of `features.vector` (0 = no dense vector)
+    id_dropout: float = 0.5  # training: share of featured items seen through content alone
+    salt: str = "streamrec"  # hashed in front of every token
+    tokenizer: int = TOKENIZER_VERSION  # the tokenizing rules the buckets were made with
+
+    def __post_init__(self) -> None:
+        for name in ("buckets", "max_categories", "max_words"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ContentConfig.{name} must be a positive int, got {value!r}")
+        if self.buckets < 2:
+            raise ConfigError("ContentConfig.buckets must be >= 2 (row 0 is padding)")
+        if not isinstance(self.vector_dim, int) or not 0 <= self.vector_dim <= MAX_VECTOR_DIMS:
+            raise ConfigError(f"ContentConfig.vector_dim must be an int in [0, "
+                              f"{MAX_VECTOR_DIMS}], got {self.vector_dim!r}")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"ContentConfig.id_dropout must be in [0, 1), got "
+                              f"{self.id_dropout!r}")
+        if self.tokenizer != TOKENIZER_VERSION:
+            raise ConfigError(f"features were hashed with tokenizer version {self.tokenizer!r}"
+                              f"; this streamrec hashes with version {TOKENIZER_VERSION}: "
+                              "retrain with --item-features, or use the release that wrote it")
+
+    @property
+    def max_tokens(self) -> int:
+        """T: token slots per item, categories first (`ContentInputs.tokens`)."""
+        return self.max_categories + self.max_words
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready field dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContentConfig:
+        """Inverse of `to_dict`; unknown or missing keys raise ConfigError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown ContentConfig fields {unknown}")
+        missing = sorted(names - set(data))
+        if missing:
+            raise ConfigError(f"incomplete ContentConfig {data}: missing {missing}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ContentInputs:
+    """Features of N items as tensors; the tower's input."""
+
+    tokens: Tensor  # [N, T] int32 buckets, 0 = padding; columns :max_categories are categories
+    vector: Tensor  # [N, Dv] float32, unit length where has_vector
+    has_vector: Tensor  # [N] bool
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def take(self, rows: Tensor) -> ContentInputs:
+        """The inputs of `rows` [n] -> a ContentInputs of n items."""
+        return ContentInputs(self.tokens[rows], self.vector[rows], self.has_vector[rows])
+
+    def to(self, device: torch.device | str) -> ContentInputs:
+        """The same inputs on `device` (the model's, for `SASRec.content_vectors`)."""
+        return ContentInputs(self.tokens.to(device), self.vector.to(device),
+                             self.has_vector.to(device))
+
+    def present(self) -> Tensor:
+        """[N] bool: the items that have any feature the tower reads."""
+        return (self.tokens > 0).any(dim=1) | self.has_vector
+
+
+def text_tokens(text: str, config: ContentConfig) -> list[str]:
+    """Field-prefixed tokens of a text: "t:word" and "b:word word", distinct, in text order,
+    at most `max_words`. NFKC and lower case, so "Ｒｅｄ" and "red" are one token."""
+    words = WORD.findall(unicodedata.normalize("NFKC", text).lower())
+    out: dict[str, None] = {}
+    for i, word in enumerate(words):
+        out["t:" + word] = None
+        if config.bigrams and i:
+            out[f"b:{words[i - 1]} {word}"] = None
+        if len(out) >= config.max_words:
+            break
+    return list(out)[: config.max_words]
+
+
+def category_tokens(categories: Iterable[str], config: ContentConfig) -> list[str]:
+    """"c:category" tokens (exact spelling), distinct, the first `max_categories`."""
+    return list(dict.fromkeys("c:" + c for c in categories))[: config.max_categories]
+
+
+def token_bucket(token: str, config: ContentConfig) -> int:
+    """The bucket row of a token, in 1..buckets-1: the same in every process."""
+    digest = hashlib.blake2b(f"{config.salt}\x00{token}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (config.buckets - 1) + 1
+
+
+def featurize(features: Sequence[ItemFeatures | None], config: ContentConfig) -> ContentInputs:
+    """Features of N items (None = none) -> the tower's padded inputs, on the CPU.
+
+    A vector whose length is not `config.vector_dim` is left out (logged): the tower
+    has one projection for one dimension. Vectors are scaled to unit length, so the
+    scale of the user's model does not matter.
+    """
+    n, cats = len(features), config.max_categories
+    tokens = np.zeros((n, config.max_tokens), dtype=np.int32)
+    vector = np.zeros((n, config.vector_dim), dtype=np.float32)
+    has_vector = np.zeros(n, dtype=bool)
+    known: dict[str, int] = {}  # words repeat across items: hash each once
+
+    def bucket(token: str) -> int:
+        found = known.get(token)
+        if found is None:
+            found = known[token] = token_bucket(token, config)
+        return found
+
+    wrong_dim = 0
+    for i, item in enumerate(features):
+        if item is None:
+            continue
+        for slot, token in enumerate(category_tokens(item.categories, config)):
+            tokens[i, slot] = bucket(token)
+        for slot, token in enumerate(text_tokens(item.text or "", config), start=cats):
+            tokens[i, slot] = bucket(token)
+        if item.vector is not None and config.vector_dim:
+            if item.vector.shape != (config.vector_dim,):
+                wrong_dim += 1
+                continue
+            norm = float(np.linalg.norm(item.vector))
+            vector[i] = item.vector / norm if norm > 0 else item.vector
+            has_vector[i] = True
+    if wrong_dim:
+        logger.warning("%d of %d items have a feature vector of another length than %d; "
+                       "their vectors are left out", wrong_dim, n, config.vector_dim)
+    return ContentInputs(torch.from_numpy(tokens), torch.from_numpy(vector),
+                         torch.from_numpy(has_vector))
+
+
+def vector_dim_of(features: Iterable[ItemFeatures]) -> int:
+    """The one dimension of the items' dense vectors (0 when none has one); a
+    DataFormatError when they disagree, since one tower projects one dimension."""
+    dims: dict[int, int] = {}
+    for item in features:
+        if item.vector is not None:
+            dims[len(item.vector)] = dims.get(len(item.vector), 0) + 1
+    if len(dims) > 1:
+        raise DataFormatError(f"item feature vectors have different lengths ({dims} items "
+                              "per length); give every item a vector of one length, or none")
+    return next(iter(dims), 0)
+
+
+def content_config_for(features: Iterable[ItemFeatures],
+                       base: ContentConfig | None = None) -> ContentConfig:
+    """`base` (default: the defaults) with the vector dimension of `features`."""
+    return dataclasses.replace(base or ContentConfig(), vector_dim=vector_dim_of(features))
+
+
+def item_content(ids: Sequence[str], features: Mapping[str, ItemFeatures],
+                 config: ContentConfig) -> ContentInputs:
+    """Inputs of the items `ids` (a vocabulary's rows 1..V, in order) from their features;
+    an item the mapping lacks gets none and is represented by its ID embedding alone."""
+    inputs = featurize([features.get(i) for i in ids], config)
+    covered = int(inputs.present().sum())
+    logger.info("content tower: %d of %d items have features (%d feature records name "
+                "items the interactions do not)", covered, len(ids),
+                len(features) - sum(i in features for i in ids))
+    if features and not covered:
+        logger.warning("no item of the interactions has features: do the feature file's "
+                       "item ids spell the items as the interactions do?")
+    return inputs
+
+
+class ContentTower(nn.Module):
+    """ContentInputs of N items -> content vectors [N, d]; zero for an item without features."""
+
+    def __init__(self, config: ContentConfig, hidden: int, init_std: float) -> None:
+        super().__init__()
+        self.config = config
+        self.buckets = nn.EmbeddingBag(config.buckets, hidden, mode="sum", padding_idx=0)
+        self.vector = nn.Linear(config.vector_dim, hidden) if config.vector_dim else None
+        self.reset_parameters(init_std)
+
+    def reset_parameters(self, std: float) -> None:
+        """N(0, std) like the item table, so content and ID parts start on one scale."""
+        nn.init.normal_(self.buckets.weight, std=std)
+        with torch.no_grad():
+            self.buckets.weight[0].zero_()
+        if self.vector is not None:
+            nn.init.normal_(self.vector.weight, std=std)
+            nn.init.zeros_(self.vector.bias)
+
+    def forward(self, inputs: ContentInputs) -> Tensor:
+        """tokens [N, T], vector [N, Dv], has_vector [N] -> [N, d]."""
+        split = self.config.max_categories
+        present = (inputs.tokens > 0).float()  # [N, T]
+        # Weight 1 / (tokens of its field): one bag call sums the mean of each field (a
+        # field an item lacks adds 0). One call, not one per field: each call's backward
+        # fills a dense gradient of the whole bucket table.
+        count = torch.cat([present[:, :split].sum(1, keepdim=True).expand(-1, split),
+                           present[:, split:].sum(1, keepdim=True).expand(
+                               -1, present.shape[1] - split)], dim=1)  # [N, T]
+        weights = present / count.clamp(min=1.0)
+        out = self.buckets(inputs.tokens, per_sample_weights=weights)  # [N, d]
+        if self.vector is not None:
+            projected = self.vector(inputs.vector.to(out.dtype))  # [N, d]
+            out = out + projected * inputs.has_vector[:, None]
+        return out
