@@ -27,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from streamrec.bench.cold_report import with_cold_section
 from streamrec.bench.compress_quality import with_compression_section
 from streamrec.bench.quality_tuning import TUNING
 
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                             render_warm(json.loads(warm.read_text(encoding="utf-8")))
                             + "\n## How the configuration was chosen")
     text = with_compression_section(text)  # `bench compress`'s figures, when measured
+    text = with_cold_section(text)  # `bench cold`'s, likewise
     (args.docs / "QUALITY.md").write_text(text, encoding="utf-8")
     print(text)
     return 0

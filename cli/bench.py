@@ -1,8 +1,9 @@
-"""`streamrec bench {e2e,model,compress,state,clients,soak,catalogue}`: measure and report.
+"""`streamrec bench {e2e,model,compress,cold,state,clients,soak,catalogue}`: measure and report.
 
 Each action prints its progress, appends a dated section naming the machine to
 docs/BENCHMARKS.md (plots beside it in docs/) and exits 0; figures are never
-asserted. The code lives in `streamrec.bench` (the benchmarks/ folder).
+asserted; `compress` and `cold` measure quality, and their sections go to
+docs/QUALITY.md. The code lives in `streamrec.bench` (the benchmarks/ folder).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from streamrec.bench.state import StateOptions
 
     parser = sub.add_parser("bench", help="benchmarks: e2e pipeline, model stage, state, "
-                            "Kafka clients, soak, 1M-item catalogue",
+                            "Kafka clients, soak, 1M-item catalogue, item cold start",
                             description=__doc__)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -103,6 +104,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     compress.add_argument("--finetune-epochs", type=int, default=c0.finetune_epochs,
                           help="epochs of the pruned model's fine-tune (default %(default)s)")
     compress.set_defaults(handler=run_compress)
+
+    cold = actions.add_parser(
+        "cold", help="item cold start on MovieLens: content tower vs baselines",
+        description="Hold 15% of the items out of training, then rank them on the test "
+                    "cases whose target is one: the model with a content tower against (a) "
+                    "random cold items, (b) popular items of the user's recent categories, "
+                    "(c) content neighbours, (d) content neighbours among the cold items; "
+                    "on warm targets the model with features against the one without. "
+                    "Needs a folder from `streamrec data movielens` (docs/QUALITY.md, "
+                    "'Item cold start'). Writes docs/bench/cold-items.json and that section.")
+    from streamrec.bench.cold_items import ColdOptions
+
+    c1 = ColdOptions()
+    cold.add_argument("--data", type=Path, default=c1.data,
+                      help="converted MovieLens folder (default %(default)s)")
+    cold.add_argument("--fraction", type=float, default=c1.fraction,
+                      help="share of the items held out (default %(default)s)")
+    cold.add_argument("--seed", type=int, default=c1.seed,
+                      help="which items are held out, and the training seed (default "
+                           "%(default)s)")
+    cold.add_argument("--targets-per-user", type=int, default=c1.targets_per_user,
+                      help="cold test cases per user, the last ones (default %(default)s: all)")
+    cold.add_argument("--minutes", type=float, default=c1.minutes,
+                      help="training budget per model (default %(default)s)")
+    cold.add_argument("--baselines-only", action="store_true",
+                      help="evaluate the baselines, train no model")
+    cold.add_argument("--no-report", action="store_true",
+                      help="print the figures, leave docs/ alone (a trial run)")
+    cold.set_defaults(handler=run_cold)
 
     state = actions.add_parser(
         "state", help="bytes per user in memory; changelog restore time",
@@ -264,6 +294,16 @@ def run_compress(args: argparse.Namespace) -> int:
 
     run(CompressOptions(model=args.model, batches=_ints(args.batches), rounds=args.rounds,
                         seconds=args.seconds, finetune_epochs=args.finetune_epochs))
+    return 0
+
+
+def run_cold(args: argparse.Namespace) -> int:
+    """Run `bench cold`."""
+    from streamrec.bench.cold_items import ColdOptions, run
+
+    run(ColdOptions(data=args.data, fraction=args.fraction, seed=args.seed,
+                    targets_per_user=args.targets_per_user, minutes=args.minutes,
+                    models=not args.baselines_only, report=not args.no_report))
     return 0
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from streamrec.cli import (
     bench,
     broker,
+    data,
     demo,
     evaluate,
     index,
@@ -31,7 +32,8 @@ from streamrec.common.errors import StreamrecError
 logger = logging.getLogger(__name__)
 
 # Order here is the order `streamrec --help` lists them.
-COMMANDS = (demo, broker, worker, reload, replay, items, train, index, evaluate, state, bench)
+COMMANDS = (demo, broker, worker, reload, replay, items, data, train, index, evaluate, state,
+            bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,209 @@
+"""The "Item cold start" section of docs/QUALITY.md, from `bench cold`'s JSON.
+
+`bench cold` keeps its figures in docs/bench/cold-items.json and writes this
+section; `quality_games.py`, which regenerates QUALITY.md from a training run, puts
+it back from the same JSON (as it does for `bench compress`), so neither script
+drops the other's part. No torch here: rendering needs none.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from streamrec.bench import report
+
+COLD_JSON = "bench/cold-items.json"  # under docs/ (report.DOCS)
+HEADING = "## Item cold start"
+BEFORE = "\n## How the configuration was chosen"  # the section goes before this one
+COLD_GAIN = 1.2  # the issue's target: >= 20% above the strongest baseline on cold targets
+WARM_LOSS = 0.99  # and warm targets within 1% of the model without features
+SOURCE = """\
+The data: MovieLens, from GroupLens Research at the University of Minnesota
+(https://grouplens.org/datasets/movielens/1m/ for ml-1m, .../100k/ for ml-100k;
+F. Maxwell Harper and Joseph A. Konstan, 2015, "The MovieLens Datasets: History and
+Context", ACM Transactions on Interactive Intelligent Systems 5(4), 19:1-19:19). Its
+licence (the README in each archive) allows research use, requires acknowledging the
+data in publications, and forbids redistributing it without GroupLens' permission and
+any commercial use without theirs: the project ships no MovieLens file, only the
+converter. To run this section yourself (`.cache/` is git-ignored):
+
+```
+curl -LO https://files.grouplens.org/datasets/movielens/ml-1m.zip
+unzip ml-1m.zip -d .cache/
+streamrec data movielens --src .cache/ml-1m --out .cache/movielens
+streamrec bench cold            # --data DIR for another converted folder
+```
+
+ml-100k (`ml-100k.zip` from the same page family, the same licence terms) converts and
+runs the same way; the section names the dataset it measured.
+
+`streamrec data movielens` copies the ratings file (`--format movielens` reads it as it
+is) and writes `items.jsonl`, one item record a line (the items topic's shape):
+categories = the genres plus the release decade (`decade:1990s`), text = the title
+without its year (a trailing article moved to the front). Unit tests never read
+MovieLens: they plant category structure in generated data
+(`tests/unit/encoder/test_cold*.py`, `test_movielens.py`)."""
+
+
+DATASETS = {"ratings.dat": "MovieLens 1M", "u.data": "MovieLens 100K"}
+
+
+def _fill(text: str) -> str:
+    """One paragraph wrapped at 88 columns (the figures make lines of any length)."""
+    return textwrap.fill(" ".join(text.split()), width=88)
+
+
+def _cells(row: dict[str, Any], kind: str) -> str:
+    figures = row.get(kind)
+    if not figures:
+        return "– | –"
+    se = figures.get("NDCG@10 se")
+    spread = f" ± {se:.4f}" if se is not None else ""
+    return f"{figures['HR@10']:.4f} | {figures['NDCG@10']:.4f}{spread}"
+
+
+def _best_baseline(rows: dict[str, Any]) -> str:
+    return max((k for k in "abcd" if k in rows), key=lambda k: rows[k]["cold"]["NDCG@10"])
+
+
+def _verdicts(rows: dict[str, Any]) -> list[str]:
+    """The issue's two targets, met or not, with the figures behind them."""
+    best_key = _best_baseline(rows)
+    best_name, best = rows[best_key]["name"], rows[best_key]["cold"]["NDCG@10"]
+    tower, plain = rows.get("model+content"), rows.get("model")
+    if tower is None or plain is None:
+        return [f"- not measured yet: the model with features (strongest baseline on cold "
+                f"targets: {best_name}, NDCG@10 {best:.4f}; the target is "
+                f">= {COLD_GAIN * best:.4f})"]
+    cold, warm = tower["cold"]["NDCG@10"], tower["warm"]["NDCG@10"]
+    plain_warm = plain["warm"]["NDCG@10"]
+    paired = tower.get("paired_se", {})
+    cold_se = paired.get("cold_vs_best_baseline")
+    warm_se = paired.get("warm_vs_model")
+    cold_gain = f"{cold / best - 1:+.0%}" if best > 0 else "no baseline scored"
+    return [
+        f"- {'met' if cold >= COLD_GAIN * best else '**not met**'}: cold-target NDCG@10 "
+        f"{cold:.4f} vs the strongest baseline, {best_name}, {best:.4f} ({cold_gain}; "
+        f"target +20%{'' if cold_se is None else f'; paired standard error {cold_se:.4f}'})",
+        f"- {'met' if warm >= WARM_LOSS * plain_warm else '**not met**'}: warm-target NDCG@10 "
+        f"{warm:.4f} vs {plain_warm:.4f} without features ({warm / plain_warm - 1:+.1%}; "
+        f"target within -1%{'' if warm_se is None else f'; paired standard error {warm_se:.4f}'})",
+    ]
+
+
+def _reading(rows: dict[str, Any], split: dict[str, Any]) -> str:
+    """What the figures say, in words computed from them (empty before the models ran)."""
+    tower, among = rows.get("model+content"), rows.get("model+content, cold only")
+    if tower is None or among is None:
+        return ""
+    d = rows["d"]["cold"]["NDCG@10"]
+    text = (f"Reading the table: ranked among the cold items alone (as (d) ranks them), the "
+            f"tower's content vectors reach NDCG@10 {among['cold']['NDCG@10']:.4f}, "
+            f"{among['cold']['NDCG@10'] / d - 1:+.0%} against (d)'s {d:.4f}")
+    if tower["cold"]["NDCG@10"] < 0.5 * among["cold"]["NDCG@10"]:
+        text += (f"; over the whole catalogue they score below the trained items (cold-target "
+                 f"NDCG@10 {tower['cold']['NDCG@10']:.4f}), so the tower orders new items "
+                 "well but does not yet place them among the known ones")
+    without = tower.get("warm_without_cold_items")
+    if without is not None:
+        text += (f". On warm targets the tower's model scores {without['NDCG@10']:.4f} with the "
+                 "cold items left out of the catalogue, so what it loses there is not the cold "
+                 "items crowding out known ones")
+    se = rows["model"]["warm"].get("NDCG@10 se")
+    if se is not None:
+        text += (f". With {split['warm_cases']:,} warm cases one model's NDCG@10 is known to "
+                 f"about ±{se:.4f} (one standard error)")
+    return _fill(text + ".")
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The markdown section of `doc` (what `bench cold` saved)."""
+    rows, data, split = doc["rows"], doc["data"], doc["split"]
+    table = []
+    for row in rows.values():
+        note = ""
+        if "seconds" in row:
+            note = (f"{row['epochs']} epochs, {row['seconds']:.0f} s "
+                    f"(best epoch {row['best_epoch']}, stopped: {row['stopped']})")
+        if "warm_without_cold_items" in row:
+            w = row["warm_without_cold_items"]
+            note += f"; warm with cold items left out: {w['HR@10']:.4f} / {w['NDCG@10']:.4f}"
+        table.append(f"| {row['name']} | {_cells(row, 'cold')} | {_cells(row, 'warm')} | "
+                     f"{note} |")
+    per_user = split["targets_per_user"]
+    cases = ("every cold interaction" if per_user == 0 else
+             f"each user's last {per_user} cold interaction(s)")
+    model = next((r["model"] for r in rows.values() if "model" in r), None)
+    model_text = "" if model is None else (
+        f" Both models: the `auto` preset for this data ({model['blocks']} blocks, "
+        f"{model['heads']} heads, hidden {model['hidden']}, max history {model['max_len']}), "
+        "trained on the trained items only (the tower on their features only), validated "
+        "on their leave-one-out, 1 thread.")
+    dataset = DATASETS.get(data["ratings"], "MovieLens")
+    intro = (f"Measured by `streamrec bench cold` ({doc['date']}; {doc['machine']}) on "
+             f"{dataset} (`{data['source']}/{data['ratings']}`): {data['users']:,} users, "
+             f"{data['items']:,} items, {data['interactions']:,} interactions "
+             f"({data['with_features']:,} items with features).")
+    protocol = (
+        f"Protocol (`encoder/cold.py`): {split['fraction']:.0%} of the items, drawn at random "
+        f"(seed {split['seed']}), are held out of training entirely ({split['cold_items']:,} "
+        f"cold, {split['trained_items']:,} trained; {split['train_interactions']:,} training "
+        "interactions). Every scorer ranks the whole catalogue (trained + cold items) with "
+        "the user's history excluded; ties count against the target. Cold targets: "
+        f"{cases} with a trained item before it ({split['cold_cases']:,} cases; the history "
+        "keeps earlier cold items, which a model without a row for them drops from its "
+        "input). Warm targets: each user's last trained item, the leave-one-out test of the "
+        f"training data ({split['warm_cases']:,} cases). Baselines "
+        "(`encoder/cold_baselines.py`): (b) ranks the items sharing a category with the "
+        "user's last 10 items first, each group by training count, a cold item counted at "
+        "the mean count of the trained items of its categories; (c) and (d) rank by the "
+        "cosine between an item's TF-IDF bag of categories and title words and the mean bag "
+        "of the user's last 10 items, (d) among the cold items only. NDCG@10 is given ± one "
+        f"standard error over the cases.{model_text}")
+    reading = _reading(rows, split)
+    return f"""
+{HEADING}
+
+{_fill(intro)}
+
+{_fill(protocol)}
+
+| scorer | cold HR@10 | cold NDCG@10 | warm HR@10 | warm NDCG@10 | note |
+|---|---|---|---|---|---|
+{chr(10).join(table)}
+
+Targets of the issue:
+{chr(10).join(_verdicts(rows))}
+{chr(10) + reading + chr(10) if reading else ""}
+{SOURCE}
+"""
+
+
+def with_cold_section(text: str, path: Path | None = None) -> str:
+    """`text` (QUALITY.md) with the section from `path` (default: docs' JSON) in place
+    of any older one; `text` unchanged when nothing was measured."""
+    path = path or report.DOCS / COLD_JSON
+    if not path.is_file():
+        return text
+    section = render(json.loads(path.read_text(encoding="utf-8")))
+    start = text.find("\n" + HEADING)
+    if start >= 0:  # replace the old section, up to the next heading of its level
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + (text[end:] if end >= 0 else "\n")
+    if BEFORE in text:
+        return text.replace(BEFORE, section + BEFORE, 1)
+    return text.rstrip("\n") + "\n" + section
+
+
+def save(doc: dict[str, Any]) -> Path:
+    """Keep `doc` as JSON under docs/ and write its section into QUALITY.md there."""
+    path, quality_md = report.DOCS / COLD_JSON, report.DOCS / "QUALITY.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if quality_md.is_file():
+        text = quality_md.read_text(encoding="utf-8")
+        quality_md.write_text(with_cold_section(text, path), encoding="utf-8")
+    return path
