@@ -18,7 +18,9 @@ The modules, in the order an event meets them:
 The item catalogue, beside the events: `items_feed.py` (the items topic read whole and
 followed on a thread; records parsed by `item_records.py`, the item contract) and
 `catalogue.py` (each item's latest state; retired items masked in the serving model's
-search between two batches, a swapped-in model's rows included).
+search between two batches, a swapped-in model's rows included) and `live_items.py`
+(items the model does not know, embedded by its content tower and searched beside
+its index until a retrain learns them).
 
 Beside the flow: `rebalance.py` (partitions assigned, revoked, lost: restore, commit,
 drop), `reload.py` (a new model version loaded off the hot path, swapped in between

@@ -91,7 +91,7 @@ class Worker:
             max_users=config.max_users, max_unknown_items=config.max_unknown_items,
             restore_readers=config.restore_readers)
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
-        self.items = LiveCatalogue(config, self.metrics, self.recommender.checkpoint.vocab)
+        self.items = LiveCatalogue(config, self.metrics, lambda: self.state.items)
         self._stop = threading.Event()
         self._backpressure = Backpressure(config.pending_limit)
         self._on_leaving = on_leaving  # called from any thread, more than once
@@ -356,7 +356,7 @@ class Worker:
             return
         start = time.perf_counter()
         self._publisher.send_recommendations(
-            batch, recs, histories, self.state.items.model_ids, self.recommender.model_version,
+            batch, recs, histories, self.state.items.ids, self.recommender.model_version,
             self.config.explain_top)
         served = [(b.partition, b.user_id) for b in batch]
         self.state.recommended(served, recs.rows)

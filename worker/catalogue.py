@@ -34,9 +34,11 @@ from streamrec.worker.config import WorkerConfig
 from streamrec.worker.errors import WorkerStalledError
 from streamrec.worker.item_records import ItemRecord
 from streamrec.worker.items_feed import ItemsFeed
+from streamrec.worker.live_items import LiveItems
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.publish import Publisher
 from streamrec.worker.recommend import Recommender
+from streamrec.worker.state.items import ItemTable
 from streamrec.worker.validate import Invalid
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ class Catalogue:
     def retired(self) -> int:
         """Items whose latest record retires them (`available: false` or a tombstone)."""
         return len(self._retired)
+
+    def records(self) -> list[ItemRecord]:
+        """Every item's latest record: a copy, safe to take on another thread."""
+        return list(self._items.values())  # one C-level copy: no other thread runs meanwhile
 
     def get(self, item_id: str) -> ItemRecord | None:
         """The latest record of an item (None: never on the topic)."""
@@ -139,10 +145,13 @@ class Catalogue:
 class LiveCatalogue:
     """The items topic for the poll loop: read at start, followed, applied between batches."""
 
-    def __init__(self, config: WorkerConfig, metrics: WorkerMetrics, vocab: ItemVocab) -> None:
+    def __init__(self, config: WorkerConfig, metrics: WorkerMetrics,
+                 table: Callable[[], ItemTable]) -> None:
         self.config = config
         self.metrics = metrics
-        self.catalogue = Catalogue(vocab)
+        self.table = table  # the worker's item table now: rows of items the model does not know
+        self.catalogue = Catalogue(table().vocab)
+        self.live = LiveItems(self.catalogue)  # unknown items embedded by their content
         self.feed = ItemsFeed(config.bootstrap, config.items_topic,
                               client_id=f"{config.client_id}-items", limits=config.limits,
                               security=config.security)
@@ -153,6 +162,8 @@ class LiveCatalogue:
             lambda: len(self.catalogue) - self.catalogue.retired)
         metrics.items_retired.set_function(lambda: self.catalogue.retired)
         metrics.items_lag.set_function(lambda: self.feed.behind)
+        metrics.items_embedded.set_function(
+            lambda: len(self._serving.extra) if self._serving is not None else 0)
 
     @property
     def loaded(self) -> bool:
@@ -194,17 +205,22 @@ class LiveCatalogue:
                 self.metrics.items_invalid.labels(parsed.reason).inc()
                 publisher.send_dead_letter(rec.key, rec.value, parsed,
                                            f"{rec.topic}/{rec.partition}/{rec.offset}")
-            elif self.catalogue.apply(parsed) and self._live:
-                self.metrics.items_added_live.inc()
-                logger.debug("new item on the items topic: %s", parsed.item_id)
+            else:
+                if self.catalogue.apply(parsed) and self._live:
+                    self.metrics.items_added_live.inc()
+                    logger.debug("new item on the items topic: %s", parsed.item_id)
+                self.live.note(parsed)
 
     def prepare(self, recommender: Recommender) -> None:
-        """Build a loaded model's mask on the loader thread (`swap.ModelSwap._load`)."""
+        """Build a loaded model's mask, and embed the items it does not know, on the
+        loader thread (`swap.ModelSwap._load`)."""
         self._prepared = (recommender, self.catalogue.prepare(recommender.checkpoint.vocab))
+        self.live.prepare(recommender)
 
     def apply_to(self, recommender: Recommender) -> None:
         """Hand `recommender` the unavailable rows when they changed, or when it is a new
-        model (its rows rebuilt by item id). Only while no batch is in the model stage."""
+        model (its rows rebuilt by item id), and the items it recommends by their content.
+        Only while no batch is in the model stage."""
         if recommender is not self._serving:
             if self._serving is not None:
                 start = time.perf_counter()
@@ -219,6 +235,7 @@ class LiveCatalogue:
         mask = self.catalogue.take_mask()
         if mask is not None:
             recommender.set_unavailable(mask)
+        self.live.apply_to(recommender, self.table())
 
     def close(self) -> None:
         """Stop the reader thread."""

@@ -103,6 +103,11 @@ class WorkerMetrics:
             "streamrec_items_added_live_total",
             "Items first seen on the items topic while the worker ran (after its start-up "
             "read of the topic).", registry=r)
+        self.items_embedded = Gauge(
+            "streamrec_items_embedded",
+            "Items unknown to the serving model recommended from their content features "
+            "(embedded by its content tower), until a model that learned them is served.",
+            registry=r)
         self.items_lag = Gauge(
             "streamrec_items_lag_records",
             "Records of the items topic not read yet (to the high watermarks of its last "

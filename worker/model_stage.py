@@ -125,10 +125,11 @@ class ModelStage:
             t0 = time.perf_counter()
             model = self.recommender  # swapped only while the stage is empty
             # What is published (explanations) speaks of the histories the model read.
+            full = job.histories  # with the rows the model does not know: live items
             job.histories, job.lengths = model.known(job.histories, job.lengths)
             encoded = model.encode(job.histories, job.lengths)
             t1 = time.perf_counter()
-            job.recs = model.search(encoded, job.histories, self.k)
+            job.recs = model.search(encoded, job.histories, self.k, full)
             job.encode_s, job.search_s = t1 - t0, time.perf_counter() - t1
         except BaseException as exc:  # handed to the poll loop, which stops
             job.error = exc

@@ -11,6 +11,7 @@ stages are separate methods so each can be timed and benchmarked alone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,11 @@ import torch
 from streamrec.common.devices import resolve_device
 from streamrec.encoder.checkpoint import Checkpoint, load_checkpoint
 from streamrec.encoder.compiled import trace_encoder
+from streamrec.encoder.content import featurize
+from streamrec.encoder.features import ItemFeatures
 from streamrec.index import ItemIndex, build_index
 from streamrec.index.errors import IndexRecallError
+from streamrec.index.extra import ExtraItems, merge_results
 from streamrec.index.params import AnnParams
 from streamrec.index.recall import recall_at_k, sample_size
 from streamrec.worker.state.partition import close_up
@@ -115,6 +119,8 @@ class Recommender:
         self.index_recall = index_recall  # recall@10 against exact; None: exact index
         self.device = device
         self.max_len = checkpoint.config.max_len
+        # Items unknown to the model, embedded by its content tower (worker/live_items.py)
+        self.extra = ExtraItems(index.dim)
         # Cold-start scores are each item's share of training interactions.
         counts = np.asarray(checkpoint.popularity, dtype=np.float64)
         popularity = counts / max(counts[1:].sum(), 1.0)
@@ -229,6 +235,16 @@ class Recommender:
             attention[rows, width - cols:] = attn[: len(rows)].float().cpu().numpy()
         return Encoded(queries=queries, attention=attention, has_history=lengths > 0)
 
+    def content_vectors(self, features: Sequence[ItemFeatures]) -> np.ndarray | None:
+        """[n, d] vectors for items the model never saw, from their features through its
+        content tower (what `extra` serves them by); None when the model has no tower."""
+        model, config = self.checkpoint.model, self.checkpoint.content
+        if model.content is None or config is None:
+            return None
+        inputs = featurize(features, config).to(self.device)
+        with torch.inference_mode():
+            return model.content_vectors(inputs).float().cpu().numpy()
+
     def set_unavailable(self, unavailable: np.ndarray) -> None:
         """Rows never recommended from the next batch on (items retired from the
         catalogue; a bool mask [V + 1]): masked in the index search of every query and
@@ -245,15 +261,23 @@ class Recommender:
         keep = np.flatnonzero(~gone.mask[head] & (head > 0))[:k]
         return head[keep], self._popular_scores[keep]
 
-    def search(self, encoded: Encoded, histories: np.ndarray, k: int) -> Recommendations:
-        """Top-k per user without their history items nor unavailable ones; popular
-        items for empty histories."""
+    def search(self, encoded: Encoded, histories: np.ndarray, k: int,
+               full_histories: np.ndarray | None = None) -> Recommendations:
+        """Top-k per user without their history items nor unavailable ones, the items
+        embedded live (`extra`) competing by score; popular items for empty histories.
+
+        `histories` are the rows the model read (`known`); `full_histories`, the same
+        before unknown rows were removed, exclude the live items a user has seen."""
         batch = histories.shape[0]
         rows = np.full((batch, k), -1, dtype=np.int64)
         scores = np.full((batch, k), -np.inf, dtype=np.float32)
         has = encoded.has_history
         if has.any():
             found = self.index.search(encoded.queries[has], k, histories[has])
+            if len(self.extra):
+                seen = histories if full_histories is None else full_histories
+                found = merge_results(found, self.extra.search(
+                    encoded.queries[has], k, seen[has]), k)
             rows[has], scores[has] = found.rows, found.scores
         if (~has).any():
             top, top_scores = self.popular(k)

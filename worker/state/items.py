@@ -39,8 +39,11 @@ class ItemTable:
         self.known = len(vocab)  # rows 1..known are the model's
         self.max_extra = max_extra
         model_ids = vocab.ids
-        # Row -> external id of the model's rows (row 0: padding), for what is published.
-        self.model_ids = np.array(["", *model_ids], dtype=object)
+        # Row -> external id, model rows then unknown ones (row 0: padding), for what is
+        # published; grown by doubling, so a new unknown item costs no copy of a million.
+        self._ids = np.empty(self.known + 1 + min(max_extra, 1024), dtype=object)
+        self._ids[0], self._ids[1:self.known + 1] = "", model_ids
+        self.model_ids = self._ids[: self.known + 1]  # the model's rows only
         self._extra: dict[str, int] = {}
         self._extra_ids: list[str] = []
         # Row -> the id as a changelog record stores it, model rows first; grows with extras.
@@ -56,6 +59,11 @@ class ItemTable:
         return self.known + len(self._extra_ids)
 
     @property
+    def ids(self) -> np.ndarray:
+        """Row -> external id of rows 0..len (a view: valid until the next item is added)."""
+        return self._ids[: len(self) + 1]
+
+    @property
     def extra(self) -> int:
         """Items the model does not know held in the table."""
         return len(self._extra_ids)
@@ -67,6 +75,10 @@ class ItemTable:
         for i in missing.tolist():
             rows[i] = self._row_of(items[i])
         return rows
+
+    def row(self, item: str) -> int:
+        """The row of `item`, 0 when the table does not hold it (never adds it)."""
+        return self.vocab.row(item) or self._extra.get(item, 0)
 
     def rows_of_bytes(self, ids: Sequence[bytes]) -> np.ndarray:
         """Rows of ids given as UTF-8 bytes (a restore's misses), adding unknown ones;
@@ -144,6 +156,11 @@ class ItemTable:
             self.dropped += 1
             return 0
         row = self.known + len(self._extra_ids) + 1
+        if row >= len(self._ids):
+            grown = np.empty(max(2 * len(self._ids), row + 1), dtype=object)
+            grown[:row] = self._ids[:row]
+            self._ids = grown
+        self._ids[row] = item
         self.id_table.extend(item_id_table([item]))
         self._extra[item] = row
         self._extra_ids.append(item)

@@ -20,6 +20,7 @@ from streamrec.worker.errors import WorkerStalledError
 from streamrec.worker.item_records import ItemFeatures, ItemRecord, parse_item_record
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.recommend import Encoded, Recommender
+from streamrec.worker.state.items import ItemTable
 from streamrec.worker.validate import Invalid, Limits
 from tests.unit.worker.helpers import tiny_recommender
 
@@ -142,8 +143,8 @@ def model(tmp_path: Path) -> Recommender:
 
 def live(model: Recommender, **config: Any) -> tuple[LiveCatalogue, FakeFeed, WorkerMetrics]:
     metrics = WorkerMetrics()
-    items = LiveCatalogue(WorkerConfig(model_dir=Path("."), **config), metrics,
-                          model.checkpoint.vocab)
+    table = ItemTable(model.checkpoint.vocab)
+    items = LiveCatalogue(WorkerConfig(model_dir=Path("."), **config), metrics, lambda: table)
     items.feed = FakeFeed()  # type: ignore[assignment]
     return items, items.feed, metrics  # type: ignore[return-value]
 

@@ -30,7 +30,8 @@ class FakeRecommender:
             raise RuntimeError("encoder broke")
         return histories[:, -1:]
 
-    def search(self, encoded: np.ndarray, histories: np.ndarray, k: int) -> np.ndarray:
+    def search(self, encoded: np.ndarray, histories: np.ndarray, k: int,
+               full_histories: np.ndarray | None = None) -> np.ndarray:
         return np.repeat(encoded, k, axis=1)
 
 

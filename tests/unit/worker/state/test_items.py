@@ -25,6 +25,18 @@ def test_unknown_items_get_rows_after_the_models_and_keep_them() -> None:
     assert table.rows_of_bytes([b"new", "z\u00e9".encode(), b"\xff"]).tolist() == [4, 6, -1]
 
 
+def test_ids_name_every_row_while_unknown_items_keep_arriving() -> None:
+    table = ItemTable(V1)
+    extras = [f"new-{i}" for i in range(3000)]  # past the first buffer: it grows
+    rows = table.rows(extras)
+    ids = table.ids
+    assert len(ids) == 3 + 3000 + 1
+    assert ids[0] == ""
+    assert ids[1:4].tolist() == ["a", "b", "c"]
+    assert ids[rows].tolist() == extras
+    assert table.model_ids.tolist() == ["", "a", "b", "c"]
+
+
 def test_past_the_cap_unknown_items_are_not_kept_and_counted() -> None:
     table = ItemTable(V1, max_extra=1)
     assert table.rows(["x", "y", "x", "c", "z"]).tolist() == [4, 0, 4, 3, 0]
