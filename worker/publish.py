@@ -174,14 +174,16 @@ class Publisher:
         """Queue one record per batch row; `external_ids[row]` names item rows."""
         explanations = top_attended_batch(histories, recs.attention, explain_top)
         scores = np.round(recs.scores.astype(np.float64), 6).tolist()
-        valid = recs.rows > 0
+        # Valid rows come first in each row (-1 pads the end): one lookup for the batch.
+        found = (recs.rows > 0).sum(axis=1).tolist()
+        names = external_ids[np.maximum(recs.rows, 0)].tolist()
         produced = now_ms()
         topic = self.recommendations_topic
         partitions = self._key_partitions(topic)
         count = self._partition_count
         for i, item in enumerate(batch):
             popular = bool(recs.popular[i])
-            ids = external_ids[recs.rows[i][valid[i]]].tolist()
+            ids = names[i][: found[i]]
             doc = {
                 "user_id": item.user_id,
                 "items": [{"item_id": x, "score": s}

@@ -280,3 +280,15 @@ def test_any_record_gives_an_event_or_a_reason_never_an_exception(
         filtered = validate_event(key, value, TS, LIMITS,
                                   event_filter=EventFilter(frozenset({"u"})))
         assert filtered == (result if result.type == "u" else Skipped(result.type))
+
+
+def test_ids_and_times_past_64_bits_read_as_the_standard_json_reads_them() -> None:
+    # orjson (the fast path) reads such integers as floats; json.loads as ints.
+    big = 2**70
+    result = validate_event(str(big).encode(), b'{"user_id": %d, "item_id": %d}' % (big, big),
+                            TS, Limits())
+    assert result == Event(str(big), str(big), TS)
+    result = validate_event(b"u", b'{"user_id": "u", "item_id": "i", "ts": %d}' % big, TS,
+                            Limits())
+    assert isinstance(result, Invalid)
+    assert "is in the future" in result.detail
