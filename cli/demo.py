@@ -5,9 +5,12 @@ on a generated interaction log (once; later runs reuse the checkpoint), runs the
 worker, replays a second generated log into the events topic at a steady rate, and
 prints recommendations as they arrive on the recommendations topic. The item
 catalogue goes to a demo items topic first (every item with its genre and a title as
-features); a few seconds in, the demo retires the item recommended most so far and
-counts how many recommendations name it after the worker read that. Ctrl-C (or
-SIGTERM, or `--duration`) stops everything cleanly, broker included.
+features, which the model was trained with: it has a content tower). A few seconds in
+the demo publishes a new item, with features and no events, and counts the
+recommendations that name it (the worker embeds it by its content); later it retires
+the item recommended most so far and counts how many recommendations name it after
+the worker read that. Ctrl-C (or SIGTERM, or `--duration`) stops everything cleanly,
+broker included.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from streamrec.cli.flags import add_client_flag
 from streamrec.common.settings import env_default
+from streamrec.encoder.features import ItemFeatures
 
 if TYPE_CHECKING:
     from streamrec.kafka_io.local.broker import LocalBroker
@@ -39,6 +43,7 @@ TRAIN_SEED, REPLAY_SEED = 0, 1
 # Its own items topic: a demo against your Kafka (--bootstrap) must not retire your items.
 DEMO_ITEMS_TOPIC = "streamrec-demo-items"
 RETIRE_AFTER_S = 6.0  # when the demo retires the item recommended most so far
+NEW_ITEM_AFTER_S = 3.0  # when the demo publishes an item nobody has touched
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,15 +81,26 @@ def demo_model(workdir: Path, retrain: bool) -> Path:
     model_dir = workdir / "model"
     if not retrain and (model_dir / "config.json").exists():
         try:
-            load_checkpoint(model_dir)
-            print(f"[demo] using the trained model in {model_dir} (--retrain to train again)")
-            return model_dir
+            if load_checkpoint(model_dir).content is not None:
+                print(f"[demo] using the trained model in {model_dir} (--retrain to train "
+                      "again)")
+                return model_dir
+            print("[demo] the model in the workdir has no content tower; training again")
         except CheckpointError as exc:
             print(f"[demo] {exc}; training again")
-    data = write_sasrec(workdir / "train.txt", generate(DEMO_USERS, seed=TRAIN_SEED))
-    print(f"[demo] training the encoder on {data} (demo preset, seconds on a CPU)")
-    train_and_save(data, "sasrec", model_dir, preset_name="demo")
+    pairs = generate(DEMO_USERS, seed=TRAIN_SEED)
+    data = write_sasrec(workdir / "train.txt", pairs)
+    features = {item: _features(item) for _, item in pairs}
+    print(f"[demo] training the encoder on {data} with its items' genre and title "
+          "(demo preset, seconds on a CPU)")
+    train_and_save(data, "sasrec", model_dir, preset_name="demo", item_features=features)
     return model_dir
+
+
+def _features(item: str) -> ItemFeatures:
+    """A demo item's features: its genre (the id's prefix) and a title."""
+    genre, _, number = item.rpartition("-")
+    return ItemFeatures((genre,), f"{genre} record number {number}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
             "replay"))
         _print_banner(bootstrap, config, args.metrics_port, args.rate)
         retirement = _Retirement(producer, worker, RETIRE_AFTER_S)
-        _watch(watcher, recent, args.print_every, args.duration, stop, threads, retirement)
+        arrival = _Arrival(producer, worker.recommender.checkpoint.vocab.ids[0])
+        _watch(watcher, recent, args.print_every, args.duration, stop, threads,
+               (arrival, retirement))
         if not all(t.is_alive() for t in threads):
             print("[demo] the worker or the replay stopped unexpectedly (see the log above)")
             return 1
@@ -180,15 +198,61 @@ def _publish_catalogue(producer: Producer, bootstrap: str, items: list[str]) -> 
     from streamrec.worker.item_records import ITEMS_TOPIC_CONFIG
 
     ensure_topics(bootstrap, {DEMO_ITEMS_TOPIC: 3}, configs={DEMO_ITEMS_TOPIC: ITEMS_TOPIC_CONFIG})
-    records = []
-    for item in items:
-        genre, _, number = item.rpartition("-")
-        doc = {"item_id": item, "available": True,
-               "features": {"categories": [genre], "text": f"{genre} record number {number}"}}
-        records.append((item.encode(), json.dumps(doc).encode()))
+    records = [(item.encode(), _item_record(item, _features(item))) for item in items]
     publish_items(producer, DEMO_ITEMS_TOPIC, CatalogueFile(records))
     print(f"[demo] published a catalogue of {len(records)} items with features (genre, "
           f"title) to topic '{DEMO_ITEMS_TOPIC}'")
+
+
+def _item_record(item: str, features: ItemFeatures) -> bytes:
+    """The items-topic value of an available item with these features."""
+    return json.dumps({"item_id": item, "available": True, "features": {
+        "categories": list(features.categories), "text": features.text}}).encode()
+
+
+class _Arrival:
+    """Publishes an item no event has named, of the genre of `like`, and counts the
+    recommendations that name it: the worker embeds it by its features (the content
+    tower) and recommends it to that genre's listeners before anyone has played it."""
+
+    def __init__(self, producer: Producer, like: str) -> None:
+        self.producer = producer
+        self.genre = genre = like.rpartition("-")[0]
+        self.item = f"{genre}-new"
+        self.features = ItemFeatures((genre,), f"{genre} record number new")
+        self.due = time.monotonic() + NEW_ITEM_AFTER_S
+        self.sent_at: int | None = None  # epoch ms
+        self.first_ms: int | None = None  # from the record to the first recommendation
+        self.naming = self.fans = 0  # recommendations naming it; to users of its genre
+
+    def see(self, rec: dict) -> None:
+        """Publish the item once due; count recommendations that name it."""
+        if self.sent_at is None:
+            if time.monotonic() >= self.due:
+                sent_at = int(time.time() * 1000)  # before: the worker may answer before the ack
+                self.producer.send(DEMO_ITEMS_TOPIC, _item_record(self.item, self.features),
+                                   key=self.item.encode())
+                self.producer.flush(10)
+                self.sent_at = sent_at
+                print(f"[demo] new item {self.item} published with features "
+                      f"{list(self.features.categories)} and no events yet")
+            return
+        if any(x["item_id"] == self.item for x in rec["items"]):
+            self.naming += 1
+            attended = [h["item_id"] for h in rec["explanation"]["history"]]
+            self.fans += bool(attended) and attended[0].startswith(f"{self.genre}-")
+            if self.first_ms is None:
+                self.first_ms = rec["produced_ts"] - self.sent_at
+
+    def note(self) -> str:
+        """What to print beside a recommendation once the item is out."""
+        if self.sent_at is None:
+            return ""
+        if self.first_ms is None:
+            return f"\n    new item {self.item}: not recommended yet"
+        return (f"\n    new item {self.item} (no events): in {self.naming} recommendations "
+                f"({self.fans} to users most attending to {self.genre}), the first "
+                f"{self.first_ms} ms after its record")
 
 
 class _Retirement:
@@ -272,8 +336,10 @@ def _print_banner(bootstrap: str, config: object, metrics_port: int, rate: float
   events           -> topic '{config.events_topic}'
   recommendations  <- topic '{config.recommendations_topic}'
   dead letters     <- topic '{config.dead_letter_topic}'
-  item catalogue   -> topic '{config.items_topic}' (the most recommended item is retired
-                      {RETIRE_AFTER_S:.0f} s in; the output then counts recs naming it)
+  item catalogue   -> topic '{config.items_topic}' (a new item with features and no
+                      events {NEW_ITEM_AFTER_S:.0f} s in, recommended by its content; the
+                      most recommended item retired {RETIRE_AFTER_S:.0f} s in; the output
+                      counts the recs naming each)
   metrics          http://localhost:{metrics_port}/metrics
   try              kcat -b {bootstrap} -C -t {config.recommendations_topic} -o end
   Ctrl-C stops the replay, the worker and the broker.
@@ -282,7 +348,7 @@ def _print_banner(bootstrap: str, config: object, metrics_port: int, rate: float
 
 def _watch(consumer: Consumer, recent: dict[str, deque[str]], every: float, duration: float,
            stop: threading.Event, threads: list[threading.Thread],
-           retirement: _Retirement) -> None:
+           watchers: tuple[_Arrival, _Retirement]) -> None:
     """Print the newest recommendation every `every` seconds until `duration`/Ctrl-C.
 
     Returns early when the worker or replay thread died.
@@ -298,9 +364,11 @@ def _watch(consumer: Consumer, recent: dict[str, deque[str]], every: float, dura
                 received += len(records)
                 for record in records:
                     latest = json.loads(record.value)
-                    retirement.see(latest)
+                    for watcher in watchers:
+                        watcher.see(latest)
             if latest is not None and time.monotonic() >= next_print:
-                print(_format(latest, recent, received) + retirement.note())
+                print(_format(latest, recent, received)
+                      + "".join(watcher.note() for watcher in watchers))
                 next_print = time.monotonic() + every
     finally:
         consumer.close()

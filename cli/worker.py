@@ -77,6 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_event_types_flag(p, "events of other types are counted and skipped, not dead-lettered")
     flag("--max-users", defaults.max_users,
          "users kept in memory per partition, least recently active evicted (0 = no cap)", int)
+    flag("--fresh-slots", defaults.fresh_slots,
+         "of the k recommendations, places kept for the best items the model does not know "
+         "and recommends by their features (items topic + content tower) when they do not "
+         "make it on score (0 = ranked by score alone)", int)
     flag("--max-unknown-items", defaults.max_unknown_items,
          "distinct items unknown to the serving model kept in histories (~200 bytes each; "
          "the encoder masks them until a model that knows them is served)", int)
@@ -122,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             torch_threads=args.torch_threads,
             restore_readers=args.restore_readers,
             max_users=args.max_users, max_unknown_items=args.max_unknown_items,
+            fresh_slots=args.fresh_slots,
             exactly_once=args.exactly_once,
             instance_id=args.instance_id, commit_interval_ms=args.commit_interval_ms,
             session_timeout_ms=args.session_timeout_ms,

@@ -94,3 +94,30 @@ def merge_results(a: SearchResult, b: SearchResult, k: int) -> SearchResult:
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return SearchResult(np.take_along_axis(rows, order, axis=1),
                         np.take_along_axis(scores, order, axis=1))
+
+
+def reserve(merged: SearchResult, fresh: SearchResult, k: int, slots: int) -> SearchResult:
+    """`merged` with at least `slots` of each query's `k` items taken from `fresh` (when it
+    has them): the fresh items missing from a row replace its lowest-scored others
+    (never another fresh pick), and the row stays in score order.
+
+    The worker's `--fresh-slots`: items no one has touched score low against items
+    with learned vectors (docs/QUALITY.md, "Item cold start"), so a shop that wants
+    new items seen gives them places of their own, filled by relevance among them."""
+    if slots <= 0:
+        return merged
+    rows, scores = merged.rows.copy(), merged.scores.copy()
+    fresh_set = fresh.rows[:, :slots]
+    have = (rows[:, :, None] == fresh_set[:, None, :]).any(axis=1) | (fresh_set < 0)  # [B, s]
+    short = np.flatnonzero(~have.all(axis=1))
+    for i in short.tolist():  # only queries whose fresh items did not make it on merit
+        missing = fresh_set[i][~have[i]]
+        taken = set(fresh_set[i][fresh_set[i] > 0].tolist())
+        # the lowest-scored items that are not themselves fresh picks make room
+        room = [j for j in range(k - 1, -1, -1) if rows[i, j] not in taken][: len(missing)]
+        lookup = dict(zip(fresh.rows[i].tolist(), fresh.scores[i].tolist(), strict=True))
+        for j, row in zip(room, missing.tolist(), strict=True):
+            rows[i, j], scores[i, j] = row, lookup[row]
+        order = np.argsort(-np.where(rows[i] < 0, -np.inf, scores[i]), kind="stable")
+        rows[i], scores[i] = rows[i, order], scores[i, order]
+    return SearchResult(rows, scores)

@@ -189,7 +189,7 @@ class Worker:
         self._ingest = Ingest(self.state, self.batcher, self._publisher, self.metrics,
                               limits=cfg.limits, event_types=cfg.event_types,
                               exactly_once=cfg.exactly_once)
-        self._model = ModelStage(self.recommender, cfg.k)
+        self._model = ModelStage(self.recommender, cfg.k, cfg.fresh_slots)
         self._consumer = make_consumer(
             cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
             max_poll_records=max(500, 4 * cfg.max_batch),

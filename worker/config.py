@@ -49,6 +49,7 @@ class WorkerConfig:
     torch_threads: int = 1  # encoder/index threads on a CPU (0 = torch's default: all cores)
     restore_readers: int = 0  # processes reading a large changelog restore (0 = one per core)
     explain_top: int = 3  # history items listed in the explanation
+    fresh_slots: int = 0  # of the k places, kept for items recommended by their content
     max_users: int = 0  # users kept in memory per partition (0 = no cap); rest in changelog
     # Distinct items unknown to the serving model kept in histories (~200 bytes each).
     max_unknown_items: int = DEFAULT_MAX_EXTRA
@@ -83,6 +84,8 @@ class WorkerConfig:
         return f"{self.group_id}-{self.instance_id}"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.fresh_slots <= self.k:
+            raise ValueError(f"fresh_slots must be in [0, k={self.k}], got {self.fresh_slots}")
         if self.max_unknown_items < 0:
             raise ValueError(f"max_unknown_items must be >= 0, got {self.max_unknown_items}")
         if self.max_pending < 0:

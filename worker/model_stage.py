@@ -42,9 +42,10 @@ class ModelJob:
 class ModelStage:
     """A single worker thread that encodes and searches one `ModelJob` at a time."""
 
-    def __init__(self, recommender: Recommender, k: int) -> None:
+    def __init__(self, recommender: Recommender, k: int, fresh_slots: int = 0) -> None:
         self.recommender = recommender
         self.k = k
+        self.fresh_slots = fresh_slots  # of the k places, kept for items embedded live
         self._job: ModelJob | None = None
         self._ready = threading.Event()  # the job in hand is finished
         self._wake = threading.Condition()
@@ -129,7 +130,7 @@ class ModelStage:
             job.histories, job.lengths = model.known(job.histories, job.lengths)
             encoded = model.encode(job.histories, job.lengths)
             t1 = time.perf_counter()
-            job.recs = model.search(encoded, job.histories, self.k, full)
+            job.recs = model.search(encoded, job.histories, self.k, full, self.fresh_slots)
             job.encode_s, job.search_s = t1 - t0, time.perf_counter() - t1
         except BaseException as exc:  # handed to the poll loop, which stops
             job.error = exc

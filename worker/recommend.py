@@ -25,7 +25,7 @@ from streamrec.encoder.content import featurize
 from streamrec.encoder.features import ItemFeatures
 from streamrec.index import ItemIndex, build_index
 from streamrec.index.errors import IndexRecallError
-from streamrec.index.extra import ExtraItems, merge_results
+from streamrec.index.extra import ExtraItems, merge_results, reserve
 from streamrec.index.params import AnnParams
 from streamrec.index.recall import recall_at_k, sample_size
 from streamrec.worker.state.partition import close_up
@@ -262,12 +262,15 @@ class Recommender:
         return head[keep], self._popular_scores[keep]
 
     def search(self, encoded: Encoded, histories: np.ndarray, k: int,
-               full_histories: np.ndarray | None = None) -> Recommendations:
+               full_histories: np.ndarray | None = None, fresh_slots: int = 0,
+               ) -> Recommendations:
         """Top-k per user without their history items nor unavailable ones, the items
         embedded live (`extra`) competing by score; popular items for empty histories.
 
         `histories` are the rows the model read (`known`); `full_histories`, the same
-        before unknown rows were removed, exclude the live items a user has seen."""
+        before unknown rows were removed, exclude the live items a user has seen.
+        `fresh_slots` of the k places go to the best live items when they did not
+        make it on score (`index.extra.reserve`)."""
         batch = histories.shape[0]
         rows = np.full((batch, k), -1, dtype=np.int64)
         scores = np.full((batch, k), -np.inf, dtype=np.float32)
@@ -276,8 +279,8 @@ class Recommender:
             found = self.index.search(encoded.queries[has], k, histories[has])
             if len(self.extra):
                 seen = histories if full_histories is None else full_histories
-                found = merge_results(found, self.extra.search(
-                    encoded.queries[has], k, seen[has]), k)
+                fresh = self.extra.search(encoded.queries[has], k, seen[has])
+                found = reserve(merge_results(found, fresh, k), fresh, k, fresh_slots)
             rows[has], scores[has] = found.rows, found.scores
         if (~has).any():
             top, top_scores = self.popular(k)

@@ -2,7 +2,8 @@
 
 Trains the demo model from scratch in a temp workdir, serves it, replays the
 generated log, and must print live recommendations that follow the log's rule
-(the top item is mostly from the genre the user is walking), then exit 0.
+(the top item is mostly from the genre the user is walking), recommend a new item
+by its features before any event names it, then exit 0.
 """
 
 from __future__ import annotations
@@ -44,3 +45,13 @@ def test_demo_trains_serves_and_prints_sensible_live_recommendations(
     assert retired, out[-4000:]  # the demo retired an item while it ran, and said so
     assert all(naming == "0" for naming, _ in retired), retired
     assert int(retired[-1][1]) > 0
+    # An item published with features and no events is recommended by its content, to
+    # the users of its genre, soon after its record.
+    arrived = re.findall(r"new item (\S+) \(no events\): in (\d+) recommendations \((\d+) to "
+                         r"users most attending to (\w+)\), the first (\d+) ms", out)
+    assert arrived, out[-4000:]
+    item, naming, fans, genre, first_ms = arrived[-1]
+    assert item == f"{genre}-new"
+    assert int(naming) > 0
+    assert int(fans) >= 0.8 * int(naming)
+    assert int(first_ms) <= 1000

@@ -77,10 +77,10 @@ def test_a_new_item_is_recommended_by_its_features_within_a_second_and_retired_a
             return sent_at
 
         send_round(0)
+        published_at = int(time.time() * 1000)  # as the record is sent
         publish_items(bootstrap, names["items"], [(fresh, {
             "item_id": fresh, "features": {"categories": ["genre2"],
                                            "text": "word2 item99"}})])
-        published_at = int(time.time() * 1000)  # acknowledged by the broker
         for step in range(1, 13):  # events keep coming, none naming the new item
             time.sleep(0.1)
             send_round(step)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streamrec.index.base import SearchResult
-from streamrec.index.extra import ExtraItems, merge_results
+from streamrec.index.extra import ExtraItems, merge_results, reserve
 
 
 def exact_top(queries: np.ndarray, rows: np.ndarray, vectors: np.ndarray, k: int,
@@ -82,3 +82,18 @@ def test_merge_takes_the_best_k_of_both_by_score() -> None:
     merged = merge_results(a, b, 3)
     assert merged.rows.tolist() == [[1, 10, 2], [12, 4, 13]]  # tie 0.5: a's first
     np.testing.assert_allclose(merged.scores, [[0.9, 0.7, 0.5], [0.8, 0.3, 0.2]], rtol=1e-6)
+
+
+def test_reserve_gives_fresh_items_their_slots_only_when_they_missed_on_score() -> None:
+    merged = SearchResult(np.array([[1, 2, 3, 4], [1, 50, 2, 3], [1, 2, -1, -1]]),
+                          np.array([[9, 8, 7, 6], [9, 8.5, 8, 7], [9, 8, -np.inf, -np.inf]],
+                                   np.float32))
+    fresh = SearchResult(np.array([[50, 51, 52, -1], [50, 51, -1, -1], [60, -1, -1, -1]]),
+                         np.array([[1, 0.5, 0.2, -np.inf], [8.5, 0.5, -np.inf, -np.inf],
+                                   [0.1, -np.inf, -np.inf, -np.inf]], np.float32))
+    out = reserve(merged, fresh, 4, 2)
+    # row 0: the two best fresh items replace the two lowest; row 1: 50 made it on score,
+    # 51 replaces the lowest non-fresh; row 2: the one fresh item fills an empty place.
+    assert out.rows.tolist() == [[1, 2, 50, 51], [1, 50, 2, 51], [1, 2, 60, -1]]
+    assert out.scores[0].tolist() == [9, 8, 1, 0.5]
+    assert reserve(merged, fresh, 4, 0) is merged

@@ -214,3 +214,19 @@ def test_the_models_own_tower_embeds_a_live_item(tmp_path: Path) -> None:
     assert items.table().ids[model.extra.rows].tolist() == ["fresh"]
     np.testing.assert_allclose(model.extra.vectors, expected, rtol=1e-6)
     assert np.abs(expected).sum() > 0
+
+
+def test_fresh_slots_show_live_items_that_lose_on_score(model: Recommender) -> None:
+    with_tower(model)
+    items, feed, _ = live(model)
+    items.apply_to(model)
+    feed.put(b"fresh", item("fresh", -100 * query_of(model, 5)))  # far from this user
+    items.poll(FakePublisher())
+    items.apply_to(model)
+    row = items.table().row("fresh")
+    user = np.array([[0, 0, 0, 5]])
+    assert row not in top(model, user)[0].tolist()
+    lengths = (user > 0).sum(axis=1)
+    slotted = model.search(model.encode(user, lengths), user, K, user, fresh_slots=1).rows
+    assert slotted[0, -1] == row
+    assert slotted[0, :-1].tolist() == top(model, user)[0, :-1].tolist()

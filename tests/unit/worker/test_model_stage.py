@@ -31,7 +31,8 @@ class FakeRecommender:
         return histories[:, -1:]
 
     def search(self, encoded: np.ndarray, histories: np.ndarray, k: int,
-               full_histories: np.ndarray | None = None) -> np.ndarray:
+               full_histories: np.ndarray | None = None, fresh_slots: int = 0,
+               ) -> np.ndarray:
         return np.repeat(encoded, k, axis=1)
 
 
