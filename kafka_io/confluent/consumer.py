@@ -109,19 +109,22 @@ class ConfluentConsumer(Consumer):
                 messages += self._c.consume(self._max_records - 1, 0)
         except KafkaException as exc:
             raise translate(exc) from exc
-        polled: dict[TopicPartition, list[Record]] = {}
+        # Per message only C calls and plain tuples (a named tuple's constructor is a
+        # Python frame: ~0.4 us a message, half of it saved by `_make`).
+        by_partition: dict[tuple[str, int], list[Record]] = {}
+        make = ConsumedRecord._make
         for m in messages:
             err = m.error()
             if err is not None:
                 self._consume_error(m, err)
                 continue
-            tp = TopicPartition(m.topic(), m.partition())
-            records = polled.get(tp)
+            topic, partition = m.topic(), m.partition()
+            records = by_partition.get((topic, partition))
             if records is None:
-                records = polled[tp] = []
-            records.append(ConsumedRecord(tp.topic, tp.partition, m.offset(), m.timestamp()[1],
-                                          m.key(), m.value(), m.headers() or []))
-        return polled
+                records = by_partition[(topic, partition)] = []
+            records.append(make((topic, partition, m.offset(), m.timestamp()[1], m.key(),
+                                 m.value(), m.headers() or [])))
+        return {TopicPartition(*tp): records for tp, records in by_partition.items()}
 
     def _consume_error(self, m: Any, err: KafkaError) -> None:
         """End of a partition is noted; refusals and fatal errors raise; others log."""
