@@ -242,3 +242,37 @@ class Restricted:
                               f"mask has {len(self.blocked)}")
         scores[:, self.blocked] = -np.inf
         return scores
+
+
+class FreshSlots:
+    """A scorer whose top `k` always holds its `slots` best cold items (the worker's
+    `--fresh-slots`): a cold pick below the top k is lifted just above the first item
+    it displaces, so the list is the top k - m others and the m missing picks, each
+    where its place in that list falls. Histories are excluded as `evaluate` does."""
+
+    def __init__(self, scorer: Scorer, cold: np.ndarray, k: int = 10, slots: int = 1) -> None:
+        self.scorer = scorer
+        self.cold = np.asarray(cold, dtype=bool)
+        self.k, self.slots = k, slots
+
+    def score(self, histories: np.ndarray) -> np.ndarray:
+        """The wrapped scores with each row's missing cold picks lifted into its top k."""
+        scores = np.array(self.scorer.score(histories), dtype=np.float32)
+        masked = scores.copy()
+        masked[:, 0] = -np.inf
+        np.put_along_axis(masked, np.maximum(histories, 0), -np.inf, axis=1)
+        k, s = min(self.k, masked.shape[1] - 1), self.slots
+        top = np.argsort(-masked, axis=1, kind="stable")[:, :k]  # [B, k]
+        cold = np.where(self.cold, masked, -np.inf)
+        picks = np.argsort(-cold, axis=1, kind="stable")[:, :s]  # [B, s]
+        found = np.take_along_axis(cold, picks, axis=1) > -np.inf
+        inside = (picks[:, :, None] == top[:, None, :]).any(axis=2) | ~found
+        for i in np.flatnonzero(~inside.all(axis=1)).tolist():
+            missing = picks[i][~inside[i]]
+            m = len(missing)
+            floor = float(masked[i, top[i, k - m]])  # the first item they displace
+            gap = float(masked[i, top[i, k - m - 1]]) - floor if k - m > 0 else 1.0
+            step = min(gap, 1.0) / (m + 1)
+            for j, row in enumerate(missing.tolist()):  # best pick highest
+                scores[i, row] = floor + step * (m - j)
+        return scores

@@ -129,3 +129,30 @@ def test_model_scorer_ranks_cold_items_only_with_their_vectors() -> None:
     assert evaluate(without, cases, num_items=4).ranks.tolist() == [4]
     with pytest.raises(ConfigError, match="cold table"):
         ColdModelScorer(queries, table, cold[:1], num_cold=2)
+
+
+class _Fixed:
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+
+    def score(self, histories: np.ndarray) -> np.ndarray:
+        return self.scores[: len(histories)].copy()
+
+
+def test_fresh_slots_lift_the_best_cold_items_into_the_top_k_in_their_place() -> None:
+    from streamrec.encoder.cold import FreshSlots
+
+    # rows 1..6 warm, 7..9 cold; user 0 has seen row 1, user 1 has seen cold row 7
+    scores = np.array([[0, 9, 8, 7, 6, 5, 4, 1, 3, 2],
+                       [0, 9, 8, 7, 6, 5, 4, 8.5, 3, 2]], np.float32)
+    cold = np.zeros(10, bool)
+    cold[7:] = True
+    histories = np.array([[0, 1], [0, 7]])
+    out = FreshSlots(_Fixed(scores), cold, k=3, slots=2).score(histories)
+    ranked = [[r for r in np.argsort(-row, kind="stable") if r not in h and r][:3]
+              for row, h in zip(out, histories.tolist(), strict=True)]
+    # user 0: the top 3 others are 2, 3, 4; the two best cold (8, 9) take the last two
+    # places in their own order; user 1's best cold (7) is in its history: 8 and 9 again.
+    assert ranked == [[2, 8, 9], [1, 8, 9]]
+    unchanged = FreshSlots(_Fixed(scores), cold, k=3, slots=0).score(histories)
+    np.testing.assert_array_equal(unchanged, scores)
