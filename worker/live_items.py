@@ -19,6 +19,7 @@ their rows up and embeds what changed since.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -71,6 +72,7 @@ class LiveItems:
         self._serving: Recommender | None = None
         self._prepared: PreparedLive | None = None
         self._holding = False  # a prepare refers to noted positions: keep them
+        self._lock = threading.Lock()  # a prepare's start against the loop's forgetting
         self._warned: set[str] = set()  # model versions without a tower, warned once
         self.not_kept = 0  # live items without a row: --max-unknown-items were held
 
@@ -80,8 +82,9 @@ class LiveItems:
 
     def prepare(self, recommender: Recommender) -> None:
         """Embed the items live now with a loaded model's tower (on the loader thread)."""
-        self._holding = True  # before `start` is read: the loop keeps what follows it
-        start = len(self._noted)
+        with self._lock:  # the loop forgets noted records only while none is held
+            self._holding = True
+            start = len(self._noted)
         records = self.catalogue.records()  # one C-level copy
         chosen = [(r.item_id, f) for r in records if (f := wanted(r, recommender)) is not None]
         vectors = self._embed(recommender, [f for _, f in chosen])
@@ -98,13 +101,15 @@ class LiveItems:
             if prepared is not None and prepared.recommender is recommender:
                 self._upsert(recommender, table, prepared.ids, prepared.vectors)
                 pending = self._noted[prepared.start:]
-            else:
-                pending = [r.item_id for r in self.catalogue.records()]
+            else:  # a model served without a prepare (the first): every featured item
+                pending = [r.item_id for r in self.catalogue.records() if r.features]
         else:
             pending = self._noted[self._done:]
         self._done = len(self._noted)
-        if not self._holding and self._done > 4096:  # nothing refers back: forget
-            self._noted, self._done = [], 0
+        if self._done > 4096:
+            with self._lock:
+                if not self._holding:  # nothing refers back: forget
+                    self._noted, self._done = [], 0
         if pending:
             self._update(recommender, table, pending)
 

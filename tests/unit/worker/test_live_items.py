@@ -230,3 +230,24 @@ def test_fresh_slots_show_live_items_that_lose_on_score(model: Recommender) -> N
     slotted = model.search(model.encode(user, lengths), user, K, user, fresh_slots=1).rows
     assert slotted[0, -1] == row
     assert slotted[0, :-1].tolist() == top(model, user)[0, :-1].tolist()
+
+
+def test_applied_records_are_forgotten_unless_a_load_refers_back_to_them(
+    model: Recommender, tmp_path: Path,
+) -> None:
+    with_tower(model)
+    items, feed, _ = live(model)
+    items.apply_to(model)
+    for n in range(5000):
+        feed.put(f"x{n}".encode(), b'{"item_id": "x%d"}' % n)  # no features
+    items.poll(FakePublisher())
+    items.apply_to(model)
+    assert items.live._noted == []
+    loaded = tiny_recommender(tmp_path / "b", ItemVocab(IDS), max_len=4)
+    with_tower(loaded)
+    items.prepare(loaded)  # a load refers to the records noted from here on
+    for n in range(5000):
+        feed.put(f"y{n}".encode(), b'{"item_id": "y%d"}' % n)
+    items.poll(FakePublisher())
+    items.apply_to(model)
+    assert len(items.live._noted) == 5000
