@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,14 @@ import torch
 
 from streamrec.bench import cold_report
 from streamrec.bench.report import ROOT, machine
-from streamrec.encoder.cold import ColdModelScorer, ColdSplit, Restricted, cold_item_split
+from streamrec.common.errors import ConfigError
+from streamrec.encoder.cold import (
+    ColdModelScorer,
+    ColdSplit,
+    FreshSlots,
+    Restricted,
+    cold_item_split,
+)
 from streamrec.encoder.cold_baselines import (
     CategoryPopular,
     ContentNeighbours,
@@ -38,6 +45,7 @@ from streamrec.encoder.cold_baselines import (
     tfidf_content,
 )
 from streamrec.encoder.config import preset
+from streamrec.encoder.content import ContentConfig, item_content
 from streamrec.encoder.data import load_interactions
 from streamrec.encoder.evaluate import ModelScorer, Scorer, evaluate
 from streamrec.encoder.features import ItemFeatures, read_item_features
@@ -46,6 +54,10 @@ from streamrec.encoder.movielens import ITEMS_FILE, ratings_path
 logger = logging.getLogger(__name__)
 
 KS = (10,)
+SHIFTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)  # `frontier`: added to the cold items' scores
+MODEL_ROWS = {"model": "SASRec, no features", "model+content": "SASRec + content tower",
+              "model+content, cold only": "SASRec + content tower, cold items only",
+              "model+content, 1 fresh slot": "SASRec + content tower, 1 fresh slot"}
 EVAL_MAX_LEN = 1000  # history columns handed to a scorer; models cut to their own L
 BASELINES = {"a": "(a) random among cold items", "b": "(b) popular in recent categories",
              "c": "(c) content neighbours, all items", "d": "(d) content neighbours, cold items"}
@@ -60,8 +72,14 @@ class ColdOptions:
     seed: int = 42
     targets_per_user: int = 0  # cold cases per user, the last ones (0: all)
     minutes: float = 10.0  # training budget per model
+    repeats: int = 3  # models of each kind, trained with seeds seed, seed + 1, ...
+    content: ContentConfig = field(default_factory=ContentConfig)  # the tower's settings
     models: bool = True  # False: the baselines only
     report: bool = True  # write the JSON and the QUALITY.md section
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ConfigError(f"--repeats must be >= 1, got {self.repeats}")
 
 
 def run(options: ColdOptions) -> dict[str, Any]:
@@ -96,6 +114,7 @@ def run(options: ColdOptions) -> dict[str, Any]:
                   "cold_cases": len(split.cold_cases), "warm_cases": len(split.warm_cases),
                   "cold_users_skipped": split.cold_users_skipped},
         "rows": rows,
+        "repeats": options.repeats if options.models else 0,
         "seconds": round(time.perf_counter() - started, 1),
     }
     if options.report:
@@ -119,40 +138,136 @@ def baselines(split: ColdSplit, features: Mapping[str, ItemFeatures],
 
 def _models(split: ColdSplit, features: Mapping[str, ItemFeatures], options: ColdOptions,
             gains: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
-    """The model without features, then with; each case's NDCG@10 into `gains`."""
+    """`repeats` models without features and as many with, on seeds seed, seed + 1, ...;
+    each row holds the mean over its runs (and the runs), `gains` each case's mean NDCG@10."""
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in MODEL_ROWS}
+    case_gains: dict[str, dict[str, list[np.ndarray]]] = {}
+    for seed in range(options.seed, options.seed + options.repeats):
+        for key, row, per_case in model_runs(split, features, options.content, seed,
+                                             options.minutes):
+            runs[key].append(row)
+            for kind, values in per_case.items():
+                case_gains.setdefault(key, {}).setdefault(kind, []).append(values)
+    rows: dict[str, dict[str, Any]] = {}
+    for key, name in MODEL_ROWS.items():
+        rows[key] = _mean_row(name, runs[key])
+        for kind, values in case_gains.get(key, {}).items():
+            mean = np.mean(values, axis=0)  # each case's NDCG@10, averaged over the runs
+            rows[key][kind]["NDCG@10 se"] = _se(mean)
+            gains.setdefault(key, {})[kind] = mean
+        _show(rows[key])
+    return rows
+
+
+def model_runs(split: ColdSplit, features: Mapping[str, ItemFeatures], content: ContentConfig,
+               seed: int, minutes: float, plain: bool = True,
+               ) -> list[tuple[str, dict[str, Any], dict[str, np.ndarray]]]:
+    """One model without features (unless not `plain`) and one with a `content` tower,
+    trained with `seed` -> (row key, figures, each case's NDCG@10 by kind) for both and
+    for the tower's ranking of the cold items among themselves."""
     from streamrec.encoder.train import train_model
 
     model_config, train_config = preset("auto", split.num_warm, split.train.num_users,
                                         split.train.num_interactions)
-    train_config = dataclasses.replace(train_config, max_minutes=options.minutes, threads=1,
-                                       seed=options.seed)
+    train_config = dataclasses.replace(train_config, max_minutes=minutes, threads=1, seed=seed)
     trained = {item: features[item] for item in split.catalogue[: split.num_warm]
                if item in features}  # the model never sees a cold item's features either
-    rows: dict[str, dict[str, Any]] = {}
+    out = []
     for key, item_features in (("model", None), ("model+content", trained)):
-        logger.info("bench cold: training %s (%s)", key, model_config)
-        result = train_model(split.train, model_config, train_config, progress=False,
-                             **({"item_features": item_features} if item_features else {}))
+        if key == "model" and not plain:
+            continue
+        logger.info("bench cold: training %s, seed %d (%s)", key, seed, model_config)
+        tower = {"item_features": item_features, "content": content} if item_features else {}
+        result = train_model(split.train, model_config, train_config, progress=False, **tower)
         model = result.model.cpu().eval()
-        training = {"epochs": len(result.history), "best_epoch": result.best_epoch,
-                    "seconds": round(result.wall_seconds, 1), "stopped": result.stopped,
-                    "model": model_config.to_dict()}
-        name = "SASRec, no features" if item_features is None else "SASRec + content tower"
-        gains[key] = {}
-        rows[key] = _evaluate(name, _model_scorer(model, split, features), split,
-                              gains=gains[key]) | training
-        _show(rows[key])
+        per_case: dict[str, np.ndarray] = {}
+        row = _evaluate(MODEL_ROWS[key], _model_scorer(model, split, features), split,
+                        gains=per_case) | {
+            "seed": seed, "epochs": len(result.history), "best_epoch": result.best_epoch,
+            "seconds": round(result.wall_seconds, 1), "stopped": result.stopped,
+            "model": model_config.to_dict()}
         if item_features is not None:
-            # Diagnostics: the cold items ranked among themselves (what (d) does), which
-            # separates the tower's ordering of them from its calibration against the
-            # trained items; and warm targets with the cold items left out of the catalogue.
-            among_cold = Restricted(_model_scorer(model, split, features), split.cold_mask())
-            rows[f"{key}, cold only"] = _evaluate(f"{name}, cold items only", among_cold,
-                                                  split, ("cold",))
-            _show(rows[f"{key}, cold only"])
-            warm_only = _evaluate(name, _model_scorer(model, split, None), split, ("warm",))
-            rows[key]["warm_without_cold_items"] = warm_only["warm"]
-    return rows
+            # Diagnostics: warm targets with the cold items left out of the catalogue; and
+            # the cold items ranked among themselves (what (d) does), which separates the
+            # tower's ordering of them from its calibration against the trained items.
+            row["warm_without_cold_items"] = _evaluate(
+                key, _model_scorer(model, split, None), split, ("warm",))["warm"]
+            row["content"] = dataclasses.asdict(content)
+            row["frontier"] = frontier(_model_scorer(model, split, features), split)
+            among = Restricted(_model_scorer(model, split, features), split.cold_mask())
+            out.append((f"{key}, cold only", _evaluate(
+                MODEL_ROWS[f"{key}, cold only"], among, split, ("cold",)), {}))
+            # The worker's --fresh-slots 1: the best cold item always takes a place.
+            slotted = FreshSlots(_model_scorer(model, split, features), split.cold_mask(),
+                                 k=10, slots=1)
+            out.append((f"{key}, 1 fresh slot", _evaluate(
+                MODEL_ROWS[f"{key}, 1 fresh slot"], slotted, split), {}))
+        out.append((key, row, per_case))
+    return sorted(out, key=lambda run: list(MODEL_ROWS).index(run[0]))
+
+
+def frontier(scorer: ColdModelScorer, split: ColdSplit) -> list[dict[str, float]]:
+    """Cold- and warm-target NDCG@10 with `shift` added to every cold item's score, for
+    each of SHIFTS: what placing the cold items higher among the trained ones would cost
+    on warm targets. A diagnostic of the trade-off, read off the test cases; no shift
+    is ever applied to a model."""
+    seen: dict[bytes, np.ndarray] = {}
+    encode = scorer.queries
+
+    def queries(histories: np.ndarray) -> np.ndarray:  # each batch encoded once
+        key = histories.tobytes() + str(histories.shape).encode()
+        if key not in seen:
+            seen[key] = encode(histories)
+        return seen[key]
+
+    scorer.queries = queries
+    out = []
+    for shift in SHIFTS:
+        row = _evaluate("shifted", _Shifted(scorer, split.num_warm, shift), split)
+        out.append({"shift": shift, "cold NDCG@10": row["cold"]["NDCG@10"],
+                    "warm NDCG@10": row["warm"]["NDCG@10"]})
+    return out
+
+
+class _Shifted:
+    """A scorer with `shift` added to the scores of the rows past `num_warm`."""
+
+    def __init__(self, scorer: Scorer, num_warm: int, shift: float) -> None:
+        self.scorer, self.num_warm, self.shift = scorer, num_warm, shift
+
+    def score(self, histories: np.ndarray) -> np.ndarray:
+        scores = np.array(self.scorer.score(histories), dtype=np.float32)
+        scores[:, self.num_warm + 1 :] += self.shift
+        return scores
+
+
+def _mean_row(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of the mean figures of `runs` (the same model, other seeds); the runs'
+    own figures under "runs", the spread (standard deviation over runs) beside each mean."""
+    row: dict[str, Any] = {"name": name}
+    for kind in ("cold", "warm"):
+        if kind not in runs[0]:
+            continue
+        ndcg = [r[kind]["NDCG@10"] for r in runs]
+        row[kind] = {"HR@10": float(np.mean([r[kind]["HR@10"] for r in runs])),
+                     "NDCG@10": float(np.mean(ndcg)),
+                     "NDCG@10 se": float(np.mean([r[kind]["NDCG@10 se"] for r in runs])),
+                     "NDCG@10 spread": float(np.std(ndcg, ddof=1)) if len(runs) > 1 else 0.0,
+                     "users": runs[0][kind]["users"]}
+    if "warm_without_cold_items" in runs[0]:
+        row["warm_without_cold_items"] = {
+            k: float(np.mean([r["warm_without_cold_items"][k] for r in runs]))
+            for k in ("HR@10", "NDCG@10")}
+    if "frontier" in runs[0]:
+        row["frontier"] = [{k: float(np.mean([r["frontier"][i][k] for r in runs]))
+                            for k in point} for i, point in enumerate(runs[0]["frontier"])]
+    if "seconds" in runs[0]:
+        row["model"] = runs[0]["model"]
+        row["content"] = runs[0].get("content")
+        row["runs"] = [{k: r[k] for k in ("seed", "epochs", "best_epoch", "seconds", "stopped")}
+                       | {f"{kind} NDCG@10": r[kind]["NDCG@10"] for kind in ("cold", "warm")}
+                       for r in runs]
+    return row
 
 
 def _paired(rows: dict[str, dict[str, Any]], gains: dict[str, dict[str, np.ndarray]]) -> None:
@@ -176,8 +291,6 @@ def _model_scorer(model: torch.nn.Module, split: ColdSplit,
         table = model.item_embeddings().float().numpy()  # [V + 1, d]
         cold_table = None
         if features is not None and getattr(model, "content", None) is not None:
-            from streamrec.encoder.content import item_content
-
             cold_ids = split.catalogue[split.num_warm :]
             inputs = item_content(cold_ids, features, model.content_config)
             cold_table = model.content_vectors(inputs).float().numpy()  # [C, d]

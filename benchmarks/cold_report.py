@@ -16,6 +16,7 @@ from typing import Any
 from streamrec.bench import report
 
 COLD_JSON = "bench/cold-items.json"  # under docs/ (report.DOCS)
+ABLATION_JSON = "cold-ablation.json"  # beside it: `bench cold --ablation`'s tower settings
 HEADING = "## Item cold start"
 BEFORE = "\n## How the configuration was chosen"  # the section goes before this one
 COLD_GAIN = 1.2  # the issue's target: >= 20% above the strongest baseline on cold targets
@@ -119,20 +120,83 @@ def _reading(rows: dict[str, Any], split: dict[str, Any]) -> str:
     return _fill(text + ".")
 
 
-def render(doc: dict[str, Any]) -> str:
-    """The markdown section of `doc` (what `bench cold` saved)."""
+def _note(row: dict[str, Any]) -> str:
+    """How a model row was trained: its runs (seeds, warm figures, epochs, seconds)."""
+    runs = row.get("runs")
+    note = ""
+    if runs:
+        seeds = [r["seed"] for r in runs]
+        epochs, seconds = [r["epochs"] for r in runs], [r["seconds"] for r in runs]
+        warm = " / ".join(f"{r['warm NDCG@10']:.4f}" for r in runs)
+        note = (f"mean of {len(runs)} trainings (seeds {min(seeds)}-{max(seeds)}: warm NDCG@10 "
+                f"{warm}, spread ±{row['warm']['NDCG@10 spread']:.4f}); {min(epochs)}-"
+                f"{max(epochs)} epochs, {min(seconds):.0f}-{max(seconds):.0f} s each")
+    elif "seconds" in row:
+        note = (f"{row['epochs']} epochs, {row['seconds']:.0f} s "
+                f"(best epoch {row['best_epoch']}, stopped: {row['stopped']})")
+    if "warm_without_cold_items" in row:
+        w = row["warm_without_cold_items"]
+        note += f"; warm with cold items left out: {w['HR@10']:.4f} / {w['NDCG@10']:.4f}"
+    return note
+
+
+def _frontier(rows: dict[str, Any]) -> str:
+    """The tower's cold/warm trade-off when its cold items' scores are raised."""
+    points = rows.get("model+content", {}).get("frontier")
+    if not points:
+        return ""
+    table = "\n".join(f"| {p['shift']:+.1f} | {p['cold NDCG@10']:.4f} | {p['warm NDCG@10']:.4f} |"
+                      for p in points)
+    best = rows[_best_baseline(rows)]["cold"]["NDCG@10"]
+    plain = rows["model"]["warm"]["NDCG@10"]
+    reach = next((p for p in points if p["cold NDCG@10"] >= COLD_GAIN * best), None)
+    verdict = (f"no shift up to {points[-1]['shift']:+.1f} reaches the cold target "
+               f"(>= {COLD_GAIN * best:.4f})" if reach is None else
+               f"the smallest shift that reaches the cold target (>= {COLD_GAIN * best:.4f}), "
+               f"{reach['shift']:+.1f}, leaves warm-target NDCG@10 at "
+               f"{reach['warm NDCG@10']:.4f}, {reach['warm NDCG@10'] / plain - 1:+.0%} against "
+               "the model without features")
+    text = _fill(
+        "What placing the cold items higher among the trained ones would cost (a diagnostic "
+        "read off the test cases, never applied to a model): a constant added to every cold "
+        f"item's score of the tower's model, NDCG@10 averaged over its trainings; {verdict}.")
+    return (f"{text}\n\n| added to the cold items' scores | cold NDCG@10 | warm NDCG@10 |\n"
+            f"|---|---|---|\n{table}\n")
+
+
+def _ablation(doc: dict[str, Any] | None) -> str:
+    """The table of `bench cold --ablation` (empty when it has not run)."""
+    if not doc:
+        return ""
+
+    def cell(figures: list[float]) -> str:
+        return f"{figures[0]:.4f} ± {figures[1]:.4f}"
+
+    rows = "\n".join(
+        f"| {r['name']} | {cell(r['cold HR@10'])} | {cell(r['cold NDCG@10'])} | "
+        f"{cell(r['among cold NDCG@10'])} | {cell(r['warm NDCG@10'])} | {r['seconds']:.0f} |"
+        for r in doc["rows"])
+    seeds = doc["seeds"]
+    plain = doc["without_features"]
+    text = _fill(
+        f"How the tower's settings were chosen (`streamrec bench cold --ablation --seed "
+        f"{doc['split_seed']} --repeats {len(seeds)}`, {doc['date']}; {doc['machine']}): each "
+        f"setting trained a model on the cold split of seed {doc['split_seed']}, not the "
+        f"reported one, once per training seed ({', '.join(map(str, seeds))}); figures are the "
+        "mean ± the spread (standard deviation) over those trainings. Cold: full ranking over "
+        "the whole catalogue; among cold: the cold items ranked among themselves; training "
+        f"seconds per model. The model without features: warm NDCG@10 "
+        f"{cell(plain['warm NDCG@10'])}, {plain['seconds']:.0f} s.")
+    return (f"{text}\n\n| tower setting | cold HR@10 | cold NDCG@10 | among cold NDCG@10 | "
+            f"warm NDCG@10 | training s |\n|---|---|---|---|---|---|\n{rows}\n")
+
+
+def render(doc: dict[str, Any], ablation: dict[str, Any] | None = None) -> str:
+    """The markdown section of `doc` (what `bench cold` saved), with the table of
+    `ablation` (what `bench cold --ablation` saved) when given."""
     rows, data, split = doc["rows"], doc["data"], doc["split"]
-    table = []
-    for row in rows.values():
-        note = ""
-        if "seconds" in row:
-            note = (f"{row['epochs']} epochs, {row['seconds']:.0f} s "
-                    f"(best epoch {row['best_epoch']}, stopped: {row['stopped']})")
-        if "warm_without_cold_items" in row:
-            w = row["warm_without_cold_items"]
-            note += f"; warm with cold items left out: {w['HR@10']:.4f} / {w['NDCG@10']:.4f}"
-        table.append(f"| {row['name']} | {_cells(row, 'cold')} | {_cells(row, 'warm')} | "
-                     f"{note} |")
+    table = [f"| {row['name']} | {_cells(row, 'cold')} | {_cells(row, 'warm')} | "
+             f"{_note(row)} |" for row in rows.values()]
     per_user = split["targets_per_user"]
     cases = ("every cold interaction" if per_user == 0 else
              f"each user's last {per_user} cold interaction(s)")
@@ -164,6 +228,7 @@ def render(doc: dict[str, Any]) -> str:
         "of the user's last 10 items, (d) among the cold items only. NDCG@10 is given ± one "
         f"standard error over the cases.{model_text}")
     reading = _reading(rows, split)
+    extras = "".join(chr(10) + part for part in (_frontier(rows), _ablation(ablation)) if part)
     return f"""
 {HEADING}
 
@@ -177,7 +242,7 @@ def render(doc: dict[str, Any]) -> str:
 
 Targets of the issue:
 {chr(10).join(_verdicts(rows))}
-{chr(10) + reading + chr(10) if reading else ""}
+{chr(10) + reading + chr(10) if reading else ""}{extras}
 {SOURCE}
 """
 
@@ -188,7 +253,10 @@ def with_cold_section(text: str, path: Path | None = None) -> str:
     path = path or report.DOCS / COLD_JSON
     if not path.is_file():
         return text
-    section = render(json.loads(path.read_text(encoding="utf-8")))
+    ablation = path.parent / ABLATION_JSON
+    section = render(json.loads(path.read_text(encoding="utf-8")),
+                     json.loads(ablation.read_text(encoding="utf-8"))
+                     if ablation.is_file() else None)
     start = text.find("\n" + HEADING)
     if start >= 0:  # replace the old section, up to the next heading of its level
         end = text.find("\n## ", start + 1)

@@ -128,8 +128,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="cold test cases per user, the last ones (default %(default)s: all)")
     cold.add_argument("--minutes", type=float, default=c1.minutes,
                       help="training budget per model (default %(default)s)")
+    cold.add_argument("--repeats", type=int, default=c1.repeats,
+                      help="models of each kind, trained with seeds --seed, --seed + 1, ...: "
+                           "the figures are their means (default %(default)s)")
     cold.add_argument("--baselines-only", action="store_true",
                       help="evaluate the baselines, train no model")
+    cold.add_argument("--ablation", action="store_true",
+                      help="instead: train a tower of each setting of the ablation "
+                           "(benchmarks/cold_ablation.py) --repeats times; tune on another "
+                           "--seed than the reported 42. Writes docs/bench/cold-ablation.json")
     cold.add_argument("--no-report", action="store_true",
                       help="print the figures, leave docs/ alone (a trial run)")
     cold.set_defaults(handler=run_cold)
@@ -299,11 +306,13 @@ def run_compress(args: argparse.Namespace) -> int:
 
 def run_cold(args: argparse.Namespace) -> int:
     """Run `bench cold`."""
-    from streamrec.bench.cold_items import ColdOptions, run
+    from streamrec.bench import cold_ablation, cold_items
 
-    run(ColdOptions(data=args.data, fraction=args.fraction, seed=args.seed,
-                    targets_per_user=args.targets_per_user, minutes=args.minutes,
-                    models=not args.baselines_only, report=not args.no_report))
+    options = cold_items.ColdOptions(
+        data=args.data, fraction=args.fraction, seed=args.seed,
+        targets_per_user=args.targets_per_user, minutes=args.minutes, repeats=args.repeats,
+        models=not args.baselines_only, report=not args.no_report)
+    (cold_ablation.run if args.ablation else cold_items.run)(options)
     return 0
 
 

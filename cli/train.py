@@ -88,7 +88,11 @@ CONTENT_FLAGS = {
     "--feature-buckets": ("buckets", int, "hashed embedding rows for the features' categories "
                                           "and words (default 32768)"),
     "--id-dropout": ("id_dropout", float, "share of the items with features trained through "
-                                          "their features alone each step (default 0.5)"),
+                                          "their features alone each step (default 0.2)"),
+    "--feature-min-items": ("min_items", int, "a category or word counts once this many "
+                                              "trained items have it (default 2; 0 = all)"),
+    "--token-dropout": ("token_dropout", float, "share of an item's feature tokens left out "
+                                                "each time training reads it (default 0)"),
 }
 
 
@@ -289,8 +293,10 @@ def run_once(args: argparse.Namespace) -> int:
         print(f"warm-started from {warm['from_model_version']}: {warm['old_items']:,} items "
               f"kept, {warm['new_items']:,} new")
     if summary["content"] is not None:
-        print(f"content tower: {summary['content']['items_with_features']:,} of "
-              f"{data.num_items:,} items have features")
+        content = summary["content"]
+        print(f"content tower: {content['items_with_features']:,} of {data.num_items:,} "
+              f"items have features, {content.get('items_read_by_tower', 0):,} that it reads "
+              f"(feature vocabulary: {content.get('vocabulary_buckets', 0):,} buckets)")
     print(f"trained {summary['epochs']} epochs in {summary['train_seconds']:.0f}s "
           f"({summary['stopped']}); best epoch {summary['best_epoch']}, validation NDCG@10 "
           f"{summary['best_val_ndcg@10']:.4f}; checkpoint {where}")

@@ -11,8 +11,18 @@ Everything works offline: no downloaded tokenizer or model. Categories and text
 tokens are hashed into `buckets` embedding rows (the hashing trick) with blake2b,
 never Python's salted `hash()`, so a token lands in the same bucket in every process,
 on every machine, in every release with the same `TOKENIZER_VERSION`. That hashing
-spec (buckets, limits, salt, version) is the tower's "feature vocabulary": it is
-stored with the checkpoint in `ContentConfig`.
+spec (buckets, limits, salt, version) is stored with the checkpoint in `ContentConfig`.
+
+Hashing alone gives every token a row, and about half of the title words belong to
+one item only: a trained item's row of its own word is a second ID embedding (which
+ID dropout does not drop), a new item's unseen words land on rows that never got a
+gradient. So the tower keeps a *feature vocabulary*: the buckets of the tokens that at
+least `min_items` items with training interactions share (`feature_vocabulary`,
+counted by token at training). A token outside it counts for nothing, or, with
+`unknown_rows`, as one trained row per field, so that how much of an item's text is
+rare still says something, learnt rather than noise. The vocabulary is a buffer of the
+tower, so the checkpoint stores it with the weights and every reader applies it.
+What each setting does to cold items: docs/QUALITY.md, "Item cold start".
 
 `featurize` turns features into padded tensors (`ContentInputs`); `ContentTower`
 turns those into vectors. Per item: the mean of its category buckets, plus the mean
@@ -28,6 +38,7 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +57,11 @@ logger = logging.getLogger(__name__)
 # hash): a checkpoint trained under another version would read features differently.
 TOKENIZER_VERSION = 1
 WORD = re.compile(r"\w+")  # Unicode letters, digits and underscores
+# What a ContentConfig saved before the feature vocabulary existed was trained with.
+BEFORE_VOCABULARY: dict[str, Any] = {"min_items": 0, "token_dropout": 0.0,
+                                     "unknown_rows": False}
+# ContentConfig fields that shape only training: a warm start may change them.
+TRAINING_ONLY = ("id_dropout", "token_dropout")
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,11 @@ class ContentConfig:
     max_words: int = 40  # text tokens per item: words and word bigrams, in text order
     bigrams: bool = True  # "red shoe" as a token of its own beside "red" and "shoe"
     vector_dim: int = 0  # Dv of `features.vector` (0 = no dense vector)
-    id_dropout: float = 0.5  # training: share of featured items seen through content alone
+    # Measured on MovieLens cold splits (docs/QUALITY.md, "Item cold start", ablation).
+    id_dropout: float = 0.2  # training: share of featured items seen through content alone
+    min_items: int = 2  # the vocabulary: a token counts once this many trained items have it
+    token_dropout: float = 0.0  # training: share of an item's tokens left out at each read
+    unknown_rows: bool = True  # tokens outside the vocabulary share one trained row per field
     salt: str = "streamrec"  # hashed in front of every token
     tokenizer: int = TOKENIZER_VERSION  # the tokenizing rules the buckets were made with
 
@@ -71,9 +91,13 @@ class ContentConfig:
         if not isinstance(self.vector_dim, int) or not 0 <= self.vector_dim <= MAX_VECTOR_DIMS:
             raise ConfigError(f"ContentConfig.vector_dim must be an int in [0, "
                               f"{MAX_VECTOR_DIMS}], got {self.vector_dim!r}")
-        if not 0.0 <= self.id_dropout < 1.0:
-            raise ConfigError(f"ContentConfig.id_dropout must be in [0, 1), got "
-                              f"{self.id_dropout!r}")
+        for name in ("id_dropout", "token_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"ContentConfig.{name} must be in [0, 1), got "
+                                  f"{getattr(self, name)!r}")
+        if not isinstance(self.min_items, int) or self.min_items < 0:
+            raise ConfigError(f"ContentConfig.min_items must be an int >= 0 (0: no "
+                              f"vocabulary, every bucket counts), got {self.min_items!r}")
         if self.tokenizer != TOKENIZER_VERSION:
             raise ConfigError(f"features were hashed with tokenizer version {self.tokenizer!r}"
                               f"; this streamrec hashes with version {TOKENIZER_VERSION}: "
@@ -90,11 +114,14 @@ class ContentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContentConfig:
-        """Inverse of `to_dict`; unknown or missing keys raise ConfigError."""
+        """Inverse of `to_dict`; unknown or missing keys raise ConfigError. A config
+        written before the feature vocabulary (no `min_items`, `token_dropout`) reads as
+        what it was trained with: every bucket counts, no token dropout."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown ContentConfig fields {unknown}")
+        data = {**{k: v for k, v in BEFORE_VOCABULARY.items() if k not in data}, **data}
         missing = sorted(names - set(data))
         if missing:
             raise ConfigError(f"incomplete ContentConfig {data}: missing {missing}")
@@ -226,14 +253,48 @@ def item_content(ids: Sequence[str], features: Mapping[str, ItemFeatures],
     return inputs
 
 
+def feature_vocabulary(features: Iterable[ItemFeatures | None],
+                       config: ContentConfig) -> Tensor:
+    """The buckets [buckets] bool of the tokens that at least `min_items` of the items
+    `features` (the trained ones) have; every bucket when min_items is 0.
+
+    Tokens are counted, not buckets: two words of one item each that share a bucket
+    are still unknown. A word outside the vocabulary whose bucket a kept token also
+    landed in is read, which hashing cannot avoid (about kept tokens / buckets of them).
+    """
+    known = torch.zeros(config.buckets, dtype=torch.bool)
+    if not config.min_items:
+        known[1:] = True
+        return known
+    counts: Counter[str] = Counter()
+    for item in features:
+        if item is not None:
+            counts.update(category_tokens(item.categories, config))
+            counts.update(text_tokens(item.text or "", config))
+    kept = [token_bucket(token, config) for token, n in counts.items()
+            if n >= config.min_items]
+    known[kept] = True
+    logger.info("feature vocabulary: %d of %d tokens are shared by >= %d trained items",
+                len(kept), len(counts), config.min_items)
+    return known
+
+
 class ContentTower(nn.Module):
     """ContentInputs of N items -> content vectors [N, d]; zero for an item without features."""
+
+    known: Tensor  # [buckets] bool: the feature vocabulary, the buckets that count
 
     def __init__(self, config: ContentConfig, hidden: int, init_std: float) -> None:
         super().__init__()
         self.config = config
         self.buckets = nn.EmbeddingBag(config.buckets, hidden, mode="sum", padding_idx=0)
         self.vector = nn.Linear(config.vector_dim, hidden) if config.vector_dim else None
+        # Every bucket counts until `set_vocabulary`; a tower without a vocabulary
+        # (min_items 0, as towers saved before it) neither stores nor expects one.
+        self.register_buffer("known", torch.ones(config.buckets, dtype=torch.bool),
+                             persistent=config.min_items > 0)
+        self.unknown = (nn.Parameter(torch.zeros(2, hidden))
+                        if config.min_items and config.unknown_rows else None)
         self.reset_parameters(init_std)
 
     def reset_parameters(self, std: float) -> None:
@@ -244,19 +305,52 @@ class ContentTower(nn.Module):
         if self.vector is not None:
             nn.init.normal_(self.vector.weight, std=std)
             nn.init.zeros_(self.vector.bias)
+        if self.unknown is not None:
+            nn.init.normal_(self.unknown, std=std)
+
+    @torch.no_grad()
+    def set_vocabulary(self, known: Tensor, extend: bool = False) -> int:
+        """Read only the buckets `known` [buckets] bool (`feature_vocabulary`); with
+        `extend`, those besides the ones kept already (a warm start). Returns how many
+        buckets count now. A tower without a vocabulary (min_items 0) keeps them all."""
+        if self.config.min_items:
+            known = known.to(self.known.device)
+            self.known.copy_(known | self.known if extend else known)
+            self.known[0] = False
+        return int(self.known[1:].sum())
+
+    def readable(self, tokens: Tensor) -> Tensor:
+        """tokens [N, T] with every bucket outside the vocabulary turned into padding."""
+        return tokens * self.known[tokens.long()]
+
+    def reads(self, inputs: ContentInputs) -> Tensor:
+        """[N] bool: the items the tower gives a vector (a known token, or any token with
+        unknown rows, or a dense vector)."""
+        tokens = inputs.tokens if self.unknown is not None else self.readable(inputs.tokens)
+        return (tokens > 0).any(dim=1) | inputs.has_vector
 
     def forward(self, inputs: ContentInputs) -> Tensor:
         """tokens [N, T], vector [N, Dv], has_vector [N] -> [N, d]."""
         split = self.config.max_categories
-        present = (inputs.tokens > 0).float()  # [N, T]
+        slots = inputs.tokens > 0  # [N, T] every token the item has
+        tokens = self.readable(inputs.tokens)  # [N, T]
+        if self.training and self.config.token_dropout:
+            keep = torch.rand(tokens.shape, device=tokens.device) >= self.config.token_dropout
+            tokens, slots = tokens * keep, slots & keep
+        known = tokens > 0  # [N, T]
+        counted = (slots if self.unknown is not None else known).float()
         # Weight 1 / (tokens of its field): one bag call sums the mean of each field (a
         # field an item lacks adds 0). One call, not one per field: each call's backward
         # fills a dense gradient of the whole bucket table.
-        count = torch.cat([present[:, :split].sum(1, keepdim=True).expand(-1, split),
-                           present[:, split:].sum(1, keepdim=True).expand(
-                               -1, present.shape[1] - split)], dim=1)  # [N, T]
-        weights = present / count.clamp(min=1.0)
-        out = self.buckets(inputs.tokens, per_sample_weights=weights)  # [N, d]
+        per_field = torch.stack([counted[:, :split].sum(1), counted[:, split:].sum(1)], 1)
+        count = torch.cat([per_field[:, :1].expand(-1, split),
+                           per_field[:, 1:].expand(-1, counted.shape[1] - split)], dim=1)
+        weights = known.float() / count.clamp(min=1.0)  # [N, T]
+        out = self.buckets(tokens, per_sample_weights=weights)  # [N, d]
+        if self.unknown is not None:
+            unknown = (slots & ~known).float()  # [N, T]
+            share = torch.stack([unknown[:, :split].sum(1), unknown[:, split:].sum(1)], 1)
+            out = out + (share / per_field.clamp(min=1.0)) @ self.unknown  # [N, 2] @ [2, d]
         if self.vector is not None:
             projected = self.vector(inputs.vector.to(out.dtype))  # [N, d]
             out = out + projected * inputs.has_vector[:, None]

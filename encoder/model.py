@@ -15,9 +15,10 @@ With a content tower (`content.py`, given a `ContentConfig`), an item's row is i
 embedding plus the content vector of its features, held as buffers for the known
 items; the sum is what histories read and what scores are taken against, so the
 FAISS property above holds. Training drops the ID part of a random share of the
-featured rows each step (ID dropout), so that the content vector alone comes to
-stand for an item: `content_vectors` embeds an item the model never saw. Without a
-tower the model is exactly the plain SASRec (same weights, same random draws).
+featured rows (those whose features the tower reads) each step (ID dropout), so that
+the content vector alone comes to stand for an item: `content_vectors` embeds an item
+the model never saw. Without a tower the model is exactly the plain SASRec (same
+weights, same random draws).
 """
 
 from __future__ import annotations
@@ -263,13 +264,14 @@ class SASRec(nn.Module):
         return hidden @ self.item_embeddings().T
 
     def id_dropout_mask(self) -> Tensor | None:
-        """[V + 1] float, 0 at the featured rows whose ID part this training step drops
-        (a random `id_dropout` share of them); None when nothing is dropped (no tower,
-        eval mode, id_dropout 0). Draw one per step and pass it to `forward` and
-        `item_embeddings`, so an item is content-only in its inputs and outputs alike."""
+        """[V + 1] float, 0 at the featured rows (a token of the feature vocabulary, or a
+        vector) whose ID part this training step drops (a random `id_dropout` share of
+        them); None when nothing is dropped (no tower, eval mode, id_dropout 0). Draw one
+        per step and pass it to `forward` and `item_embeddings`, so an item is
+        content-only in its inputs and outputs alike."""
         if self.content is None or not self.training or not self.content.config.id_dropout:
             return None
-        featured = self.stored_content().present()  # [V + 1]
+        featured = self.content.reads(self.stored_content())  # [V + 1]
         drop = torch.rand(featured.shape, device=featured.device) < self.content.config.id_dropout
         return (~(drop & featured)).to(self.item_emb.weight.dtype)
 

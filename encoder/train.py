@@ -34,7 +34,12 @@ from tqdm import tqdm
 from streamrec.common.devices import resolve_device
 from streamrec.encoder.checkpoint import save_checkpoint
 from streamrec.encoder.config import ModelConfig, TrainConfig
-from streamrec.encoder.content import ContentConfig, content_config_for, item_content
+from streamrec.encoder.content import (
+    ContentConfig,
+    content_config_for,
+    feature_vocabulary,
+    item_content,
+)
 from streamrec.encoder.cooccurrence import cooccurrence_embeddings
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import TrainingError
@@ -190,14 +195,18 @@ def _start_model(model_config: ModelConfig, tc: TrainConfig, train: list[np.ndar
                  content: ContentConfig | None) -> SASRec:
     """A copy of the warm start's model, else a fresh one (with a tower holding the
     vocabulary's features when given) whose item table starts from the co-occurrences
-    of the training sequences (`tc.item_init`; resumed runs load theirs)."""
+    of the training sequences (`tc.item_init`; resumed runs load theirs). A tower reads
+    the tokens that the items of `train` share (`content.feature_vocabulary`)."""
     if initial is not None:
         logger.info("warm start from %s: item_init %r not used", initial.from_version,
                     tc.item_init)
         return copy.deepcopy(initial.model)  # the caller's start stays as it was
     model = SASRec(model_config, content)
-    if content is not None and features is not None:
+    if model.content is not None and content is not None and features is not None:
         model.set_item_content(item_content(ids, features, content))
+        rows = np.unique(np.concatenate(train)) if train else np.zeros(0, np.int64)
+        trained = [features.get(ids[row - 1]) for row in rows[rows > 0].tolist()]
+        model.content.set_vocabulary(feature_vocabulary(trained, content))
     if tc.item_init == "cooccurrence" and not resume:
         table = cooccurrence_embeddings(train, model_config.num_items, model_config.hidden,
                                         window=tc.item_init_window, std=tc.item_init_std)
@@ -357,7 +366,9 @@ def _meta(data: Interactions, train_seqs: list[np.ndarray], tc: TrainConfig,
         "history": result.history,
         "popularity": "interaction counts over the whole training log",
         "warm_start": None if initial is None else initial.meta(),
-        "content": None if model.content_config is None else {
-            **model.content_config.to_dict(),
-            "items_with_features": int(model.stored_content().present().sum())},
+        "content": None if model.content is None else {
+            **model.content.config.to_dict(),
+            "items_with_features": int(model.stored_content().present().sum()),
+            "items_read_by_tower": int(model.content.reads(model.stored_content()).sum()),
+            "vocabulary_buckets": int(model.content.known[1:].sum())},
     }

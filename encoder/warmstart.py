@@ -19,9 +19,10 @@ reaches the quality of a full run in a fraction of its time (docs/QUALITY.md,
    of a fresh factorisation is unrelated to the trained model's embedding space, so
    its rows would land at arbitrary places among the trained ones, while an average
    of trained neighbours lands where the model already keeps those neighbours.
-   A content tower's weights are copied too; its stored inputs grow with the
-   vocabulary (`grown_content`): the new file's features where it has an item, the
-   stored ones for old items it does not name.
+   A content tower's weights and feature vocabulary are copied too; its stored
+   inputs grow with the vocabulary (`grown_content`): the new file's features where
+   it has an item, the stored ones for old items it does not name; its feature
+   vocabulary gains the tokens the new file's trained items share.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ from torch import Tensor
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.checkpoint import Checkpoint
 from streamrec.encoder.config import ModelConfig
-from streamrec.encoder.content import ContentConfig, ContentInputs, featurize, vector_dim_of
+from streamrec.encoder.content import (
+    TRAINING_ONLY,
+    ContentConfig,
+    ContentInputs,
+    feature_vocabulary,
+    featurize,
+    vector_dim_of,
+)
 from streamrec.encoder.cooccurrence import ppmi_matrix
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import TrainingError
@@ -122,7 +130,10 @@ def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
     grown config (`warm_model_config`). New rows come from co-occurrences within
     `window` positions in the training part of `data` (never its held-out items).
     A content tower is kept, its inputs grown with `item_features` (`grown_content`);
-    `content_overrides` (ContentConfig fields) may change its id_dropout, nothing else.
+    `content_overrides` (ContentConfig fields) may change its training-only settings
+    (`TRAINING_ONLY`), nothing else. Its feature vocabulary keeps every token it had and
+    gains those that `min_items` of the items the new features name and the grown data
+    trains on share.
     """
     old = previous.model
     v_old = old.config.num_items
@@ -145,6 +156,10 @@ def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
                      content_has_vector=grown.has_vector)
     model = SASRec(config, content)
     model.load_state_dict(state)  # any other shape mismatch is a bug: let it raise
+    if model.content is not None and content is not None and item_features:
+        rows = np.unique(np.concatenate(leave_one_out(data).train))
+        trained = [item_features.get(data.vocab.ids[r - 1]) for r in rows[rows > 0].tolist()]
+        model.content.set_vocabulary(feature_vocabulary(trained, content), extend=True)
     start = WarmStart(model=model.eval(), from_version=previous.model_version, old_items=v_old,
                       new_items=data.num_items - v_old, from_old_neighbours=counts[0],
                       from_new_neighbours=counts[1], random=counts[2])
@@ -155,8 +170,8 @@ def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
 
 def _warm_content(old: ContentConfig | None, features: Mapping[str, ItemFeatures] | None,
                   overrides: Mapping[str, Any] | None) -> ContentConfig | None:
-    """The grown model's tower config: the old one, id_dropout changed if given; other
-    `overrides` (None values are "not given") must agree with the old tower."""
+    """The grown model's tower config: the old one, its training-only settings changed if
+    given; other `overrides` (None values are "not given") must agree with the old tower."""
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     if old is None:
         if features is not None or given:
@@ -165,7 +180,7 @@ def _warm_content(old: ContentConfig | None, features: Mapping[str, ItemFeatures
                               "--item-features, or drop the item features")
         return None
     clashes = [f"{k}={v} (the tower has {getattr(old, k)})" for k, v in given.items()
-               if k != "id_dropout" and v != getattr(old, k)]
+               if k not in TRAINING_ONLY and v != getattr(old, k)]
     if clashes:
         raise ConfigError(f"a warm start keeps the content tower's shape; {', '.join(clashes)}"
                           ": drop those settings, or train from scratch")
@@ -174,7 +189,7 @@ def _warm_content(old: ContentConfig | None, features: Mapping[str, ItemFeatures
         raise ConfigError(f"the item features' vectors have {dim} dimensions, the model's "
                           f"tower projects {old.vector_dim}: give vectors of the old model's "
                           "dimension, or train from scratch")
-    return dataclasses.replace(old, id_dropout=given.get("id_dropout", old.id_dropout))
+    return dataclasses.replace(old, **{k: v for k, v in given.items() if k in TRAINING_ONLY})
 
 
 def grown_content(stored: ContentInputs, ids: Sequence[str],

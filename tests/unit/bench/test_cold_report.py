@@ -56,3 +56,42 @@ def test_the_section_replaces_the_old_one_before_the_tuning_log(tmp_path: Path) 
     assert twice.count("## Item cold start") == 1
     assert "0.0100" in twice
     assert twice.endswith("y\n")
+
+
+def test_repeated_trainings_the_trade_off_and_the_ablation_are_reported() -> None:
+    measured = doc(0.004, tower_warm=0.099)
+    runs = [{"seed": s, "epochs": e, "best_epoch": e - 5, "seconds": t, "stopped": "patience",
+             "cold NDCG@10": 0.004, "warm NDCG@10": w}
+            for s, e, t, w in ((42, 20, 80.0, 0.097), (43, 25, 95.0, 0.101))]
+    tower = measured["rows"]["model+content"]
+    tower["runs"] = runs
+    tower["warm"]["NDCG@10 spread"] = 0.0028
+    tower["frontier"] = [{"shift": 0.0, "cold NDCG@10": 0.004, "warm NDCG@10": 0.099},
+                         {"shift": 2.0, "cold NDCG@10": 0.05, "warm NDCG@10": 0.07}]
+    ablation = {"date": "then", "machine": "a box", "split_seed": 7, "seeds": [7, 8],
+                "without_features": {"warm NDCG@10": [0.11, 0.01], "seconds": 90.0},
+                "rows": [{"name": "min_items 2", "cold HR@10": [0.01, 0.001],
+                          "cold NDCG@10": [0.005, 0.0005], "among cold NDCG@10": [0.09, 0.01],
+                          "warm NDCG@10": [0.105, 0.002], "seconds": 80.0}]}
+    text = render(measured, ablation)
+    assert ("mean of 2 trainings (seeds 42-43: warm NDCG@10 0.0970 / 0.1010, spread ±0.0028); "
+            "20-25 epochs, 80-95 s each") in text
+    assert "| +2.0 | 0.0500 | 0.0700 |" in text
+    assert "shift that reaches the cold target (>= 0.0480), +2.0, leaves warm-target " \
+           "NDCG@10 at 0.0700, -30%" in " ".join(text.split())
+    assert "| min_items 2 | 0.0100 ± 0.0010 | 0.0050 ± 0.0005 | 0.0900 ± 0.0100 | " \
+           "0.1050 ± 0.0020 | 80 |" in text
+    assert "--ablation --seed 7 --repeats 2" in " ".join(text.split())
+    assert "--ablation" not in render(measured)  # not run: no table
+
+
+def test_the_ablation_beside_the_json_goes_into_the_section(tmp_path: Path) -> None:
+    path = tmp_path / "cold-items.json"
+    path.write_text(json.dumps(doc(0.05)), encoding="utf-8")
+    text = "# Q\n\n## How the configuration was chosen\ny\n"
+    assert "tower setting" not in with_cold_section(text, path)
+    (tmp_path / "cold-ablation.json").write_text(json.dumps(
+        {"date": "then", "machine": "a box", "split_seed": 7, "seeds": [7],
+         "without_features": {"warm NDCG@10": [0.11, 0.0], "seconds": 90.0}, "rows": []}),
+        encoding="utf-8")
+    assert "| tower setting |" in with_cold_section(text, path)

@@ -16,6 +16,7 @@ from streamrec.common.errors import ConfigError
 from streamrec.encoder.content import (
     ContentConfig,
     ContentTower,
+    feature_vocabulary,
     featurize,
     text_tokens,
     token_bucket,
@@ -96,7 +97,8 @@ def test_the_vector_dimension_comes_from_the_features() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"buckets": 1}, {"max_words": 0}, {"id_dropout": 1.0},
-                                 {"vector_dim": -1}, {"tokenizer": 99}])
+                                 {"vector_dim": -1}, {"tokenizer": 99}, {"min_items": -1},
+                                 {"token_dropout": 1.0}])
 def test_bad_content_configs_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         ContentConfig(**bad)  # type: ignore[arg-type]
@@ -108,6 +110,15 @@ def test_content_config_round_trips_and_refuses_unknown_fields() -> None:
         ContentConfig.from_dict(SMALL.to_dict() | {"colour": 1})
     with pytest.raises(ConfigError, match="missing"):
         ContentConfig.from_dict({"buckets": 8})
+
+
+def test_a_config_from_before_the_vocabulary_reads_as_what_it_was_trained_with() -> None:
+    old = {k: v for k, v in SMALL.to_dict().items() if k not in ("min_items", "token_dropout")}
+    config = ContentConfig.from_dict(old)
+    assert (config.min_items, config.token_dropout) == (0, 0.0)  # every bucket, no dropout
+    assert ContentConfig().min_items >= 1  # what a new tower gets
+    tower = ContentTower(config, hidden=4, init_std=0.02)
+    assert "known" not in tower.state_dict()  # its weights file has no vocabulary either
 
 
 def test_tower_output_is_the_sum_of_field_means_and_zero_without_features() -> None:
@@ -126,3 +137,75 @@ def test_tower_output_is_the_sum_of_field_means_and_zero_without_features() -> N
                 + tower.vector.weight[:, 2] + tower.vector.bias)
     assert torch.allclose(out[0], expected, atol=1e-6)
     assert torch.allclose(out[2], rows["c:a"], atol=1e-7)
+
+
+def test_tokens_outside_the_vocabulary_count_for_nothing_and_dilute_no_mean() -> None:
+    config = dataclasses.replace(SMALL, buckets=4096, vector_dim=0, min_items=2,
+                                 unknown_rows=False)
+    torch.manual_seed(0)
+    tower = ContentTower(config, hidden=8, init_std=0.02).eval()
+    trained = [ItemFeatures(("drama",), "star wars"), ItemFeatures(("drama",), "star trek"),
+               ItemFeatures(("comedy",), "airplane")]
+    # Tokens are counted, not buckets: two words of one item each that hash to one
+    # bucket do not make it a shared one.
+    seen: dict[int, str] = {}
+    word = next(f"w{n}" for n in range(10_000)
+                if seen.setdefault(token_bucket(f"t:w{n}", config), f"w{n}") != f"w{n}")
+    twin = seen[token_bucket(f"t:{word}", config)]
+    known = feature_vocabulary([*trained, ItemFeatures((), word), ItemFeatures((), twin)],
+                               config)
+    assert set(torch.nonzero(known).ravel().tolist()) == {
+        token_bucket(t, config) for t in ("c:drama", "t:star")}
+    assert tower.set_vocabulary(known) == 2
+    rows = {t: tower.buckets.weight[token_bucket(t, config)] for t in ("c:drama", "t:star")}
+    new = featurize([ItemFeatures(("drama", "comedy"), "star gate"),
+                     ItemFeatures(("western",), "unforgiven")], config)
+    out = tower(new)
+    # "comedy" (one trained item), "gate" and the bigrams (none) read as padding: the
+    # known tokens' means are not diluted by them.
+    assert torch.allclose(out[0], rows["c:drama"] + rows["t:star"], atol=1e-7)
+    assert torch.equal(out[1], torch.zeros(8))  # nothing it knows: no content at all
+    assert tower.reads(new).tolist() == [True, False]
+    unknown = dataclasses.replace(config, min_items=0)
+    assert feature_vocabulary(trained, unknown)[1:].all()  # no vocabulary: every bucket
+    grown = torch.zeros(config.buckets, dtype=torch.bool)
+    grown[token_bucket("t:gate", config)] = True
+    assert tower.set_vocabulary(grown, extend=True) == 3  # a warm start adds, never drops
+
+
+def test_token_dropout_leaves_tokens_out_while_training_only() -> None:
+    config = dataclasses.replace(SMALL, vector_dim=0, min_items=0, token_dropout=0.5)
+    torch.manual_seed(0)
+    tower = ContentTower(config, hidden=8, init_std=0.02)
+    inputs = featurize([ItemFeatures(("a", "b"), "one two")] * 200, config)
+    with torch.no_grad():
+        tower.eval()
+        full = tower(inputs)
+        tower.train()
+        dropped = tower(inputs)
+    assert torch.allclose(full, full[:1].expand(200, -1))  # eval: every token, every time
+    differs = ~torch.isclose(dropped, full, atol=1e-7).all(dim=1)  # [200]
+    assert 0.5 < differs.float().mean() < 1.0  # most draws leave some token out
+
+
+def test_unknown_rows_stand_for_the_tokens_outside_the_vocabulary() -> None:
+    config = dataclasses.replace(SMALL, buckets=4096, vector_dim=0, min_items=2,
+                                 unknown_rows=True)
+    torch.manual_seed(0)
+    tower = ContentTower(config, hidden=8, init_std=0.02).eval()
+    assert tower.unknown is not None
+    assert set(tower.state_dict()) == {"buckets.weight", "known", "unknown"}
+    trained = [ItemFeatures(("drama",), "star wars"), ItemFeatures(("drama",), "star trek")]
+    tower.set_vocabulary(feature_vocabulary(trained, config))
+    star = tower.buckets.weight[token_bucket("t:star", config)]
+    drama = tower.buckets.weight[token_bucket("c:drama", config)]
+    new = featurize([ItemFeatures(("drama", "noir"), "star gate"),
+                     ItemFeatures(("western",), "unforgiven")], config)
+    out = tower(new)
+    # "noir" is half the categories; "gate" and "b:star gate" two thirds of the text.
+    want = ((drama + tower.unknown[0]) / 2 + (star + 2 * tower.unknown[1]) / 3)
+    assert torch.allclose(out[0], want, atol=1e-7)
+    assert torch.allclose(out[1], tower.unknown[0] + tower.unknown[1], atol=1e-7)
+    assert tower.reads(new).tolist() == [True, True]  # an unknown word still says something
+    plain = ContentTower(dataclasses.replace(config, min_items=0), hidden=8, init_std=0.02)
+    assert plain.unknown is None  # without a vocabulary nothing is unknown

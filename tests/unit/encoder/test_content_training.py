@@ -13,7 +13,7 @@ import torch
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
 from streamrec.encoder.config import ModelConfig, TrainConfig
-from streamrec.encoder.content import ContentConfig, featurize
+from streamrec.encoder.content import ContentConfig, featurize, token_bucket
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import CheckpointError, TrainingError
 from streamrec.encoder.features import ItemFeatures
@@ -237,3 +237,88 @@ def test_a_run_with_a_tower_resumes_only_with_its_tower(
     with pytest.raises(TrainingError, match="different model"):
         train_model(data, model_config, longer, checkpoint_dir=tmp_path, resume=True,
                     progress=False)
+
+
+def test_the_vocabulary_keeps_shared_tokens_of_trained_items_and_the_checkpoint_keeps_it(
+    trained: TrainResult,
+) -> None:
+    tower = trained.model.content
+    assert tower is not None
+    assert trained.checkpoint is not None
+    known = tower.known.cpu()
+    assert known[token_bucket("c:tag0_1", CONTENT)]  # a tag many items share
+    assert known[token_bucket("t:w3_2", CONTENT)]
+    # An item's own word is no second ID (a few share a bucket with a kept token), and a
+    # held-out item's never trained: neither counts.
+    own = [token_bucket(f"t:own{k}_{j}", CONTENT) for k in range(K) for j in range(PER)]
+    assert known[own].float().mean() < 0.15
+    meta = json.loads((trained.checkpoint / "config.json").read_text(encoding="utf-8"))
+    assert meta["meta"]["content"]["vocabulary_buckets"] == int(known[1:].sum())
+    ckpt = load_checkpoint(trained.checkpoint)
+    assert ckpt.model.content is not None
+    assert torch.equal(ckpt.model.content.known, known)
+    # So an unseen item's own word changes nothing: it is read by what it shares.
+    alike = [ItemFeatures(("tag0_1",), "w0_2 own0_99"), ItemFeatures(("tag0_1",), "w0_2")]
+    vectors = ckpt.model.content_vectors(featurize(alike, CONTENT))
+    assert torch.allclose(vectors[0], vectors[1], atol=1e-7)
+
+
+def test_the_vocabulary_counts_only_items_with_training_interactions() -> None:
+    # "late" items are every user's last two (validation and test): never trained on.
+    users = [f"u{u}" for u in range(40) for _ in range(5)]
+    items = [f"i{(u + t) % 10}" if t < 3 else f"late{u % 4}_{t}" for u in range(40)
+             for t in range(5)]
+    data = Interactions.from_pairs(users, items)
+    features = {i: ItemFeatures(("late",) if i.startswith("late") else ("early",))
+                for i in data.vocab.ids}
+    model = train_model(data, *tiny(data, epochs=1), progress=False, item_features=features,
+                        content=CONTENT).model
+    assert model.content is not None
+    known = model.content.known.cpu()
+    assert known[token_bucket("c:early", CONTENT)]
+    assert not known[token_bucket("c:late", CONTENT)]
+
+
+def test_a_tower_saved_before_the_vocabulary_loads_and_scores_as_it_did(tmp_path: Path) -> None:
+    old_config = ContentConfig(buckets=256, min_items=0)  # what every tower used to be
+    torch.manual_seed(0)
+    config = ModelConfig(num_items=6, max_len=5, hidden=8, blocks=1)
+    model = SASRec(config, old_config)
+    features = [ItemFeatures((f"c{n % 2}",), f"own{n}") for n in range(6)]
+    model.set_item_content(featurize(features, old_config))
+    path = save_checkpoint(tmp_path / "old", model.eval(), ItemVocab(list("abcdef")),
+                           np.ones(7, np.float32))
+    doc = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    for key in ("min_items", "token_dropout"):
+        del doc["content"][key]  # a config.json written before they existed
+    (path / "config.json").write_text(json.dumps(doc), encoding="utf-8")
+    ckpt = load_checkpoint(path)
+    assert ckpt.content is not None
+    assert ckpt.content.min_items == 0
+    with torch.inference_mode():
+        assert torch.equal(ckpt.model.item_embeddings(), model.item_embeddings())
+        assert torch.equal(ckpt.model.content_vectors(featurize(features, old_config)),
+                           model.content_vectors(featurize(features, old_config)))
+
+
+def test_a_warm_start_extends_the_vocabulary_with_what_the_new_items_share(
+    planted: tuple[Interactions, dict[str, ItemFeatures]], trained: TrainResult,
+) -> None:
+    assert trained.checkpoint is not None
+    previous = load_checkpoint(trained.checkpoint)
+    data, _ = planted
+    fresh = {f"new{j}": ItemFeatures(("tag0_0",), "novel") for j in range(6)}
+    users = [data.users[u] for u, seq in enumerate(data.sequences) for _ in seq]
+    items = [data.vocab.ids[r - 1] for seq in data.sequences for r in seq]
+    for u in range(30):  # new users who meet the new items early in their histories
+        users += [f"n{u}"] * 6
+        items += [f"new{u % 6}", f"new{(u + 1) % 6}", "i0_0", "i0_1", "i0_2", "i0_3"]
+    grown = grow_interactions(previous.vocab, Interactions.from_pairs(users, items))
+    config = warm_model_config(previous.config, grown.num_items)
+    old = previous.model.content
+    assert old is not None
+    for given, novel in ((None, False), (fresh, True)):  # a file of the new items only
+        tower = warm_start(previous, grown, config, item_features=given).model.content
+        assert tower is not None
+        assert torch.all(tower.known[old.known])  # what it knew, it still knows
+        assert bool(tower.known[token_bucket("t:novel", CONTENT)]) is novel

@@ -10,7 +10,7 @@ import torch
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.compiled import trace_encoder
 from streamrec.encoder.config import ModelConfig, TrainConfig, preset
-from streamrec.encoder.content import ContentConfig, featurize
+from streamrec.encoder.content import ContentConfig, feature_vocabulary, featurize
 from streamrec.encoder.features import ItemFeatures
 from streamrec.encoder.model import SASRec
 
@@ -52,8 +52,9 @@ def test_a_model_without_a_tower_is_todays_model() -> None:
     for name, tensor in plain.state_dict().items():
         assert torch.equal(tower.state_dict()[name], tensor), name
     extra = sorted(set(tower.state_dict()) - set(plain.state_dict()))
-    assert extra == ["content.buckets.weight", "content.vector.bias", "content.vector.weight",
-                     "content_has_vector", "content_tokens", "content_vector"]
+    assert extra == ["content.buckets.weight", "content.known", "content.unknown",
+                     "content.vector.bias", "content.vector.weight", "content_has_vector",
+                     "content_tokens", "content_vector"]
 
 
 def test_the_presets_have_no_tower_and_are_unchanged() -> None:
@@ -150,3 +151,21 @@ def test_the_traced_encoder_reads_the_tower_too() -> None:
     with torch.inference_mode():
         want, got = model.encode(items), encode(items)
     assert torch.allclose(want[0], got[0], atol=1e-5)
+
+
+def test_id_dropout_spares_items_whose_features_the_vocabulary_does_not_know() -> None:
+    content = ContentConfig(buckets=4096, max_categories=2, max_words=4, min_items=2,
+                            unknown_rows=False, id_dropout=0.5)
+    torch.manual_seed(0)
+    model = SASRec(CONFIG, content)
+    # Rows 1..20 share "common"; rows 21..40 have only words of their own.
+    features = [ItemFeatures(("common",) if r <= 20 else (), f"own{r}") for r in range(1, 41)]
+    model.set_item_content(featurize(features, content))
+    assert model.content is not None
+    model.content.set_vocabulary(feature_vocabulary(features, content))
+    model.train()
+    masks = torch.stack([m for m in (model.id_dropout_mask() for _ in range(200))
+                         if m is not None])
+    dropped = (masks == 0).float().mean(dim=0)
+    assert torch.all(dropped[21:] == 0)  # no content the tower reads: always by ID
+    assert torch.all(dropped[1:21] > 0.3)
