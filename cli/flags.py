@@ -260,3 +260,34 @@ def load_data(args: argparse.Namespace, vocab: ItemVocab | None = None) -> Inter
 
 def _path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
+
+
+# flag -> (ContentConfig field, type, help): the content tower, with --item-features.
+CONTENT_FLAGS = {
+    "--feature-buckets": ("buckets", int, "hashed embedding rows for the features' categories "
+                                          "and words (default 32768)"),
+    "--id-dropout": ("id_dropout", float, "share of the items with features trained through "
+                                          "their features alone each step (default 0.2)"),
+    "--feature-min-items": ("min_items", int, "a category or word counts once this many "
+                                              "trained items have it (default 2; 0 = all)"),
+    "--token-dropout": ("token_dropout", float, "share of an item's feature tokens left out "
+                                                "each time training reads it (default 0)"),
+}
+
+
+def add_item_feature_flags(p: argparse.ArgumentParser) -> None:
+    """`--item-features FILE` and the content tower's flags (`streamrec train`)."""
+    p.add_argument("--item-features", type=Path, metavar="FILE",
+                   default=env_default("--item-features", None, Path),
+                   help="JSON lines of item records, as on the items topic ({\"item_id\": ..., "
+                        "\"features\": {\"categories\": [...], \"text\": \"...\", \"vector\": "
+                        "[...]}}): adds a content tower, so items are known by their features "
+                        "too and items without interactions can be placed by them alone")
+    for flag, (_, kind, text) in CONTENT_FLAGS.items():
+        p.add_argument(flag, type=kind, default=env_default(flag, None, kind), help=text)
+
+
+def content_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ContentConfig fields the tower's flags set (None: not given)."""
+    return {name: getattr(args, flag[2:].replace("-", "_"))
+            for flag, (name, _, _) in CONTENT_FLAGS.items()}

@@ -28,7 +28,9 @@ import numpy as np
 from streamrec.cli.flags import (
     add_data_flags,
     add_index_flags,
+    add_item_feature_flags,
     ann_from_args,
+    content_overrides,
     load_data,
     parse_duration,
     parse_event_types,
@@ -83,17 +85,6 @@ TRAIN_FLAGS = {
     "--seed": ("seed", int, "random seed"),
     "--threads": ("threads", int, "torch CPU threads (0 = torch default)"),
 }
-# flag -> (ContentConfig field, type, help): the content tower, with --item-features.
-CONTENT_FLAGS = {
-    "--feature-buckets": ("buckets", int, "hashed embedding rows for the features' categories "
-                                          "and words (default 32768)"),
-    "--id-dropout": ("id_dropout", float, "share of the items with features trained through "
-                                          "their features alone each step (default 0.2)"),
-    "--feature-min-items": ("min_items", int, "a category or word counts once this many "
-                                              "trained items have it (default 2; 0 = all)"),
-    "--token-dropout": ("token_dropout", float, "share of an item's feature tokens left out "
-                                                "each time training reads it (default 0)"),
-}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,14 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help=f"{text} (default: the preset's)")
     p.add_argument("--device", default=env_default("--device", "auto"),
                    help="torch device: auto, cpu, cuda, cuda:1 (default %(default)s)")
-    p.add_argument("--item-features", type=Path, metavar="FILE",
-                   default=env_default("--item-features", None, Path),
-                   help="JSON lines of item records, as on the items topic ({\"item_id\": ..., "
-                        "\"features\": {\"categories\": [...], \"text\": \"...\", \"vector\": "
-                        "[...]}}): adds a content tower, so items are known by their features "
-                        "too and items without interactions can be placed by them alone")
-    for flag, (_, kind, text) in CONTENT_FLAGS.items():
-        p.add_argument(flag, type=kind, default=env_default(flag, None, kind), help=text)
+    add_item_feature_flags(p)
     p.add_argument("--warm-start", nargs="?", const=CURRENT_OF_OUT, metavar="CHECKPOINT_OR_REPO",
                    default=env_default("--warm-start", None),
                    help="start from a trained model instead of from scratch: its weights, the "
@@ -370,8 +354,7 @@ def _train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path
     result = train_and_save(data, args.format, out, preset_name=args.preset,
                             overrides=overrides, resume=args.resume, progress=progress,
                             warm_start=previous, item_features=features,
-                            content_overrides={name: getattr(args, flag[2:].replace("-", "_"))
-                                               for flag, (name, _, _) in CONTENT_FLAGS.items()})
+                            content_overrides=content_overrides(args))
     split = leave_one_out(data)
     device = next(result.model.parameters()).device
     scorers: dict[str, Any] = {"sasrec": ModelScorer(result.model, device=device)}
