@@ -54,7 +54,7 @@ DATASETS = {"ratings.dat": "MovieLens 1M", "u.data": "MovieLens 100K"}
 
 def _fill(text: str) -> str:
     """One paragraph wrapped at 88 columns (the figures make lines of any length)."""
-    return textwrap.fill(" ".join(text.split()), width=88)
+    return textwrap.fill(" ".join(text.split()), width=88, break_on_hyphens=False)
 
 
 def _cells(row: dict[str, Any], kind: str) -> str:
@@ -106,8 +106,10 @@ def _reading(rows: dict[str, Any], split: dict[str, Any]) -> str:
             f"{among['cold']['NDCG@10'] / d - 1:+.0%} against (d)'s {d:.4f}")
     if tower["cold"]["NDCG@10"] < 0.5 * among["cold"]["NDCG@10"]:
         text += (f"; over the whole catalogue they score below the trained items (cold-target "
-                 f"NDCG@10 {tower['cold']['NDCG@10']:.4f}), so the tower orders new items "
-                 "well but does not yet place them among the known ones")
+                 f"NDCG@10 {tower['cold']['NDCG@10']:.4f}): the tower orders new items, but "
+                 "what a title and genres say about an item the model never saw rarely makes "
+                 "it likelier than the trained items a user's history points to (the "
+                 "trade-off table below)")
     without = tower.get("warm_without_cold_items")
     if without is not None:
         text += (f". On warm targets the tower's model scores {without['NDCG@10']:.4f} with the "
@@ -117,6 +119,14 @@ def _reading(rows: dict[str, Any], split: dict[str, Any]) -> str:
     if se is not None:
         text += (f". With {split['warm_cases']:,} warm cases one model's NDCG@10 is known to "
                  f"about ±{se:.4f} (one standard error)")
+    paired = tower.get("paired_se", {}).get("warm_vs_model")
+    if paired:
+        gap = tower["warm"]["NDCG@10"] - rows["model"]["warm"]["NDCG@10"]
+        plain = rows["model"]["warm"]["NDCG@10"]
+        text += (f"; the two models' warm figures differ by {gap:+.4f} ({gap / plain:+.1%}), "
+                 f"{abs(gap) / paired:.1f} paired standard errors, so a difference within "
+                 f"±{2 * paired / plain:.0%} is all these {split['warm_cases']:,} cases can "
+                 "resolve: not 1%")
     return _fill(text + ".")
 
 
