@@ -31,6 +31,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 
 from streamrec.common.errors import ConfigError
+from streamrec.encoder.features import item_id_of
 from streamrec.encoder.formats import OTHER_TYPES, UNTYPED, type_allowed
 
 logger = logging.getLogger(__name__)
@@ -172,18 +173,9 @@ def _iso(ms: int) -> str:
 
 
 def normalise_id(value: object, limits: Limits) -> str | None:
-    """str ids as-is, int ids as decimal text; bools, floats and others are not ids."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        text = str(value)
-    elif isinstance(value, str):
-        text = value
-    else:
-        return None
-    if not text or len(text) > limits.max_id_chars or text != text.strip():
-        return None
-    return text
+    """str ids as-is, int ids as decimal text; bools, floats and others are not ids
+    (the rule training reads item files by: `encoder.features.item_id_of`)."""
+    return item_id_of(value, limits.max_id_chars)
 
 
 def decode_object(key: bytes | None, value: bytes | None, limits: Limits, key_is: str,
