@@ -93,22 +93,35 @@ def top_attended(history: np.ndarray, attention: np.ndarray, n: int) -> list[tup
 
 def top_attended_batch(histories: np.ndarray, attention: np.ndarray, n: int
                        ) -> list[list[tuple[int, float]]]:
-    """`top_attended` for every row of histories/attention [B, L], in one vectorised pass."""
-    batch, width = histories.shape
-    rows = np.repeat(np.arange(batch, dtype=np.int64), width)
-    items = histories.reshape(-1).astype(np.int64)
-    weights = attention.reshape(-1).astype(np.float64)
+    """`top_attended` for every row of histories/attention [B, L], in one vectorised pass.
+
+    Columns where every row is padding are cut first (most histories are short);
+    each row is then sorted by item so that repeats of one item are neighbours and
+    summed, and the sums are ranked per row (ties: the smaller item row first). Row-wise
+    sorts of the trimmed width cost about half of one sort over the whole batch.
+    """
+    used = np.flatnonzero((histories > 0).any(axis=0))
+    if not len(used):
+        return [[] for _ in range(histories.shape[0])]
+    items = histories[:, used[0]:].astype(np.int64)
+    weights = attention[:, used[0]:].astype(np.float64)
     keep = (items > 0) & (weights > 0)
-    key = (rows[keep] << 32) | items[keep]  # (row, item) pairs; item rows fit 32 bits
-    pairs, inverse = np.unique(key, return_inverse=True)
-    sums = np.bincount(inverse, weights=weights[keep], minlength=len(pairs))
-    pair_rows, pair_items = pairs >> 32, pairs & 0xFFFFFFFF
-    order = np.lexsort((pair_items, -sums, pair_rows))  # by row, then weight desc
-    starts = np.searchsorted(pair_rows[order], np.arange(batch))
-    ends = np.searchsorted(pair_rows[order], np.arange(batch), side="right")
-    ranked_items, ranked_sums = pair_items[order].tolist(), sums[order].tolist()
-    return [list(zip(ranked_items[s:min(e, s + n)], ranked_sums[s:min(e, s + n)], strict=True))
-            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    items = np.where(keep, items, 0)
+    order = np.argsort(items, axis=1, kind="stable")
+    items = np.take_along_axis(items, order, axis=1)
+    weights = np.take_along_axis(np.where(keep, weights, 0.0), order, axis=1)
+    first = np.ones(items.shape, dtype=bool)  # the first position of each item in its row
+    first[:, 1:] = items[:, 1:] != items[:, :-1]
+    starts = np.flatnonzero(first)
+    sums = np.full(items.size, -1.0)
+    sums[starts] = np.add.reduceat(weights.reshape(-1), starts)
+    sums = sums.reshape(items.shape)
+    sums[items == 0] = -1.0
+    top = np.argsort(-sums, axis=1, kind="stable")[:, :n]  # stable: by item on ties
+    top_sums = np.take_along_axis(sums, top, axis=1)
+    found = (top_sums > 0).sum(axis=1).tolist()
+    return [list(zip(i[:c], s[:c], strict=True)) for i, s, c in zip(
+        np.take_along_axis(items, top, axis=1).tolist(), top_sums.tolist(), found, strict=True)]
 
 
 class Publisher:

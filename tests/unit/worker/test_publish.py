@@ -43,3 +43,12 @@ def test_batch_explanations_equal_a_per_item_sum_for_every_row() -> None:
             expected = sorted(sums.items(), key=lambda iw: (-iw[1], iw[0]))[:n]
             assert [i for i, _ in found] == [i for i, _ in expected]
             assert np.allclose([w for _, w in found], [w for _, w in expected])
+
+
+def test_batch_explanations_of_padding_only_are_empty() -> None:
+    histories = np.zeros((2, 4), dtype=np.int64)
+    histories[1, 3] = 7  # one item in the last column; the columns before it are cut
+    attention = np.zeros((2, 4), dtype=np.float32)
+    attention[1, 3] = 1.0
+    assert top_attended_batch(histories[:1], attention[:1], 3) == [[]]
+    assert top_attended_batch(histories, attention, 3) == [[], [(7, 1.0)]]
