@@ -6,6 +6,7 @@ torch, and a name torch does not know is refused as a configuration error.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from streamrec.common.errors import ConfigError
@@ -19,3 +20,27 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {name!r}: {exc}") from exc
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A float tensor as a float32 array; a CPU float32 one without an operator call.
+
+    Every torch operator called from Python lets go of the GIL and takes it back, and
+    taking it back can wait a whole switch interval while another thread runs Python
+    (the worker's Kafka loop beside its model thread): `.float().cpu()` on a tensor that
+    is already both is two such waits for nothing. Integer tensors keep their dtype.
+    """
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    if tensor.is_floating_point() and tensor.dtype != torch.float32:
+        tensor = tensor.float()
+    return tensor.numpy()
+
+
+def from_numpy(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """An array as a tensor on `device`; on the CPU sharing its memory, no operator call
+    (see `to_numpy`)."""
+    if device.type == "cpu":
+        array = np.ascontiguousarray(array)
+        return torch.from_numpy(array if array.flags.writeable else array.copy())
+    return torch.as_tensor(array, device=device)

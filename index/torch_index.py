@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from streamrec.common.devices import resolve_device
+from streamrec.common.devices import from_numpy, resolve_device, to_numpy
 from streamrec.index.base import ItemIndex, SearchResult
 
 logger = logging.getLogger(__name__)
@@ -126,13 +126,15 @@ class TorchIndex(ItemIndex):
         """Score every item, set padding, excluded and unavailable rows to -inf, take
         the top-k."""
         k_eff = min(k, self.num_rows - 1)
-        q_all = torch.as_tensor(queries, device=self.device).to(self.dtype)
-        banned = torch.as_tensor(np.where(excl < 0, 0, excl), device=self.device)
+        q_all = from_numpy(queries, self.device)
+        if q_all.dtype != self.dtype:
+            q_all = q_all.to(self.dtype)
+        banned = from_numpy(np.where(excl < 0, 0, excl), self.device)
         search = scripted_masked_topk()
         top_scores, top_rows = search(q_all, self._table_t, banned, k_eff, self.chunk,
                                       self.num_rows, BLOCK, self.unavailable.native)
-        out_rows = top_rows.cpu().numpy()
-        out_scores = top_scores.float().cpu().numpy()
+        out_rows = to_numpy(top_rows)
+        out_scores = to_numpy(top_scores)
         gone = ~np.isfinite(out_scores)  # fewer than k items left after the exclusions
         out_rows[gone] = -1
         if k_eff < k:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamrec.common.devices import resolve_device
+from streamrec.common.devices import from_numpy, resolve_device, to_numpy
 from streamrec.encoder.checkpoint import Checkpoint, load_checkpoint
 from streamrec.encoder.compiled import trace_encoder
 from streamrec.encoder.content import featurize
@@ -228,11 +228,10 @@ class Recommender:
             extra = ladder_size(len(rows)) - len(rows)
             if extra:
                 block = np.concatenate([block, np.repeat(block[:1], extra, axis=0)])
-            items = torch.as_tensor(block, device=self.device)
             with torch.inference_mode():
-                query, attn = self._encode(items)
-            queries[rows] = query[: len(rows)].float().cpu().numpy()
-            attention[rows, width - cols:] = attn[: len(rows)].float().cpu().numpy()
+                query, attn = self._encode(from_numpy(block, self.device))
+            queries[rows] = to_numpy(query)[: len(rows)]
+            attention[rows, width - cols:] = to_numpy(attn)[: len(rows)]
         return Encoded(queries=queries, attention=attention, has_history=lengths > 0)
 
     def content_vectors(self, features: Sequence[ItemFeatures]) -> np.ndarray | None:

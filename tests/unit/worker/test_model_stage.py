@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
 import pytest
 
 from streamrec.worker.batcher import BatchItem
-from streamrec.worker.model_stage import ModelJob, ModelStage
+from streamrec.worker.model_stage import SWITCH_INTERVAL_S, ModelJob, ModelStage
 
 
 class FakeRecommender:
@@ -88,3 +89,15 @@ def test_an_error_in_the_model_is_raised_by_take(inline: bool) -> None:
         assert not stage.busy
     finally:
         stage.close()
+
+
+def test_the_stage_shortens_the_gil_switch_interval() -> None:
+    # At Python's 5 ms every return from a torch call can wait that long for the loop.
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        stage = ModelStage(FakeRecommender(), k=1)  # type: ignore[arg-type]
+        stage.close()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+    finally:
+        sys.setswitchinterval(before)
