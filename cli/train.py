@@ -219,8 +219,11 @@ def run(args: argparse.Namespace) -> int:
     """One training run, or with --follow one every --every until SIGTERM/SIGINT."""
     if not args.follow:
         return run_once(args)
-    from streamrec.encoder import repository
+    from streamrec.encoder import distributed, repository
 
+    if distributed.ranks_from_env().distributed:
+        raise ConfigError("--follow runs in one process: under torchrun, start a launch per "
+                          "run (a cron line or CronJob)")
     every = parse_duration(args.every, "--every")
     if not (args.repo or repository.is_repository(args.out)):
         raise ConfigError("--follow publishes each run into a model repository: give "
@@ -240,9 +243,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_once(args: argparse.Namespace) -> int:
     """Load, train, save (or publish into a repository), print the test table."""
-    from streamrec.encoder import repository
+    from streamrec.encoder import distributed, repository
 
     started = time.perf_counter()
+    main = distributed.ranks_from_env().is_main  # under torchrun only process 0 writes
     repo = args.out if args.repo or repository.is_repository(args.out) else None
     if repo is not None and args.resume:
         raise ConfigError("--resume continues a checkpoint directory, not a model repository")
@@ -257,13 +261,16 @@ def run_once(args: argparse.Namespace) -> int:
         from streamrec.encoder.warmstart import grow_interactions
 
         data = grow_interactions(previous.vocab, data)
-    out = repository.incoming(repo) if repo is not None else args.out
+    out = repository.incoming(repo) if repo is not None and main else args.out
     try:
-        summary, table = _train_evaluate_save(args, data, out, started, previous, features)
+        done = _train_evaluate_save(args, data, out, started, previous, features)
     except BaseException:
-        if repo is not None:
+        if repo is not None and main:
             repository.discard(out)  # a failed run leaves nothing behind in the repository
         raise
+    if done is None:  # another process of a torchrun launch: process 0 reports
+        return 0
+    summary, table = done
     where = str(out)
     if repo is not None:
         version = json.loads((out / "config.json").read_text(encoding="utf-8"))["model_version"]
@@ -339,8 +346,9 @@ def validation_queries(model: Any, cases: EvalCases, device: Any,
 def _train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path,
                          started: float, previous: Checkpoint | None,
                          features: Mapping[str, ItemFeatures] | None,
-                         ) -> tuple[dict[str, Any], str]:
-    """Train into `out`, evaluate on the test items, save; (summary, printable table)."""
+                         ) -> tuple[dict[str, Any], str] | None:
+    """Train into `out`, evaluate on the test items, save; (summary, printable table),
+    or None on the processes of a torchrun launch other than process 0."""
     from streamrec.encoder.baselines import fit_baselines
     from streamrec.encoder.checkpoint import save_checkpoint
     from streamrec.encoder.evaluate import ModelScorer, evaluate_scorers
@@ -355,6 +363,8 @@ def _train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path
                             overrides=overrides, resume=args.resume, progress=progress,
                             warm_start=previous, item_features=features,
                             content_overrides=content_overrides(args))
+    if not result.main:
+        return None
     split = leave_one_out(data)
     device = next(result.model.parameters()).device
     scorers: dict[str, Any] = {"sasrec": ModelScorer(result.model, device=device)}

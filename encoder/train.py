@@ -13,6 +13,10 @@ runs out, and can resume from the training state it saves after every epoch.
 Most histories are short (Amazon Games: ~9 items, L = 50), so batches group users
 of similar length, are trimmed to their longest history, and the loss is computed
 on real positions only; that is several times cheaper than padding every row to L.
+
+Under `torchrun` every process trains on its share of each batch and DDP averages the
+gradients (`distributed.py`: the batch size stays the global one); process 0 alone
+validates, reports, and writes the training state and the checkpoint.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from streamrec.common.devices import resolve_device
+from streamrec.encoder import distributed
+from streamrec.encoder.batching import batch_bounds, train_batches
 from streamrec.encoder.checkpoint import save_checkpoint
 from streamrec.encoder.config import ModelConfig, TrainConfig
 from streamrec.encoder.content import (
@@ -47,7 +52,6 @@ from streamrec.encoder.evaluate import ModelScorer, evaluate
 from streamrec.encoder.features import ItemFeatures
 from streamrec.encoder.losses import LossFn, NegativeSampler, make_loss_fn
 from streamrec.encoder.model import SASRec
-from streamrec.encoder.sequences import pad_histories
 from streamrec.encoder.split import EvalCases, leave_one_out
 from streamrec.encoder.train_state import STATE_DIR, TrainState, cpu_state, load_state, save_state
 from streamrec.encoder.warmstart import WarmStart
@@ -67,6 +71,9 @@ class TrainResult:
     stopped: str  # "patience", "time budget", "epochs"
     checkpoint: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # False on the other processes of a torchrun launch: process 0 holds the kept model
+    # (best weights) and wrote the files; these hold the last weights and wrote nothing.
+    main: bool = True
 
 
 def train_model(
@@ -91,7 +98,8 @@ def train_model(
     `model_config`, and the checkpoint meta records which version it grew from.
     `item_features` (item id -> features) gives a fresh model a content tower shaped
     by `content` (defaults; the vector dimension is the features'); a warm start
-    brings its own tower and features.
+    brings its own tower and features. Under torchrun every process calls this with
+    the same arguments (`distributed.py`); resuming reads the state on every process.
     """
     if model_config.num_items != interactions.num_items:
         raise TrainingError(f"model_config.num_items={model_config.num_items} but the data has "
@@ -109,9 +117,12 @@ def train_model(
     threads = torch.get_num_threads()
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
+    ranks = distributed.ranks_from_env()
+    device = distributed.training_device(train_config.device, ranks)
     try:
-        return _train(interactions, model_config, train_config, checkpoint_dir, resume, progress,
-                      initial, (item_features, content))
+        with distributed.joined(ranks, device):
+            return _train(interactions, model_config, train_config, checkpoint_dir, resume,
+                          progress, initial, (item_features, content), (ranks, device))
     finally:
         torch.set_num_threads(threads)
 
@@ -120,73 +131,97 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
            checkpoint_dir: str | Path | None, resume: bool, progress: bool,
            initial: WarmStart | None,
            content: tuple[Mapping[str, ItemFeatures] | None, ContentConfig | None],
+           where: tuple[distributed.Ranks, torch.device],
            ) -> TrainResult:
-    """The training loop of `train_model`: epochs, validation, early stopping, saving."""
-    device = resolve_device(tc.device)
+    """The training run of `train_model`: set up, run the epochs, keep the best, save."""
+    ranks, device = where
+    distributed.check_same_data(interactions, ranks)
     split = leave_one_out(interactions)
     train_seqs = [s for s in split.train if len(s) >= 2]
     if not train_seqs:
         raise TrainingError("no user has 2 or more training interactions; nothing to learn")
-    torch.manual_seed(tc.seed)
+    steps = len(batch_bounds(len(train_seqs), tc.batch_size, ranks.world_size))
+    torch.manual_seed(tc.seed)  # the same weights on every process
     model = _start_model(model_config, tc, split.train, initial, resume, interactions.vocab.ids,
                          *content).to(device)
+    loss_fn = distributed.data_parallel(model, make_loss_fn(model, tc, device), device, ranks)
     run = _Run(model=model, optimizer=_optimizer(model, tc), tc=tc, device=device,
-               loss_fn=make_loss_fn(model, tc, device), progress=progress,
-               total_steps=tc.epochs * math.ceil(len(train_seqs) / tc.batch_size),
-               ema=_ema_copy(model) if tc.ema_decay else None)
+               loss_fn=loss_fn, progress=progress and ranks.is_main,
+               total_steps=tc.epochs * steps, ema=_ema_copy(model) if tc.ema_decay else None,
+               ranks=ranks)
     if tc.loss == "sampled":
         counts = torch.as_tensor(split.train_item_counts())  # never the held-out items
         run.sampler = NegativeSampler(counts.to(device), tc)
     state_dir = Path(checkpoint_dir) / STATE_DIR if checkpoint_dir is not None else None
     if resume:
         if state_dir is None or not (state_dir / "state.json").is_file():
-            raise TrainingError(f"nothing to resume: no training state under {state_dir}")
+            shared = (" (under torchrun every process reads it: --out must be on a filesystem "
+                      "that all of them see)" if ranks.distributed else "")
+            raise TrainingError(f"nothing to resume: no training state under {state_dir}{shared}")
         run.state = load_state(state_dir, model, run.optimizer, tc, run.ema)
     state = run.state
-    val_cases = _validation_cases(split.validation, tc)
-    logger.info("training on %d users (%d positions), %d items, %s loss, device %s",
+    logger.info("training on %d users (%d positions), %d items, %s loss, device %s%s",
                 len(train_seqs), sum(len(s) - 1 for s in train_seqs), model_config.num_items,
-                tc.loss, device)
+                tc.loss, device, f", process {ranks.rank} of {ranks.world_size} (each trains "
+                f"on its share of every batch of {tc.batch_size})" if ranks.distributed else "")
     start = time.perf_counter() - state.seconds
-    deadline = start + tc.max_minutes * 60 if tc.max_minutes else math.inf
-    stopped = "epochs"
-    for epoch in range(state.epoch + 1, tc.epochs + 1):
-        torch.manual_seed(tc.seed * 1_000_003 + epoch)  # dropout, negatives: resumable
-        batches = _batches(train_seqs, model_config.max_len, tc.batch_size,
-                           np.random.default_rng([tc.seed, epoch]))
-        loss, out_of_time = _run_epoch(run, batches, epoch, deadline)
-        stopped = "time budget" if out_of_time else stopped
-        row: dict[str, float] = {"epoch": epoch, "loss": loss}
-        if epoch % tc.eval_every == 0 or out_of_time or epoch == tc.epochs:
-            row.update(_validate_and_keep_best(run, val_cases, epoch))
-        row["seconds"] = round(time.perf_counter() - start, 2)
-        state.history.append(row)
-        state.epoch, state.seconds = epoch, row["seconds"]
-        logger.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in row.items()
-                                                     if k != "epoch"))
-        if state_dir is not None:
-            save_state(state_dir, model, run.optimizer, state, tc, run.ema)
-        if out_of_time:
-            break
-        if tc.patience and state.bad_evals >= tc.patience:
-            stopped = "patience"
-            break
+    stopped = _epochs(run, train_seqs, _validation_cases(split.validation, tc), state_dir, start)
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     model.eval()
     result = TrainResult(
         model=model, history=state.history, best_epoch=state.best_epoch,
         best_val_ndcg10=state.best_val, wall_seconds=round(time.perf_counter() - start, 2),
-        stopped=stopped,
+        stopped=stopped, main=ranks.is_main,
     )
-    result.meta = _meta(interactions, train_seqs, tc, result, initial)
-    if checkpoint_dir is not None:
+    result.meta = _meta(interactions, train_seqs, tc, result, initial, ranks.world_size)
+    if checkpoint_dir is not None and ranks.is_main:
         result.checkpoint = save_checkpoint(checkpoint_dir, model.cpu(), interactions.vocab,
                                             interactions.item_counts(), meta=result.meta)
         model.to(device)
-    logger.info("trained %d epochs in %.1fs (%s); best epoch %d, val NDCG@10 %.4f",
-                state.epoch, result.wall_seconds, stopped, state.best_epoch, state.best_val)
+    distributed.wait_for_main(ranks)  # the others leave once process 0 has written
+    if ranks.is_main:
+        logger.info("trained %d epochs in %.1fs (%s); best epoch %d, val NDCG@10 %.4f",
+                    state.epoch, result.wall_seconds, stopped, state.best_epoch, state.best_val)
     return result
+
+
+def _epochs(run: _Run, train_seqs: list[np.ndarray], val_cases: EvalCases,
+            state_dir: Path | None, start: float) -> str:
+    """Epochs until the last, the time budget or patience -> why training stopped.
+
+    Process 0 validates and saves the state; the others take its best epoch and patience
+    count, so all of them stop after the same epoch.
+    """
+    tc, state, ranks = run.tc, run.state, run.ranks
+    deadline = start + tc.max_minutes * 60 if tc.max_minutes else math.inf
+    for epoch in range(state.epoch + 1, tc.epochs + 1):
+        # Dropout and negatives: resumable, and their own on each process.
+        torch.manual_seed((tc.seed + ranks.rank) * 1_000_003 + epoch)
+        batches = train_batches(train_seqs, run.model.config.max_len, tc.batch_size,
+                                np.random.default_rng([tc.seed, epoch]), ranks.rank,
+                                ranks.world_size)
+        loss, out_of_time = _run_epoch(run, batches, epoch, deadline)
+        row: dict[str, float] = {"epoch": epoch, "loss": loss}
+        if epoch % tc.eval_every == 0 or out_of_time or epoch == tc.epochs:
+            if ranks.is_main:
+                row.update(_validate_and_keep_best(run, val_cases, epoch))
+            best = distributed.from_main([state.best_val, state.best_epoch, state.bad_evals],
+                                         ranks)
+            state.best_val, state.best_epoch, state.bad_evals = best[0], int(best[1]), int(best[2])
+        row["seconds"] = round(time.perf_counter() - start, 2)
+        state.history.append(row)
+        state.epoch, state.seconds = epoch, row["seconds"]
+        if ranks.is_main:
+            logger.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                         if k != "epoch"))
+        if state_dir is not None and ranks.is_main:
+            save_state(state_dir, run.model, run.optimizer, state, tc, run.ema)
+        if out_of_time:
+            return "time budget"
+        if tc.patience and state.bad_evals >= tc.patience:
+            return "patience"
+    return "epochs"
 
 
 def _start_model(model_config: ModelConfig, tc: TrainConfig, train: list[np.ndarray],
@@ -229,6 +264,7 @@ class _Run:
     ema: SASRec | None = None  # moving average of the weights; validated and kept if set
     sampler: NegativeSampler | None = None
     state: TrainState = field(default_factory=TrainState)
+    ranks: distributed.Ranks = field(default_factory=distributed.Ranks)
 
 
 def _run_epoch(run: _Run, batches: Iterator[tuple[Tensor, Tensor]], epoch: int,
@@ -257,10 +293,11 @@ def _run_epoch(run: _Run, batches: Iterator[tuple[Tensor, Tensor]], epoch: int,
         n_seq += x.shape[0]
         rate = n_seq / max(time.perf_counter() - tick, 1e-9)
         bar.set_postfix(loss=f"{total / n_pos:.3f}", seq_s=f"{rate:.0f}")
-        if time.perf_counter() > deadline:
+        if distributed.agree(time.perf_counter() > deadline, run.ranks):  # process 0's clock
             out_of_time = True
             break
     bar.close()
+    total, n_pos = distributed.summed([total, n_pos], run.ranks)  # all see a divergence
     if not math.isfinite(total):
         raise TrainingError(f"loss diverged at epoch {epoch}; lower the learning rate")
     return total / max(n_pos, 1), out_of_time
@@ -316,23 +353,6 @@ def _validation_cases(cases: EvalCases, tc: TrainConfig) -> EvalCases:
     return cases.take(np.sort(pick))
 
 
-def _batches(seqs: list[np.ndarray], max_len: int, batch_size: int,
-             rng: np.random.Generator) -> Iterator[tuple[Tensor, Tensor]]:
-    """(inputs [B, W], targets [B, W]) batches of users of similar length, in random order.
-
-    Users are sorted by length (random order within a length), cut into batches,
-    and the batches shuffled; each batch is only as wide as its longest history.
-    """
-    lengths = np.fromiter((min(len(s), max_len + 1) for s in seqs), dtype=np.int64)
-    order = np.lexsort((rng.random(len(seqs)), lengths))
-    starts = np.arange(0, len(order), batch_size)
-    for start in rng.permutation(starts):
-        members = order[start : start + batch_size]
-        width = int(lengths[members].max())
-        padded = torch.from_numpy(pad_histories([seqs[i] for i in members], width))
-        yield padded[:, :-1], padded[:, 1:]  # item t predicts item t + 1
-
-
 def _optimizer(model: SASRec, tc: TrainConfig) -> torch.optim.AdamW:
     """AdamW; decay on matrices only (not norms, biases or position embeddings)."""
     decay, no_decay = [], []
@@ -352,7 +372,7 @@ def _validate(model: SASRec, cases: EvalCases, device: torch.device) -> dict[str
 
 
 def _meta(data: Interactions, train_seqs: list[np.ndarray], tc: TrainConfig,
-          result: TrainResult, initial: WarmStart | None) -> dict[str, Any]:
+          result: TrainResult, initial: WarmStart | None, processes: int) -> dict[str, Any]:
     """The training summary stored in the checkpoint's config.json."""
     model = result.model
     return {
@@ -360,6 +380,7 @@ def _meta(data: Interactions, train_seqs: list[np.ndarray], tc: TrainConfig,
                  "users": data.num_users, "items": data.num_items,
                  "interactions": data.num_interactions, "train_users": len(train_seqs)},
         "train_config": tc.to_dict(),
+        "processes": processes,  # torchrun's WORLD_SIZE; batch_size is the global batch
         "metrics": {"best_epoch": result.best_epoch, "val_ndcg@10": result.best_val_ndcg10,
                     "epochs": len(result.history), "wall_seconds": result.wall_seconds,
                     "stopped": result.stopped},
