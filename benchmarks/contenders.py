@@ -2,8 +2,9 @@
 
     a  passthrough (`runners.py`): consume -> decode -> produce one record per event
     b  the worker, full pipeline, default settings (changelog, commits, explanations)
+    b' the worker on a stream of distinct users (`distinct_rounds`: nothing to coalesce)
     c  naive (`runners.py`): the same model, index and store called once per event
-    d  the model stage alone: encoder + search on the same histories, no Kafka
+    d  the model stage alone: encoder + search on the same histories, no Kafka (d': b''s stream)
     e  several worker processes in one consumer group on the same machine
 
 Time runs from the first event consumed to the last record acknowledged: workers
@@ -108,6 +109,27 @@ def load_stream(events: int, users: int, seed: int = 0, data: Path | None = None
                   base + np.arange(len(pairs), dtype=np.int64), source)
 
 
+def distinct_rounds(stream: Stream, positions: int = 5) -> Stream:
+    """The first `positions` events of every user who has that many (fewer rounds when
+    nobody has), in rounds that keep one user order: a user's next event comes after
+    every other user's event of the round, so on one partition a worker never holds two
+    events of one user at once (its pending limit is below the users of a round) and
+    each event costs one recommendation. The stream on which the worker is compared
+    with the model stage alone."""
+    by_user: dict[str, list[int]] = {}
+    for i, user in enumerate(stream.users):
+        by_user.setdefault(user, []).append(i)
+    # fewer rounds when no user has `positions` events (a short prefix of the log)
+    positions = min(positions, max((len(idx) for idx in by_user.values()), default=0))
+    users = [u for u, idx in by_user.items() if len(idx) >= positions]
+    order = [by_user[u][p] for p in range(positions) for u in users]
+    base = int(stream.ts[0]) if len(stream) else 1_700_000_000_000
+    return Stream([stream.users[i] for i in order], [stream.items[i] for i in order],
+                  base + np.arange(len(order), dtype=np.int64),
+                  f"{stream.source}: the first {positions} events of {len(users):,} users, "
+                  "in rounds")
+
+
 def bench_model(model: Path | None, workdir: Path, users: int = 30_000,
                 games: bool | None = None) -> Path:
     """The model to serve: `model`, or the games preset trained once and cached
@@ -209,6 +231,9 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
     """Run `processes` workers in one group over the topic; returns (result, output topic)."""
     from streamrec.kafka_io.local.probes import port_accepts
 
+    if events < 1:
+        raise ValueError(f"{name}: no events to time")
+
     tag = uuid.uuid4().hex[:6]
     out, group = f"{topic}-{name}-{tag}", f"bench-{name}-{tag}"
     ports = [free_port() for _ in range(processes)]
@@ -223,22 +248,29 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name}: workers did not open their metrics ports")
             time.sleep(0.1)
-        start = cpu0 = None
-        rss0 = 0.0
+        def snapshot() -> tuple[float, float, float]:  # time, CPU s, RSS MB of the workers
+            return (time.perf_counter(), sum(proc_cpu_s(p.pid) for p in procs),
+                    sum(proc_rss_mb(p.pid) for p in procs))
+
+        idle = snapshot()  # the last scrape that saw no event consumed
+        start: tuple[float, float, float] | None = None
         deadline = time.monotonic() + timeout_s
         while True:
             _check_alive(procs)
             samples = [scrape(p) for p in ports]
             consumed = sum(s.get("streamrec_events_consumed_total", 0) for s in samples)
-            if start is None and consumed > 0:
-                start = time.perf_counter()
-                cpu0 = sum(proc_cpu_s(p.pid) for p in procs)
-                rss0 = sum(proc_rss_mb(p.pid) for p in procs)
             busy = sum(s.get("streamrec_pending_users", 0) + s.get("streamrec_inflight_records", 0)
                        for s in samples)
-            if consumed >= events and busy == 0:
-                seconds = time.perf_counter() - start  # type: ignore[operator]
-                cpu = sum(proc_cpu_s(p.pid) for p in procs) - cpu0  # type: ignore[operator]
+            done = consumed >= events and busy == 0
+            if start is None:
+                if consumed > 0:  # a stream done within one scrape is timed from the last idle
+                    start = idle if done else snapshot()
+                else:
+                    idle = snapshot()
+            if done and start is not None:
+                end = snapshot()
+                seconds, cpu = end[0] - start[0], end[1] - start[1]
+                rss0 = start[2]
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name}: consumed {consumed:.0f} of {events} in {timeout_s}s")

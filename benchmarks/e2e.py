@@ -29,6 +29,7 @@ from streamrec.bench.contenders import (
     Stream,
     as_dict,
     bench_model,
+    distinct_rounds,
     load_stream,
     model_stage,
     preload,
@@ -94,6 +95,17 @@ def run(opts: E2EOptions) -> dict:
         results["b"], out_b = run_workers("worker", bootstrap, topic, model, n, extra=extra,
                                           client=client)
         figures["b_users_missing"] = verify(bootstrap, out_b, stream)
+        distinct = distinct_rounds(stream)
+        figures["distinct_stream"], figures["distinct_events"] = distinct.source, len(distinct)
+        topic_distinct = f"bench-distinct-{uuid.uuid4().hex[:6]}"
+        # One partition: over several, the consumer reads one partition rounds ahead of
+        # another, and two events of a user meet in the pending set after all.
+        preload(bootstrap, topic_distinct, distinct, 1)
+        say(f"b': the worker on {len(distinct):,} events of distinct users ({distinct.source})")
+        results["b'"], out_distinct = run_workers("worker-distinct-users", bootstrap,
+                                                  topic_distinct, model, len(distinct),
+                                                  extra=extra, client=client)
+        figures["b'_users_missing"] = verify(bootstrap, out_distinct, distinct)
         say(f"c: naive, one event at a time ({opts.naive_events:,} events)")
         results["c"] = run_runner("naive", bootstrap, topic, min(opts.naive_events, n), model,
                                   opts.threads, opts.index, client)
@@ -101,6 +113,9 @@ def run(opts: E2EOptions) -> dict:
             say(f"d: model stage alone, {threads} thread(s)")
             results[f"d{threads}"] = model_stage(stream, model, worker_max_batch(extra), threads,
                                                  opts.index)
+        say(f"d': model stage alone on the stream of b', {opts.threads} thread(s)")
+        results["d'"] = model_stage(distinct, model, worker_max_batch(extra), opts.threads,
+                                    opts.index)
         say("e: two worker processes in one group")
         results["e"], out_e = run_workers("workers", bootstrap, topic, model, n, processes=2,
                                           extra=extra, client=client)
@@ -130,10 +145,11 @@ def run(opts: E2EOptions) -> dict:
     (opts.workdir / f"e2e-{int(time.time())}.json").write_text(json.dumps(figures, indent=2))
     write_report(figures, [lat for _, target, lat in latencies if target == "worker"],
                  results)
-    failed = figures["b_users_missing"] or figures["e_users_missing"]
+    missing = {k: figures[f"{k}_users_missing"] for k in ("b", "b'", "e")}
+    failed = any(missing.values())
     if failed:
-        print(f"[bench] FAILED: users without a recommendation for their last event: "
-              f"b {figures['b_users_missing']}, e {figures['e_users_missing']}", file=sys.stderr)
+        print("[bench] FAILED: users without a recommendation for their last event: "
+              + ", ".join(f"{k} {v}" for k, v in missing.items()), file=sys.stderr)
     return figures
 
 
@@ -175,6 +191,8 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         f"b / d{figures['threads']} (recommendations/s vs users/s at the workers' threads)":
             r["b"].recs_per_s / d_worker.recs_per_s,
         "e / b": r["e"].events_per_s / r["b"].events_per_s,
+        "b' / d' (distinct users, nothing to coalesce: recommendations/s vs users/s)":
+            r["b'"].recs_per_s / r["d'"].recs_per_s,
     }
     lat_rows = [[f"{x['load']:.0%}", f"{x['rate']:,.0f}",
                  "worker" if x["target"] == "worker" else "relay (client floor)",
@@ -192,12 +210,15 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         f"last record acknowledged. Workers: `--index {figures['index']} --torch-threads "
         f"{figures['threads']}`; d is users/s of encode + search alone, in batches of "
         f"{figures['max_batch']:,} distinct users (the workers' `--max-batch`). Kafka client "
-        f"of every process: {figures['kafka_client']}.",
+        f"of every process: {figures['kafka_client']}. b' and d' read another stream of the "
+        f"same log, {figures['distinct_events']:,} events ({figures['distinct_stream']}, one "
+        "partition), in which a user's next event comes a whole round later: none meet in "
+        "the worker's pending set, so b''s recs/s equal its events/s.",
         table(["contender", "events/s", "recs/s", "seconds", "CPU s / 1k events",
                "records out / event", "peak RSS MB"], rows),
         "Ratios: " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + ". "
-        f"Users whose last event got no recommendation: b {figures['b_users_missing']}, "
-        f"e {figures['e_users_missing']}.",
+        "Users whose last event got no recommendation: "
+        + ", ".join(f"{k} {figures[k + '_users_missing']}" for k in ("b", "b'", "e")) + ".",
         "Latency, produce to arrival at a consumer (ms), at fractions of b's "
         "recommendations/s (what it sustains on a live stream, where a user's events rarely "
         "share a batch). The relay is the Kafka client's floor at the same rate: "

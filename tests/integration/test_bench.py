@@ -64,8 +64,10 @@ def test_bench_e2e_runs_every_contender_and_reports(
         bootstrap=kafka_bootstrap))
     assert figures["b_users_missing"] == 0
     assert figures["e_users_missing"] == 0
+    assert figures["b'_users_missing"] == 0
     results = figures["results"]
-    assert set(results) >= {"a", "b", "c", "d1", "e"}
+    assert set(results) >= {"a", "b", "b'", "c", "d1", "d'", "e"}
+    assert results["b'"]["events"] == results["d'"]["events"] == figures["distinct_events"]
     for key in ("a", "b", "e"):
         assert results[key]["events"] == 2000
         assert results[key]["seconds"] > 0
