@@ -4,7 +4,7 @@
     b  the worker, full pipeline, default settings (changelog, commits, explanations)
     b' the worker on a stream of distinct users (`distinct_rounds`: nothing to coalesce)
     c  naive (`runners.py`): the same model, index and store called once per event
-    d  the model stage alone: encoder + search on the same histories, no Kafka (d': b''s stream)
+    d  the model stage alone: encoder + search on the same histories, no Kafka (d': of b')
     e  several worker processes in one consumer group on the same machine
 
 Time runs from the first event consumed to the last record acknowledged: workers

@@ -55,7 +55,7 @@ class E2EOptions:
     partitions: int = 4  # even split for two workers
     naive_events: int = 10_000  # the naive contender reads this prefix
     latency_seconds: float = 30.0
-    latency_loads: tuple[float, ...] = (0.1, 0.25, 0.5)  # fractions of b''s recommendations/s
+    latency_loads: tuple[float, ...] = (0.1, 0.25, 0.5)  # fractions of the recs/s of b'
     sweep: tuple[int, ...] = (16, 64, 256, 1024)
     sweep_events: int = 60_000
     model: Path | None = None
@@ -134,7 +134,7 @@ def run(opts: E2EOptions) -> dict:
         for load in opts.latency_loads:
             for target in ("worker", "relay"):
                 say(f"latency of the {target} at {load * full:,.0f} events/s ({load:.0%} of "
-                    f"b''s recommendations/s) for {opts.latency_seconds:.0f} s")
+                    f"the recs/s of b') for {opts.latency_seconds:.0f} s")
                 latencies.append((load, target, latency_run.measure(
                     bootstrap, model, stream, load * full, opts.latency_seconds,
                     opts.partitions, opts.workdir, extra if target == "worker" else [],
@@ -218,14 +218,14 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         f"of every process: {figures['kafka_client']}. b' and d' read another stream of the "
         f"same log, {figures['distinct_events']:,} events ({figures['distinct_stream']}, one "
         "partition), in which a user's next event comes a whole round later: none meet in "
-        "the worker's pending set, so b''s recs/s equal its events/s.",
+        "the worker's pending set, so the recs/s of b' equal its events/s.",
         table(["contender", "events/s", "recs/s", "seconds", "CPU s / 1k events",
                "records out / event", "peak RSS MB"], rows),
         "Ratios: " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + ". "
         "Users whose last event got no recommendation: "
         + ", ".join(f"{k} {figures[k + '_users_missing']}" for k in ("b", "b'", "e")) + ".",
-        "Latency, produce to arrival at a consumer (ms), at fractions of b''s "
-        "recommendations/s (the worker's maximum load: every event its own recommendation); "
+        "Latency, produce to arrival at a consumer (ms), at fractions of the "
+        "recommendations/s of b' (the worker's maximum load: every event its own recommendation); "
         f"\"after {SETTLE_S:.0f} s\" leaves out the events sent in a run's first seconds, "
         "which meet a worker that has just started (its first batches, the encoder's first "
         "calls). The relay is the Kafka client's floor at the same rate: "
