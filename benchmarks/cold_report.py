@@ -267,21 +267,9 @@ def with_cold_section(text: str, path: Path | None = None) -> str:
     section = render(json.loads(path.read_text(encoding="utf-8")),
                      json.loads(ablation.read_text(encoding="utf-8"))
                      if ablation.is_file() else None)
-    start = text.find("\n" + HEADING)
-    if start >= 0:  # replace the old section, up to the next heading of its level
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + (text[end:] if end >= 0 else "\n")
-    if BEFORE in text:
-        return text.replace(BEFORE, section + BEFORE, 1)
-    return text.rstrip("\n") + "\n" + section
+    return report.put_section(text, HEADING, section, BEFORE)
 
 
 def save(doc: dict[str, Any]) -> Path:
     """Keep `doc` as JSON under docs/ and write its section into QUALITY.md there."""
-    path, quality_md = report.DOCS / COLD_JSON, report.DOCS / "QUALITY.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    if quality_md.is_file():
-        text = quality_md.read_text(encoding="utf-8")
-        quality_md.write_text(with_cold_section(text, path), encoding="utf-8")
-    return path
+    return report.save_quality_section(doc, COLD_JSON, with_cold_section)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import platform
@@ -19,9 +20,10 @@ import re
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from streamrec.kafka_io.local.broker import LocalBroker
 from streamrec.kafka_io.local.config import BrokerConfig, project_dir
@@ -137,6 +139,33 @@ def append_section(title: str, body: str) -> None:
     with report.open("a", encoding="utf-8") as f:
         f.write(f"\n## {stamp}: {title}\n\n{body.rstrip()}\n")
     print(f"[bench] appended '{title}' to {report}", flush=True)
+
+
+def put_section(text: str, heading: str, section: str, before: str) -> str:
+    """`text` (a markdown document) with `section`, which starts with `heading`, in place
+    of any older section under that heading (up to the next `## ` heading), else
+    inserted before the line `before`, else appended."""
+    start = text.find("\n" + heading)
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + (text[end:] if end >= 0 else "\n")
+    if before in text:
+        return text.replace(before, section + before, 1)
+    return text.rstrip("\n") + "\n" + section
+
+
+def save_quality_section(doc: Any, json_name: str,
+                         with_section: Callable[[str, Path], str]) -> Path:
+    """Keep `doc` as JSON at docs/`json_name` and put its section into docs/QUALITY.md
+    (`with_section(text, json_path)`); the JSON is what QUALITY.md's regeneration
+    (`quality_games.py`) renders the section from again."""
+    path, quality_md = DOCS / json_name, DOCS / "QUALITY.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if quality_md.is_file():
+        text = quality_md.read_text(encoding="utf-8")
+        quality_md.write_text(with_section(text, path), encoding="utf-8")
+    return path
 
 
 def plot_path(name: str) -> Path:
