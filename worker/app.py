@@ -9,12 +9,11 @@
 Offsets are never committed past an event whose user still waits for a batch (or
 sits in the model stage), nor before every record sent ahead of them is
 acknowledged (`commits.py`), so a crash at any point re-reads, and never skips, an
-event. `stop()` is safe to call from a signal handler: the loop finishes the batch
-in hand, drains the pending users, publishes, waits for every acknowledgement,
-commits, closes and returns. Rebalances: `rebalance.py`; model swaps: `swap.py`;
-stalls (`WorkerStalledError` after `--max-stall-s`): `watchdog.py`; `on_leaving` lets the
-process bound the way out (`shutdown.py`). The item catalogue (`catalogue.py`) is read
-before the group is joined, followed, and applied between two batches.
+event. `stop()` is safe to call from a signal handler: the loop finishes the batch in
+hand, drains the pending users, publishes, waits for every acknowledgement, commits,
+closes and returns. Rebalances: `rebalance.py`; model swaps: `swap.py`; stalls after
+`--max-stall-s`: `watchdog.py`; the way out (`on_leaving`): `shutdown.py`. The item
+catalogue (`catalogue.py`) is read before joining the group, then followed.
 
 State: each batch writes its users' changed histories, as of the batch's cut, to the
 changelog (`state/`) right after their recommendations; newly assigned partitions
@@ -54,7 +53,7 @@ from streamrec.worker.config import WorkerConfig
 from streamrec.worker.errors import PublishError, WorkerStalledError
 from streamrec.worker.ingest import Ingest
 from streamrec.worker.metrics import WorkerMetrics
-from streamrec.worker.model_stage import ModelJob, ModelStage
+from streamrec.worker.model_stage import ModelJob, ModelStage, switch_interval
 from streamrec.worker.publish import Acked, Publisher
 from streamrec.worker.rebalance import Ownership
 from streamrec.worker.recommend import Recommendations, Recommender
@@ -189,7 +188,8 @@ class Worker:
         self._ingest = Ingest(self.state, self.batcher, self._publisher, self.metrics,
                               limits=cfg.limits, event_types=cfg.event_types,
                               exactly_once=cfg.exactly_once)
-        self._model = ModelStage(self.recommender, cfg.k, cfg.fresh_slots)
+        self._model = ModelStage(self.recommender, cfg.k, cfg.fresh_slots,
+                                 switch_interval(self.kafka_client))
         self._consumer = make_consumer(
             cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
             max_poll_records=max(500, 4 * cfg.max_batch),

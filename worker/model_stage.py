@@ -11,8 +11,11 @@ A small batch can be computed inline, on the caller's thread (`submit(inline=Tru
 Each return from a torch call takes the GIL back, and while the poll loop runs
 Python that waits for the interpreter's switch interval (5 ms by default) before
 the loop is made to let go. A batch makes a handful of such calls, so at 5 ms the
-stage ran at a third of its speed beside a busy loop; the stage sets the interval
-to `SWITCH_INTERVAL_S` for the process (measured below, at `ModelStage`).
+stage ran at a third of its speed beside a busy loop. The worker shortens the
+interval to `SWITCH_INTERVAL_S` when its Kafka client does its I/O in C threads
+(confluent-kafka); kafka-python's network thread is Python too, and a short interval
+had the loop and that thread trading the GIL: at 0.5 ms a kafka-python worker fell
+behind at 1,949 events/s (p50 2.8 s, docs/BENCHMARKS.md, 2026-12-01).
 """
 
 from __future__ import annotations
@@ -31,12 +34,17 @@ from streamrec.worker.state.durable import Changes
 
 logger = logging.getLogger(__name__)
 
-# The GIL switch interval while the stage runs. Measured (2026-12-03, the 2-core box,
-# games model, batches of 1,024 distinct users of 1-5 events, 1 thread) with a thread
-# spinning in Python beside the stage: 7,300-7,800 users/s at Python's 5 ms,
-# 8,800-16,000 at 1 ms, 15,000-19,000 at 0.5 ms, 20,000-21,500 at 0.2 ms; 23,500-24,300
-# alone. The loop pays a thread switch per hand-off, a few per batch.
+# The GIL switch interval for a worker on confluent-kafka. Measured (2026-12-03, the
+# 2-core box, games model, batches of 1,024 distinct users of 1-5 events, 1 thread)
+# with a thread spinning in Python beside the stage: 7,300-7,800 users/s at Python's
+# 5 ms, 8,800-16,000 at 1 ms, 15,000-19,000 at 0.5 ms, 20,000-21,500 at 0.2 ms;
+# 23,500-24,300 alone. The loop pays a thread switch per hand-off, a few per batch.
 SWITCH_INTERVAL_S = 0.0002
+
+
+def switch_interval(client: str) -> float | None:
+    """The GIL switch interval a worker on Kafka adapter `client` sets (None: Python's)."""
+    return SWITCH_INTERVAL_S if client == "confluent" else None
 
 
 @dataclass
@@ -56,7 +64,10 @@ class ModelJob:
 class ModelStage:
     """A single worker thread that encodes and searches one `ModelJob` at a time."""
 
-    def __init__(self, recommender: Recommender, k: int, fresh_slots: int = 0) -> None:
+    def __init__(self, recommender: Recommender, k: int, fresh_slots: int = 0,
+                 switch_interval_s: float | None = None) -> None:
+        """`switch_interval_s`: the GIL switch interval to set for the process (at most;
+        None leaves it), see the module's docstring."""
         self.recommender = recommender
         self.k = k
         self.fresh_slots = fresh_slots  # of the k places, kept for items embedded live
@@ -64,7 +75,8 @@ class ModelStage:
         self._ready = threading.Event()  # the job in hand is finished
         self._wake = threading.Condition()
         self._closed = False
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        if switch_interval_s is not None:
+            sys.setswitchinterval(min(sys.getswitchinterval(), switch_interval_s))
         self._thread = threading.Thread(target=self._run, name="streamrec-model", daemon=True)
         self._thread.start()
 
