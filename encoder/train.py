@@ -52,6 +52,7 @@ from streamrec.encoder.evaluate import ModelScorer, evaluate
 from streamrec.encoder.features import ItemFeatures
 from streamrec.encoder.losses import LossFn, NegativeSampler, make_loss_fn
 from streamrec.encoder.model import SASRec
+from streamrec.encoder.schedule import lr_multiplier, time_left
 from streamrec.encoder.split import EvalCases, leave_one_out
 from streamrec.encoder.train_state import STATE_DIR, TrainState, cpu_state, load_state, save_state
 from streamrec.encoder.warmstart import WarmStart
@@ -272,7 +273,7 @@ def _run_epoch(run: _Run, batches: Iterator[tuple[Tensor, Tensor]], epoch: int,
     """One pass over the batches -> (mean loss per position, ran out of time)."""
     tc, state = run.tc, run.state
     run.model.train()
-    total, n_pos, n_seq = 0.0, 0, 0
+    total, n_pos, n_seq, steps = 0.0, 0, 0, 0
     tick = time.perf_counter()
     bar = tqdm(list(batches), desc=f"epoch {epoch}", disable=not run.progress, leave=False)
     out_of_time = False
@@ -290,9 +291,11 @@ def _run_epoch(run: _Run, batches: Iterator[tuple[Tensor, Tensor]], epoch: int,
         state.step += 1
         total += loss.item() * positions
         n_pos += positions
-        n_seq += x.shape[0]
-        rate = n_seq / max(time.perf_counter() - tick, 1e-9)
-        bar.set_postfix(loss=f"{total / n_pos:.3f}", seq_s=f"{rate:.0f}")
+        n_seq, steps = n_seq + x.shape[0], steps + 1
+        elapsed = max(time.perf_counter() - tick, 1e-9)
+        left = time_left(run.total_steps - state.step, elapsed / steps, deadline)
+        bar.set_postfix(loss=f"{total / n_pos:.3f}", seq_s=f"{n_seq / elapsed:.0f}",
+                        run_left=tqdm.format_interval(left))
         if distributed.agree(time.perf_counter() > deadline, run.ranks):  # process 0's clock
             out_of_time = True
             break
@@ -315,18 +318,6 @@ def _validate_and_keep_best(run: _Run, cases: EvalCases, epoch: int) -> dict[str
     else:
         state.bad_evals += 1
     return {"val_ndcg10": metrics["ndcg@10"], "val_hr10": metrics["hr@10"]}
-
-
-def lr_multiplier(step: int, total_steps: int, tc: TrainConfig) -> float:
-    """Multiplier of the peak learning rate at `step`: linear warm-up, then the schedule."""
-    if step < tc.warmup_steps:
-        return (step + 1) / tc.warmup_steps
-    if tc.lr_schedule == "constant":
-        return 1.0
-    done = min(1.0, (step - tc.warmup_steps) / max(total_steps - tc.warmup_steps, 1))
-    if tc.lr_schedule == "linear":
-        return 1.0 - done
-    return 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 def _ema_copy(model: SASRec) -> SASRec:

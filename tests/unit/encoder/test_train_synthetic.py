@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,10 @@ from streamrec.encoder.config import ModelConfig, TrainConfig, preset
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import TrainingError
 from streamrec.encoder.evaluate import ModelScorer, evaluate
+from streamrec.encoder.schedule import lr_multiplier, time_left
 from streamrec.encoder.split import leave_one_out
 from streamrec.encoder.synthetic import generate
-from streamrec.encoder.train import lr_multiplier, train_model
+from streamrec.encoder.train import train_model
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +113,10 @@ def test_demo_preset_fits_the_synthetic_log(walks: Interactions) -> None:
                                         walks.num_interactions)
     assert model_config.num_items == walks.num_items
     assert train_config.max_minutes <= 1.0
+
+
+def test_time_left_is_the_steps_at_this_pace_or_the_budget_if_sooner() -> None:
+    far = time.perf_counter() + 3600
+    assert time_left(100, 0.5, far) == pytest.approx(50.0)
+    assert time_left(100, 0.5, time.perf_counter() + 10) == pytest.approx(10.0, abs=0.5)
+    assert time_left(100, 0.5, time.perf_counter() - 1) == 0.0  # the budget has run out
