@@ -217,8 +217,8 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         f"{figures['max_batch']:,} distinct users (the workers' `--max-batch`). Kafka client "
         f"of every process: {figures['kafka_client']}. b' and d' read another stream of the "
         f"same log, {figures['distinct_events']:,} events ({figures['distinct_stream']}, one "
-        "partition), in which a user's next event comes a whole round later: none meet in "
-        "the worker's pending set, so the recs/s of b' equal its events/s.",
+        "partition), in which a user's next event comes a whole round later: none should "
+        "meet in the worker's pending set (then the recs/s of b' equal its events/s).",
         table(["contender", "events/s", "recs/s", "seconds", "CPU s / 1k events",
                "records out / event", "peak RSS MB"], rows),
         "Ratios: " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + ". "
