@@ -1,4 +1,4 @@
-"""Benchmarks: `streamrec bench {e2e,model,compress,state,clients,soak,catalogue}`, quality.
+"""Benchmarks: `streamrec bench {e2e,model,compress,cold,ablation,...}`, quality.
 
 Every figure comes from a run measured side by side with its ceilings, names the
 machine and the versions (`report.py`) and is appended, dated, to
@@ -22,6 +22,8 @@ check that the benchmark code runs and reports.
     report.py     machine description, local broker, the markdown report and plots
     quality_games.py  regenerates docs/QUALITY.md (train, evaluate, plot)
     quality_tuning.py the preset's tuning runs, as data for that report
+    train_ablation.py the training recipe, one knob at a time over seeds (validation)
+    train_ablation_report.py  its section in docs/QUALITY.md (no torch)
 
 May import: every streamrec package but `streamrec.cli`.
 """

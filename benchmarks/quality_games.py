@@ -30,6 +30,7 @@ from pathlib import Path
 from streamrec.bench.cold_report import with_cold_section
 from streamrec.bench.compress_quality import with_compression_section
 from streamrec.bench.quality_tuning import TUNING
+from streamrec.bench.train_ablation_report import with_ablation_section
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                             + "\n## How the configuration was chosen")
     text = with_compression_section(text)  # `bench compress`'s figures, when measured
     text = with_cold_section(text)  # `bench cold`'s, likewise
+    text = with_ablation_section(text)  # `bench ablation`'s
     (args.docs / "QUALITY.md").write_text(text, encoding="utf-8")
     print(text)
     return 0

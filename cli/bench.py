@@ -1,8 +1,8 @@
-"""`streamrec bench {e2e,model,compress,cold,state,clients,soak,catalogue}`: measure and report.
+"""`streamrec bench {e2e,model,compress,cold,ablation,state,clients,soak,catalogue}`: measure.
 
 Each action prints its progress, appends a dated section naming the machine to
 docs/BENCHMARKS.md (plots beside it in docs/) and exits 0; figures are never
-asserted; `compress` and `cold` measure quality, and their sections go to
+asserted; `compress`, `cold` and `ablation` measure quality, and their sections go to
 docs/QUALITY.md. The code lives in `streamrec.bench` (the benchmarks/ folder).
 """
 
@@ -140,6 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cold.add_argument("--no-report", action="store_true",
                       help="print the figures, leave docs/ alone (a trial run)")
     cold.set_defaults(handler=run_cold)
+    _register_ablation(actions)
 
     state = actions.add_parser(
         "state", help="bytes per user in memory; changelog restore time",
@@ -266,6 +267,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     catalogue.add_argument("--no-report", action="store_true",
                            help="print the figures, leave docs/BENCHMARKS.md alone (a trial run)")
     catalogue.set_defaults(handler=run_catalogue)
+
+
+def _register_ablation(actions: argparse._SubParsersAction) -> None:
+    """Add `bench ablation` (the games training recipe, one knob at a time, over seeds)."""
+    from streamrec.bench.train_ablation import AblationOptions
+
+    a = AblationOptions()
+    p = actions.add_parser("ablation", help="the games training recipe, one knob at a time",
+                           description="Train the games preset with each variant's change, "
+                           "per seed, on the validation split only; runs are resumable "
+                           "(.cache/bench/train-ablation.jsonl). Writes docs/bench/"
+                           "train-ablation.json and its section of docs/QUALITY.md.")
+    p.add_argument("--variants", default=",".join(a.variants), help="(default %(default)s)")
+    p.add_argument("--seeds", default=",".join(map(str, a.seeds)), help="(default %(default)s)")
+    p.add_argument("--parallel", type=int, default=a.parallel,
+                   help="runs at a time, one process each (default %(default)s)")
+    p.add_argument("--report-only", action="store_true", help="report the recorded runs")
+    p.set_defaults(handler=run_ablation)
+
+
+def run_ablation(args: argparse.Namespace) -> int:
+    """Run `bench ablation`."""
+    from streamrec.bench.train_ablation import AblationOptions, run
+
+    run(AblationOptions(variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+                        seeds=_ints(args.seeds), parallel=args.parallel,
+                        report_only=args.report_only))
+    return 0
 
 
 def _ints(text: str) -> tuple[int, ...]:
