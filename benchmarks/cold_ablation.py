@@ -20,13 +20,9 @@ import numpy as np
 import torch
 
 from streamrec.bench import cold_report
-from streamrec.bench.cold_items import ColdOptions, model_runs
+from streamrec.bench.cold_items import ColdOptions, load_split, model_runs
 from streamrec.bench.report import DOCS, machine
-from streamrec.encoder.cold import cold_item_split
 from streamrec.encoder.content import ContentConfig
-from streamrec.encoder.data import load_interactions
-from streamrec.encoder.features import read_item_features
-from streamrec.encoder.movielens import ITEMS_FILE, ratings_path
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +52,7 @@ def run(options: ColdOptions) -> dict[str, Any]:
     """Train every variant (and the model without features) `repeats` times; report."""
     torch.set_num_threads(1)
     started = time.perf_counter()
-    data = load_interactions(ratings_path(options.data), "movielens")
-    features = read_item_features(options.data / ITEMS_FILE)
-    split = cold_item_split(data, options.fraction, seed=options.seed,
-                            targets_per_user=options.targets_per_user)
+    _, features, split = load_split(options)
     seeds = range(options.seed, options.seed + options.repeats)
     plain: list[dict[str, Any]] = []
     rows = []

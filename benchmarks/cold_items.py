@@ -46,7 +46,7 @@ from streamrec.encoder.cold_baselines import (
 )
 from streamrec.encoder.config import preset
 from streamrec.encoder.content import ContentConfig, item_content
-from streamrec.encoder.data import load_interactions
+from streamrec.encoder.data import Interactions, load_interactions
 from streamrec.encoder.evaluate import ModelScorer, Scorer, evaluate
 from streamrec.encoder.features import ItemFeatures, read_item_features
 from streamrec.encoder.movielens import ITEMS_FILE, ratings_path
@@ -82,14 +82,19 @@ class ColdOptions:
             raise ConfigError(f"--repeats must be >= 1, got {self.repeats}")
 
 
+def load_split(options: ColdOptions) -> tuple[Interactions, dict[str, ItemFeatures], ColdSplit]:
+    """The converted MovieLens folder's ratings and item features, and its cold split."""
+    data = load_interactions(ratings_path(options.data), "movielens")
+    features = read_item_features(options.data / ITEMS_FILE)
+    return data, features, cold_item_split(data, options.fraction, seed=options.seed,
+                                           targets_per_user=options.targets_per_user)
+
+
 def run(options: ColdOptions) -> dict[str, Any]:
     """Split, fit and evaluate the baselines, train and evaluate the models, report."""
     torch.set_num_threads(1)
     started = time.perf_counter()
-    data = load_interactions(ratings_path(options.data), "movielens")
-    features = read_item_features(options.data / ITEMS_FILE)
-    split = cold_item_split(data, options.fraction, seed=options.seed,
-                            targets_per_user=options.targets_per_user)
+    data, features, split = load_split(options)
     rows: dict[str, dict[str, Any]] = {}
     gains: dict[str, dict[str, np.ndarray]] = {}  # row -> kind -> each case's NDCG@10
     for key, scorer in baselines(split, features, options.seed).items():
