@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from streamrec.bench import cold_report
-from streamrec.bench.cold_items import ColdOptions, load_split, model_runs
+from streamrec.bench.cold_items import load_split, model_runs
+from streamrec.bench.cold_options import ColdOptions
 from streamrec.bench.report import DOCS, machine
-from streamrec.encoder.content import ContentConfig
+from streamrec.encoder.config import ContentConfig
 
 logger = logging.getLogger(__name__)
 

@@ -20,16 +20,14 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from streamrec.bench import cold_report
+from streamrec.bench.cold_options import ColdOptions
 from streamrec.bench.report import ROOT, machine
-from streamrec.common.errors import ConfigError
 from streamrec.encoder.cold import (
     ColdModelScorer,
     ColdSplit,
@@ -44,8 +42,8 @@ from streamrec.encoder.cold_baselines import (
     TfidfConfig,
     tfidf_content,
 )
-from streamrec.encoder.config import preset
-from streamrec.encoder.content import ContentConfig, item_content
+from streamrec.encoder.config import ContentConfig, preset
+from streamrec.encoder.content import item_content
 from streamrec.encoder.data import Interactions, load_interactions
 from streamrec.encoder.evaluate import ModelScorer, Scorer, evaluate
 from streamrec.encoder.features import ItemFeatures, read_item_features
@@ -61,25 +59,6 @@ MODEL_ROWS = {"model": "SASRec, no features", "model+content": "SASRec + content
 EVAL_MAX_LEN = 1000  # history columns handed to a scorer; models cut to their own L
 BASELINES = {"a": "(a) random among cold items", "b": "(b) popular in recent categories",
              "c": "(c) content neighbours, all items", "d": "(d) content neighbours, cold items"}
-
-
-@dataclass(frozen=True)
-class ColdOptions:
-    """What `bench cold` runs."""
-
-    data: Path = ROOT / ".cache" / "movielens"  # `streamrec data movielens --out`
-    fraction: float = 0.15  # of the items held out
-    seed: int = 42
-    targets_per_user: int = 0  # cold cases per user, the last ones (0: all)
-    minutes: float = 10.0  # training budget per model
-    repeats: int = 3  # models of each kind, trained with seeds seed, seed + 1, ...
-    content: ContentConfig = field(default_factory=ContentConfig)  # the tower's settings
-    models: bool = True  # False: the baselines only
-    report: bool = True  # write the JSON and the QUALITY.md section
-
-    def __post_init__(self) -> None:
-        if self.repeats < 1:
-            raise ConfigError(f"--repeats must be >= 1, got {self.repeats}")
 
 
 def load_split(options: ColdOptions) -> tuple[Interactions, dict[str, ItemFeatures], ColdSplit]:

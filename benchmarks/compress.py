@@ -32,15 +32,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from streamrec.bench import compress_quality
 from streamrec.bench.contenders import GAMES, bench_model, load_stream
 from streamrec.bench.model import rate, sample_histories, set_threads
 from streamrec.bench.report import ROOT, append_section, machine, table
+
+if TYPE_CHECKING:  # torch is imported where it runs: the CLI's parser reads CompressOptions
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ class IndexScorer:
 def encoder_bytes(model: nn.Module) -> int:
     """Serialized size of the encoder's weights without the item table (which the
     index columns count)."""
+    import torch
+
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("item_emb")}
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -111,6 +115,8 @@ def index_bytes_per_item(index: object, items: int) -> float:
 
 def bf16_encoder(model: nn.Module) -> nn.Module:
     """Weights and activations in bfloat16 (AMX / AVX-512 BF16 matmuls where present)."""
+    import torch
+
     return copy.deepcopy(model).to(torch.bfloat16).eval()
 
 
@@ -118,6 +124,8 @@ def int8_encoder(model: nn.Module) -> nn.Module:
     """Dynamic int8 quantization of every linear layer but the attention's input
     projection (`qkv`: the last block slices its weight, which a packed int8 layer
     does not expose)."""
+    import torch
+    from torch import nn
     from torch.ao.quantization import quantize_dynamic
 
     names = {n for n, m in model.named_modules()
@@ -149,6 +157,7 @@ def drop_block(model: nn.Module, block: int) -> nn.Module:
 
 def magnitude_pruned(model: nn.Module, amount: float = 0.5) -> nn.Module:
     """The feed-forward layers' smallest `amount` of weights (by |w|) set to zero."""
+    from torch import nn
     from torch.nn.utils import prune
 
     pruned = copy.deepcopy(model).eval()
@@ -246,6 +255,8 @@ def quality(variant: Variant, index: object, cases: object, max_len: int,
 
 def run(opts: CompressOptions) -> list[list[str]]:
     """Every variant's speed, memory and quality; appends the report section."""
+    import torch
+
     from streamrec.encoder.checkpoint import load_checkpoint
     from streamrec.encoder.data import load_interactions
     from streamrec.encoder.split import leave_one_out

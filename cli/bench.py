@@ -114,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "on warm targets the model with features against the one without. "
                     "Needs a folder from `streamrec data movielens` (docs/QUALITY.md, "
                     "'Item cold start'). Writes docs/bench/cold-items.json and that section.")
-    from streamrec.bench.cold_items import ColdOptions
+    from streamrec.bench.cold_options import ColdOptions
 
     c1 = ColdOptions()
     cold.add_argument("--data", type=Path, default=c1.data,
@@ -336,8 +336,9 @@ def run_compress(args: argparse.Namespace) -> int:
 def run_cold(args: argparse.Namespace) -> int:
     """Run `bench cold`."""
     from streamrec.bench import cold_ablation, cold_items
+    from streamrec.bench.cold_options import ColdOptions
 
-    options = cold_items.ColdOptions(
+    options = ColdOptions(
         data=args.data, fraction=args.fraction, seed=args.seed,
         targets_per_user=args.targets_per_user, minutes=args.minutes, repeats=args.repeats,
         models=not args.baselines_only, report=not args.no_report)

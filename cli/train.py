@@ -187,7 +187,7 @@ def train_and_save(
     `item_features` add a content tower shaped by `content_overrides` (ContentConfig
     fields; a warm start keeps its tower and grows its features with them).
     """
-    from streamrec.encoder.content import ContentConfig
+    from streamrec.encoder.config import ContentConfig
     from streamrec.encoder.data import Interactions, load_interactions
     from streamrec.encoder.train import train_model
     from streamrec.encoder.warmstart import warm_model_config

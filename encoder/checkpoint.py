@@ -39,8 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from streamrec.common.errors import ConfigError
-from streamrec.encoder.config import ModelConfig
-from streamrec.encoder.content import ContentConfig
+from streamrec.encoder.config import ContentConfig, ModelConfig
 from streamrec.encoder.errors import CheckpointError, DataFormatError
 from streamrec.encoder.model import SASRec
 from streamrec.encoder.repository import resolve

@@ -5,7 +5,9 @@ checkpoint); `TrainConfig` is everything that shapes how it is trained. Both are
 plain frozen dataclasses with commented defaults, validated on construction, so a
 bad value fails where it is set rather than deep inside torch. `preset()` returns
 the measured defaults for a named situation ("demo", "games") or, for "auto",
-defaults chosen from the size of the data.
+defaults chosen from the size of the data. `ContentConfig` shapes the content tower
+(`content.py`) and its hashing spec; it lives here, beside the others, so that reading
+or checking a config never loads torch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from streamrec.common.errors import ConfigError
+from streamrec.encoder.features import MAX_VECTOR_DIMS
 
 logger = logging.getLogger(__name__)
 
@@ -208,3 +211,77 @@ def preset(
                         patience=5, threads=1),
         )
     raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+# Bump when a token's text or bucket could change (the regex, normalisation, prefixes,
+# hash): a checkpoint trained under another version would read features differently.
+TOKENIZER_VERSION = 1
+# What a ContentConfig saved before the feature vocabulary existed was trained with.
+BEFORE_VOCABULARY: dict[str, Any] = {"min_items": 0, "token_dropout": 0.0,
+                                     "unknown_rows": False}
+# ContentConfig fields that shape only training: a warm start may change them.
+TRAINING_ONLY = ("id_dropout", "token_dropout")
+
+
+@dataclass(frozen=True)
+class ContentConfig:
+    """Shape of the content tower and its hashing spec; saved with the checkpoint."""
+
+    buckets: int = 2**15  # rows of the hashed token table (row 0 = padding)
+    max_categories: int = 8  # an item's first distinct categories that count
+    max_words: int = 40  # text tokens per item: words and word bigrams, in text order
+    bigrams: bool = True  # "red shoe" as a token of its own beside "red" and "shoe"
+    vector_dim: int = 0  # Dv of `features.vector` (0 = no dense vector)
+    # Measured on MovieLens cold splits (docs/QUALITY.md, "Item cold start", ablation).
+    id_dropout: float = 0.2  # training: share of featured items seen through content alone
+    min_items: int = 2  # the vocabulary: a token counts once this many trained items have it
+    token_dropout: float = 0.0  # training: share of an item's tokens left out at each read
+    unknown_rows: bool = True  # tokens outside the vocabulary share one trained row per field
+    salt: str = "streamrec"  # hashed in front of every token
+    tokenizer: int = TOKENIZER_VERSION  # the tokenizing rules the buckets were made with
+
+    def __post_init__(self) -> None:
+        for name in ("buckets", "max_categories", "max_words"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ContentConfig.{name} must be a positive int, got {value!r}")
+        if self.buckets < 2:
+            raise ConfigError("ContentConfig.buckets must be >= 2 (row 0 is padding)")
+        if not isinstance(self.vector_dim, int) or not 0 <= self.vector_dim <= MAX_VECTOR_DIMS:
+            raise ConfigError(f"ContentConfig.vector_dim must be an int in [0, "
+                              f"{MAX_VECTOR_DIMS}], got {self.vector_dim!r}")
+        for name in ("id_dropout", "token_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"ContentConfig.{name} must be in [0, 1), got "
+                                  f"{getattr(self, name)!r}")
+        if not isinstance(self.min_items, int) or self.min_items < 0:
+            raise ConfigError(f"ContentConfig.min_items must be an int >= 0 (0: no "
+                              f"vocabulary, every bucket counts), got {self.min_items!r}")
+        if self.tokenizer != TOKENIZER_VERSION:
+            raise ConfigError(f"features were hashed with tokenizer version {self.tokenizer!r}"
+                              f"; this streamrec hashes with version {TOKENIZER_VERSION}: "
+                              "retrain with --item-features, or use the release that wrote it")
+
+    @property
+    def max_tokens(self) -> int:
+        """T: token slots per item, categories first (`ContentInputs.tokens`)."""
+        return self.max_categories + self.max_words
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready field dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContentConfig:
+        """Inverse of `to_dict`; unknown or missing keys raise ConfigError. A config
+        written before the feature vocabulary (no `min_items`, `token_dropout`) reads as
+        what it was trained with: every bucket counts, no token dropout."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown ContentConfig fields {unknown}")
+        data = {**{k: v for k, v in BEFORE_VOCABULARY.items() if k not in data}, **data}
+        missing = sorted(names - set(data))
+        if missing:
+            raise ConfigError(f"incomplete ContentConfig {data}: missing {missing}")
+        return cls(**data)

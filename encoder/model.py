@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamrec.common.errors import ConfigError
-from streamrec.encoder.config import ModelConfig
-from streamrec.encoder.content import ContentConfig, ContentInputs, ContentTower
+from streamrec.encoder.config import ContentConfig, ModelConfig
+from streamrec.encoder.content import ContentInputs, ContentTower
 
 logger = logging.getLogger(__name__)
 

@@ -38,13 +38,8 @@ from tqdm import tqdm
 from streamrec.encoder import distributed
 from streamrec.encoder.batching import batch_bounds, train_batches
 from streamrec.encoder.checkpoint import save_checkpoint
-from streamrec.encoder.config import ModelConfig, TrainConfig
-from streamrec.encoder.content import (
-    ContentConfig,
-    content_config_for,
-    feature_vocabulary,
-    item_content,
-)
+from streamrec.encoder.config import ContentConfig, ModelConfig, TrainConfig
+from streamrec.encoder.content import content_config_for, feature_vocabulary, item_content
 from streamrec.encoder.cooccurrence import cooccurrence_embeddings
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import TrainingError

@@ -39,10 +39,8 @@ from torch import Tensor
 
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.checkpoint import Checkpoint
-from streamrec.encoder.config import ModelConfig
+from streamrec.encoder.config import TRAINING_ONLY, ContentConfig, ModelConfig
 from streamrec.encoder.content import (
-    TRAINING_ONLY,
-    ContentConfig,
     ContentInputs,
     feature_vocabulary,
     featurize,

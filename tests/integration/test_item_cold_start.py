@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streamrec.encoder.config import ModelConfig, TrainConfig
-from streamrec.encoder.content import ContentConfig
+from streamrec.encoder.config import ContentConfig, ModelConfig, TrainConfig
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.features import ItemFeatures
 from streamrec.encoder.train import train_model

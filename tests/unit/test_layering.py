@@ -192,3 +192,13 @@ def test_light_modules_do_not_load_torch_or_faiss(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True, timeout=120).stdout.strip()
     assert out == "", f"importing {module} loaded {out}"
+
+
+def test_the_cli_parser_does_not_load_torch_or_faiss() -> None:
+    """Every command's flags and defaults are built for `streamrec --help` and before any
+    action runs: loading torch there costs every command, even `broker stop`, ~1.5 s."""
+    code = ("import sys; from streamrec.cli.main import build_parser; build_parser(); "
+            "print(','.join(m for m in ('torch', 'faiss') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=120).stdout.strip()
+    assert out == "", f"building the CLI's parser loaded {out}"

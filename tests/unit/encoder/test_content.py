@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from streamrec.common.errors import ConfigError
+from streamrec.encoder.config import ContentConfig
 from streamrec.encoder.content import (
-    ContentConfig,
     ContentTower,
     feature_vocabulary,
     featurize,
@@ -35,7 +35,8 @@ def test_a_token_lands_in_the_same_bucket_in_every_process() -> None:
     assert token_bucket("t:red", ContentConfig()) == 4378
     assert token_bucket("c:shoes", ContentConfig(buckets=2**16)) == 12394
     assert token_bucket("c:shoes", ContentConfig(salt="x")) == 28445
-    code = ("from streamrec.encoder.content import ContentConfig, token_bucket; "
+    code = ("from streamrec.encoder.config import ContentConfig; "
+            "from streamrec.encoder.content import token_bucket; "
             "print(token_bucket('c:shoes', ContentConfig()))")
     env = os.environ | {"PYTHONHASHSEED": "1"}  # str hash() differs from this process's
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,

@@ -12,8 +12,8 @@ import torch
 
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
-from streamrec.encoder.config import ModelConfig, TrainConfig
-from streamrec.encoder.content import ContentConfig, featurize, token_bucket
+from streamrec.encoder.config import ContentConfig, ModelConfig, TrainConfig
+from streamrec.encoder.content import featurize, token_bucket
 from streamrec.encoder.data import Interactions
 from streamrec.encoder.errors import CheckpointError, TrainingError
 from streamrec.encoder.features import ItemFeatures

@@ -9,8 +9,8 @@ import torch
 
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.compiled import trace_encoder
-from streamrec.encoder.config import ModelConfig, TrainConfig, preset
-from streamrec.encoder.content import ContentConfig, feature_vocabulary, featurize
+from streamrec.encoder.config import ContentConfig, ModelConfig, TrainConfig, preset
+from streamrec.encoder.content import feature_vocabulary, featurize
 from streamrec.encoder.features import ItemFeatures
 from streamrec.encoder.model import SASRec
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
-from streamrec.encoder.config import ModelConfig
-from streamrec.encoder.content import ContentConfig, item_content
+from streamrec.encoder.config import ContentConfig, ModelConfig
+from streamrec.encoder.content import item_content
 from streamrec.encoder.features import ItemFeatures
 from streamrec.encoder.model import SASRec
 from streamrec.encoder.vocab import ItemVocab

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamrec.encoder.content import ContentConfig, featurize
+from streamrec.encoder.config import ContentConfig
+from streamrec.encoder.content import featurize
 from streamrec.encoder.vocab import ItemVocab
 from streamrec.worker.item_records import ItemFeatures
 from streamrec.worker.recommend import Recommender
