@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from streamrec.common.errors import ConfigError
-from streamrec.common.settings import env_default, env_name
+from streamrec.common.settings import env_default, env_name, parse_bool
 from streamrec.index.params import AnnParams
 from streamrec.kafka_io.port import CLIENT_CHOICES
 from streamrec.kafka_io.security import KafkaSecurity, SaslMechanism, SecurityProtocol, named
@@ -272,6 +272,10 @@ CONTENT_FLAGS = {
                                               "trained items have it (default 2; 0 = all)"),
     "--token-dropout": ("token_dropout", float, "share of an item's feature tokens left out "
                                                 "each time training reads it (default 0)"),
+    "--feature-unknown-rows": ("unknown_rows", bool,
+                               "categories and words outside the vocabulary count as one "
+                               "trained row per field (default on; --no-feature-unknown-rows: "
+                               "they count for nothing)"),
 }
 
 
@@ -284,7 +288,11 @@ def add_item_feature_flags(p: argparse.ArgumentParser) -> None:
                         "[...]}}): adds a content tower, so items are known by their features "
                         "too and items without interactions can be placed by them alone")
     for flag, (_, kind, text) in CONTENT_FLAGS.items():
-        p.add_argument(flag, type=kind, default=env_default(flag, None, kind), help=text)
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction,
+                           default=env_default(flag, None, parse_bool), help=text)
+        else:
+            p.add_argument(flag, type=kind, default=env_default(flag, None, kind), help=text)
 
 
 def content_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -39,13 +39,15 @@ def test_item_features_give_the_checkpoint_a_tower_that_warm_starts_keep(
     out = tmp_path / "model"
     assert train("--data", str(log), "--out", str(out), "--item-features",
                  str(features), "--feature-buckets", "512", "--id-dropout", "0.3",
-                 "--feature-min-items", "3", "--token-dropout", "0.1") == 0
+                 "--feature-min-items", "3", "--token-dropout", "0.1",
+                 "--no-feature-unknown-rows") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["content"]["items_with_features"] == 60
     ckpt = load_checkpoint(out)
     assert ckpt.content is not None
     assert (ckpt.content.buckets, ckpt.content.id_dropout, ckpt.content.vector_dim,
-            ckpt.content.min_items, ckpt.content.token_dropout) == (512, 0.3, 2, 3, 0.1)
+            ckpt.content.min_items, ckpt.content.token_dropout,
+            ckpt.content.unknown_rows) == (512, 0.3, 2, 3, 0.1, False)
     grown = write_log(tmp_path / "new.txt", 64)
     assert train("--data", str(grown), "--out", str(tmp_path / "warm"),
                  "--warm-start", str(out), "--item-features", str(features)) == 0
