@@ -46,7 +46,8 @@ def run_dump(args: argparse.Namespace) -> int:
     from streamrec.kafka_io.errors import KafkaUnavailableError, TopicNotFoundError
     from streamrec.kafka_io.security import principal_of
     from streamrec.kafka_io.topic_reader import partitions_of
-    from streamrec.worker.state.changelog import changelog_topic, restore_partitions
+    from streamrec.worker.state.changelog import changelog_topic
+    from streamrec.worker.state.changelog_read import restore_partitions
 
     topic = changelog_topic(args.group_id)
     security = security_from_args(args)

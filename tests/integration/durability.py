@@ -14,7 +14,8 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from streamrec.worker.state.changelog import HistoryRecord, restore_partitions
+from streamrec.worker.state.changelog import HistoryRecord
+from streamrec.worker.state.changelog_read import restore_partitions
 from tests.integration.helpers import committed_offsets, end_offsets
 
 

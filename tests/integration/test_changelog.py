@@ -26,13 +26,13 @@ from streamrec.encoder.vocab import ItemVocab
 from streamrec.kafka_io.errors import TopicNotFoundError
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import read_to_end
-from streamrec.worker.state import changelog, durable, parallel_read
+from streamrec.worker.state import changelog_read, durable, parallel_read
 from streamrec.worker.state.changelog import (
     HistoryRecord,
     changelog_topic,
     encode_history,
-    restore_partitions,
 )
+from streamrec.worker.state.changelog_read import restore_partitions
 from streamrec.worker.state.durable import DurableHistories
 from tests.conftest import TOPIC_READY_TIMEOUT_MS
 from tests.integration.helpers import producer
@@ -89,8 +89,8 @@ def chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> in
     """Restores read in chunks (`LatestRead`); with chunks of 1 or 2 users, a user's
     record, tombstone and return land in different chunks."""
     if request.param is not None:
-        reader = functools.partial(changelog.LatestRead, chunk=request.param)
-        monkeypatch.setattr(changelog, "LatestRead", reader)
+        reader = functools.partial(changelog_read.LatestRead, chunk=request.param)
+        monkeypatch.setattr(changelog_read, "LatestRead", reader)
     return request.param
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from streamrec.worker.app import Worker
 from streamrec.worker.config import WorkerConfig
-from streamrec.worker.state.changelog import restore_partitions
+from streamrec.worker.state.changelog_read import restore_partitions
 from streamrec.worker.state.durable import Applied
 from tests.integration.durability import SteadyProducer, assert_state_matches, wait_drained
 

@@ -1,10 +1,15 @@
 """The worker's state: per-user histories, in memory and in a compacted changelog.
 
-Three layers, each in its own module:
-    partition.py   `PartitionStore`: one partition's users, numpy rows of the last L items
-    changelog.py   the changelog record format (`HistoryRecord`) and restore/fetch reads
-    durable.py     `DurableHistories`: a store per owned partition, kept in step with
-                   the changelog (write changed users, restore, evict and read back)
+Three layers, each in its own module (the changelog layer in three):
+    partition.py          `PartitionStore`: one partition's users, numpy rows of the last
+                          L items
+    changelog.py          the changelog record format (`HistoryRecord`): encode, decode
+    changelog_bulk.py     `decode_rows`: many records decoded at once, for restores
+    changelog_read.py     the latest record per user read from the topic (`LatestRead`),
+                          restore and fetch of evicted users
+    durable.py            `DurableHistories`: a store per owned partition, kept in step
+                          with the changelog (write changed users, restore, evict and
+                          read back)
 
 and what they share:
     items.py          `ItemTable`: external item id <-> history row, the serving model's

@@ -29,15 +29,13 @@ from streamrec.kafka_io.topic_reader import OffsetReader
 from streamrec.worker.errors import ChangelogError, RestoreAbandonedError
 from streamrec.worker.publish import Publisher
 from streamrec.worker.state.changelog import (
-    BULK_CHUNK,
     HistoryRecord,
-    LatestChunk,
     changelog_topic,
     decode_history,
-    decode_rows,
     encode_rows,
-    fetch_histories,
 )
+from streamrec.worker.state.changelog_bulk import BULK_CHUNK, decode_rows
+from streamrec.worker.state.changelog_read import LatestChunk, fetch_histories
 from streamrec.worker.state.evicted import EvictedIndex
 from streamrec.worker.state.items import DEFAULT_MAX_EXTRA, ItemTable, PreparedTable
 from streamrec.worker.state.parallel_read import latest_read

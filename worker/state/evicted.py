@@ -13,7 +13,7 @@ next merge drops them.
 
 A hash collision between two of a partition's users (about n^2 / 2^64: 3e-8 for a
 million users) would hand one user the other's offset: the reader checks the
-record's key (`changelog.fetch_histories`), so nobody gets another user's history,
+record's key (`changelog_read.fetch_histories`), so nobody gets another user's history,
 but the evicted one of the two would start over empty.
 """
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamrec.encoder.vocab import ItemVocab, rows_in_slices
-from streamrec.worker.state.changelog import ItemRows, item_id_table
+from streamrec.worker.state.changelog import item_id_table
+from streamrec.worker.state.changelog_bulk import ItemRows
 
 logger = logging.getLogger(__name__)
 

@@ -36,12 +36,9 @@ from typing import IO, Any
 from streamrec.kafka_io.errors import KafkaUnavailableError
 from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.kafka_io.topic_reader import record_spans
-from streamrec.worker.state.changelog import (
-    BULK_CHUNK,
-    LatestChunk,
-    LatestRead,
-    changelog_topic,
-)
+from streamrec.worker.state.changelog import changelog_topic
+from streamrec.worker.state.changelog_bulk import BULK_CHUNK
+from streamrec.worker.state.changelog_read import LatestChunk, LatestRead
 
 logger = logging.getLogger(__name__)
 

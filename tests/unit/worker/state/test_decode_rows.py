@@ -10,13 +10,11 @@ from hypothesis import strategies as st
 from streamrec.encoder.vocab import ItemVocab
 from streamrec.worker.errors import ChangelogError
 from streamrec.worker.state.changelog import (
-    BULK_MAX_ITEM_BYTES,
     HistoryRecord,
-    ItemRows,
     decode_history,
-    decode_rows,
     encode_history,
 )
+from streamrec.worker.state.changelog_bulk import BULK_MAX_ITEM_BYTES, ItemRows, decode_rows
 from streamrec.worker.state.items import ItemTable
 
 VOCAB = ItemVocab([f"item-{i}" for i in range(1, 60)] + ["é✓", "x" * 40])

@@ -13,14 +13,14 @@ import pytest
 
 from streamrec.kafka_io.errors import KafkaUnavailableError, TopicNotFoundError
 from streamrec.worker.state import parallel_read
-from streamrec.worker.state.changelog import LatestChunk, LatestRead
+from streamrec.worker.state.changelog_read import LatestChunk, LatestRead
 from streamrec.worker.state.parallel_read import ParallelLatestRead, balance, latest_read
 
 # A stand-in reader: reads its job like the real one, then sends the messages of
 # `MESSAGES` for its first partition (`{p}` is replaced by it).
 STAND_IN = """
 import pickle, sys, time
-from streamrec.worker.state.changelog import LatestChunk
+from streamrec.worker.state.changelog_read import LatestChunk
 from streamrec.kafka_io.errors import TopicNotFoundError
 job = pickle.load(sys.stdin.buffer)
 p = job.partitions[0]
