@@ -20,7 +20,8 @@ check that the benchmark code runs and reports.
     catalogue_e2e.py  the worker on the grown model beside the games one, at one rate
     hot_swap.py   a new version of a large model hot-swapped under load: loop gaps
     report.py     machine description, local broker, the markdown report and plots
-    quality_games.py  regenerates docs/QUALITY.md (train, evaluate, plot)
+    quality_games.py  regenerates docs/QUALITY.md (train seeds, warm starts, evaluate)
+    quality_report.py its text: results, targets, seeds' spread, warm start, curve
     quality_tuning.py the preset's tuning runs, as data for that report
     train_ablation.py the training recipe, one knob at a time over seeds (validation)
     train_ablation_report.py  its section in docs/QUALITY.md (no torch)
