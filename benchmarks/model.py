@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ class ModelOptions:
     seconds: float = 2.0  # per measurement
     queries: int = 2048
     workdir: Path = ROOT / ".cache" / "bench"
+    against: Path | None = None  # instead: this checkpoint's model stage beside `model`'s
+    rounds: int = 5  # side by side: alternations of the two models per batch size
 
 
 def rate(work: Callable[[], object], units: int, seconds: float) -> float:
@@ -195,8 +198,57 @@ def _bytes_per_item(index: object, items: int) -> float:
     return 4 * dim * (2 if index.name.startswith("torch") else 1)  # type: ignore[attr-defined]
 
 
+def side_by_side(opts: ModelOptions) -> list[list[str]]:
+    """The model stage (encode + exact search, history excluded) of `opts.model` and
+    `opts.against` at each batch size on 1 thread, the two alternated `opts.rounds`
+    times, so that both see the same phases of a shared machine; median users/s each."""
+    from streamrec.worker.recommend import Recommender
+
+    assert opts.against is not None
+    paths = {"model": bench_model(opts.model, opts.workdir), "against": opts.against}
+    recommenders = {name: Recommender.load(path, "cpu") for name, path in paths.items()}
+    stream = load_stream(10**9, 30_000)
+    set_threads(1)
+    rows = []
+    for batch in opts.batches:
+        inputs = {name: sample_histories(stream, r, batch) for name, r in recommenders.items()}
+        seen: dict[str, list[float]] = {name: [] for name in recommenders}
+        for _ in range(opts.rounds):
+            for name, r in recommenders.items():
+                h, n = inputs[name]
+                seen[name].append(rate(lambda h=h, n=n, r=r: r.search(r.encode(h, n), h, 10),
+                                       batch, opts.seconds))
+        base, other = (statistics.median(seen[name]) for name in ("model", "against"))
+        print(f"[bench] batch {batch}: {base:,.0f} vs {other:,.0f} users/s "
+              f"({other / base:.2f}x)", flush=True)
+        rows.append([batch, f"{base:,.0f}", f"{other:,.0f}", f"{other / base:.2f}x",
+                     f"{min(seen['against']) / max(seen['model']):.2f}-"
+                     f"{max(seen['against']) / min(seen['model']):.2f}"])
+    set_threads(os.cpu_count() or 1)
+    return rows
+
+
+def run_side_by_side(opts: ModelOptions) -> None:
+    """`bench model --against`: the two checkpoints' model stage, the report section."""
+    assert opts.against is not None
+    rows = side_by_side(opts)
+    model = opts.model or "the games preset's bench model"
+    body = "\n\n".join([
+        f"Machine: {machine()}.",
+        f"The model stage (encode + exact search, history excluded, k 10) of `{model}` "
+        f"(A) and `{opts.against}` (B) on 1 thread, histories of the e2e stream; "
+        f"{opts.rounds} rounds of {opts.seconds:g} s each, A and B alternated, median "
+        "users/s; the range is B's slowest over A's fastest round to the reverse:\n\n"
+        + table(["batch", "A users/s", "B users/s", "B / A", "B / A range"], rows),
+    ])
+    append_section("bench model (two checkpoints side by side)", body)
+
+
 def run(opts: ModelOptions) -> None:
-    """Both parts, then the report section and its plot."""
+    """Both parts, then the report section and its plot (`--against`: the comparison)."""
+    if opts.against is not None:
+        run_side_by_side(opts)
+        return
     stage = stage_rates(opts)
     index = catalogue_rows(opts)
     _plot(stage)

@@ -3,7 +3,8 @@
 Each action prints its progress, appends a dated section naming the machine to
 docs/BENCHMARKS.md (plots beside it in docs/) and exits 0; figures are never
 asserted; `compress`, `cold` and `ablation` measure quality, and their sections go to
-docs/QUALITY.md. The code lives in `streamrec.bench` (the benchmarks/ folder).
+docs/QUALITY.md (their flags: `bench_quality.py`). The code lives in `streamrec.bench`
+(the benchmarks/ folder).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streamrec.cli.flags import add_client_flag, env_flag
+from streamrec.cli import bench_quality
+from streamrec.cli.flags import add_client_flag, env_flag, int_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,66 +83,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "(default %(default)s)")
     model.add_argument("--seconds", type=float, default=m.seconds,
                        help="time per measurement (default %(default)s)")
+    model.add_argument("--against", type=Path, default=None, metavar="CHECKPOINT",
+                       help="instead: this checkpoint's model stage beside --model's, "
+                            "alternated --rounds times per batch size, 1 thread (a recipe "
+                            "change that must not slow serving)")
+    model.add_argument("--rounds", type=int, default=m.rounds,
+                       help="with --against: alternations per batch size (default "
+                            "%(default)s)")
     model.set_defaults(handler=run_model)
+    bench_quality.register(actions)
 
-    compress = actions.add_parser(
-        "compress", help="quantization and pruning of the games model: speed, memory, NDCG",
-        description="The games model with one lever pulled (item table in bf16 / fp16 / SQ8 / "
-                    "PQ / IVF, encoder in bf16 or int8, a block dropped with and without a "
-                    "fine-tune, FFN magnitude pruning): model-stage users/s at 1 and 2 threads "
-                    "and batches 64 / 256 / 1024 against float32 exact, memory, and full-ranking "
-                    "HR@10 / NDCG@10 on the games test split. Needs ../shared/data/games.txt.")
-    from streamrec.bench.compress import CompressOptions
-
-    c0 = CompressOptions()
-    compress.add_argument("--model", type=Path, default=None,
-                          help="checkpoint (default: the games preset, trained once)")
-    compress.add_argument("--batches", default=",".join(map(str, c0.batches)),
-                          help="batch sizes (default %(default)s)")
-    compress.add_argument("--rounds", type=int, default=c0.rounds,
-                          help="interleaved speed rounds, best kept (default %(default)s)")
-    compress.add_argument("--seconds", type=float, default=c0.seconds,
-                          help="time per speed measurement (default %(default)s)")
-    compress.add_argument("--finetune-epochs", type=int, default=c0.finetune_epochs,
-                          help="epochs of the pruned model's fine-tune (default %(default)s)")
-    compress.set_defaults(handler=run_compress)
-
-    cold = actions.add_parser(
-        "cold", help="item cold start on MovieLens: content tower vs baselines",
-        description="Hold 15% of the items out of training, then rank them on the test "
-                    "cases whose target is one: the model with a content tower against (a) "
-                    "random cold items, (b) popular items of the user's recent categories, "
-                    "(c) content neighbours, (d) content neighbours among the cold items; "
-                    "on warm targets the model with features against the one without. "
-                    "Needs a folder from `streamrec data movielens` (docs/QUALITY.md, "
-                    "'Item cold start'). Writes docs/bench/cold-items.json and that section.")
-    from streamrec.bench.cold_options import ColdOptions
-
-    c1 = ColdOptions()
-    cold.add_argument("--data", type=Path, default=c1.data,
-                      help="converted MovieLens folder (default %(default)s)")
-    cold.add_argument("--fraction", type=float, default=c1.fraction,
-                      help="share of the items held out (default %(default)s)")
-    cold.add_argument("--seed", type=int, default=c1.seed,
-                      help="which items are held out, and the training seed (default "
-                           "%(default)s)")
-    cold.add_argument("--targets-per-user", type=int, default=c1.targets_per_user,
-                      help="cold test cases per user, the last ones (default %(default)s: all)")
-    cold.add_argument("--minutes", type=float, default=c1.minutes,
-                      help="training budget per model (default %(default)s)")
-    cold.add_argument("--repeats", type=int, default=c1.repeats,
-                      help="models of each kind, trained with seeds --seed, --seed + 1, ...: "
-                           "the figures are their means (default %(default)s)")
-    cold.add_argument("--baselines-only", action="store_true",
-                      help="evaluate the baselines, train no model")
-    cold.add_argument("--ablation", action="store_true",
-                      help="instead: train a tower of each setting of the ablation "
-                           "(benchmarks/cold_ablation.py) --repeats times; tune on another "
-                           "--seed than the reported 42. Writes docs/bench/cold-ablation.json")
-    cold.add_argument("--no-report", action="store_true",
-                      help="print the figures, leave docs/ alone (a trial run)")
-    cold.set_defaults(handler=run_cold)
-    _register_ablation(actions)
 
     state = actions.add_parser(
         "state", help="bytes per user in memory; changelog restore time",
@@ -269,38 +221,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     catalogue.set_defaults(handler=run_catalogue)
 
 
-def _register_ablation(actions: argparse._SubParsersAction) -> None:
-    """Add `bench ablation` (the games training recipe, one knob at a time, over seeds)."""
-    from streamrec.bench.train_ablation import AblationOptions
-
-    a = AblationOptions()
-    p = actions.add_parser("ablation", help="the games training recipe, one knob at a time",
-                           description="Train the games preset with each variant's change, "
-                           "per seed, on the validation split only; runs are resumable "
-                           "(.cache/bench/train-ablation.jsonl). Writes docs/bench/"
-                           "train-ablation.json and its section of docs/QUALITY.md.")
-    p.add_argument("--variants", default=",".join(a.variants), help="(default %(default)s)")
-    p.add_argument("--seeds", default=",".join(map(str, a.seeds)), help="(default %(default)s)")
-    p.add_argument("--parallel", type=int, default=a.parallel,
-                   help="runs at a time, one process each (default %(default)s)")
-    p.add_argument("--report-only", action="store_true", help="report the recorded runs")
-    p.set_defaults(handler=run_ablation)
-
-
-def run_ablation(args: argparse.Namespace) -> int:
-    """Run `bench ablation`."""
-    from streamrec.bench.train_ablation import AblationOptions, run
-
-    run(AblationOptions(variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
-                        seeds=_ints(args.seeds), parallel=args.parallel,
-                        report_only=args.report_only))
-    return 0
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
-
-
 def run_e2e(args: argparse.Namespace) -> int:
     """Run `bench e2e`; exit 1 if a user's last event got no recommendation."""
     from streamrec.bench.e2e import E2EOptions, run
@@ -309,7 +229,7 @@ def run_e2e(args: argparse.Namespace) -> int:
         events=args.events, users=args.users, partitions=args.partitions,
         naive_events=args.naive_events, latency_seconds=args.latency_seconds,
         latency_loads=tuple(float(x) for x in args.latency_loads.split(",") if x.strip()),
-        sweep=_ints(args.sweep), sweep_events=args.sweep_events, model=args.model,
+        sweep=int_list(args.sweep), sweep_events=args.sweep_events, model=args.model,
         bootstrap=args.bootstrap or None, worker_args=tuple(args.worker_arg),
         index=args.index, threads=args.threads, kafka_client=args.kafka_client))
     return 1 if figures["b_users_missing"] or figures["e_users_missing"] else 0
@@ -319,30 +239,9 @@ def run_model(args: argparse.Namespace) -> int:
     """Run `bench model`."""
     from streamrec.bench.model import ModelOptions, run
 
-    run(ModelOptions(model=args.model, batches=_ints(args.batches),
-                     catalogues=_ints(args.items), seconds=args.seconds))
-    return 0
-
-
-def run_compress(args: argparse.Namespace) -> int:
-    """Run `bench compress`."""
-    from streamrec.bench.compress import CompressOptions, run
-
-    run(CompressOptions(model=args.model, batches=_ints(args.batches), rounds=args.rounds,
-                        seconds=args.seconds, finetune_epochs=args.finetune_epochs))
-    return 0
-
-
-def run_cold(args: argparse.Namespace) -> int:
-    """Run `bench cold`."""
-    from streamrec.bench import cold_ablation, cold_items
-    from streamrec.bench.cold_options import ColdOptions
-
-    options = ColdOptions(
-        data=args.data, fraction=args.fraction, seed=args.seed,
-        targets_per_user=args.targets_per_user, minutes=args.minutes, repeats=args.repeats,
-        models=not args.baselines_only, report=not args.no_report)
-    (cold_ablation.run if args.ablation else cold_items.run)(options)
+    run(ModelOptions(model=args.model, batches=int_list(args.batches),
+                     catalogues=int_list(args.items), seconds=args.seconds,
+                     against=args.against, rounds=args.rounds))
     return 0
 
 

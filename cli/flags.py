@@ -299,3 +299,8 @@ def content_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The ContentConfig fields the tower's flags set (None: not given)."""
     return {name: getattr(args, flag[2:].replace("-", "_"))
             for flag, (name, _, _) in CONTENT_FLAGS.items()}
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """`"64,256,1024"` -> (64, 256, 1024): the comma-separated integers of a flag."""
+    return tuple(int(x) for x in text.split(",") if x.strip())
