@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def demo_model(workdir: Path, retrain: bool) -> Path:
     """The demo checkpoint: trained once on the generated log, then reused."""
-    from streamrec.cli.train import train_and_save
+    from streamrec.cli.train_evaluate import train_and_save
     from streamrec.encoder.checkpoint import load_checkpoint
     from streamrec.encoder.errors import CheckpointError
     from streamrec.encoder.synthetic import generate, write_sasrec

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from streamrec.cli.main import build_parser, main
-from streamrec.cli.train import WARM_START_EPOCHS
+from streamrec.cli.train_evaluate import WARM_START_EPOCHS
 from streamrec.common.errors import ConfigError
 from streamrec.encoder import repository
 from streamrec.encoder.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
