@@ -30,7 +30,7 @@ from streamrec.cli.flags import (
 )
 from streamrec.cli.train_evaluate import WARM_START_EPOCHS, train_evaluate_save
 from streamrec.common.errors import ConfigError, StreamrecError
-from streamrec.common.settings import env_default
+from streamrec.common.settings import env_default, parse_bool
 
 if TYPE_CHECKING:
 
@@ -65,6 +65,10 @@ TRAIN_FLAGS = {
     "--eval-users": ("eval_users", int, "validate on this many users (0 = all)"),
     "--seed": ("seed", int, "random seed"),
     "--threads": ("threads", int, "torch CPU threads (0 = torch default)"),
+    "--fit-validation": ("fit_validation", bool,
+                         "also train on each user's validation item, so the model learns "
+                         "all but the test item: fixed epochs, the last weights kept, no "
+                         "validation figures (--no-fit-validation: hold it out, early-stop)"),
 }
 
 
@@ -91,6 +95,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default %(default)s); the flags below override them")
     for flags in (MODEL_FLAGS, TRAIN_FLAGS):
         for flag, (name, kind, text) in flags.items():
+            if kind is bool:
+                p.add_argument(flag, action=argparse.BooleanOptionalAction,
+                               default=env_default(flag, None, parse_bool),
+                               help=f"{text} (default: the preset's)")
+                continue
             p.add_argument(flag, type=kind, default=env_default(flag, None, kind),
                            choices=CHOICES.get(name),
                            help=f"{text} (default: the preset's)")
@@ -200,9 +209,12 @@ def run_once(args: argparse.Namespace) -> int:
         print(f"content tower: {content['items_with_features']:,} of {data.num_items:,} "
               f"items have features, {content.get('items_read_by_tower', 0):,} that it reads "
               f"(feature vocabulary: {content.get('vocabulary_buckets', 0):,} buckets)")
+    kept = ("validation items trained on (--fit-validation), last epoch kept"
+            if summary["best_val_ndcg@10"] is None else
+            f"best epoch {summary['best_epoch']}, validation NDCG@10 "
+            f"{summary['best_val_ndcg@10']:.4f}")
     print(f"trained {summary['epochs']} epochs in {summary['train_seconds']:.0f}s "
-          f"({summary['stopped']}); best epoch {summary['best_epoch']}, validation NDCG@10 "
-          f"{summary['best_val_ndcg@10']:.4f}; checkpoint {where}")
+          f"({summary['stopped']}); {kept}; checkpoint {where}")
     print(table)
     return 0
 

@@ -152,6 +152,8 @@ def train_evaluate_save(args: argparse.Namespace, data: Interactions, out: Path,
     split = leave_one_out(data)
     device = next(result.model.parameters()).device
     scorers: dict[str, Any] = {"sasrec": ModelScorer(result.model, device=device)}
+    if result.meta["train_config"]["fit_validation"]:  # the baselines learn as much
+        split = split.with_validation_trained()
     scorers.update(fit_baselines(split.train, data.num_items))
     results = evaluate_scorers(scorers, split.test, num_items=data.num_items,
                                progress=progress)

@@ -10,6 +10,7 @@ sequences, so the split costs a few list entries per user, not a copy of the dat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +73,15 @@ class LeaveOneOut:
     num_items: int  # V
     min_interactions: int
     skipped_users: int  # users with fewer than min_interactions: trained on, not evaluated
+
+    def with_validation_trained(self) -> LeaveOneOut:
+        """The same split whose training part keeps each evaluated user's validation item
+        (`TrainConfig.fit_validation`): all but the last item; the test stays out."""
+        train = list(self.train)
+        for user, target in zip(self.validation.users.tolist(), self.validation.targets.tolist(),
+                                strict=True):
+            train[user] = np.append(train[user], target)
+        return dataclasses.replace(self, train=train)
 
     def train_item_counts(self) -> np.ndarray:
         """float32 `[V + 1]` popularity over the training part only (row 0 = 0)."""

@@ -62,7 +62,7 @@ class TrainResult:
     model: SASRec
     history: list[dict[str, float]]  # per epoch: epoch, loss, val_ndcg10, val_hr10, seconds
     best_epoch: int
-    best_val_ndcg10: float
+    best_val_ndcg10: float | None  # None: `fit_validation` trained on the validation items
     wall_seconds: float
     stopped: str  # "patience", "time budget", "epochs"
     checkpoint: Path | None = None
@@ -133,6 +133,8 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
     ranks, device = where
     distributed.check_same_data(interactions, ranks)
     split = leave_one_out(interactions)
+    if tc.fit_validation:
+        split = split.with_validation_trained()
     train_seqs = [s for s in split.train if len(s) >= 2]
     if not train_seqs:
         raise TrainingError("no user has 2 or more training interactions; nothing to learn")
@@ -161,13 +163,18 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
                 tc.loss, device, f", process {ranks.rank} of {ranks.world_size} (each trains "
                 f"on its share of every batch of {tc.batch_size})" if ranks.distributed else "")
     start = time.perf_counter() - state.seconds
-    stopped = _epochs(run, train_seqs, _validation_cases(split.validation, tc), state_dir, start)
+    val_cases = None if tc.fit_validation else _validation_cases(split.validation, tc)
+    stopped = _epochs(run, train_seqs, val_cases, state_dir, start)
+    if tc.fit_validation:  # nothing held out to choose by: the last (averaged) weights
+        state.best_weights = cpu_state(run.ema if run.ema is not None else model)
+        state.best_epoch = state.epoch
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     model.eval()
     result = TrainResult(
         model=model, history=state.history, best_epoch=state.best_epoch,
-        best_val_ndcg10=state.best_val, wall_seconds=round(time.perf_counter() - start, 2),
+        best_val_ndcg10=None if tc.fit_validation else state.best_val,
+        wall_seconds=round(time.perf_counter() - start, 2),
         stopped=stopped, main=ranks.is_main,
     )
     result.meta = _meta(interactions, train_seqs, tc, result, initial, ranks.world_size)
@@ -177,17 +184,19 @@ def _train(interactions: Interactions, model_config: ModelConfig, tc: TrainConfi
         model.to(device)
     distributed.wait_for_main(ranks)  # the others leave once process 0 has written
     if ranks.is_main:
-        logger.info("trained %d epochs in %.1fs (%s); best epoch %d, val NDCG@10 %.4f",
-                    state.epoch, result.wall_seconds, stopped, state.best_epoch, state.best_val)
+        logger.info("trained %d epochs in %.1fs (%s); %s", state.epoch, result.wall_seconds,
+                    stopped, "validation items trained on" if tc.fit_validation else
+                    f"best epoch {state.best_epoch}, val NDCG@10 {state.best_val:.4f}")
     return result
 
 
-def _epochs(run: _Run, train_seqs: list[np.ndarray], val_cases: EvalCases,
+def _epochs(run: _Run, train_seqs: list[np.ndarray], val_cases: EvalCases | None,
             state_dir: Path | None, start: float) -> str:
     """Epochs until the last, the time budget or patience -> why training stopped.
 
-    Process 0 validates and saves the state; the others take its best epoch and patience
-    count, so all of them stop after the same epoch.
+    Process 0 validates (unless `val_cases` is None: `fit_validation`) and saves the
+    state; the others take its best epoch and patience count, so all of them stop after
+    the same epoch.
     """
     tc, state, ranks = run.tc, run.state, run.ranks
     deadline = start + tc.max_minutes * 60 if tc.max_minutes else math.inf
@@ -199,7 +208,8 @@ def _epochs(run: _Run, train_seqs: list[np.ndarray], val_cases: EvalCases,
                                 ranks.world_size)
         loss, out_of_time = _run_epoch(run, batches, epoch, deadline)
         row: dict[str, float] = {"epoch": epoch, "loss": loss}
-        if epoch % tc.eval_every == 0 or out_of_time or epoch == tc.epochs:
+        if val_cases is not None and (epoch % tc.eval_every == 0 or out_of_time
+                                      or epoch == tc.epochs):
             if ranks.is_main:
                 row.update(_validate_and_keep_best(run, val_cases, epoch))
             best = distributed.from_main([state.best_val, state.best_epoch, state.bad_evals],

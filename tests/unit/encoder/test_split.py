@@ -31,6 +31,13 @@ def test_last_is_test_second_to_last_is_validation_rest_is_train() -> None:
     np.testing.assert_array_equal(split.train_item_counts(), [0, 1, 1, 1, 0, 0, 1, 1, 1, 0])
 
 
+def test_fit_validation_trains_all_but_the_test_item() -> None:
+    split = leave_one_out(_data()).with_validation_trained()
+    assert [t.tolist() for t in split.train] == [[1, 2, 3, 4], [6, 7], [8, 9]]
+    np.testing.assert_array_equal(split.test.targets, [5, 1])  # still held out
+    np.testing.assert_array_equal(split.train_item_counts(), [0, 1, 1, 1, 1, 0, 1, 1, 1, 1])
+
+
 def test_split_is_views_not_copies() -> None:
     data = _data()
     split = leave_one_out(data)

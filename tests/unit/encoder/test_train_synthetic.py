@@ -120,3 +120,35 @@ def test_time_left_is_the_steps_at_this_pace_or_the_budget_if_sooner() -> None:
     assert time_left(100, 0.5, far) == pytest.approx(50.0)
     assert time_left(100, 0.5, time.perf_counter() + 10) == pytest.approx(10.0, abs=0.5)
     assert time_left(100, 0.5, time.perf_counter() - 1) == 0.0  # the budget has run out
+
+
+def test_fit_validation_learns_the_validation_items_and_keeps_the_last_weights() -> None:
+    # Every user of group g walks a_g, b_g, v_g, t_g: v_g is only ever a validation item.
+    users, items = [], []
+    for u in range(240):
+        g = u % 4
+        users += [u] * 4
+        items += [f"a{g}", f"b{g}", f"v{g}", f"t{g}"]
+    data = Interactions.from_pairs(users, items)
+    rows = {name: data.vocab.rows([name])[0] for name in data.vocab.ids}
+    histories = torch.tensor([[0, 0, rows[f"a{g}"], rows[f"b{g}"]] for g in range(4)])
+    targets = [rows[f"v{g}"] for g in range(4)]
+
+    def top_items(result: object) -> list[int]:
+        model = result.model  # type: ignore[attr-defined]
+        with torch.no_grad():
+            scores = model.encode(histories)[0] @ model.item_embeddings().T
+        scores[:, 0] = -torch.inf
+        scores[torch.arange(4)[:, None], histories] = -torch.inf  # the history, as served
+        return scores.argmax(1).tolist()
+
+    fitted = train_model(data, *small(data, epochs=8, patience=0, item_init="random",
+                                      fit_validation=True),
+                         progress=False)
+    assert top_items(fitted) == targets  # learnt b -> v from the validation items
+    assert fitted.best_val_ndcg10 is None
+    assert fitted.best_epoch == 8
+    assert all("val_ndcg10" not in row for row in fitted.history)  # nothing to validate on
+    held_out = train_model(data, *small(data, epochs=8, patience=0, item_init="random"),
+                           progress=False)
+    assert not set(top_items(held_out)) & set(targets)  # v never a training target
