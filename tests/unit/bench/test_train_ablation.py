@@ -3,6 +3,7 @@ rerun trains only what is missing, and the report's figures and section are righ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from streamrec.bench import report, train_ablation
 from streamrec.bench.train_ablation import (
+    ABLATION_BASE,
     VARIANTS,
     AblationOptions,
     Variant,
@@ -26,6 +28,9 @@ from streamrec.encoder.config import preset
 
 def test_a_variant_is_the_games_preset_with_its_change_and_the_seed() -> None:
     model, train = preset("games", 500, 0, 0)
+    train = dataclasses.replace(train, **ABLATION_BASE)  # the recipe the ablation measured
+    assert train.epochs == 8
+    assert not train.fit_validation
     base_model, base_train = configs_for(VARIANTS["baseline"], 500, seed=1)
     assert base_model == model
     assert base_train.to_dict() == train.to_dict() | {"seed": 1}
@@ -158,3 +163,24 @@ def test_real_runs_on_a_toy_log_in_two_processes_report_validation_figures(
         assert 0.0 <= row["val_ndcg10"] <= row["val_hr10"] <= 1.0
         assert row["all_users"] == 40
         assert 0.0 <= row["s100_ndcg10"] <= 1.0
+
+
+def test_shifted_rows_drop_the_test_items_and_compare_with_their_own_baseline() -> None:
+    from streamrec.encoder.data import Interactions
+
+    data = Interactions.from_pairs(["a"] * 4 + ["b"] * 3, [1, 2, 3, 4, 5, 6, 7])
+    shifted = train_ablation.without_last_items(data)
+    assert [s.tolist() for s in shifted.sequences] == [[1, 2, 3], [5, 6]]
+    assert shifted.vocab == data.vocab  # the same rows: figures comparable across protocols
+    rows = [{"variant": name, "seed": seed, "overrides": {}, "val_ndcg10": value,
+             "best_epoch": 8, "epochs": 8, "stopped": "epochs", "minutes": 3.0,
+             "finished": "2026-01-01 10:00 UTC"}
+            for name, values in (("baseline", (0.070, 0.071)), ("shifted-baseline",
+                                 (0.060, 0.061)), ("shifted-fit-validation", (0.066, 0.067)))
+            for seed, value in zip((1, 2), values, strict=True)]
+    chosen = [VARIANTS[n] for n in ("baseline", "shifted-baseline", "shifted-fit-validation")]
+    doc = summarise(rows, chosen, (1, 2), parallel=2)
+    fit = next(r for r in doc["rows"] if r["variant"] == "shifted-fit-validation")
+    assert fit["delta"] == pytest.approx(0.006)  # against shifted-baseline, not baseline
+    assert fit["beyond_spread"] is True
+    assert configs_for(VARIANTS["shifted-fit-validation"], 500, 42)[1].fit_validation
