@@ -127,6 +127,9 @@ class Consumer(abc.ABC):
     """A consumer: in a group (`subscribe`) or reading assigned partitions (`assign`)."""
 
     client: ClientName
+    # True when records keep arriving while nobody polls (librdkafka fetches on threads of
+    # its own); kafka-python fetches only inside `poll`, which must then keep being called.
+    fetches_in_background: bool = False
 
     # -- in a group --------------------------------------------------------------
 

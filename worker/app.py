@@ -33,8 +33,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from streamrec.kafka_io.access import authorization_error
 from streamrec.kafka_io.clients import (
     make_consumer,
@@ -56,7 +54,7 @@ from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.model_stage import ModelJob, ModelStage, switch_interval
 from streamrec.worker.publish import Acked, Publisher
 from streamrec.worker.rebalance import Ownership
-from streamrec.worker.recommend import Recommendations, Recommender
+from streamrec.worker.recommend import Recommender
 from streamrec.worker.state.durable import DurableHistories
 from streamrec.worker.swap import ModelSwap
 from streamrec.worker.topics import prepare_topics
@@ -67,6 +65,7 @@ logger = logging.getLogger(__name__)
 LAG_REFRESH_S = 2.0
 ACK_POLL_S = 0.005  # poll timeout while records await acknowledgement
 MODEL_POLL_S = 0.002  # poll timeout while the model stage works on a batch
+MODEL_WAIT_S = 0.005  # the longest wait for the model stage between polls (confluent)
 PRODUCER_BATCH_BYTES = 512 * 1024
 INLINE_BATCH = 16  # batches of at most this many users are encoded on the poll loop's thread
 
@@ -107,6 +106,10 @@ class Worker:
         self._ingest: Ingest | None = None
         self._commits: Commits | None = None
         self._ownership: Ownership | None = None
+        # Rebalance callbacks, run inside the consumer's poll (`rebalance.py`).
+        self._on_assigned = lambda tps: self._ownership.assigned(tps)
+        self._on_revoked = lambda tps: self._ownership.revoked(tps)
+        self._on_lost = lambda tps: self._ownership.lost(tps)
         self.metrics.users.set_function(self.state.num_users)
         self.metrics.unknown_items_held.set_function(lambda: self.state.items.extra)
         self.metrics.pending.set_function(self._unanswered_users)
@@ -214,7 +217,7 @@ class Worker:
         next_lag, gap = 0.0, self.metrics.poll_gap  # gap: the longest time between polls
         while not self._stop.is_set():
             start = gap.polling()
-            polled = self._consumer.poll(self._poll_timeout_s())
+            polled = self._poll()
             self.metrics.stage_seconds.labels("poll").observe(gap.polled() - start)
             for tp, records in polled.items():
                 if tp.partition not in self._ownership.owned:
@@ -262,6 +265,15 @@ class Worker:
         if self._backpressure.update(len(self.batcher), self._consumer):
             self.metrics.backpressure_pauses.inc()
         self.metrics.paused.set(1 if self._backpressure.paused else 0)
+
+    def _poll(self) -> dict[TopicPartition, list[Any]]:
+        """The records fetched. While the model stage works and the client fetches on its
+        own threads, wait for the stage first (the GIL free for it) and then take every
+        record that came meanwhile, instead of waking on each record as it arrives."""
+        if self._model.busy and self._consumer.fetches_in_background:
+            self._model.wait(MODEL_WAIT_S)
+            return self._consumer.poll(0.0)
+        return self._consumer.poll(self._poll_timeout_s())
 
     def _poll_timeout_s(self) -> float:
         """Block up to 0.5 s when idle; less while users wait for their batch, while
@@ -343,15 +355,9 @@ class Worker:
         m = self.metrics
         m.stage_seconds.labels("encode").observe(job.encode_s)
         m.stage_seconds.labels("search").observe(job.search_s)
-        batch, histories, recs = job.batch, job.histories, job.recs
         owned_now = self._ownership.owned
-        owned = [b.partition in owned_now for b in batch]
-        if not all(owned):  # partitions lost while the batch was in the model
-            keep = np.array(owned)
-            batch = [b for b, k in zip(batch, owned, strict=True) if k]
-            histories = histories[keep]
-            recs = Recommendations(rows=recs.rows[keep], scores=recs.scores[keep],
-                                   popular=recs.popular[keep], attention=recs.attention[keep])
+        job.keep([b.partition in owned_now for b in job.batch])  # lost while in the model
+        batch, histories, recs = job.batch, job.histories, job.recs
         if not batch:
             return
         start = time.perf_counter()
@@ -387,14 +393,3 @@ class Worker:
             users, nbytes = self.state.evicted_users()
             self.metrics.evicted_index_users.set(users)
             self.metrics.evicted_index_bytes.set(nbytes)
-
-    # -- rebalance callbacks (inside the consumer's poll; `rebalance.py`) ----------------
-
-    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._ownership.assigned(assigned)
-
-    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._ownership.revoked(revoked)
-
-    def _on_lost(self, lost: list[TopicPartition]) -> None:
-        self._ownership.lost(lost)

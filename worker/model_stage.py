@@ -60,6 +60,17 @@ class ModelJob:
     encode_s: float = 0.0
     search_s: float = 0.0
 
+    def keep(self, owned: list[bool]) -> None:
+        """Drop the finished batch's users where `owned` is False (their partition was
+        taken away while the batch was in the model)."""
+        if all(owned) or self.recs is None:
+            return
+        rows, r = np.array(owned), self.recs
+        self.batch = [b for b, k in zip(self.batch, owned, strict=True) if k]
+        self.histories = self.histories[rows]
+        self.recs = Recommendations(rows=r.rows[rows], scores=r.scores[rows],
+                                    popular=r.popular[rows], attention=r.attention[rows])
+
 
 class ModelStage:
     """A single worker thread that encodes and searches one `ModelJob` at a time."""
@@ -118,6 +129,11 @@ class ModelStage:
         with self._wake:
             self._job = job
             self._wake.notify()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block (the GIL released) until the job in hand is finished or `timeout_s`
+        passed; True when it is finished."""
+        return self._job is not None and self._ready.wait(timeout_s)
 
     def take(self, timeout_s: float | None = 0.0) -> ModelJob | None:
         """The finished job (re-raising its error), or None if it is not done in time."""

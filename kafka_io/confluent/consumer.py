@@ -40,6 +40,7 @@ class ConfluentConsumer(Consumer):
     """confluent-kafka's `Consumer` behind the port."""
 
     client = "confluent"
+    fetches_in_background = True
 
     def __init__(self, settings: ConsumerSettings, security: KafkaSecurity) -> None:
         self._errors = ErrorLog()

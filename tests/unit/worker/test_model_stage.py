@@ -109,3 +109,37 @@ def test_the_stage_shortens_the_gil_switch_interval_for_confluent_only() -> None
             assert sys.getswitchinterval() == pytest.approx(expected)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_wait_returns_when_the_batch_is_done_and_not_before() -> None:
+    model = FakeRecommender()
+    model.release.clear()
+    stage = ModelStage(model, k=1)  # type: ignore[arg-type]
+    try:
+        assert not stage.wait(0.0)  # nothing in the stage
+        stage.submit(job(2))
+        assert not stage.wait(0.05)  # still encoding: the wait times out
+        model.release.set()
+        assert stage.wait(5.0)
+        assert stage.busy  # waiting does not take the job
+        assert stage.take() is not None
+    finally:
+        stage.close()
+
+
+def test_keep_drops_the_users_of_lost_partitions_from_every_part_of_the_job() -> None:
+    from streamrec.worker.recommend import Recommendations
+
+    done = job(3)
+    done.recs = Recommendations(rows=np.array([[1], [2], [3]]), scores=np.zeros((3, 1)),
+                                popular=np.array([False, True, False]),
+                                attention=np.arange(9.0).reshape(3, 3))
+    done.keep([True, False, True])
+    assert [b.user_id for b in done.batch] == ["u0", "u2"]
+    assert done.histories.tolist() == [[1, 2, 3], [7, 8, 9]]
+    assert done.recs.rows.tolist() == [[1], [3]]
+    assert done.recs.popular.tolist() == [False, False]
+    assert done.recs.attention.tolist() == [[0, 1, 2], [6, 7, 8]]
+    kept = done.recs
+    done.keep([True, True])
+    assert done.recs is kept  # nothing lost: nothing copied
