@@ -13,7 +13,8 @@ process trains on one thread) and reports mean and spread; the first seed is the
 one the tables and the curve show. `--warm-start`
 also trains a "previous version" on the log without each user's last 2 items and
 warm-starts from it on the full log (`warm_start.json` in --out keeps the figures,
-so `--skip-train` rebuilds that section too). It exits
+so `--skip-train` rebuilds that section too; `--skip-train --warm-start` reruns only
+the warm starts, against the full run already at --out). It exits
 cleanly (status 0, a message) when the data folder is absent: the project must
 never depend on it.
 """
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "games.txt"
-WARM_EPOCHS = (1, 2, 3)  # warm starts measured besides the CLI's default (no --epochs)
+WARM_EPOCHS = (1, 3, 6)  # warm starts measured besides the CLI's default (no --epochs)
 PARALLEL = 2  # seed runs at a time (the games preset trains on one thread)
 
 
@@ -65,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         code = train_seeds(command, runs)
         if code:
             return code
-        if args.warm_start:
-            code = warm_start_experiment(args.data, args.out)
-            if code:
-                return code
+    if args.warm_start:  # against the full run at --out (trained now or before)
+        code = warm_start_experiment(args.data, args.out)
+        if code:
+            return code
     results = json.loads((args.out / "results.json").read_text(encoding="utf-8"))
     config = json.loads((args.out / "config.json").read_text(encoding="utf-8"))
     args.docs.mkdir(parents=True, exist_ok=True)

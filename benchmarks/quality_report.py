@@ -245,8 +245,11 @@ recipe ablation below (3 seeds, validation only) set the last two choices: 16 ep
 instead of 8, and training on each user's second-to-last item as well
 (`fit_validation`, measured with the test items removed: the "shifted-" rows), since
 a deployed model should learn every interaction it is given; the other knobs did not
-add to them. Validation NDCG@10 runs above test: the test item is the later, harder one
-(the baselines drop the same way).
+add to them. d 128 gained more on validation than any d-64 change (+0.0050) but
+serves at 0.52-0.61x the users/s of d 64 (`bench model --against`, batches 64-1024,
+2026-12-03, a training run on the other core), so it stays a flag (`--hidden 128`).
+Validation NDCG@10 runs above test: the test item is the later, harder one (the
+baselines drop the same way).
 
 ## Training
 - Model: {model['blocks']} blocks, {model['heads']} head(s), hidden {model['hidden']},
@@ -259,7 +262,7 @@ add to them. Validation NDCG@10 runs above test: the test item is the later, har
   batch {train['batch_size']} users (length-bucketed, padding trimmed), seed {train['seed']}.
 {stopping}
 - Machine: {machine()}; training times on this shared machine move with what else runs on it
-  (the same games run took 2.0 min alone and 3.9 min beside benchmark and test runs).
+  (the seeds' table says how the runs shared it).
 - GPU: not measured yet (no GPU was lent to the sessions that made these figures; CUDA
   trains with bf16 autocast and torch.compile, see `encoder/losses.py`).
 
