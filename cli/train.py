@@ -33,7 +33,6 @@ from streamrec.common.errors import ConfigError, StreamrecError
 from streamrec.common.settings import env_default, parse_bool
 
 if TYPE_CHECKING:
-
     from streamrec.encoder.checkpoint import Checkpoint
     from streamrec.encoder.data import Interactions
 

@@ -34,12 +34,11 @@ PresetName = Literal["auto", "demo", "games"]
 PRESETS: tuple[str, ...] = ("auto", "demo", "games")
 FULL_SOFTMAX_MAX_ITEMS = 4096  # larger catalogues train with the sampled softmax by default
 # Measured on Amazon Games (docs/QUALITY.md): the item table starts from co-occurrences,
-# so a few epochs with the rate decayed to 0 and averaged weights reach the best ranking;
-# training longer keeps improving full ranking a little while sampled-100 falls.
-# docs/QUALITY.md, "Training recipe ablation" (3 seeds, validation only): 16 epochs
-# instead of 8, and training on each user's validation item (its best epoch was the
-# last one anyway under the linear decay), each beat the seeds' spread; more negatives,
-# a higher rate, dropout, blocks and batch did not add to them.
+# so a few epochs with the rate decayed to 0 and averaged weights rank well. The recipe
+# ablation there (3 seeds, validation only): 16 epochs instead of 8, and training on each
+# user's validation item (under the linear decay the best epoch was the last anyway),
+# each beat the seeds' spread; more negatives, a higher rate, dropout, blocks and batch
+# did not add to them.
 SHORT_HISTORY_RECIPE: dict[str, Any] = {
     "epochs": 16, "lr_schedule": "linear", "ema_decay": 0.999, "weight_decay": 0.1,
     "item_init": "cooccurrence", "fit_validation": True,
