@@ -8,7 +8,9 @@ otherwise, or from a trained model grown to the data's items (`warmstart.py`, a 
 start); the learning rate warms up and then follows its schedule; with
 `ema_decay` a moving average of the weights is what gets validated and kept. It
 keeps the best weights, stops when validation stops improving or the time budget
-runs out, and can resume from the training state it saves after every epoch.
+runs out, and can resume from the training state it saves after every epoch. With
+`fit_validation` the second-to-last item is trained on too (only the last stays out):
+nothing is validated, the epochs are fixed and the last (averaged) weights are kept.
 
 Most histories are short (Amazon Games: ~9 items, L = 50), so batches group users
 of similar length, are trimmed to their longest history, and the loss is computed
