@@ -1,6 +1,6 @@
 """Regenerate docs/QUALITY.md: train on Amazon Games, evaluate, plot, write the report.
 
-    python benchmarks/quality_games.py                  # train seeds 42, 1, 2 (~25 min, 2 cores)
+    python benchmarks/quality_games.py                  # train seeds 42, 1, 2 (~8 min, 2 cores)
     python benchmarks/quality_games.py --skip-train     # rebuild the report from --out
     python benchmarks/quality_games.py --warm-start     # + warm-started vs full retrain
 
@@ -110,12 +110,14 @@ def train_seeds(command: list[str], runs: dict[int, Path]) -> int:
     code = 0
     for cmd in commands:
         while len(active) >= PARALLEL:
-            code = code or active.pop(0).wait()
+            finished = active.pop(0).wait()
+            code = code or finished
         logger.info("training: streamrec %s", " ".join(cmd))
         active.append(subprocess.Popen([sys.executable, "-m", "streamrec.cli.main", *cmd,
                                         "--no-progress"]))
     for process in active:
-        code = code or process.wait()
+        finished = process.wait()
+        code = code or finished
     return code
 
 

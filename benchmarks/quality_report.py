@@ -53,7 +53,7 @@ The default warm start ({default} epochs) reaches
 {warm['full']['NDCG@10'] / full['full']['NDCG@10']:.0%} of the full retrain's full-ranking
 NDCG@10 and {warm['sampled']['HR@10'] / full['sampled']['HR@10']:.0%} of its sampled-100
 HR@10 in {warm['train_seconds'] / full['train_seconds']:.0%} of its training time
-(train seconds include every validation pass, not the test evaluation; one run each on
+(train seconds include any validation passes, not the test evaluation; one run each on
 a shared machine, where times move with what else runs: compare within this table; the
 metrics are deterministic).
 Machine: {doc['machine']}. Run by `python benchmarks/quality_games.py --warm-start`;
