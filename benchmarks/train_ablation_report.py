@@ -58,7 +58,9 @@ def render(doc: dict[str, Any]) -> str:
 {HEADING}
 
 Measured by `streamrec bench ablation` ({doc['date']}; {doc['machine']}). Each row is
-the `games` preset with one change, trained with seeds {seeds} ({doc['runs']} runs,
+the `games` recipe the ablation started from (8 epochs, the validation item held out:
+the preset has since taken 16 epochs and `fit_validation` from it) with one change,
+trained with seeds {seeds} ({doc['runs']} runs,
 {doc['parallel']} at a time, so two runs shared the 2 cores; minutes are each run's own
 training time, validation passes included). Validation split only, the test split is
 not read: "val NDCG@10" is training's best full-ranking NDCG@10 on the preset's 8,000
