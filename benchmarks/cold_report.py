@@ -261,13 +261,10 @@ def with_cold_section(text: str, path: Path | None = None) -> str:
     """`text` (QUALITY.md) with the section from `path` (default: docs' JSON) in place
     of any older one; `text` unchanged when nothing was measured."""
     path = path or report.DOCS / COLD_JSON
-    if not path.is_file():
-        return text
     ablation = path.parent / ABLATION_JSON
-    section = render(json.loads(path.read_text(encoding="utf-8")),
-                     json.loads(ablation.read_text(encoding="utf-8"))
-                     if ablation.is_file() else None)
-    return report.put_section(text, HEADING, section, BEFORE)
+    tuned = json.loads(ablation.read_text(encoding="utf-8")) if ablation.is_file() else None
+    return report.put_json_section(text, path, lambda doc: render(doc, tuned), HEADING,
+                                   BEFORE)
 
 
 def save(doc: dict[str, Any]) -> Path:

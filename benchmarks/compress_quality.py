@@ -8,7 +8,6 @@ script drops the other's part. No torch here: rendering needs none.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from streamrec.bench import report
@@ -41,11 +40,8 @@ compress"). A lever becomes a default only at >= 1.3x the model stage's speed an
 def with_compression_section(text: str, path: Path | None = None) -> str:
     """`text` (QUALITY.md) with the section from `path` (default: docs' JSON) in place
     of any older one; `text` unchanged when nothing was measured."""
-    path = path or report.DOCS / QUALITY_JSON
-    if not path.is_file():
-        return text
-    section = render(json.loads(path.read_text(encoding="utf-8")))
-    return report.put_section(text, HEADING, section, BEFORE)
+    return report.put_json_section(text, path or report.DOCS / QUALITY_JSON, render,
+                                   HEADING, BEFORE)
 
 
 def save(doc: dict) -> Path:

@@ -154,6 +154,16 @@ def put_section(text: str, heading: str, section: str, before: str) -> str:
     return text.rstrip("\n") + "\n" + section
 
 
+def put_json_section(text: str, path: Path, render: Callable[[Any], str], heading: str,
+                     before: str) -> str:
+    """`text` with the section `render` makes of the JSON at `path` in place of any
+    older one (`put_section`); `text` unchanged when `path` is absent (nothing measured)."""
+    if not path.is_file():
+        return text
+    section = render(json.loads(path.read_text(encoding="utf-8")))
+    return put_section(text, heading, section, before)
+
+
 def save_quality_section(doc: Any, json_name: str,
                          with_section: Callable[[str, Path], str]) -> Path:
     """Keep `doc` as JSON at docs/`json_name` and put its section into docs/QUALITY.md

@@ -8,7 +8,6 @@ when it regenerates QUALITY.md, so neither script drops the other's part. No tor
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -99,11 +98,8 @@ def _verdicts(rows: list[dict[str, Any]]) -> str:
 def with_ablation_section(text: str, path: Path | None = None) -> str:
     """`text` (QUALITY.md) with the section from `path` (default: docs' JSON) in place
     of any older one; `text` unchanged when nothing was measured."""
-    path = path or report.DOCS / ABLATION_JSON
-    if not path.is_file():
-        return text
-    section = render(json.loads(path.read_text(encoding="utf-8")))
-    return report.put_section(text, HEADING, section, BEFORE)
+    return report.put_json_section(text, path or report.DOCS / ABLATION_JSON, render,
+                                   HEADING, BEFORE)
 
 
 def save(doc: dict[str, Any]) -> Path:

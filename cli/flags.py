@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -288,11 +289,19 @@ def add_item_feature_flags(p: argparse.ArgumentParser) -> None:
                         "[...]}}): adds a content tower, so items are known by their features "
                         "too and items without interactions can be placed by them alone")
     for flag, (_, kind, text) in CONTENT_FLAGS.items():
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction,
-                           default=env_default(flag, None, parse_bool), help=text)
-        else:
-            p.add_argument(flag, type=kind, default=env_default(flag, None, kind), help=text)
+        add_override_flag(p, flag, kind, text)
+
+
+def add_override_flag(p: argparse.ArgumentParser, flag: str, kind: type, text: str,
+                      choices: Sequence[str] | None = None) -> None:
+    """A flag that overrides one config field, None when not given (nor its STREAMREC_*
+    variable); a bool field gets `--flag` / `--no-flag`."""
+    if kind is bool:
+        p.add_argument(flag, action=argparse.BooleanOptionalAction,
+                       default=env_default(flag, None, parse_bool), help=text)
+    else:
+        p.add_argument(flag, type=kind, default=env_default(flag, None, kind), choices=choices,
+                       help=text)
 
 
 def content_overrides(args: argparse.Namespace) -> dict[str, Any]:

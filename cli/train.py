@@ -25,12 +25,13 @@ from streamrec.cli.flags import (
     add_data_flags,
     add_index_flags,
     add_item_feature_flags,
+    add_override_flag,
     load_data,
     parse_duration,
 )
 from streamrec.cli.train_evaluate import WARM_START_EPOCHS, train_evaluate_save
 from streamrec.common.errors import ConfigError, StreamrecError
-from streamrec.common.settings import env_default, parse_bool
+from streamrec.common.settings import env_default
 
 if TYPE_CHECKING:
     from streamrec.encoder.checkpoint import Checkpoint
@@ -94,14 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default %(default)s); the flags below override them")
     for flags in (MODEL_FLAGS, TRAIN_FLAGS):
         for flag, (name, kind, text) in flags.items():
-            if kind is bool:
-                p.add_argument(flag, action=argparse.BooleanOptionalAction,
-                               default=env_default(flag, None, parse_bool),
-                               help=f"{text} (default: the preset's)")
-                continue
-            p.add_argument(flag, type=kind, default=env_default(flag, None, kind),
-                           choices=CHOICES.get(name),
-                           help=f"{text} (default: the preset's)")
+            add_override_flag(p, flag, kind, f"{text} (default: the preset's)",
+                              CHOICES.get(name))
     p.add_argument("--device", default=env_default("--device", "auto"),
                    help="torch device: auto, cpu, cuda, cuda:1 (default %(default)s)")
     add_item_feature_flags(p)
