@@ -4,6 +4,7 @@ Every variant is the trained games model with one lever pulled, against float32
 exact search in the same run:
 
 - the item table: scores in bfloat16 or float16 (the torch index, `score_dtype`),
+  alone or picking candidates that are re-scored in float32 (`--index torch-bf16`),
   FAISS SQ8 and PQ codes searched exhaustively (`--index sq8 | pq`), and IVF over
   the games catalogue itself;
 - the encoder: bfloat16 weights and activations, int8 dynamic quantization of its
@@ -59,6 +60,7 @@ class CompressOptions:
     rounds: int = 2
     seconds: float = 1.0  # per speed measurement
     finetune_epochs: int = 3
+    only: tuple[str, ...] = ()  # variants whose name contains one of these (+ the baseline)
     workdir: Path = ROOT / ".cache" / "bench"
 
 
@@ -103,14 +105,6 @@ def encoder_bytes(model: nn.Module) -> int:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getbuffer().nbytes
-
-
-def index_bytes_per_item(index: object, items: int) -> float:
-    """Memory of the item data per item: FAISS's serialized index, or the torch
-    index's scoring table (its element size x d)."""
-    if hasattr(index, "serialized"):
-        return len(index.serialized()) / items  # type: ignore[attr-defined]
-    return index._table_t.element_size() * index.dim  # type: ignore[attr-defined]
 
 
 def bf16_encoder(model: nn.Module) -> nn.Module:
@@ -190,8 +184,11 @@ def variants(model: nn.Module, data: object, opts: CompressOptions) -> list[Vari
     from streamrec.index.params import AnnParams
     from streamrec.index.torch_index import TorchIndex
 
-    def exact(dtype: str = "float32") -> Callable[[np.ndarray], object]:
-        return lambda table: TorchIndex(table, device="cpu", score_dtype=dtype)
+    def exact(dtype: str = "float32", rescore: bool = False) -> Callable[[np.ndarray], object]:
+        return lambda table: TorchIndex(table, device="cpu", score_dtype=dtype, rescore=rescore)
+
+    def wanted(name: str) -> bool:
+        return not opts.only or any(part in name for part in opts.only)
 
     def faiss_kind(kind: str) -> Callable[[np.ndarray], object]:
         return lambda table: AnnIndex(table, kind, device="cpu")
@@ -200,6 +197,10 @@ def variants(model: nn.Module, data: object, opts: CompressOptions) -> list[Vari
         Variant("float32 exact", "baseline", model, exact()),
         Variant("table bf16 scores", "item table", model, exact("bfloat16")),
         Variant("table fp16 scores", "item table", model, exact("float16")),
+        Variant("table bf16 candidates, fp32 rescoring", "item table", model,
+                exact("bfloat16", rescore=True), "--index torch-bf16"),
+        Variant("table fp16 candidates, fp32 rescoring", "item table", model,
+                exact("float16", rescore=True)),
         Variant("table SQ8 (exhaustive)", "item table", model, faiss_kind("sq8")),
         Variant("table PQ 16x8 (exhaustive)", "item table", model, faiss_kind("pq")),
         Variant("IVF-SQ8 (auto nlist / nprobe)", "item table", model, faiss_kind("ivf-sq8")),
@@ -211,19 +212,22 @@ def variants(model: nn.Module, data: object, opts: CompressOptions) -> list[Vari
         Variant("encoder int8 dynamic", "encoder", int8_encoder(model), exact(),
                 "torch.ao quantize_dynamic (deprecated; torchao not installed); qkv kept"),
     ]
-    dropped = best_dropped_block(model, data)
-    out.append(Variant(f"block {dropped} dropped", "pruning", drop_block(model, dropped),
-                       exact(), "no fine-tune"))
-    print(f"[bench] fine-tuning the model without block {dropped} for "
-          f"{opts.finetune_epochs} epochs", flush=True)
-    tuned = fine_tune(drop_block(model, dropped), data, opts.finetune_epochs)
-    out.append(Variant(f"block {dropped} dropped + fine-tune", "pruning", tuned, exact(),
-                       f"{opts.finetune_epochs} epochs at a third of the preset's rate"))
+    if wanted("block"):  # choosing the block and the fine-tune take minutes
+        dropped = best_dropped_block(model, data)
+        out.append(Variant(f"block {dropped} dropped", "pruning", drop_block(model, dropped),
+                           exact(), "no fine-tune"))
+        print(f"[bench] fine-tuning the model without block {dropped} for "
+              f"{opts.finetune_epochs} epochs", flush=True)
+        tuned = fine_tune(drop_block(model, dropped), data, opts.finetune_epochs)
+        out.append(Variant(f"block {dropped} dropped + fine-tune", "pruning", tuned, exact(),
+                           f"{opts.finetune_epochs} epochs at a third of the preset's rate"))
     out.append(Variant("FFN 50% magnitude-pruned", "pruning", magnitude_pruned(model),
                        exact(), "unstructured zeros: dense kernels, no fine-tune"))
     out.append(Variant("encoder bf16 + table bf16", "combined", bf16_encoder(model),
                        exact("bfloat16")))
-    return out
+    out.append(Variant("encoder bf16 + table bf16 candidates, fp32 rescoring", "combined",
+                       bf16_encoder(model), exact("bfloat16", rescore=True)))
+    return [v for i, v in enumerate(out) if i == 0 or wanted(v.name)]
 
 
 def best_dropped_block(model: nn.Module, data: object) -> int:
@@ -297,7 +301,7 @@ def run(opts: CompressOptions) -> list[list[str]]:
                     speed[key] = max(speed.get(key, 0.0), got)
             print(f"[bench] round {round_ + 1}, {threads} thread(s) done", flush=True)
     set_threads(os.cpu_count() or 1)
-    rows = report_rows(served, speed, drift, opts, table.shape[0] - 1)
+    rows = report_rows(served, speed, drift, opts)
     write_report(rows, opts)
     base = served[0][3]
     compress_quality.save({
@@ -309,7 +313,7 @@ def run(opts: CompressOptions) -> list[list[str]]:
     return rows
 
 
-def report_rows(served: list, speed: dict, drift: dict, opts: CompressOptions, items: int
+def report_rows(served: list, speed: dict, drift: dict, opts: CompressOptions
                 ) -> list[list[str]]:
     """One row per variant: quality and its loss, then users/s ratios to float32."""
     base_ndcg = served[0][3]
@@ -318,7 +322,7 @@ def report_rows(served: list, speed: dict, drift: dict, opts: CompressOptions, i
         cells = [v.lever, v.name, f"{hr:.4f}", f"{ndcg:.4f}",
                  f"{100 * (ndcg / base_ndcg - 1):+.1f}%", f"{drift[v.name]:.3f}",
                  f"{encoder_bytes(v.model) / 1024:,.0f}",
-                 f"{index_bytes_per_item(r.index, items):,.0f}"]
+                 f"{r.index.item_bytes():,.0f}"]
         for threads in opts.threads:
             for batch in opts.batches:
                 got = speed[(v.name, threads, batch)]

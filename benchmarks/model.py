@@ -157,7 +157,7 @@ def catalogue_rows(opts: ModelOptions) -> list[list[str]]:
                       f"{qps:,.0f} q/s, stage {stage:,.0f} users/s", flush=True)
                 out.append([f"{items:,}", name, detail, f"{rec:.3f}", f"{qps:,.0f}",
                             f"{stage:,.0f}", f"{getattr(built, 'build_s', 0.0):.1f}",
-                            f"{_bytes_per_item(built, items):,.0f}", ""])
+                            f"{built.item_bytes():,.0f}", ""])
             if kind == "ivf-sq8":  # the other way to exclude the history: FAISS ID selectors
                 qps = rate(lambda q=q, h=h, b=built: selector_search(b, q, h, 10), len(q),
                            opts.seconds)
@@ -189,13 +189,6 @@ def _describe(index: object) -> str:
     return describe() if describe is not None else "exact"
 
 
-def _bytes_per_item(index: object, items: int) -> float:
-    """Memory of the index's item data per item: its serialized size for FAISS
-    approximate kinds, the float32 table(s) it holds for the exact ones."""
-    if getattr(index, "approximate", False):
-        return len(index.serialized()) / items  # type: ignore[attr-defined]
-    dim = index.dim  # type: ignore[attr-defined]
-    return 4 * dim * (2 if index.name.startswith("torch") else 1)  # type: ignore[attr-defined]
 
 
 def side_by_side(opts: ModelOptions) -> list[list[str]]:

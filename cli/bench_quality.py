@@ -17,9 +17,10 @@ def register(actions: argparse._SubParsersAction) -> None:
     """Add the quality benches to `streamrec bench`'s actions."""
     compress = actions.add_parser(
         "compress", help="quantization and pruning of the games model: speed, memory, NDCG",
-        description="The games model with one lever pulled (item table in bf16 / fp16 / SQ8 / "
-                    "PQ / IVF, encoder in bf16 or int8, a block dropped with and without a "
-                    "fine-tune, FFN magnitude pruning): model-stage users/s at 1 and 2 threads "
+        description="The games model with one lever pulled (item table in bf16 / fp16, alone "
+                    "or re-scored in fp32, SQ8 / PQ / IVF, encoder in bf16 or int8, a block "
+                    "dropped with and without a fine-tune, FFN magnitude pruning): model-stage "
+                    "users/s at 1 and 2 threads "
                     "and batches 64 / 256 / 1024 against float32 exact, memory, and full-ranking "
                     "HR@10 / NDCG@10 on the games test split. Needs ../shared/data/games.txt.")
     from streamrec.bench.compress import CompressOptions
@@ -35,6 +36,9 @@ def register(actions: argparse._SubParsersAction) -> None:
                           help="time per speed measurement (default %(default)s)")
     compress.add_argument("--finetune-epochs", type=int, default=c0.finetune_epochs,
                           help="epochs of the pruned model's fine-tune (default %(default)s)")
+    compress.add_argument("--only", default="",
+                          help="comma-separated parts of variant names: measure only those "
+                               "(and float32 exact), e.g. 'rescoring,IVF' (default: all)")
     compress.set_defaults(handler=run_compress)
 
     cold = actions.add_parser(
@@ -108,7 +112,8 @@ def run_compress(args: argparse.Namespace) -> int:
     from streamrec.bench.compress import CompressOptions, run
 
     run(CompressOptions(model=args.model, batches=int_list(args.batches), rounds=args.rounds,
-                        seconds=args.seconds, finetune_epochs=args.finetune_epochs))
+                        seconds=args.seconds, finetune_epochs=args.finetune_epochs,
+                        only=tuple(part.strip() for part in args.only.split(",") if part.strip())))
     return 0
 
 

@@ -74,8 +74,9 @@ def add_index_flags(parser: argparse.ArgumentParser, index_default: str = "auto"
 
     env_flag(parser, "--index", index_default,
              f"item index: auto (exact below {AUTO_APPROXIMATE_ITEMS:,} items, approximate "
-             "from there; see README), torch (exact matmul + top-k), faiss (exact flat), "
-             f"or approximate: {', '.join(APPROXIMATE_KINDS)}")
+             "from there; see README), torch (exact matmul + top-k), torch-bf16 (bfloat16 "
+             "candidates re-scored in float32: auto's choice on CPUs with bfloat16 units), "
+             f"faiss (exact flat), or approximate: {', '.join(APPROXIMATE_KINDS)}")
     env_flag(parser, "--nlist", 0, "IVF lists of an approximate index (0 = 4 x sqrt(items))",
              int)
     env_flag(parser, "--nprobe", 0, "IVF lists searched per query (0 = 16, at most nlist)",

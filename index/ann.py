@@ -162,6 +162,10 @@ class AnnIndex(ItemIndex):
         logger.debug("%d of %d queries searched again exhaustively", len(short), len(found.rows))
         return SearchResult(rows=out_rows, scores=out_scores)
 
+    def item_bytes(self) -> float:
+        """The serialized index (codes, lists, graph) per item."""
+        return len(self.serialized()) / max(self.num_rows - 1, 1)
+
     def serialized(self) -> np.ndarray:
         """The CPU index in FAISS's binary format (what `store.py` writes)."""
         return faiss.serialize_index(self.cpu_index)

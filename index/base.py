@@ -90,6 +90,11 @@ class ItemIndex(ABC):
             return
         self.unavailable = Unavailable(rows, mask, self._native_unavailable(rows, mask))
 
+    def item_bytes(self) -> float:
+        """Bytes of item data the index holds per item (`bench model`, `bench compress`
+        report it): one float32 vector by default."""
+        return 4.0 * self.dim
+
     def _native_unavailable(self, rows: np.ndarray, mask: np.ndarray) -> object:
         """The backend's own form of the mask, used inside its search; None (the default)
         when it has none: the generic path then fetches past every unavailable row."""

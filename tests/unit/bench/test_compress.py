@@ -114,3 +114,13 @@ def test_the_quality_section_replaces_its_older_self_before_the_tuning_runs(
     assert "0.0500" not in twice
     assert twice.startswith("# Q\n\n## Results\nr\n")
     assert twice.endswith("chosen\nt\n")
+
+
+def test_only_keeps_the_named_variants_and_the_baseline_without_pruning(model: SASRec) -> None:
+    """`--only rescoring` must not choose a block to drop (it reads the data: None here)."""
+    from streamrec.bench.compress import CompressOptions, variants
+
+    names = [v.name for v in variants(model, None, CompressOptions(only=("rescoring",)))]
+    assert names == ["float32 exact", "table bf16 candidates, fp32 rescoring",
+                     "table fp16 candidates, fp32 rescoring",
+                     "encoder bf16 + table bf16 candidates, fp32 rescoring"]

@@ -58,6 +58,23 @@ def test_choice_and_reason(backend: build.Backend, on_cuda: bool, gpus: int, err
     assert why in reason
 
 
+@pytest.mark.parametrize(("items", "on_cuda", "fast_bf16", "error", "kind"), [
+    (23_715, False, True, None, "torch-bf16"),
+    (23_715, False, True, "No module named 'faiss'", "torch-bf16"),  # needs no faiss
+    (23_715, False, False, None, "torch"),  # no bfloat16 units: emulated, slower
+    (5_000, False, True, None, "torch"),  # below AUTO_BF16_ITEMS
+    (23_715, True, True, "No module named 'faiss'", "torch"),  # the GPU: not measured
+    (200_000, False, True, None, "ivf-sq8"),
+])
+def test_auto_serves_bfloat16_candidates_on_a_cpu_with_bfloat16_units(
+        items: int, on_cuda: bool, fast_bf16: bool, error: str | None, kind: str) -> None:
+    chosen, reason = choose_backend("auto", on_cuda, 0, error, items=items,
+                                    fast_bf16=fast_bf16)
+    assert chosen == kind
+    if kind == "torch-bf16":
+        assert "re-scored in float32" in reason
+
+
 def test_the_recommender_reports_the_backend_it_built(
     model_dir: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:

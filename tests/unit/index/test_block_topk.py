@@ -50,3 +50,37 @@ def test_a_query_with_everything_banned_finds_nothing() -> None:
     index = TorchIndex(table, device="cpu")
     result = index.search(np.ones((1, 6), dtype=np.float32), 3, np.array([[1, 2, 3, 4, 5]]))
     assert result.rows.tolist() == [[-1, -1, -1]]
+
+
+def test_rescoring_restores_the_float32_order_that_bfloat16_rounds_away() -> None:
+    """Scores 1.000 and 1.002 are one bfloat16 value; float32 rescoring ranks them."""
+    table = np.zeros((4, 2), dtype=np.float32)
+    table[1], table[2], table[3] = [1.0, 0.0], [1.002, 0.0], [0.5, 0.0]
+    query = np.array([[1.0, 0.0]], dtype=np.float32)
+    rounded = TorchIndex(table, device="cpu", score_dtype="bfloat16")
+    assert rounded.search(query, 2).scores[0, 0] == rounded.search(query, 2).scores[0, 1]
+    index = TorchIndex(table, device="cpu", score_dtype="bfloat16", rescore=True)
+    found = index.search(query, 2)
+    assert found.rows.tolist() == [[2, 1]]
+    np.testing.assert_allclose(found.scores[0], [1.002, 1.0], rtol=1e-6)
+    assert index.approximate
+    assert index.name == "torch-cpu-bfloat16-rescored"
+
+
+def test_rescored_search_finds_the_float32_top_k_of_a_large_table() -> None:
+    """Over 20,000 random items, 200 queries with 30 banned rows each: the same rows
+    as float32 exact search."""
+    rng = np.random.default_rng(7)
+    table = rng.standard_normal((20_001, 16)).astype(np.float32)
+    queries = rng.standard_normal((200, 16)).astype(np.float32)
+    banned = rng.integers(1, 20_001, size=(200, 30))
+    exact = TorchIndex(table, device="cpu").search(queries, 10, banned)
+    rescored = TorchIndex(table, device="cpu", score_dtype="bfloat16", rescore=True)
+    found = rescored.search(queries, 10, banned)
+    assert (found.rows == exact.rows).mean() > 0.999
+    assert not (found.rows[:, :, None] == banned[:, None, :]).any()
+
+
+def test_rescoring_needs_16_bit_scores() -> None:
+    with pytest.raises(ValueError, match="16-bit"):
+        TorchIndex(np.eye(3, dtype=np.float32), device="cpu", rescore=True)

@@ -8,7 +8,7 @@ import pytest
 from streamrec.index import build_index
 from streamrec.index.errors import IndexBuildError
 
-BACKENDS = ["faiss", "torch"]
+BACKENDS = ["faiss", "torch", "torch-bf16"]
 
 
 def table(num_items: int = 50, dim: int = 8, seed: int = 0) -> np.ndarray:
