@@ -29,7 +29,8 @@ games model with one lever pulled, full-ranking HR@10 / NDCG@10 on the test spli
 ({doc['users']:,} users) through the variant's own search, against float32 exact
 search. Speed and memory of the same variants: docs/BENCHMARKS.md ("bench
 compress"). A lever becomes a default only at >= 1.3x the model stage's speed and
-<= 1% loss of NDCG@10; none did (the reasons are under that section).
+<= 1% loss of NDCG@10; what was adopted, and why the rest was not, is under that
+section.
 
 | lever | variant | HR@10 | NDCG@10 | NDCG@10 vs float32 | note |
 |---|---|---|---|---|---|
