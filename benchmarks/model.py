@@ -110,7 +110,8 @@ def sample_histories(stream: object, recommender: object, count: int
 
 
 KIND_ROWS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("torch", (0,)), ("faiss", (0,)), ("ivf", (8, 0, 32)), ("ivf-sq8", (8, 0, 32)),
+    ("torch", (0,)), ("torch-bf16", (0,)), ("faiss", (0,)), ("ivf", (8, 0, 32)),
+    ("ivf-sq8", (8, 0, 32)),
     ("ivf-pq", (0,)), ("hnsw", (0,)))  # (--index, nprobe values; 0 = the default)
 
 

@@ -59,14 +59,14 @@ def attach_index(model_dir: Path, backend: str, params: AnnParams, threads: int 
                  ) -> dict[str, Any] | None:
     """Build the index `backend` names for the checkpoint at `model_dir` (auto: as the
     worker would choose it), measure it, store it; index.json's fields, or None when
-    the choice is an exact index (nothing to store)."""
+    the choice is built in a moment at load (exact, or `torch-bf16`): nothing to store."""
     from streamrec.encoder.checkpoint import attach_files
     from streamrec.index.store import META_FILE, index_files
     from streamrec.worker.recommend import Recommender
 
     served = Recommender.load(model_dir, device="cpu", backend=backend, threads=threads,
                               ann=params, min_recall=0.0)
-    if not served.index.approximate:
+    if not served.index.stored:
         return None
     with_table = served.checkpoint.model.item_embeddings().detach().float().numpy()
     files = index_files(served.index, with_table, served.index_recall)  # type: ignore[arg-type]

@@ -162,6 +162,8 @@ class AnnIndex(ItemIndex):
         logger.debug("%d of %d queries searched again exhaustively", len(short), len(found.rows))
         return SearchResult(rows=out_rows, scores=out_scores)
 
+    stored = True  # a quantizer's k-means takes seconds to minutes at a million items
+
     def item_bytes(self) -> float:
         """The serialized index (codes, lists, graph) per item."""
         return len(self.serialized()) / max(self.num_rows - 1, 1)

@@ -55,6 +55,7 @@ class ItemIndex(ABC):
 
     name: str = "abstract"
     approximate = False  # True: may miss some of the exact top k (its recall is measured)
+    stored = False  # True: costly to build, kept with the checkpoint (index/store.py)
 
     def __init__(self, embeddings: np.ndarray) -> None:
         if embeddings.ndim != 2 or embeddings.shape[0] < 2:

@@ -53,6 +53,16 @@ def test_an_exhaustive_index_measures_full_recall(model_dir: Path) -> None:
     assert Recommender.load(model_dir, "cpu", backend="torch").index_recall is None
 
 
+def test_an_index_built_in_a_moment_is_measured_but_not_stored(model_dir: Path) -> None:
+    """torch-bf16 is approximate (its recall is measured at load) but has nothing to
+    store: `train` (auto on a CPU with bfloat16 units) must not try to."""
+    files = sorted(p.name for p in model_dir.iterdir())
+    assert attach_index(model_dir, "torch-bf16", AnnParams()) is None
+    assert sorted(p.name for p in model_dir.iterdir()) == files
+    served = Recommender.load(model_dir, "cpu", backend="torch-bf16", min_recall=0.9)
+    assert served.index_recall == 1.0
+
+
 def test_a_stored_index_is_read_not_built(model_dir: Path,
                                           caplog: pytest.LogCaptureFixture) -> None:
     meta = attach_index(model_dir, "ivf-sq8", AnnParams(nlist=40, nprobe=40))
