@@ -105,7 +105,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start from a trained model instead of from scratch: its weights, the "
                         "item table grown by the items only the new data has (placed among "
                         "the trained items they co-occur with); architecture flags must match "
-                        f"it. Trains {WARM_START_EPOCHS} epochs unless --epochs is given. "
+                        f"it. Trains {WARM_START_EPOCHS} epochs unless --epochs is given, at the "
+                        "recipe's warm-start rate (the games recipe's: twice its --lr) unless "
+                        "--lr is given. "
                         "Without a value: the current version of the --out repository (the "
                         "first run into a new --repo trains from scratch; with --follow each "
                         "run starts from the then-current version)")

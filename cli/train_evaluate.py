@@ -97,6 +97,9 @@ def train_and_save(
     given = {k: v for k, v in (content_overrides or {}).items() if v is not None}
     initial, content = None, None
     if warm_start is not None:
+        if overrides.get("lr") is None:  # the recipe's rate for a warm start
+            train_config = dataclasses.replace(
+                train_config, lr=train_config.lr * train_config.warm_start_lr_scale)
         model_config = warm_model_config(warm_start.config, interactions.num_items, overrides)
         initial = grown_model(warm_start, interactions, model_config,
                               window=train_config.item_init_window, seed=train_config.seed,

@@ -236,3 +236,25 @@ def test_cli_warm_start_refuses_what_it_cannot_start_from(
     assert "hidden=16 (the model has 48)" in capsys.readouterr().err
     assert repository.current_version(repo) == version
     assert {p.name for p in repo.iterdir()} == {"CURRENT", version}  # nothing left behind
+
+
+def test_a_warm_start_trains_at_the_recipes_warm_start_rate_unless_one_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The games recipe warm-starts at twice its rate (warm_start_lr_scale); --lr wins."""
+    def games(*argv: str) -> int:
+        args = build_parser().parse_args(["train", "--format", "sasrec", "--preset", "games",
+                                          "--no-progress", "--json", "--epochs", "1",
+                                          "--negatives", "16", *argv])
+        return int(args.handler(args))
+
+    old = tmp_path / "old"
+    assert games("--data", str(write_log(tmp_path / "old.txt", 100)), "--out", str(old)) == 0
+    assert load_checkpoint(old).meta["train_config"]["lr"] == 1e-3
+    new = write_log(tmp_path / "new.txt", 104)
+    assert games("--data", str(new), "--out", str(tmp_path / "w"), "--warm-start", str(old)) == 0
+    assert load_checkpoint(tmp_path / "w").meta["train_config"]["lr"] == 2e-3
+    assert games("--data", str(new), "--out", str(tmp_path / "given"), "--warm-start", str(old),
+                 "--lr", "0.0005") == 0
+    assert load_checkpoint(tmp_path / "given").meta["train_config"]["lr"] == 5e-4
+    capsys.readouterr()
