@@ -68,7 +68,7 @@ def masked_topk(queries: torch.Tensor, table_t: torch.Tensor, banned: torch.Tens
         top = torch.topk(candidates.reshape(c, kb * block), k, dim=1)
         block_of = torch.gather(best, 1, torch.div(top.indices, block, rounding_mode="floor"))
         found = block_of * block + top.indices % block
-        found_values = top.values.float()
+        found_values = top.values
         exact_table, exact_queries = rescore_table, rescore_queries
         if exact_table is not None and exact_queries is not None:
             # rows past the table (padding) come only with -inf: fewer than k allowed
@@ -119,8 +119,9 @@ class TorchIndex(ItemIndex):
     price of rounding the scores (ties and swaps near the cut; `bench compress`
     measures what that costs in NDCG). `rescore` takes that price back: the 16-bit
     scores only pick `rescore_candidates(k)` items per query, which are scored again
-    in float32 from the float32 table kept beside (1.5 times the memory of float32
-    alone). The result is approximate in principle (an item of the float32 top k
+    in float32 from the float32 table kept beside the 16-bit one (6 bytes per item and
+    dimension, where float32 exact search keeps both tables in float32: 8). The
+    result is approximate in principle (an item of the float32 top k
     that rounding pushed below the candidates is lost), so its recall is measured
     at load like any approximate index's.
     """
