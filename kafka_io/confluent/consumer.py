@@ -1,15 +1,24 @@
 """confluent-kafka's `Consumer` behind the port: waits for the first record, then takes
 what is ready; end-of-partition events count as the position for reads to the end.
+
+A group member's new partitions are assigned with the group's committed offsets read
+here, not left to librdkafka's own read of them: when that OffsetFetch meets a
+coordinator that has just moved (a broker restarted) and is refused as a whole
+(NOT_COORDINATOR, no partitions in the answer), librdkafka never retries it and never
+starts fetching those partitions, while the consumer stays in the group
+(confluentinc/librdkafka#5586; hit by this project's 3-node failover test). Read here,
+a refused read is retried until the coordinator answers.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException
 from confluent_kafka import Consumer as CkConsumer
-from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as CkPartition
 
 from streamrec.kafka_io.confluent.base import (
@@ -34,6 +43,10 @@ from streamrec.kafka_io.port import (
 from streamrec.kafka_io.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
+
+COMMITTED_TIMEOUT_S = 60.0  # how long an assignment retries reading its committed offsets
+COMMITTED_RETRY_S = 0.5  # between two reads
+RESET = {"earliest": OFFSET_BEGINNING, "latest": OFFSET_END}  # no committed offset yet
 
 
 class ConfluentConsumer(Consumer):
@@ -67,6 +80,7 @@ class ConfluentConsumer(Consumer):
         self._groupless = settings.group_id is None
         self._c = CkConsumer(config)
         self._max_records = settings.max_poll_records
+        self._reset = RESET[settings.auto_offset_reset]
         self._paused: set[TopicPartition] = set()
         self._eof: dict[TopicPartition, int] = {}
         try:
@@ -81,6 +95,8 @@ class ConfluentConsumer(Consumer):
     ) -> None:
         def assigned(_: Any, partitions: list[CkPartition]) -> None:
             self._unpause(partitions)  # a new assignment starts unpaused
+            if partitions:  # positions first: the callback may read them
+                self._c.assign(self._committed(partitions))
             if on_assigned is not None:
                 on_assigned([to_port(tp) for tp in partitions])
 
@@ -126,6 +142,30 @@ class ConfluentConsumer(Consumer):
             records.append(make((topic, partition, m.offset(), m.timestamp()[1], m.key(),
                                  m.value(), m.headers() or [])))
         return {TopicPartition(*tp): records for tp, records in by_partition.items()}
+
+    def _committed(self, partitions: list[CkPartition]) -> list[CkPartition]:
+        """`partitions` at the group's committed offsets (the reset position where there
+        is none), read until the coordinator answers or `COMMITTED_TIMEOUT_S` passes."""
+        deadline = time.monotonic() + COMMITTED_TIMEOUT_S
+        while True:
+            try:
+                found = self._c.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
+                failed = [tp.error for tp in found if tp.error is not None]
+                if not failed:
+                    break
+                error = KafkaException(failed[0])
+            except KafkaException as exc:
+                error = exc
+            refused = error.args[0] if error.args else None
+            final = isinstance(refused, KafkaError) and (refused.fatal()
+                                                         or refused.code() in DENIED)
+            if final or time.monotonic() > deadline:  # a moved coordinator, a timeout: again
+                raise translate(error)
+            logger.info("reading the committed offsets of %d partition(s) again: %s",
+                        len(partitions), error)
+            time.sleep(COMMITTED_RETRY_S)
+        return [CkPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else self._reset)
+                for tp in found]
 
     def _consume_error(self, m: Any, err: KafkaError) -> None:
         """End of a partition is noted; refusals and fatal errors raise; others log."""
