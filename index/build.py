@@ -70,9 +70,9 @@ def build_index(
 
     `backend` "faiss" refuses to start without faiss (IndexBuildError), as do the
     approximate kinds; "torch" and "torch-bf16" never use it; "auto" chooses as the
-    module docstring says. `device` is the encoder's: auto, cpu, cuda[:N]. An approximate index is
-    read from `stored` (a checkpoint directory, `store.py`) when one there fits, else
-    built with `params`.
+    module docstring says. `device` is the encoder's: auto, cpu, cuda[:N]. An
+    approximate index is read from `stored` (a checkpoint directory, `store.py`) when
+    one there fits, else built with `params`.
     """
     if backend not in get_args(Backend):
         raise IndexBuildError(f"unknown index backend {backend!r}; choose one of "

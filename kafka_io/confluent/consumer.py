@@ -149,7 +149,8 @@ class ConfluentConsumer(Consumer):
         deadline = time.monotonic() + COMMITTED_TIMEOUT_S
         while True:
             try:
-                found = self._c.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
+                left = max(COMMITTED_RETRY_S, deadline - time.monotonic())
+                found = self._c.committed(partitions, timeout=left)
                 failed = [tp.error for tp in found if tp.error is not None]
                 if not failed:
                     break
