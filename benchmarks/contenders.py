@@ -24,9 +24,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ from streamrec.kafka_io.topic_reader import partitions_of, read_to_end
 
 logger = logging.getLogger(__name__)
 
+# What `run_workers` scrapes while it waits for the end (sample names)
+PROGRESS = ("streamrec_events_consumed_total", "streamrec_pending_users",
+            "streamrec_inflight_records")
 DONE_POLL_S = 0.1  # metrics scrapes cost CPU the worker needs: a tenth of a second
 GAMES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "games.txt"
 
@@ -200,18 +204,22 @@ def proc_rss_mb(pid: int) -> float:
     return proc_peak_rss_mb(pid, "VmRSS")
 
 
-def scrape_samples(port: int) -> list[Sample]:
-    """Every sample of a worker's /metrics, labels kept."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+def scrape_samples(port: int, names: Sequence[str] = ()) -> list[Sample]:
+    """Every sample of a worker's /metrics, labels kept; only those `names` (sample
+    names) when given, which the worker collects alone (`name[]`): a full scrape takes
+    about 12 ms of the worker's interpreter, a tenth of its time at 10 scrapes a second."""
+    query = urllib.parse.urlencode([("name[]", n) for n in names])
+    url = f"http://127.0.0.1:{port}/metrics" + (f"?{query}" if query else "")
+    with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
     return [sample for family in text_string_to_metric_families(text)
             for sample in family.samples]
 
 
-def scrape(port: int) -> dict[str, float]:
-    """Sample values of a worker's /metrics, summed over labels."""
+def scrape(port: int, names: Sequence[str] = ()) -> dict[str, float]:
+    """Sample values of a worker's /metrics (only `names`, when given), summed over labels."""
     values: dict[str, float] = {}
-    for sample in scrape_samples(port):
+    for sample in scrape_samples(port, names):
         values[sample.name] = values.get(sample.name, 0.0) + sample.value
     return values
 
@@ -257,7 +265,7 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
         deadline = time.monotonic() + timeout_s
         while True:
             _check_alive(procs)
-            samples = [scrape(p) for p in ports]
+            samples = [scrape(p, PROGRESS) for p in ports]
             consumed = sum(s.get("streamrec_events_consumed_total", 0) for s in samples)
             busy = sum(s.get("streamrec_pending_users", 0) + s.get("streamrec_inflight_records", 0)
                        for s in samples)
@@ -275,6 +283,7 @@ def run_workers(name: str, bootstrap: str, topic: str, model: Path, events: int,
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name}: consumed {consumed:.0f} of {events} in {timeout_s}s")
             time.sleep(DONE_POLL_S)
+        samples = [scrape(p) for p in ports]  # every metric, once
         recs = sum(s.get("streamrec_recommendations_published_total", 0) for s in samples)
         out_records = recs + sum(s.get("streamrec_changelog_records_published_total", 0)
                                  + s.get("streamrec_dead_letters_published_total", 0)

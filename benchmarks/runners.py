@@ -177,8 +177,8 @@ def relay(bootstrap: str, topic: str, out: str, group: str, port: int,
 def naive(bootstrap: str, topic: str, out: str, group: str, events: int, model: Path,
           backend: str = "auto", threads: int = 0, k: int = 10) -> dict[str, Any]:
     """One encode + search + produce per event, through the worker's own stages."""
-    from streamrec.worker.publish import recommendation_json, top_attended
     from streamrec.worker.recommend import Recommender
+    from streamrec.worker.records import recommendation_json, top_attended
     from streamrec.worker.state.partition import PartitionStore
 
     recommender = Recommender.load(model, "cpu", backend, threads)

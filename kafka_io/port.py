@@ -110,6 +110,7 @@ class DeliveryReport:
 
 
 Partitions = list[TopicPartition]
+Keyed = tuple[bytes | None, bytes | None, int]  # a record to send: key, value, partition
 RebalanceCallback = Callable[[Partitions], None]
 
 
@@ -217,6 +218,13 @@ class Producer(abc.ABC):
         partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
     ) -> Delivery:
         """Queue one record; its `Delivery` is filled in by a later `poll`/`flush`."""
+
+    def send_many(self, topic: str, records: Iterable[Keyed]) -> list[Delivery]:
+        """Queue (key, value, partition) records of one topic, in order; a `Delivery`
+        each. The worker sends a batch's records this way: an adapter may loop tighter
+        than `send` does per record (the default calls it)."""
+        return [self.send(topic, value, key, partition=partition)
+                for key, value, partition in records]
 
     @abc.abstractmethod
     def poll(self, timeout_s: float = 0.0) -> None:

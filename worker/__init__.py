@@ -12,6 +12,7 @@ The modules, in the order an event meets them:
     model_stage.py  the recommender on its own thread, overlapping with Kafka work
     recommend.py      encoder (torch) + index search with exclusions, cold start
     publish.py      recommendations, dead letters and changelog records, numbered; acks
+    records.py        the recommendation record of each batch row, with its explanation
     commits.py      the commit protocol: offsets committed once nothing before them is
                     unanswered or unacknowledged; transactions with exactly-once
 

@@ -106,8 +106,7 @@ class Worker:
         self._ingest: Ingest | None = None
         self._commits: Commits | None = None
         self._ownership: Ownership | None = None
-        # Rebalance callbacks, run inside the consumer's poll (`rebalance.py`).
-        self._on_assigned = lambda tps: self._ownership.assigned(tps)
+        self._on_assigned = self._assigned  # rebalance callbacks, run inside consumer.poll
         self._on_revoked = lambda tps: self._ownership.revoked(tps)
         self._on_lost = lambda tps: self._ownership.lost(tps)
         self.metrics.users.set_function(self.state.num_users)
@@ -236,6 +235,11 @@ class Worker:
                 self._available = records_available(self._consumer)
                 next_lag = time.monotonic() + LAG_REFRESH_S
             self._report_waits()
+
+    def _assigned(self, partitions: list[TopicPartition]) -> None:
+        """Partitions assigned: restored (`rebalance.py`), paused if fetching is."""
+        self._backpressure.assigned()
+        self._ownership.assigned(partitions)
 
     def _report_waits(self) -> None:
         """Tell the watchdog what waits: work, and offsets whose commits fail."""

@@ -37,6 +37,12 @@ class Backpressure:
             raise ValueError(f"the pending-user limit must be >= 1, got {limit}")
         self.limit = limit
         self.paused = False  # fetching paused: too many users wait for a batch
+        self._stale = False  # the assignment changed since the partitions were paused
+
+    def assigned(self) -> None:
+        """Partitions were assigned (they start unpaused): pause them at the next
+        `update` if fetching is paused."""
+        self._stale = True
 
     def update(self, pending: int, consumer: PausableConsumer) -> bool:
         """Apply the policy for `pending` waiting users; True when it paused just now."""
@@ -48,6 +54,9 @@ class Backpressure:
         elif self.paused and pending <= self.limit // 2:
             self.paused = False
             consumer.resume(consumer.paused())
-        if self.paused:  # again every time: partitions assigned meanwhile pause too
+        # Only when it changes: asking librdkafka for the assignment is a round trip to
+        # its main thread, about 1 ms on the 2-core box, and this runs every loop turn.
+        if self.paused and (started or self._stale):
             consumer.pause(consumer.assignment())
+        self._stale = False
         return started

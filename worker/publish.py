@@ -12,7 +12,9 @@ Recommendation records go to the partition Kafka's default partitioner gives
 their key (murmur2, as the Java client), computed once per user and kept: kafka-python
 computes it in pure Python on every send, and librdkafka's own default is another hash.
 Delivery reports are seen when `collect` or `flush` serves them (`Producer.poll`).
-Record formats (recommendation, dead letter): docs/CONTRACTS.md.
+A batch's recommendations (built by `records.py`) and its changelog records each go
+out in one `Producer.send_many` call. Record formats (recommendation, dead letter):
+docs/CONTRACTS.md.
 """
 
 from __future__ import annotations
@@ -20,17 +22,18 @@ from __future__ import annotations
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 
 from streamrec.kafka_io.errors import KafkaClientError
 from streamrec.kafka_io.partitioner import key_partition
-from streamrec.kafka_io.port import Delivery, Producer, TopicPartition
+from streamrec.kafka_io.port import Delivery, Keyed, Producer, TopicPartition
 from streamrec.worker.batcher import BatchItem
 from streamrec.worker.errors import PublishError
-from streamrec.worker.validate import Invalid, now_ms
+from streamrec.worker.records import recommendation_values
+from streamrec.worker.validate import Invalid
 
 if TYPE_CHECKING:  # the model stage's output type; importing it at run time loads torch
     from streamrec.worker.recommend import Recommendations
@@ -57,71 +60,6 @@ class Acked:
 
     def __bool__(self) -> bool:
         return bool(self.recommendations or self.dead_letters or self.changelog)
-
-
-def recommendation_json(
-    user_id: str, item_ids: list[str], scores: np.ndarray | list[float], popular: bool,
-    model_version: str, event_ts: int, explanation: list[tuple[str, float]],
-    produced_ts: int | None = None,
-) -> bytes:
-    """One recommendation record value, per the contract in docs/CONTRACTS.md."""
-    doc: dict[str, Any] = {
-        "user_id": user_id,
-        "items": [
-            {"item_id": i, "score": round(float(s), 6)}
-            for i, s in zip(item_ids, scores, strict=True)
-        ],
-        "model_version": model_version,
-        "event_ts": event_ts,
-        "produced_ts": now_ms() if produced_ts is None else produced_ts,
-        "explanation": {
-            "strategy": "popular" if popular else "attention",
-            "history": [{"item_id": i, "weight": round(w, 4)} for i, w in explanation],
-        },
-    }
-    return orjson.dumps(doc)
-
-
-def top_attended(history: np.ndarray, attention: np.ndarray, n: int) -> list[tuple[int, float]]:
-    """The `n` history rows with the most attention, best first, as (row, weight).
-
-    An item seen several times in the history gets the sum of its positions' weights,
-    so the explanation names items, not positions.
-    """
-    return top_attended_batch(history[None, :], attention[None, :], n)[0]
-
-
-def top_attended_batch(histories: np.ndarray, attention: np.ndarray, n: int
-                       ) -> list[list[tuple[int, float]]]:
-    """`top_attended` for every row of histories/attention [B, L], in one vectorised pass.
-
-    Columns where every row is padding are cut first (most histories are short);
-    each row is then sorted by item so that repeats of one item are neighbours and
-    summed, and the sums are ranked per row (ties: the smaller item row first). Row-wise
-    sorts of the trimmed width cost about half of one sort over the whole batch.
-    """
-    used = np.flatnonzero((histories > 0).any(axis=0))
-    if not len(used):
-        return [[] for _ in range(histories.shape[0])]
-    items = histories[:, used[0]:].astype(np.int64)
-    weights = attention[:, used[0]:].astype(np.float64)
-    keep = (items > 0) & (weights > 0)
-    items = np.where(keep, items, 0)
-    order = np.argsort(items, axis=1, kind="stable")
-    items = np.take_along_axis(items, order, axis=1)
-    weights = np.take_along_axis(np.where(keep, weights, 0.0), order, axis=1)
-    first = np.ones(items.shape, dtype=bool)  # the first position of each item in its row
-    first[:, 1:] = items[:, 1:] != items[:, :-1]
-    starts = np.flatnonzero(first)
-    sums = np.full(items.size, -1.0)
-    sums[starts] = np.add.reduceat(weights.reshape(-1), starts)
-    sums = sums.reshape(items.shape)
-    sums[items == 0] = -1.0
-    top = np.argsort(-sums, axis=1, kind="stable")[:, :n]  # stable: by item on ties
-    top_sums = np.take_along_axis(sums, top, axis=1)
-    found = (top_sums > 0).sum(axis=1).tolist()
-    return [list(zip(i[:c], s[:c], strict=True)) for i, s, c in zip(
-        np.take_along_axis(items, top, axis=1).tolist(), top_sums.tolist(), found, strict=True)]
 
 
 class Publisher:
@@ -170,52 +108,53 @@ class Publisher:
             self._partition_count = count
         return self._partitions
 
-    def _send(self, topic: str, kind: str, record_ts: int = 0, user: str = "",
-              **kwargs: Any) -> None:
+    def _send(self, topic: str, kind: str, **kwargs: Any) -> None:
         """Send one record (inside the open transaction, when transactional)."""
+        self._begin()
+        delivery = self.producer.send(topic, **kwargs)
+        self._inflight.append((self._seq, delivery, kind, 0, ""))
+        self._seq += 1
+
+    def _send_many(self, topic: str, records: list[Keyed], kinds: list[str],
+                   record_ts: list[int] | None = None, users: list[str] | None = None,
+                   ) -> None:
+        """Send records of one topic in one call; per record its kind and, for
+        recommendations, the record time of its event, for changelog records the user."""
+        if not records:
+            return
+        self._begin()
+        deliveries = self.producer.send_many(topic, records)
+        n, first = len(records), self._seq
+        self._inflight.extend(zip(range(first, first + n), deliveries, kinds,
+                                  record_ts or repeat(0, n), users or repeat("", n),
+                                  strict=True))
+        self._seq += n
+
+    def _begin(self) -> None:
+        """Open a transaction for what is sent next, when transactional and none is open."""
         if self.transactional and not self._in_transaction:
             self.producer.begin_transaction()
             self._in_transaction = True
-        delivery = self.producer.send(topic, **kwargs)
-        self._inflight.append((self._seq, delivery, kind, record_ts, user))
-        self._seq += 1
 
     def send_recommendations(
         self, batch: list[BatchItem], recs: Recommendations, histories: np.ndarray,
         external_ids: np.ndarray, model_version: str, explain_top: int,
     ) -> None:
         """Queue one record per batch row; `external_ids[row]` names item rows."""
-        explanations = top_attended_batch(histories, recs.attention, explain_top)
-        scores = np.round(recs.scores.astype(np.float64), 6).tolist()
-        # Valid rows come first in each row (-1 pads the end): one lookup for the batch.
-        found = (recs.rows > 0).sum(axis=1).tolist()
-        names = external_ids[np.maximum(recs.rows, 0)].tolist()
-        produced = now_ms()
+        values = recommendation_values(batch, recs, histories, external_ids, model_version,
+                                       explain_top)
         topic = self.recommendations_topic
         partitions = self._key_partitions(topic)
         count = self._partition_count
-        for i, item in enumerate(batch):
-            popular = bool(recs.popular[i])
-            ids = names[i][: found[i]]
-            doc = {
-                "user_id": item.user_id,
-                "items": [{"item_id": x, "score": s}
-                          for x, s in zip(ids, scores[i][: len(ids)], strict=True)],
-                "model_version": model_version,
-                "event_ts": item.event_ts,
-                "produced_ts": produced,
-                "explanation": {
-                    "strategy": "popular" if popular else "attention",
-                    "history": [{"item_id": external_ids[r], "weight": round(w, 4)}
-                                for r, w in explanations[i]],
-                },
-            }
+        records = []
+        for item, value in zip(batch, values, strict=True):
             key = item.user_id.encode()
             partition = partitions.get(key)
             if partition is None:  # as the Java client's default partitioner
                 partition = partitions[key] = key_partition(key, count)
-            self._send(topic, "popular" if popular else "attention", item.record_ts,
-                       key=key, value=orjson.dumps(doc), partition=partition)
+            records.append((key, value, partition))
+        kinds = ["popular" if p else "attention" for p in recs.popular.tolist()]
+        self._send_many(topic, records, kinds, [item.record_ts for item in batch])
 
     def send_dead_letter(
         self, key: bytes | None, value: bytes | None, invalid: Invalid, source: str,
@@ -233,10 +172,15 @@ class Publisher:
             key = key[: self.dead_letter_max_bytes]
         self._send(self.dead_letter_topic, "dlq", key=key, value=value, headers=headers)
 
-    def send_changelog(self, topic: str, partition: int, user_id: str, value: bytes) -> None:
-        """Queue a user's history record to the changelog partition that mirrors its events."""
-        self._send(topic, "changelog", user=user_id, key=user_id.encode(), value=value,
-                   partition=partition)
+    def send_changelog(self, topic: str, partition: int, users: list[str],
+                       values: list[bytes]) -> int:
+        """Queue users' history records to the changelog partition that mirrors their
+        events; returns the sequence number of the first."""
+        first = self._seq
+        self._send_many(topic, [(u.encode(), v, partition) for u, v in zip(users, values,
+                                                                             strict=True)],
+                        ["changelog"] * len(users), users=users)
+        return first
 
     def collect(self) -> Acked:
         """The acknowledgements that have arrived, oldest first; never waits.
@@ -304,9 +248,7 @@ class Publisher:
         """
         if not offsets and not self._in_transaction:
             return Acked()
-        if not self._in_transaction:
-            self.producer.begin_transaction()
-            self._in_transaction = True
+        self._begin()
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, group_metadata,

@@ -237,10 +237,9 @@ class DurableHistories:
             store = self._stores.get(c.partition)
             if store is None or c.partition not in owned:
                 continue  # the partition moved away while its batch was in the model
-            first_seq = publisher.sent
-            for user, value in zip(c.users, encode_rows(c.items, c.ts, c.offsets,
-                                                        self.items.id_table), strict=True):
-                publisher.send_changelog(self.topic, c.partition, user, value)
+            first_seq = publisher.send_changelog(
+                self.topic, c.partition, c.users,
+                encode_rows(c.items, c.ts, c.offsets, self.items.id_table))
             store.mark_sent(c.users, first_seq)
             written += len(c.users)
         return written

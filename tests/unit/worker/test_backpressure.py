@@ -14,8 +14,10 @@ class FakeConsumer:
     def __init__(self, partitions: set[int]) -> None:
         self.assigned = set(partitions)
         self.paused_now: set[int] = set()
+        self.asked = 0  # calls of assignment(): a round trip in librdkafka
 
     def assignment(self) -> set[int]:
+        self.asked += 1
         return set(self.assigned)
 
     def paused(self) -> set[int]:
@@ -61,6 +63,7 @@ def test_partitions_assigned_while_paused_are_paused_too() -> None:
     policy = Backpressure(limit=4)
     policy.update(4, consumer)
     consumer.assigned |= {1, 2}  # a rebalance hands over more partitions
+    policy.assigned()  # the worker's assignment callback says so
     policy.update(3, consumer)
     assert consumer.paused_now == {0, 1, 2}
     policy.update(2, consumer)
@@ -72,3 +75,15 @@ def test_each_pause_is_reported_once() -> None:
     policy = Backpressure(limit=2)
     started = [policy.update(p, consumer) for p in (2, 3, 1, 2, 2, 0)]
     assert started == [True, False, False, True, False, False]
+
+
+def test_the_assignment_is_asked_only_when_it_changed() -> None:
+    consumer = FakeConsumer({0, 1})
+    policy = Backpressure(limit=4)
+    policy.update(4, consumer)  # pauses: asks once
+    for _ in range(10):
+        policy.update(3, consumer)  # still paused, nothing assigned: no round trip
+    assert consumer.asked == 1
+    policy.assigned()
+    policy.update(3, consumer)
+    assert consumer.asked == 2

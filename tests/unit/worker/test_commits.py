@@ -163,7 +163,7 @@ class Rig:
     def send(self, *users: str) -> None:
         """Send one changelog record per user (any record kind is numbered alike)."""
         for user in users:
-            self.publisher.send_changelog(CHANGELOG, 0, user, b"history")
+            self.publisher.send_changelog(CHANGELOG, 0, [user], [b"history"])
 
     def publish_in_hand(self) -> None:
         self.log.append("publish in hand")

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from streamrec.worker.publish import recommendation_json, top_attended, top_attended_batch
+from streamrec.worker.records import recommendation_json, top_attended, top_attended_batch
 
 
 def test_explanation_sums_repeated_items_and_skips_padding() -> None:
@@ -52,3 +52,34 @@ def test_batch_explanations_of_padding_only_are_empty() -> None:
     attention[1, 3] = 1.0
     assert top_attended_batch(histories[:1], attention[:1], 3) == [[]]
     assert top_attended_batch(histories, attention, 3) == [[], [(7, 1.0)]]
+
+
+def test_batch_values_are_the_single_record_values() -> None:
+    """`recommendation_values` (the worker's path) writes each row as `recommendation_json`
+    does: catalogue run out (-1 rows), popular rows without history, explanations."""
+    from streamrec.worker.batcher import BatchItem
+    from streamrec.worker.recommend import Recommendations
+    from streamrec.worker.records import recommendation_values
+
+    rng = np.random.default_rng(7)
+    ids = np.array(["<pad>", *(f"item-{i}" for i in range(1, 30))], dtype=object)
+    histories = rng.integers(0, 30, size=(6, 8))
+    histories[4] = 0  # no history: the popular fallback
+    attention = (rng.random((6, 8)) * (histories > 0)).astype(np.float32)
+    rows = rng.integers(1, 30, size=(6, 5))
+    rows[1, 3:] = -1  # the catalogue ran out after 3 items
+    scores = rng.normal(size=(6, 5)).astype(np.float32)
+    popular = histories.sum(axis=1) == 0
+    recs = Recommendations(rows=rows, scores=scores, popular=popular, attention=attention)
+    batch = [BatchItem(0, f"u{i}", 1_700_000_000_000 + i) for i in range(6)]
+    values = recommendation_values(batch, recs, histories, ids, "v3", 2)
+    for i, value in enumerate(values):
+        doc = json.loads(value)
+        n = int((rows[i] > 0).sum())
+        why = [(ids[r], w) for r, w in top_attended(histories[i], attention[i], 2)]
+        expected = json.loads(recommendation_json(
+            f"u{i}", ids[rows[i, :n]].tolist(), scores[i, :n], bool(popular[i]), "v3",
+            1_700_000_000_000 + i, why, produced_ts=doc["produced_ts"]))
+        assert doc == expected, i
+    assert json.loads(values[4])["explanation"] == {"strategy": "popular", "history": []}
+    assert len(json.loads(values[1])["items"]) == 3
