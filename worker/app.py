@@ -91,7 +91,7 @@ class Worker:
         self.batcher = MicroBatcher(config.max_batch, config.max_wait_ms)
         self.items = LiveCatalogue(config, self.metrics, lambda: self.state.items)
         self._stop = threading.Event()
-        self._backpressure = Backpressure(config.pending_limit)
+        self._backpressure = Backpressure(config.pending_limit, self.metrics)
         self._on_leaving = on_leaving  # called from any thread, more than once
         self.phase = "starting"  # where run() is, for the log line of an abandoned exit
         self.stall: Stall | None = None  # set by the watchdog's thread
@@ -228,7 +228,7 @@ class Worker:
             self.items.poll(self._publisher)  # what the items thread read: never waits
             self._advance()
             self.models.poll()
-            self._apply_backpressure()
+            self._backpressure.update(len(self.batcher), self._consumer)
             self._commits.update()
             if time.monotonic() >= next_lag:
                 self.metrics.update_lag(self._consumer, self._commits.consumed)
@@ -264,20 +264,20 @@ class Worker:
                    if c is not None else "")
         return f"{self.phase}; {self.watchdog.describe()}{offsets}"
 
-    def _apply_backpressure(self) -> None:
-        """Pause or resume fetching for the users waiting now (`backpressure.py`)."""
-        if self._backpressure.update(len(self.batcher), self._consumer):
-            self.metrics.backpressure_pauses.inc()
-        self.metrics.paused.set(1 if self._backpressure.paused else 0)
-
     def _poll(self) -> dict[TopicPartition, list[Any]]:
         """The records fetched. While the model stage works and the client fetches on its
         own threads, wait for the stage first (the GIL free for it) and then take every
-        record that came meanwhile, instead of waking on each record as it arrives."""
+        record that came meanwhile, instead of waking on each record as it arrives; or
+        none, while enough users wait (`Backpressure.holds`)."""
         if self._model.busy and self._consumer.fetches_in_background:
             self._model.wait(MODEL_WAIT_S)
-            return self._consumer.poll(0.0)
-        return self._consumer.poll(self._poll_timeout_s())
+            if self._backpressure.holds(len(self.batcher)):
+                return {}
+            timeout = 0.0
+        else:
+            timeout = self._poll_timeout_s()
+        self._backpressure.polled()
+        return self._consumer.poll(timeout)
 
     def _poll_timeout_s(self) -> float:
         """Block up to 0.5 s when idle; less while users wait for their batch, while

@@ -87,3 +87,18 @@ def test_the_assignment_is_asked_only_when_it_changed() -> None:
     policy.assigned()
     policy.update(3, consumer)
     assert consumer.asked == 2
+
+
+def test_holds_from_half_the_limit_and_polls_at_least_every_hold_max() -> None:
+    """Records stay in the client's queue (no pause, nothing purged) while half the
+    limit waits, but never longer than HOLD_MAX_S without a poll."""
+    from streamrec.worker.backpressure import HOLD_MAX_S
+
+    policy = Backpressure(limit=10)
+    policy.polled(now=100.0)
+    assert not policy.holds(4, now=100.1)  # below half: take the records
+    assert policy.holds(5, now=100.1)
+    assert policy.holds(9, now=100.0 + HOLD_MAX_S * 0.9)
+    assert not policy.holds(9, now=100.0 + HOLD_MAX_S)  # callbacks and errors are due
+    policy.polled(now=100.0 + HOLD_MAX_S)
+    assert policy.holds(9, now=100.0 + HOLD_MAX_S * 1.5)
