@@ -58,9 +58,11 @@ a shared machine, where times move with what else runs: compare within this tabl
 metrics are deterministic). Warm starts train at twice the recipe's peak rate
 (`warm_start_lr_scale`, 2e-3): the default warm start at the recipe's own 1e-3 gave
 0.0716 / 0.0722 / 0.0719 full NDCG@10 over seeds 42 / 1 / 2, at 2e-3 0.0728 / 0.0732 /
-0.0731 (2026-12-04, AMD EPYC; 3e-3: 0.0724, seed 42). What is left of the gap is on the
-items the previous version knew: the 1,182 test targets that occur only among users'
-last 2 items score 0 for the full retrain as well.
+0.0731 (2026-12-04, AMD EPYC; 3e-3: 0.0724, seed 42). A shorter weight average for
+the short run (the recipe's EMA, 0.999, spans about 1,000 of the warm start's ~1,200
+steps) changed nothing: 0.0727 at decay 0.995, 0.99 and without one (seed 42, 2e-3).
+What is left of the gap is on the items the previous version knew: the 1,182 test
+targets that occur only among users' last 2 items score 0 for the full retrain as well.
 Machine: {doc['machine']}. Run by `python benchmarks/quality_games.py --warm-start`;
 the default warm start is
 
