@@ -43,7 +43,8 @@ class PausableConsumer(Protocol):
 
 
 class Backpressure:
-    """Pauses the consumer at `limit` pending users, resumes it at `limit // 2`."""
+    """Holds records from `limit // 2` pending users, pauses the consumer at `limit`,
+    resumes it at `limit // 2`."""
 
     def __init__(self, limit: int, metrics: WorkerMetrics | None = None) -> None:
         """`metrics`: where pauses are counted and the paused state shown, if anywhere."""
@@ -86,6 +87,7 @@ class Backpressure:
             consumer.pause(consumer.assignment())
         self._stale = False
         if self.metrics is not None:
-            self.metrics.backpressure_pauses.inc(started)
-            self.metrics.paused.set(self.paused)
+            if started:
+                self.metrics.backpressure_pauses.inc()
+            self.metrics.paused.set(1 if self.paused else 0)
         return started

@@ -102,3 +102,17 @@ def test_holds_from_half_the_limit_and_polls_at_least_every_hold_max() -> None:
     assert not policy.holds(9, now=100.0 + HOLD_MAX_S)  # callbacks and errors are due
     policy.polled(now=100.0 + HOLD_MAX_S)
     assert policy.holds(9, now=100.0 + HOLD_MAX_S * 1.5)
+
+
+def test_pauses_are_counted_once_each_and_the_paused_state_shown() -> None:
+    from streamrec.worker.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    consumer = FakeConsumer({0})
+    policy = Backpressure(limit=2, metrics=metrics)
+    shown = []
+    for pending in (2, 3, 1, 2, 0):
+        policy.update(pending, consumer)
+        shown.append(metrics.paused._value.get())
+    assert metrics.backpressure_pauses._value.get() == 2
+    assert shown == [1, 1, 0, 1, 0]
