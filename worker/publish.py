@@ -32,7 +32,7 @@ from streamrec.kafka_io.partitioner import key_partition
 from streamrec.kafka_io.port import Delivery, Keyed, Producer, TopicPartition
 from streamrec.worker.batcher import BatchItem
 from streamrec.worker.errors import PublishError
-from streamrec.worker.records import recommendation_values
+from streamrec.worker.records import recommendation_values, strategy
 from streamrec.worker.validate import Invalid
 
 if TYPE_CHECKING:  # the model stage's output type; importing it at run time loads torch
@@ -153,7 +153,7 @@ class Publisher:
             if partition is None:  # as the Java client's default partitioner
                 partition = partitions[key] = key_partition(key, count)
             records.append((key, value, partition))
-        kinds = ["popular" if p else "attention" for p in recs.popular.tolist()]
+        kinds = [strategy(p) for p in recs.popular.tolist()]
         self._send_many(topic, records, kinds, [item.record_ts for item in batch])
 
     def send_dead_letter(

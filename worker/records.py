@@ -23,6 +23,12 @@ SCORE_DECIMALS = 6
 WEIGHT_DECIMALS = 4
 
 
+def strategy(popular: bool) -> str:
+    """The record's `explanation.strategy`, also the label its acknowledgement is
+    counted under (`streamrec_recommendations_published_total`)."""
+    return "popular" if popular else "attention"
+
+
 def recommendation_json(
     user_id: str, item_ids: list[str], scores: np.ndarray | list[float], popular: bool,
     model_version: str, event_ts: int, explanation: list[tuple[str, float]],
@@ -39,7 +45,7 @@ def recommendation_json(
         "event_ts": event_ts,
         "produced_ts": now_ms() if produced_ts is None else produced_ts,
         "explanation": {
-            "strategy": "popular" if popular else "attention",
+            "strategy": strategy(popular),
             "history": [{"item_id": i, "weight": round(w, WEIGHT_DECIMALS)}
                         for i, w in explanation],
         },
@@ -60,7 +66,7 @@ def recommendation_values(
     # Valid rows come first in each row (-1 pads the end): one lookup for the batch.
     found = (recs.rows > 0).sum(axis=1).tolist()
     names = external_ids[np.maximum(recs.rows, 0)].tolist()
-    popular = recs.popular.tolist()
+    strategies = [strategy(p) for p in recs.popular.tolist()]
     produced = now_ms()
     dumps = orjson.dumps
     values = []
@@ -74,7 +80,7 @@ def recommendation_values(
             "event_ts": item.event_ts,
             "produced_ts": produced,
             "explanation": {
-                "strategy": "popular" if popular[i] else "attention",
+                "strategy": strategies[i],
                 "history": [{"item_id": x, "weight": w}
                             for x, w in zip(why_names[i][:e], why_weights[i][:e], strict=True)],
             },
