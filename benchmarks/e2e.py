@@ -4,9 +4,10 @@ Preloads an events topic with a realistic stream (the Amazon Games log, users
 interleaved, when ../shared/data is present, else the synthetic generator), reads it
 from offset 0 with each contender of `contenders.py` (passthrough, worker, naive,
 model stage, two workers), checks that every user's last event got a
-recommendation, then measures latency at fixed fractions of the worker's
-throughput, the worker beside the Kafka client's own floor at the same rate
-(`latency.py`), and throughput against `--max-batch`. Every process it starts
+recommendation, finds the highest rate the worker keeps up with live on the stream
+the latency runs send (`capacity.py`), then measures latency at fixed fractions of
+it, the worker beside the Kafka client's own floor at the same rate (`latency.py`),
+and throughput against `--max-batch`. Every process it starts
 (workers, runners, relays) runs on the Kafka adapter `kafka_client` names (None: the
 environment's `STREAMREC_KAFKA_CLIENT`, else auto). Appends a dated section with
 the machine, a table, ratios and plots to docs/BENCHMARKS.md.
@@ -23,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamrec.bench import capacity
 from streamrec.bench import latency as latency_run
 from streamrec.bench.contenders import (
     Result,
@@ -44,6 +46,7 @@ from streamrec.worker.config import WorkerConfig
 logger = logging.getLogger(__name__)
 
 SETTLE_S = 5.0  # a latency run's first seconds, left out of its "after" p99
+LIVE_FIRST = 0.5  # the maximum live load's first tried rate, as a fraction of b's recs/s
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class E2EOptions:
     partitions: int = 4  # even split for two workers
     naive_events: int = 10_000  # the naive contender reads this prefix
     latency_seconds: float = 30.0
-    latency_loads: tuple[float, ...] = (0.1, 0.25, 0.5)  # fractions of the recs/s of b'
+    latency_loads: tuple[float, ...] = (0.1, 0.25, 0.5)  # of the maximum live load
     sweep: tuple[int, ...] = (16, 64, 256, 1024)
     sweep_events: int = 60_000
     model: Path | None = None
@@ -84,7 +87,8 @@ def run(opts: E2EOptions) -> dict:
     figures: dict = {"machine": machine(), "stream": stream.source, "events": len(stream),
                      "users": len(set(stream.users)), "partitions": opts.partitions,
                      "threads": opts.threads, "index": opts.index,
-                     "max_batch": worker_max_batch(extra), "kafka_client": client}
+                     "max_batch": worker_max_batch(extra), "kafka_client": client,
+                     "latency_seconds": opts.latency_seconds}
     with broker(opts.bootstrap) as bootstrap:
         topic = f"bench-events-{uuid.uuid4().hex[:6]}"
         say(f"preloading {len(stream):,} events ({figures['users']:,} users, {stream.source})")
@@ -125,16 +129,21 @@ def run(opts: E2EOptions) -> dict:
         for key, result in results.items():
             say(f"{key}: {result.events_per_s:,.0f} events/s, {result.recs_per_s:,.0f} recs/s")
         figures["results"] = {k: as_dict(r) for k, r in results.items()}
-        # Fractions of the worker's maximum load: what it sustains when every event needs
-        # its own recommendation (b'). b's figures do not say it: under a backlog the
-        # worker folds a user's events into one recommendation, so b's events/s exceed
-        # that rate and its recs/s fall short of it (fewer recommendations were due).
-        full = results["b'"].recs_per_s
+        # Fractions of the worker's maximum load on the stream the latency runs send
+        # (capacity.py): neither b (a backlog, coalesced) nor b' (short histories) says it.
+        live, probes = capacity.live_maximum(
+            lambda rate: latency_run.measure(bootstrap, model, stream, rate,
+                                             opts.latency_seconds, opts.partitions,
+                                             opts.workdir, extra, client=client),
+            first=LIVE_FIRST * results["b'"].recs_per_s, say=say)
+        figures["live_max"] = live
+        figures["live_probes"] = [vars(p) for p in probes]
+        full = live or results["b'"].recs_per_s
         latencies = []
         for load in opts.latency_loads:
             for target in ("worker", "relay"):
                 say(f"latency of the {target} at {load * full:,.0f} events/s ({load:.0%} of "
-                    f"the recs/s of b') for {opts.latency_seconds:.0f} s")
+                    f"the maximum live load) for {opts.latency_seconds:.0f} s")
                 latencies.append((load, target, latency_run.measure(
                     bootstrap, model, stream, load * full, opts.latency_seconds,
                     opts.partitions, opts.workdir, extra if target == "worker" else [],
@@ -224,13 +233,13 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         "Ratios: " + "; ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + ". "
         "Users whose last event got no recommendation: "
         + ", ".join(f"{k} {figures[k + '_users_missing']}" for k in ("b", "b'", "e")) + ".",
-        "Latency, produce to arrival at a consumer (ms), at fractions of the "
-        "recommendations/s of b' (the worker's maximum load: every event its own recommendation); "
-        f"\"after {SETTLE_S:.0f} s\" leaves out the events sent in a run's first seconds, "
-        "which meet a worker that has just started (its first batches, the encoder's first "
-        "calls). The relay is the Kafka client's floor at the same rate: "
-        f"{figures['kafka_client']} consuming and producing one record per event, no model, "
-        "no state:\n\n"
+        "Maximum live load: " + _live(figures) + ".",
+        "Latency, produce to arrival at a consumer (ms), at fractions of the maximum "
+        f"live load; \"after {SETTLE_S:.0f} s\" leaves out the events sent in a run's first "
+        "seconds, which meet a process that has just started (the worker's and the "
+        "relay's first fetches and batches). The relay is the Kafka client's floor at the "
+        f"same rate: {figures['kafka_client']} consuming and producing one record per "
+        "event, no model, no state:\n\n"
         + table(["load", "offered events/s", "target", "sent", "received", "p50", "p95",
                  "p99", f"p99 after {SETTLE_S:.0f} s", "max"], lat_rows),
         "Throughput against `--max-batch`:\n\n"
@@ -239,6 +248,20 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         f"![throughput vs max batch]({plot_path('max_batch').name})",
     ])
     append_section("bench e2e", body)
+
+
+def _live(figures: dict) -> str:
+    """The maximum live load and the probes that found it, in words."""
+    probes = "; ".join(f"{p['rate']:,.0f} {'kept up' if p['kept_up'] else 'fell behind'} "
+                       f"({p['tail_p50']:,.0f} ms)" for p in figures["live_probes"])
+    found = (f"{figures['live_max']:,.0f} events/s" if figures["live_max"]
+             else "not found (every tried rate fell behind: the latency runs use b's "
+                  "recs/s instead)")
+    return (f"{found}, the highest offered rate of the latency runs' stream after which "
+            f"the worker answered the events of the last {capacity.TAIL_S:.0f} s within "
+            f"{capacity.KEEPS_UP_MS:.0f} ms at the median, over runs of "
+            f"{figures['latency_seconds']:.0f} s. Tried (median of the last seconds): "
+            f"{probes}")
 
 
 def _per_k(result: Result) -> str:
