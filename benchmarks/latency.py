@@ -44,7 +44,7 @@ import numpy as np
 from streamrec.bench.contenders import Stream, client_env, proc_cpu_s, worker_command
 from streamrec.bench.report import free_port
 from streamrec.kafka_io.clients import ensure_topics, make_consumer, make_producer, select_client
-from streamrec.kafka_io.port import CLIENT_CHOICES, TopicPartition
+from streamrec.kafka_io.port import CLIENT_CHOICES, Producer, TopicPartition
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,16 @@ CLIENT_LINGER_MS = 5  # the event producer's linger: the Java client's default s
 PROBE_POLL_S = 0.002  # the latency consumer's poll: the most an arrival is dated late
 STARTUP_POLL_S = 0.05  # its polls until the first records arrive
 OFFSETS_TIMEOUT_S = 30.0
+# A librdkafka producer (2.16) asks for its idempotent producer id once its first
+# broker connection is up; when the bootstrap connection it got metadata from is
+# already replaced by the broker's own, it waits for a 500 ms timer instead, and
+# queues every record until then (librdkafka debug log: "No brokers available for
+# Idempotent producer ... Starting PID FSM timer", the id acquired 450 ms after the
+# connection was up). Seen in about half of the latency runs: the first 500 ms of
+# events, for the worker and the relay alike, arrived 500 ms late. So the event
+# producer is made before the worker starts, and the run starts this long after the
+# worker (or relay) is ready, so that its own new producer has its id too.
+PRODUCER_ID_WAIT_S = 0.6
 
 
 @dataclass(frozen=True)
@@ -153,18 +163,25 @@ def measure(bootstrap: str, model: Path, stream: Stream, rate: float, seconds: f
     else:
         command = worker_command(bootstrap, topic, out, group, model, port, "latency",
                                  extra or [])
+    # The event producer first: a new librdkafka producer may hold its records until
+    # it has a producer id, up to PRODUCER_ID_WAIT_S (see the constant).
+    producer = make_producer(bootstrap, "bench-latency-producer", client=probe_client,
+                             linger_ms=CLIENT_LINGER_MS)
     worker = subprocess.Popen(command, env=client_env(client))
     consumer = None
     try:
         wait_ready(port, worker)
+        ready = time.monotonic()
         result_file = workdir / f"latency-{tag}.npy"
         consumer = start_consumer(bootstrap, out, seconds, result_file, probe_client)
+        time.sleep(max(0.0, ready + PRODUCER_ID_WAIT_S - time.monotonic()))  # the worker's
         cpu0 = proc_cpu_s(worker.pid)
-        sent = _produce(bootstrap, topic, stream, rate, seconds, probe_client)
+        sent = _produce(producer, topic, stream, rate, seconds)
         consumer.wait(timeout=seconds + 120)
         cpu = proc_cpu_s(worker.pid) - cpu0
         ms, sent_ms = np.load(result_file)
     finally:
+        producer.close(60.0)
         for proc in (consumer, worker):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -186,11 +203,9 @@ def start_consumer(bootstrap: str, topic: str, seconds: float, out: Path,
     return consumer
 
 
-def _produce(bootstrap: str, topic: str, stream: Stream, rate: float, seconds: float,
-             client: str | None = None) -> int:
+def _produce(producer: Producer, topic: str, stream: Stream, rate: float,
+             seconds: float) -> int:
     """Send events at `rate`/s for `seconds`, `ts` = now; returns how many were sent."""
-    producer = make_producer(bootstrap, "bench-latency-producer", client=client,
-                             linger_ms=CLIENT_LINGER_MS)
     start = time.monotonic()
     sent = 0
     n = len(stream)
@@ -207,7 +222,7 @@ def _produce(bootstrap: str, topic: str, stream: Stream, rate: float, seconds: f
             sent += 1
         producer.poll(0)  # delivery reports: librdkafka serves them only here
         time.sleep(0.001)
-    producer.close(60.0)
+    producer.flush(60.0)
     return sent
 
 

@@ -35,9 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "e2e", help="the worker beside the Kafka client ceiling, naive, model-only, 2 workers",
         description="Preload an events topic, then read it from offset 0 with: a Kafka client "
                     "passthrough, the worker, a naive one-event-at-a-time loop, the model stage "
-                    "alone and two workers; then latency at fractions of the worker's throughput, "
-                    "beside the Kafka client's floor, and a --max-batch sweep. Starts a local "
-                    "broker unless --bootstrap is given.")
+                    "alone and two workers; then the highest rate the worker keeps up with live "
+                    "and latency at fractions of it, beside the Kafka client's floor, and a "
+                    "--max-batch sweep. Starts a local broker unless --bootstrap is given.")
     d = E2EOptions()
     env_flag(e2e, "--bootstrap", "", "use this Kafka instead of a local broker")
     add_client_flag(e2e)  # every worker, runner and relay it starts inherits the choice
@@ -52,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e2e.add_argument("--latency-seconds", type=float, default=d.latency_seconds,
                      help="length of each latency run (default %(default)s)")
     e2e.add_argument("--latency-loads", default=",".join(map(str, d.latency_loads)),
-                     help="offered loads of the latency runs, as fractions of the worker's "
-                          "recommendations/s (default %(default)s)")
+                     help="offered loads of the latency runs, as fractions of the highest rate "
+                          "the worker keeps up with live (default %(default)s)")
     e2e.add_argument("--sweep", default=",".join(map(str, d.sweep)),
                      help="--max-batch values to sweep (default %(default)s)")
     e2e.add_argument("--sweep-events", type=int, default=d.sweep_events,
