@@ -21,6 +21,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+# np.unique imports numpy.ma on its first call (numpy 2): 6-50 ms of the poll loop at a
+# worker's first events, so the store imports it when it is imported itself.
+import numpy.ma
+
 logger = logging.getLogger(__name__)
 
 _TAKEN = -2  # `_record_seq` of a user whose changed state awaits its batch's publish

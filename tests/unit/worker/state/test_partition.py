@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from streamrec.encoder.vocab import ItemVocab
@@ -254,3 +257,15 @@ def test_forgotten_users_leave_and_their_slots_serve_new_ones() -> None:
     assert store.nbytes() == PartitionStore(max_len=2, initial_capacity=2).nbytes()
     assert store.history("c")[0].tolist() == [3]
     assert store.history("b")[0].tolist() == [2]
+
+
+def test_the_first_append_imports_nothing_in_the_poll_loop() -> None:
+    """A module imported by the serving path's first call costs the poll loop its import
+    (numpy.ma: 6-50 ms): importing the store imports it beforehand."""
+    code = ("import sys\nfrom streamrec.worker.state.partition import PartitionStore\n"
+            "store = PartitionStore(max_len=4)\nbefore = set(sys.modules)\n"
+            "store.append(['a', 'b', 'a'], [1, 2, 3], [1, 2, 3], [0, 1, 2])\n"
+            "print(sorted(set(sys.modules) - before))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
