@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
          "while the model is idle (while it works, the next batch gathers anyway)", float)
     flag("--max-pending", defaults.max_pending,
          "users waiting for a batch at which fetching pauses (resumes at half; "
-         "0 = 16 x --max-batch)", int)
+         "0 = 16 x --max-batch, at least 1,000)", int)
     flag("--partitions", defaults.partitions, "partitions of topics the worker creates", int)
     add_replication_flag(p)
     flag("--metrics-port", defaults.metrics_port, "port of /metrics (0 = any, -1 = off)", int)

@@ -194,7 +194,7 @@ class Worker:
                                  switch_interval(self.kafka_client))
         self._consumer = make_consumer(
             cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
-            max_poll_records=max(500, 4 * cfg.max_batch),
+            max_poll_records=cfg.poll_records,
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(1000, cfg.session_timeout_ms // 3))
         self._commits = Commits(

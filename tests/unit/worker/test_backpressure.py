@@ -4,8 +4,12 @@ above half, resume at half, and pause partitions assigned while paused."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
 
 from streamrec.worker.backpressure import Backpressure
+from streamrec.worker.config import WorkerConfig
 
 
 class FakeConsumer:
@@ -116,3 +120,24 @@ def test_pauses_are_counted_once_each_and_the_paused_state_shown() -> None:
         shown.append(metrics.paused._value.get())
     assert metrics.backpressure_pauses._value.get() == 2
     assert shown == [1, 1, 0, 1, 0]
+
+
+@pytest.mark.parametrize(("max_batch", "max_pending"),
+                         [(1, 0), (16, 0), (64, 0), (1024, 0), (16, 256), (1024, 300), (8, 3)])
+def test_one_poll_from_below_the_hold_never_reaches_the_pause(max_batch: int,
+                                                               max_pending: int) -> None:
+    """A paused librdkafka consumer drops what it fetched: the poll that the hold lets
+    through must not cross the limit (at --max-batch 16 it did, on every poll)."""
+    cfg = WorkerConfig(model_dir=Path("."), max_batch=max_batch, max_pending=max_pending)
+    policy = Backpressure(limit=cfg.pending_limit)
+    below = cfg.pending_limit // 2 - 1
+    assert not policy.holds(below, now=0.0)
+    assert policy.update(below + cfg.poll_records, FakeConsumer({0})) is False
+    assert cfg.poll_records >= 1
+
+
+def test_the_default_limit_and_poll_at_the_default_batch_are_unchanged() -> None:
+    cfg = WorkerConfig(model_dir=Path("."))
+    assert (cfg.max_batch, cfg.pending_limit, cfg.poll_records) == (1024, 16_384, 4_096)
+    small = WorkerConfig(model_dir=Path("."), max_batch=16)
+    assert (small.pending_limit, small.poll_records) == (1_000, 500)
