@@ -53,4 +53,5 @@ def test_a_rate_a_few_percent_too_high_is_lost_and_a_slow_start_is_not() -> None
 def test_no_rate_kept_up_with_gives_zero() -> None:
     run, tried = simulated(10)
     best, probes = live_maximum(run, 100_000, say=lambda _: None)
-    assert best == 0.0 and len(tried) == len(probes) == 6
+    assert best == 0.0
+    assert len(tried) == len(probes) == 6
