@@ -257,7 +257,7 @@ def _live(figures: dict) -> str:
     found = (f"{figures['live_max']:,.0f} events/s" if figures["live_max"]
              else "not found (every tried rate fell behind: the latency runs use b's "
                   "recs/s instead)")
-    return (f"{found}, the highest offered rate of the latency runs' stream after which "
+    return (f"{found}, the highest offered rate of the latency runs' stream at which "
             f"the worker answered the events of the last {capacity.TAIL_S:.0f} s within "
             f"{capacity.KEEPS_UP_MS:.0f} ms at the median, over runs of "
             f"{figures['latency_seconds']:.0f} s. Tried (median of the last seconds): "

@@ -167,14 +167,16 @@ def measure(bootstrap: str, model: Path, stream: Stream, rate: float, seconds: f
     # it has a producer id, up to PRODUCER_ID_WAIT_S (see the constant).
     producer = make_producer(bootstrap, "bench-latency-producer", client=probe_client,
                              linger_ms=CLIENT_LINGER_MS)
-    worker = subprocess.Popen(command, env=client_env(client))
+    worker: subprocess.Popen | None = None
     consumer = None
     try:
+        worker = subprocess.Popen(command, env=client_env(client))
         wait_ready(port, worker)
         ready = time.monotonic()
         result_file = workdir / f"latency-{tag}.npy"
         consumer = start_consumer(bootstrap, out, seconds, result_file, probe_client)
-        time.sleep(max(0.0, ready + PRODUCER_ID_WAIT_S - time.monotonic()))  # the worker's
+        # the worker's (or relay's) own new producer: its id too (PRODUCER_ID_WAIT_S)
+        time.sleep(max(0.0, ready + PRODUCER_ID_WAIT_S - time.monotonic()))
         cpu0 = proc_cpu_s(worker.pid)
         sent = _produce(producer, topic, stream, rate, seconds)
         consumer.wait(timeout=seconds + 120)
