@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-# np.unique imports numpy.ma on its first call (numpy 2): 6-50 ms of the poll loop at a
+# np.unique imports numpy.ma on its first call (numpy 2): 6-30 ms of the poll loop at a
 # worker's first events, so the store imports it when it is imported itself.
 import numpy.ma
 

@@ -261,7 +261,7 @@ def test_forgotten_users_leave_and_their_slots_serve_new_ones() -> None:
 
 def test_the_first_append_imports_nothing_in_the_poll_loop() -> None:
     """A module imported by the serving path's first call costs the poll loop its import
-    (numpy.ma: 6-50 ms): importing the store imports it beforehand."""
+    (numpy.ma: 6-30 ms): importing the store imports it beforehand."""
     code = ("import sys\nfrom streamrec.worker.state.partition import PartitionStore\n"
             "store = PartitionStore(max_len=4)\nbefore = set(sys.modules)\n"
             "store.append(['a', 'b', 'a'], [1, 2, 3], [1, 2, 3], [0, 1, 2])\n"
