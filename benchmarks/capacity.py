@@ -70,12 +70,10 @@ def live_maximum(run: Callable[[float], Latency], first: float,
             if any(p.kept_up for p in probes):
                 break
             rate /= STEP
-    passed = [p.rate for p in probes if p.kept_up]
-    failed = [p.rate for p in probes if not p.kept_up]
-    if passed and failed and len(probes) < MAX_PROBES:
-        low = max(passed)
-        high = min(r for r in failed if r > low) if any(r > low for r in failed) else None
-        if high is not None:
-            attempt(math.sqrt(low * high))
-            passed = [p.rate for p in probes if p.kept_up]
-    return (max(passed) if passed else 0.0), probes
+    def best() -> float:
+        return max((p.rate for p in probes if p.kept_up), default=0.0)
+
+    above = [p.rate for p in probes if not p.kept_up and p.rate > best()]
+    if best() and above and len(probes) < MAX_PROBES:
+        attempt(math.sqrt(best() * min(above)))
+    return best(), probes
