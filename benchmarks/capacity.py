@@ -70,6 +70,7 @@ def live_maximum(run: Callable[[float], Latency], first: float,
             if any(p.kept_up for p in probes):
                 break
             rate /= STEP
+
     def best() -> float:
         return max((p.rate for p in probes if p.kept_up), default=0.0)
 
