@@ -172,14 +172,16 @@ def p99_ratios(runs: list[Run]) -> dict[str, float]:
 
 
 def summary_lines(runs: list[Run], swap: SwapRun, opts: CatalogueOptions) -> list[str]:
-    """The two verdicts of issue 22, one line each."""
+    """The two verdicts of issue 22, one line each (the swap's alone at `--rounds 0`)."""
+    lines = [f"hot swap: {swap.verdict(opts.swap_gap_s)}"]
+    if not runs:
+        return lines
     ratios = p99_ratios(runs)
     worst = max(ratios.values())
     met = "met" if worst <= opts.p99_factor else "missed"
     return [f"p99 {max(r.items for r in runs):,} items / {min(r.items for r in runs):,}: "
             f"{ratios['p99']:.2f} (after {opts.warmup_s:g} s: {ratios['p99_steady']:.2f}): "
-            f"{met} (target ≤ {opts.p99_factor:g})",
-            f"hot swap: {swap.verdict(opts.swap_gap_s)}"]
+            f"{met} (target ≤ {opts.p99_factor:g})", *lines]
 
 
 def report(runs: list[Run], swap: SwapRun, rates: dict[int, float], rate: float,

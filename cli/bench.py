@@ -208,7 +208,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 "before and after it together (default %(default)s)")
     catalogue.add_argument("--rounds", type=int, default=g.rounds,
                            help="rounds of latency runs, models alternating (default "
-                                "%(default)s)")
+                                "%(default)s; 0: the hot swap alone)")
     catalogue.add_argument("--measure-events", type=int, default=g.measure_events,
                            help="events of each throughput run (default %(default)s)")
     catalogue.add_argument("--rate", type=float, default=None,

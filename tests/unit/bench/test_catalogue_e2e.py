@@ -49,6 +49,13 @@ def test_the_verdicts_name_the_ratio_against_the_targets() -> None:
     assert ": missed (target ≤ 1.5)" in missed
 
 
+def test_without_latency_rounds_the_swap_alone_is_judged() -> None:
+    opts = CatalogueOptions(rounds=0)
+    assert summary_lines([], SWAP, opts) == [summary_lines(runs((40, 60), (50, 70)), SWAP, opts)[1]]
+    body = report([], SWAP, {}, 700.0, opts, "confluent", "a box", "games.txt")
+    assert "Verdicts: hot swap: longest gap" in body
+
+
 def test_the_report_says_what_ran_and_every_run() -> None:
     opts = CatalogueOptions(items=100_000, seconds=8, rounds=1)
     body = report(runs((40, 60), (50, 70)), SWAP, {23_715: 900.0, 1_000_000: 700.0}, 700.0,
