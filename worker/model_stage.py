@@ -82,7 +82,8 @@ class ModelStage:
         self.recommender = recommender
         self.k = k
         self.fresh_slots = fresh_slots  # of the k places, kept for items embedded live
-        self._job: ModelJob | None = None
+        self._job: ModelJob | None = None  # in the stage until taken
+        self._todo: ModelJob | None = None  # handed to the thread, not yet picked up
         self._ready = threading.Event()  # the job in hand is finished
         self._wake = threading.Condition()
         self._closed = False
@@ -121,13 +122,13 @@ class ModelStage:
             raise RuntimeError("the model stage holds a batch already")
         if inline:
             self._compute(job)
-            with self._wake:  # the thread checks both under this lock: it stays asleep
+            with self._wake:  # nothing handed to the thread: it stays asleep
                 self._ready.set()
                 self._job = job
             return
-        self._ready.clear()
         with self._wake:
-            self._job = job
+            self._ready.clear()
+            self._job = self._todo = job
             self._wake.notify()
 
     def wait(self, timeout_s: float) -> bool:
@@ -140,7 +141,8 @@ class ModelStage:
         job = self._job
         if job is None or not self._ready.wait(timeout_s):
             return None
-        self._job = None
+        with self._wake:
+            self._job = None
         if job.error is not None:
             raise job.error
         return job
@@ -155,12 +157,12 @@ class ModelStage:
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._closed and (self._job is None or self._ready.is_set()):
+                while not self._closed and self._todo is None:
                     self._wake.wait()
                 if self._closed:
                     return
-                job = self._job
-            self._compute(job)  # type: ignore[arg-type]
+                job, self._todo = self._todo, None  # exactly what `submit` handed over
+            self._compute(job)
             self._ready.set()
 
     def _compute(self, job: ModelJob) -> None:
