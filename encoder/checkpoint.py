@@ -39,6 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from streamrec.common.errors import ConfigError
+from streamrec.common.pacing import pause
 from streamrec.encoder.config import ContentConfig, ModelConfig
 from streamrec.encoder.errors import CheckpointError, DataFormatError
 from streamrec.encoder.model import SASRec
@@ -163,7 +164,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     if len(vocab) != config.num_items:
         raise CheckpointError(f"{root / ITEMS_FILE} has {len(vocab)} items, config.json "
                               f"says {config.num_items}")
-    model = SASRec(config, content)
+    model = SASRec(config, content, initialise=False)  # every weight is read next
     model.load_state_dict(_read_weights(root / WEIGHTS_FILE, model))
     popularity = _read_tensors(root / POPULARITY_FILE).get("popularity")
     if popularity is None or tuple(popularity.shape) != (config.num_items + 1,):
@@ -262,4 +263,5 @@ def _sha256(file: Path) -> str:
     with file.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
+            pause()  # a paced loader rests between megabytes
     return digest.hexdigest()

@@ -23,12 +23,14 @@ weights, same random draws).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import skip_init
 
 from streamrec.common.errors import ConfigError
 from streamrec.encoder.config import ContentConfig, ModelConfig
@@ -135,17 +137,24 @@ class SASRec(nn.Module):
     content_vector: Tensor  # [V + 1, Dv] float32
     content_has_vector: Tensor  # [V + 1] bool
 
-    def __init__(self, config: ModelConfig, content: ContentConfig | None = None) -> None:
+    def __init__(self, config: ModelConfig, content: ContentConfig | None = None,
+                 initialise: bool = True) -> None:
+        """`initialise=False` leaves the item table's memory as allocated and skips
+        `reset_parameters`: for a model whose every weight is loaded next (a
+        checkpoint), where drawing a million-item table at random is most of the
+        construction's CPU."""
         super().__init__()
         self.config = config
-        self.item_emb = nn.Embedding(config.num_items + 1, config.hidden, padding_idx=0)
+        embedding = nn.Embedding if initialise else functools.partial(skip_init, nn.Embedding)
+        self.item_emb = embedding(config.num_items + 1, config.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, config.hidden)
         self.emb_dropout = nn.Dropout(config.emb_dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.blocks))
         self.ln_f = nn.LayerNorm(config.hidden)
         self.content_config = content
         self.content: ContentTower | None = None
-        self.reset_parameters()
+        if initialise:
+            self.reset_parameters()
         if content is not None:
             # Built after the rest is initialised, so the ID model draws the same random
             # numbers with or without a tower.

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.common.pacing import pause
 from streamrec.encoder.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -31,13 +32,20 @@ class ItemVocab:
 
     def __init__(self, external_ids: Sequence[str]) -> None:
         ids = list(external_ids)
-        for position, item in enumerate(ids):
-            if not isinstance(item, str):
+        index: dict[str, int] = {}
+        # A slice at a time, each a C loop of a few ms: a paced loader thread builds a
+        # new version's million-item vocabulary beside the worker's poll loop.
+        for start in range(0, len(ids), LOOKUP_SLICE):
+            part = ids[start:start + LOOKUP_SLICE]
+            if not all(type(item) is str for item in part):
+                position, item = next((start + i, x) for i, x in enumerate(part)
+                                      if not isinstance(x, str))
                 raise DataFormatError(
                     f"item vocabulary entry {position} is {type(item).__name__} {item!r}; "
                     "external item ids must be strings (an int id 42 is written \"42\")"
                 )
-        index = {item: row for row, item in enumerate(ids, start=1)}
+            index.update(zip(part, range(start + 1, start + 1 + len(part)), strict=True))
+            pause()
         if len(index) != len(ids):
             dupes = [x for x, n in Counter(ids).items() if n > 1][:5]
             raise DataFormatError(
@@ -142,16 +150,17 @@ def rows_in_slices(lookup: Callable[[Sequence[str]], np.ndarray],
     out = np.zeros(len(items), dtype=np.int64)
     for start in range(0, len(items), LOOKUP_SLICE):
         out[start:start + LOOKUP_SLICE] = lookup(items[start:start + LOOKUP_SLICE])
+        pause()
     return out
 
 
-SLICE_CHARS = 1 << 20  # JSON text parsed per `json.loads` call of a large vocabulary
+SLICE_CHARS = 1 << 18  # JSON text parsed per `json.loads` call of a large vocabulary
 _HEAD = f'{{"format": "{VOCAB_FORMAT}", "version": {VOCAB_VERSION}, "items": ['
 
 
 def _loads_in_slices(text: str) -> Any:
     """`json.loads(text)`, with the items of a large vocabulary written by `to_json`
-    parsed a megabyte at a time.
+    parsed a quarter of a megabyte at a time (resting between slices on a paced thread).
 
     One `json.loads` of a million ids is one C call holding the GIL 60 ms or more,
     and a worker loads a new version on a thread beside its poll loop, which waits
@@ -168,6 +177,7 @@ def _loads_in_slices(text: str) -> Any:
             cut = _boundary(text, min(start + SLICE_CHARS, end), end)
             items.extend(json.loads(f"[{text[start:cut]}]"))
             start = cut + 2  # past the ", " between two ids
+            pause()
     except json.JSONDecodeError:  # e.g. cut after the opening quote of the id ", "
         return json.loads(text)
     return {"format": VOCAB_FORMAT, "version": VOCAB_VERSION, "items": items}

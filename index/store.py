@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.common.pacing import pause
 from streamrec.index.ann import AnnIndex
 from streamrec.index.errors import IndexBuildError
 from streamrec.index.params import DEFAULT_NPROBE, AnnParams
@@ -52,6 +53,7 @@ def table_digest(embeddings: np.ndarray) -> str:
     digest = hashlib.sha256()
     for start in range(0, len(view), DIGEST_PIECE):
         digest.update(view[start:start + DIGEST_PIECE])
+        pause()  # a paced loader rests between pieces
     return digest.hexdigest()
 
 

@@ -12,40 +12,21 @@ serving, and the refused version is not tried again until `CURRENT` changes.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from streamrec.common.pacing import paced
 from streamrec.encoder import repository
 from streamrec.encoder.errors import CheckpointError
 from streamrec.worker.recommend import Recommender
 
 logger = logging.getLogger(__name__)
 
-# How much lower the loader thread runs than the rest of the worker (a nice increment).
-LOADER_NICE = 10
-
-
-def lower_this_threads_priority(increment: int = LOADER_NICE) -> bool:
-    """Give the calling thread a lower CPU priority than the rest of the process (Linux,
-    where a nice value belongs to a thread); False where it cannot.
-
-    A version's load is seconds of CPU (a million vocabulary entries, the recall
-    matmul); on a box whose cores the broker, the model thread and the poll loop
-    already share, an equal share for the loader starves the loop's turns. Lowering is
-    allowed to any process, and the loader thread ends with its load."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
-    except OSError as exc:
-        logger.debug("loader thread keeps its priority: %s", exc)
-        return False
-    return True
+# The loader thread's share of one core (`common/pacing.py`): a million-item version's
+# few seconds of CPU spread over about four times as long, beside the loop.
+LOADER_DUTY = 0.25
 
 
 class ModelWatcher:
@@ -114,8 +95,10 @@ class ModelWatcher:
         self.serving = version
 
     def _load_version(self, version: str) -> None:
-        lower_this_threads_priority()
         try:
-            self._loaded = (version, self._load(self.model_dir / version))
+            with paced(LOADER_DUTY) as pacer:
+                self._loaded = (version, self._load(self.model_dir / version))
+            logger.info("model version %s loaded (the loader rested %.1f s to leave the "
+                        "loop its CPU)", version, pacer.rested_s)
         except BaseException as exc:  # handed to poll(), which refuses the version
             self._failure = (version, exc)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamrec.common.pacing import pause
 from streamrec.worker.errors import ChangelogError
 
 MAGIC = b"SRH"
@@ -85,12 +86,14 @@ def item_id_table(external_ids: Sequence[str]) -> list[bytes]:
     """Per item row, its id as a history record stores it (uint16 length + UTF-8 bytes);
     built once per vocabulary so `encode_rows` never encodes an id again."""
     table = []
-    for item in external_ids:
+    for count, item in enumerate(external_ids, start=1):
         data = item.encode("utf-8")
         if len(data) > MAX_ITEM_BYTES:
             raise ChangelogError(
                 f"item id of {len(data)} UTF-8 bytes: the format holds at most {MAX_ITEM_BYTES}")
         table.append(_LENGTH.pack(len(data)) + data)
+        if not count % 10_000:
+            pause()  # a paced loader builds a new version's table beside the poll loop
     return table
 
 

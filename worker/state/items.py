@@ -51,9 +51,11 @@ class ItemTable:
         self.id_table = item_id_table(["", *model_ids])
         self._lookup: ItemRows | None = None
         self.dropped = 0  # unknown items not stored because the table was full
-        for item in extra:  # what a table held before a swap: kept, whatever the cap
-            if item not in vocab and item not in self._extra:
-                self._add(item, capped=False)
+        if len(extra):  # what a table held before a swap: kept, whatever the cap
+            unknown = np.flatnonzero(rows_in_slices(vocab.rows, extra) == 0)
+            for item in (extra[i] for i in unknown.tolist()):
+                if item not in self._extra:
+                    self._add(item, capped=False)
 
     def __len__(self) -> int:
         """Items in the table (rows 1..len), known and unknown."""

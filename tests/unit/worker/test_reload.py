@@ -3,15 +3,13 @@ when, and that a refused version is refused once, not at every check."""
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import cast
 
 import pytest
 
+from streamrec.common import pacing
 from streamrec.encoder import repository
 from streamrec.encoder.errors import CheckpointError
 from streamrec.worker import reload
@@ -180,21 +178,18 @@ def test_a_plain_checkpoint_or_check_s_0_is_never_checked(tmp_path: Path,
     assert load.calls == []
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
-def test_a_version_loads_on_a_thread_of_lower_priority_than_the_loop(
-    tmp_path: Path, clock: FakeClock,
-) -> None:
-    """The loader's seconds of CPU must not take an equal share from the poll loop."""
+def test_a_version_loads_on_a_paced_thread(tmp_path: Path, clock: FakeClock) -> None:
+    """The loader's seconds of CPU must not take a whole core from the poll loop."""
     repo = make_repo(tmp_path / "models", ["v1", "v2"], current="v2")
-    seen: list[int] = []
+    seen: list[float | None] = []
 
     def load(path: Path) -> Recommender:
-        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        pacer = pacing.current()
+        seen.append(None if pacer is None else pacer.duty)
         return cast(Recommender, f"model {path.name}")
 
-    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     watcher = ModelWatcher(repo, "v1", load, check_s=60)
     watcher.request()
     assert settle(watcher) == ("v2", "model v2")
-    assert seen == [min(loop_nice + reload.LOADER_NICE, 19)]
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_nice
+    assert seen == [reload.LOADER_DUTY]
+    assert pacing.current() is None  # the loop's thread is not paced
