@@ -220,6 +220,12 @@ def swap_paragraph(swap: SwapRun, opts: CatalogueOptions) -> str:
     rises = (" (it rose at " + ", ".join(f"{t:g} s to {g * 1000:.0f} ms"
                                          for t, g in swap.gap_rises) + " after the request)"
              if swap.gap_rises else "")
+    over = swap.gaps_over(opts.swap_gap_s)
+    if swap.gap_bound_s is not None and over is not None:
+        rises += (f"; `streamrec_poll_gap_seconds` from the request to just after the swap: "
+                  f"{swap.gaps_during['+Inf']:,} gaps, {over} longer than "
+                  f"{opts.swap_gap_s * 1000:.0f} ms, every one within "
+                  f"{swap.gap_bound_s * 1000:.0f} ms")
     return (
         f"Hot swap at {swap.rate:,.0f} events/s: a worker serving the {opts.items:,}-item "
         f"model from a model repository; a second version (grown with another seed, its own "

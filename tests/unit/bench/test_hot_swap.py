@@ -59,6 +59,24 @@ def test_the_gap_of_the_swap_is_the_gauges_rise_else_bounded_by_its_value_before
     assert SwapRun(rate=1.0, result="refused").verdict(0.1).startswith("no swap (refused)")
 
 
+def test_the_histogram_bounds_the_swap_windows_gaps_when_the_gauge_holds_the_start() -> None:
+    counts = {"0.05": 900, "0.075": 990, "0.1": 998, "0.15": 1000, "0.25": 1000, "+Inf": 1000}
+    missed = SwapRun(rate=100.0, result="ok", gap_before_s=0.3, gap_after_s=0.3,
+                     gaps_during=counts)
+    assert missed.gap_bound_s == 0.15
+    assert missed.gaps_over(0.1) == 2
+    assert missed.verdict(0.1).startswith("every gap between two polls during the swap within "
+                                          "150 ms (the poll-gap histogram, 1,000 gaps")
+    assert missed.verdict(0.1).endswith("missed: 2 gaps longer (target ≤ 100 ms)")
+    met = SwapRun(rate=100.0, result="ok", gap_before_s=0.3, gap_after_s=0.3,
+                  gaps_during=counts | {"0.1": 1000})
+    assert met.gap_bound_s == 0.1
+    assert met.verdict(0.1).endswith("the gauge's 300 ms is from before it): met (target ≤ 100 ms)")
+    rose = SwapRun(rate=100.0, result="ok", gap_before_s=0.02, gap_loading_s=0.03,
+                   gap_after_s=0.08, gaps_during=counts)
+    assert "80 ms, at the swap" in rose.verdict(0.1)  # the gauge's exact figure first
+
+
 def test_publishing_links_a_checkpoint_into_the_repository_and_leaves_it(tmp_path: Path) -> None:
     cached = tmp_path / "games-grown"
     cached.mkdir()

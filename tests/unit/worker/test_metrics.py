@@ -69,3 +69,21 @@ def test_the_poll_gap_gauge_keeps_the_slowest_turn_between_two_polls() -> None:
     slowest = gauge_value(m, "streamrec_poll_gap_max_seconds")
     assert 0.06 <= slowest < 0.2
     assert gap.longest == slowest
+
+
+def test_the_poll_gap_histogram_counts_every_gap_and_no_poll_wait() -> None:
+    m = WorkerMetrics()
+    gap = m.poll_gap
+    gap.polling()
+    time.sleep(0.12)  # waiting inside a poll: not a gap
+    gap.polled()
+    time.sleep(0.06)  # a slow turn
+    gap.polling()
+    gap.polled()
+    gap.polling()  # a quick one
+    samples = {(s.name, s.labels.get("le")): s.value for family in m.registry.collect()
+               for s in family.samples if s.name.startswith("streamrec_poll_gap_seconds")}
+    assert samples[("streamrec_poll_gap_seconds_count", None)] == 2
+    assert samples[("streamrec_poll_gap_seconds_bucket", "0.05")] == 1  # the quick turn
+    assert samples[("streamrec_poll_gap_seconds_bucket", "0.1")] == 2  # and the slow one
+    assert 0.06 <= samples[("streamrec_poll_gap_seconds_sum", None)] < 0.1
