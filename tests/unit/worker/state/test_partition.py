@@ -208,6 +208,16 @@ def test_remapping_to_a_new_vocabulary_keeps_order_and_closes_up_dropped_items()
     assert store.judge(["a", "a"], np.array([7, 2])).tolist() == [0, -1]  # 2 left its list
 
 
+def test_remapping_that_drops_nothing_renumbers_in_place() -> None:
+    store = PartitionStore(max_len=4)
+    store.append(["a"] * 3, np.array([1, 2, 3]), np.array([10, 11, 12]), np.array([0, 1, 2]))
+    store.append(["b"], np.array([2]), np.array([13]), np.array([3]))
+    store.remap_items(np.array([0, 3, 1, 2]))  # every old row has a new one
+    assert [store.history(u)[0].tolist() for u in "ab"] == [[3, 1, 2], [1]]
+    assert store.history("a")[1].tolist() == [10, 11, 12]
+    assert store.rows(["a", "b"])[1].tolist() == [3, 1]
+
+
 def test_changes_taken_at_a_cut_hold_that_state_and_keep_the_user_until_written() -> None:
     store = PartitionStore(max_len=3)
     append(store, [("a", 1), ("b", 2)])
