@@ -165,7 +165,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         raise CheckpointError(f"{root / ITEMS_FILE} has {len(vocab)} items, config.json "
                               f"says {config.num_items}")
     model = SASRec(config, content, initialise=False)  # every weight is read next
-    model.load_state_dict(_read_weights(root / WEIGHTS_FILE, model))
+    # The read tensors become the weights (`assign`): no second copy of a 256 MB table.
+    model.load_state_dict(_read_weights(root / WEIGHTS_FILE, model), assign=True)
     popularity = _read_tensors(root / POPULARITY_FILE).get("popularity")
     if popularity is None or tuple(popularity.shape) != (config.num_items + 1,):
         raise CheckpointError(f"{root / POPULARITY_FILE}: expected a 'popularity' vector "
@@ -248,7 +249,8 @@ def _read_weights(file: Path, model: SASRec) -> dict[str, torch.Tensor]:
     if wrong:
         raise CheckpointError(f"{file}: tensor types do not match the model: "
                               f"{'; '.join(wrong[:5])}")
-    return state
+    # Floats as the model holds them: they become its weights, not copies into them.
+    return {k: v if v.dtype == dtypes[k] else v.to(dtypes[k]) for k, v in state.items()}
 
 
 def _read_tensors(file: Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch
 from streamrec.common.pacing import pause
 from streamrec.index.base import ItemIndex
 
-SCORE_BUDGET = 1 << 24  # float32 scores per exact scoring block (64 MB): 16 queries at 1M items
+SCORE_BUDGET = 1 << 22  # float32 scores per exact scoring block (16 MB): 4 queries at 1M items
 # Query x item scores the measurement may compute: at a million items, 500 queries
 # (recall to about +-0.005) in 2-3 s of one core on the loader thread, where the
 # model stage and the broker want the others; smaller catalogues take every query.
