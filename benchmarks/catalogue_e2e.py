@@ -207,8 +207,9 @@ def report(runs: list[Run], swap: SwapRun, rates: dict[int, float], rate: float,
         f"time of sending. {offered}",
         "Latency, produce to arrival at the consumer (ms), models alternating in each round "
         "(received: recommendations; a user's events pending together get one, so a slow "
-        "patch leaves it a little under sent):\n\n" + table(["round", "items", "sent", "received", "p50", "p95", "p99",
-                        f"p99 after {opts.warmup_s:g} s", "max"], rows),
+        "patch leaves it a little under sent):\n\n"
+        + table(["round", "items", "sent", "received", "p50", "p95", "p99",
+                 f"p99 after {opts.warmup_s:g} s", "max"], rows),
         "Verdicts: " + "; ".join(summary_lines(runs, swap, opts)) + ".",
         swap_paragraph(swap, opts),
     ])
