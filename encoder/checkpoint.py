@@ -164,9 +164,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     if len(vocab) != config.num_items:
         raise CheckpointError(f"{root / ITEMS_FILE} has {len(vocab)} items, config.json "
                               f"says {config.num_items}")
-    model = SASRec(config, content, initialise=False)  # every weight is read next
-    # The read tensors become the weights (`assign`): no second copy of a 256 MB table.
-    model.load_state_dict(_read_weights(root / WEIGHTS_FILE, model), assign=True)
+    model = SASRec(config, content, initialise=False)  # every weight is copied in next
+    _copy_weights(model, _read_weights(root / WEIGHTS_FILE, model))
     popularity = _read_tensors(root / POPULARITY_FILE).get("popularity")
     if popularity is None or tuple(popularity.shape) != (config.num_items + 1,):
         raise CheckpointError(f"{root / POPULARITY_FILE}: expected a 'popularity' vector "
@@ -249,8 +248,30 @@ def _read_weights(file: Path, model: SASRec) -> dict[str, torch.Tensor]:
     if wrong:
         raise CheckpointError(f"{file}: tensor types do not match the model: "
                               f"{'; '.join(wrong[:5])}")
-    # Floats as the model holds them: they become its weights, not copies into them.
-    return {k: v if v.dtype == dtypes[k] else v.to(dtypes[k]) for k, v in state.items()}
+    return state
+
+
+COPY_PIECE = 1 << 22  # bytes of a large tensor copied per step (a 1M-item table: 64)
+
+
+def _copy_weights(model: SASRec, state: dict[str, torch.Tensor]) -> None:
+    """`model.load_state_dict(state)`, names and shapes checked by `_read_weights`,
+    with a large tensor copied a piece at a time. The model owns its memory (the read
+    tensors map the file, which must not change under a serving worker), and a paced
+    loader rests between the pieces of a 256 MB item table instead of copying it in
+    one call beside the poll loop."""
+    own = model.state_dict()  # shares memory with the parameters and buffers
+    with torch.no_grad():
+        for name, source in state.items():
+            target = own[name]
+            row = source[0].numel() * source.element_size() if source.dim() else 0
+            step = COPY_PIECE // row if row else 0
+            if step < 1 or source.shape[0] <= step:
+                target.copy_(source)
+                continue
+            for start in range(0, source.shape[0], step):
+                target[start:start + step].copy_(source[start:start + step])
+                pause()
 
 
 def _read_tensors(file: Path) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from streamrec.encoder import checkpoint as checkpoint_module
 from streamrec.encoder.checkpoint import load_checkpoint, save_checkpoint
 from streamrec.encoder.config import ModelConfig
 from streamrec.encoder.errors import CheckpointError
@@ -45,6 +46,23 @@ def test_round_trip_gives_identical_queries(saved: tuple[Path, SASRec]) -> None:
     q2, a2 = ckpt.model.encode(HISTORIES)
     assert torch.equal(q1, q2)
     assert torch.equal(a1, a2)
+    assert torch.equal(model.item_embeddings(), ckpt.model.item_embeddings())
+
+
+def test_a_large_table_is_copied_in_pieces_into_memory_of_the_models_own(
+    saved: tuple[Path, SASRec], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The file must not be the weights: a served checkpoint overwritten in place (or
+    cut short) would change them under the worker, or crash it."""
+    path, model = saved
+    monkeypatch.setattr(checkpoint_module, "COPY_PIECE", 64)  # two rows of 8 floats a piece
+    ckpt = load_checkpoint(path)
+    assert torch.equal(model.item_embeddings(), ckpt.model.item_embeddings())
+    weights = path / "model.safetensors"
+    size = weights.stat().st_size
+    with weights.open("r+b") as fh:  # every byte after the 8-byte length, in place
+        fh.seek(8)
+        fh.write(b"\0" * (size - 8))
     assert torch.equal(model.item_embeddings(), ckpt.model.item_embeddings())
 
 
