@@ -252,8 +252,8 @@ def _serve(serving: Serving, repo: Path, second: Path, warmup_s: float,
     say(f"hot swap: {run.result} {swapped - requested:.1f} s after the request")
     run.load_s = swapped - requested
     run.gap_after_s = metric(after, GAP)
-    run.gaps_during = {le: int(n - buckets(before).get(le, 0))
-                       for le, n in buckets(after).items()}
+    counted = buckets(before)
+    run.gaps_during = {le: n - counted.get(le, 0) for le, n in buckets(after).items()}
     run.swap_s = metric(after, "streamrec_stage_seconds_sum", stage="swap")
     run.swaps = int(metric(after, "streamrec_stage_seconds_count", stage="swap"))
     serving.wait(window_s)

@@ -338,7 +338,7 @@ class PollGap:
     histogram observation (about a microsecond).
     """
 
-    def __init__(self, gauge: Gauge, histogram: Histogram | None = None) -> None:
+    def __init__(self, gauge: Gauge, histogram: Histogram) -> None:
         self.gauge = gauge
         self.histogram = histogram  # every gap, for windows between two scrapes
         self.longest = 0.0
@@ -350,8 +350,7 @@ class PollGap:
         if self._returned is None:
             return now
         gap = now - self._returned
-        if self.histogram is not None:
-            self.histogram.observe(gap)
+        self.histogram.observe(gap)
         if gap > self.longest:
             self.longest = gap
             self.gauge.set(gap)
