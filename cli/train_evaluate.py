@@ -103,6 +103,7 @@ def train_and_save(
         model_config = warm_model_config(warm_start.config, interactions.num_items, overrides)
         initial = grown_model(warm_start, interactions, model_config,
                               window=train_config.item_init_window, seed=train_config.seed,
+                              fit_validation=train_config.fit_validation,
                               item_features=item_features, content_overrides=given)
         item_features = None  # the warm start holds them now
     elif item_features is not None:

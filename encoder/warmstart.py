@@ -119,14 +119,17 @@ def warm_model_config(old: ModelConfig, num_items: int,
 
 
 def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
-               window: int = 20, seed: int = 0,
+               window: int = 20, seed: int = 0, fit_validation: bool = False,
                item_features: Mapping[str, ItemFeatures] | None = None,
                content_overrides: Mapping[str, Any] | None = None) -> WarmStart:
     """The model to train `data` from: `previous`'s weights with the item table grown.
 
     `data` must be on the grown vocabulary (`grow_interactions`) and `config` the
     grown config (`warm_model_config`). New rows come from co-occurrences within
-    `window` positions in the training part of `data` (never its held-out items).
+    `window` positions in the part of `data` the run trains on: its training part, with
+    each user's validation item when `fit_validation` (`TrainConfig.fit_validation`),
+    never the test items. Without it, an item seen only as some user's newest event but
+    one, the typical new item of a retrain, would start at random.
     A content tower is kept, its inputs grown with `item_features` (`grown_content`);
     `content_overrides` (ContentConfig fields) may change its training-only settings
     (`TRAINING_ONLY`), nothing else. Its feature vocabulary keeps every token it had and
@@ -144,7 +147,10 @@ def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
         raise TrainingError(f"{config} is not a warm start of {old.config}; build it with "
                             "warm_model_config")
     content = _warm_content(old.content_config, item_features, content_overrides)
-    table, counts = grown_item_table(old.item_emb.weight.detach().cpu(), data, window, seed)
+    fitted = leave_one_out(data)
+    fitted = fitted.with_validation_trained() if fit_validation else fitted
+    table, counts = grown_item_table(old.item_emb.weight.detach().cpu(), fitted.train,
+                                     data.num_items, window, seed)
     state = {k: v.detach().cpu() for k, v in old.state_dict().items()}
     state["item_emb.weight"] = table
     if content is not None:
@@ -155,7 +161,7 @@ def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
     model = SASRec(config, content)
     model.load_state_dict(state)  # any other shape mismatch is a bug: let it raise
     if model.content is not None and content is not None and item_features:
-        rows = np.unique(np.concatenate(leave_one_out(data).train))
+        rows = np.unique(np.concatenate(fitted.train))
         trained = [item_features.get(data.vocab.ids[r - 1]) for r in rows[rows > 0].tolist()]
         model.content.set_vocabulary(feature_vocabulary(trained, content), extend=True)
     start = WarmStart(model=model.eval(), from_version=previous.model_version, old_items=v_old,
@@ -216,9 +222,11 @@ def grown_content(stored: ContentInputs, ids: Sequence[str],
     return grown
 
 
-def grown_item_table(old_table: Tensor, data: Interactions, window: int,
-                     seed: int = 0) -> tuple[Tensor, tuple[int, int, int]]:
-    """old_table `[V_old + 1, d]` -> (table `[V + 1, d]`, (first pass, second pass, random)).
+def grown_item_table(old_table: Tensor, train: Sequence[np.ndarray], num_items: int,
+                     window: int, seed: int = 0) -> tuple[Tensor, tuple[int, int, int]]:
+    """old_table `[V_old + 1, d]` -> (table `[V + 1, d]`, (first pass, second pass, random)),
+    V = `num_items`, the neighbours read from the `train` sequences (rows of the grown
+    vocabulary).
 
     Rows 0..V_old are copied. A new item's row is the PPMI-weighted mean of the rows
     of the old items it co-occurs with; a second pass places new items that co-occur
@@ -227,7 +235,7 @@ def grown_item_table(old_table: Tensor, data: Interactions, window: int,
     no co-occurrence at all get N(0, std of the old rows) entries.
     """
     v_old, dim = old_table.shape[0] - 1, old_table.shape[1]
-    size = data.num_items + 1
+    size = num_items + 1
     table = torch.zeros(size, dim)
     table[: v_old + 1] = old_table
     known = torch.zeros(size, dtype=torch.bool)
@@ -236,7 +244,7 @@ def grown_item_table(old_table: Tensor, data: Interactions, window: int,
     targets[0] = False
     if size == v_old + 1:
         return table, (0, 0, 0)
-    ppmi = ppmi_matrix(leave_one_out(data).train, data.num_items, window)
+    ppmi = ppmi_matrix(list(train), num_items, window)
     norm = old_table[1:].norm(dim=1)
     typical = norm[norm > 0].median() if bool((norm > 0).any()) else torch.tensor(1.0)
     placed = []

@@ -122,6 +122,26 @@ def test_a_new_item_starts_among_the_items_it_cooccurs_with(tmp_path: Path) -> N
     assert 0 < float(row["lonely"].norm()) < 3 * typical
 
 
+def test_an_item_seen_only_as_a_validation_item_starts_among_neighbours_when_it_is_fitted(
+        tmp_path: Path) -> None:
+    """A retrain's typical new item is some user's newest event but one: the validation
+    item, which the recipe trains on (`fit_validation`). Its neighbours must count."""
+    rng = np.random.default_rng(1)
+    vocab = ItemVocab([f"a{n}" for n in range(10)] + [f"b{n}" for n in range(10)])
+    table = two_worlds(rng)
+    previous = checkpoint(tmp_path / "old", vocab, table)
+    rows = [[*(f"a{n}" for n in rng.choice(10, 5, replace=False)), "fresh", "b0"]
+            for _ in range(20)]
+    data = grow_interactions(vocab, interactions(rows))
+    config = warm_model_config(previous.config, data.num_items)
+    fitted = warm_start(previous, data, config, fit_validation=True)
+    assert (fitted.from_old_neighbours, fitted.random) == (1, 0)
+    fresh = fitted.model.item_emb.weight.detach()[data.vocab.row("fresh")]
+    assert cosine(fresh, table[:10].mean(0)) > 0.9
+    unfitted = warm_start(previous, data, config, fit_validation=False)
+    assert (unfitted.from_old_neighbours, unfitted.random) == (0, 1)
+
+
 @pytest.fixture(scope="module")
 def walks() -> tuple[Interactions, Interactions]:
     """An old log of 6 clusters of 10 items, and a newer one where each cluster has 12."""
