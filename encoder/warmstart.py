@@ -128,8 +128,8 @@ def warm_start(previous: Checkpoint, data: Interactions, config: ModelConfig, *,
     grown config (`warm_model_config`). New rows come from co-occurrences within
     `window` positions in the part of `data` the run trains on: its training part, with
     each user's validation item when `fit_validation` (`TrainConfig.fit_validation`),
-    never the test items. Without it, an item seen only as some user's newest event but
-    one, the typical new item of a retrain, would start at random.
+    never the test items. A retrain's typical new item is some user's newest event but
+    one: read without the validation items, it would start at random.
     A content tower is kept, its inputs grown with `item_features` (`grown_content`);
     `content_overrides` (ContentConfig fields) may change its training-only settings
     (`TRAINING_ONLY`), nothing else. Its feature vocabulary keeps every token it had and
