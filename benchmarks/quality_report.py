@@ -82,7 +82,14 @@ validation items), 3 seeds: the default warm start 0.0754 mean NDCG@10 (0.0763 /
 validation copy does not confirm); the rows of old items whose count at least doubled,
 or of every old item, moved toward the PPMI mean of their new neighbours by the share of
 their interactions the previous version had not seen: 0.0761 and 0.0761 against 0.0763
-(seed 42). On the test split, seed 42: the old weights shrunk to 0.5 or 0.7 and
+(seed 42); a warmup-stable-decay schedule (the peak rate held to 75% of the steps,
+then a linear decay; the previous version keeps its averaged weights from the start of
+the decay, and the warm start goes on from them: 5 epochs of linear decay at the
+recipe's 1e-3), so that a retrain redoes only the previous version's decay on the new
+log: warm 0.0749 (0.0754 / 0.0742 / 0.0750) against 0.0763 for a full retrain on that
+schedule (0.0759 / 0.0766 / 0.0765, itself below the recipe's linear decay), -1.8%
+(2026-12-05 21:23-21:40, scratch runs). On the test split, seed 42: the old weights
+shrunk to 0.5 or 0.7 and
 N(0, 0.01) added (shrink and perturb, Ash & Adams 2020) 0.0725 and 0.0729 against
 0.0729; 1,024 negatives to buy epochs, 0.0723 at 5 epochs and 0.0730 at 10
 epochs of 128 users; dropout 0.4, 0.0715. More epochs do not close it either: 10 and 16 warm epochs
