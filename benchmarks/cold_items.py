@@ -29,6 +29,7 @@ from streamrec.bench import cold_report
 from streamrec.bench.cold_options import ColdOptions
 from streamrec.bench.report import ROOT, machine
 from streamrec.encoder.cold import (
+    Calibrated,
     ColdModelScorer,
     ColdSplit,
     FreshSlots,
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 KS = (10,)
 SHIFTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)  # `frontier`: added to the cold items' scores
+# `frontier`: (prior share of cold items, temperature of their softmax) of `Calibrated`
+MIXTURES = tuple((prior, t) for t in (0.3, 0.5) for prior in (0.05, 0.1, 0.15, 0.25))
 MODEL_ROWS = {"model": "SASRec, no features", "model+content": "SASRec + content tower",
               "model+content, cold only": "SASRec + content tower, cold items only",
               "model+content, 1 fresh slot": "SASRec + content tower, 1 fresh slot"}
@@ -90,7 +93,8 @@ def run(options: ColdOptions) -> dict[str, Any]:
                                if options.data.is_relative_to(ROOT) else options.data),
                  "ratings": ratings_path(options.data).name, "users": data.num_users,
                  "items": data.num_items, "interactions": data.num_interactions,
-                 "with_features": sum(i in features for i in split.catalogue)},
+                 "with_features": sum(i in features for i in split.catalogue),
+                 "note": options.data_note},
         "split": {"fraction": options.fraction, "seed": options.seed,
                   "targets_per_user": options.targets_per_user, "cold_items": split.num_cold,
                   "trained_items": split.num_warm,
@@ -190,11 +194,12 @@ def model_runs(split: ColdSplit, features: Mapping[str, ItemFeatures], content: 
     return sorted(out, key=lambda run: list(MODEL_ROWS).index(run[0]))
 
 
-def frontier(scorer: ColdModelScorer, split: ColdSplit) -> list[dict[str, float]]:
-    """Cold- and warm-target NDCG@10 with `shift` added to every cold item's score, for
-    each of SHIFTS: what placing the cold items higher among the trained ones would cost
-    on warm targets. A diagnostic of the trade-off, read off the test cases; no shift
-    is ever applied to a model."""
+def frontier(scorer: ColdModelScorer, split: ColdSplit) -> dict[str, list[dict[str, float]]]:
+    """Cold- and warm-target NDCG@10 of the tower's model with its cold items placed
+    higher among the trained ones: "shift" adds each of SHIFTS to every cold item's
+    score; "mixture" ranks by `Calibrated` at each (prior, temperature) of MIXTURES.
+    What placing them higher would cost on warm targets: a diagnostic of the
+    trade-off, read off the test cases; neither is ever applied to a model."""
     seen: dict[bytes, np.ndarray] = {}
     encode = scorer.queries
 
@@ -205,12 +210,16 @@ def frontier(scorer: ColdModelScorer, split: ColdSplit) -> list[dict[str, float]
         return seen[key]
 
     scorer.queries = queries
-    out = []
-    for shift in SHIFTS:
-        row = _evaluate("shifted", _Shifted(scorer, split.num_warm, shift), split)
-        out.append({"shift": shift, "cold NDCG@10": row["cold"]["NDCG@10"],
-                    "warm NDCG@10": row["warm"]["NDCG@10"]})
-    return out
+
+    def point(placed: Scorer, **settings: float) -> dict[str, float]:
+        row = _evaluate("placed", placed, split)
+        return settings | {"cold NDCG@10": row["cold"]["NDCG@10"],
+                           "warm NDCG@10": row["warm"]["NDCG@10"]}
+
+    return {"shift": [point(_Shifted(scorer, split.num_warm, shift), shift=shift)
+                      for shift in SHIFTS],
+            "mixture": [point(Calibrated(scorer, split.num_warm, prior, t), prior=prior,
+                              temperature=t) for prior, t in MIXTURES]}
 
 
 class _Shifted:
@@ -243,8 +252,9 @@ def _mean_row(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             k: float(np.mean([r["warm_without_cold_items"][k] for r in runs]))
             for k in ("HR@10", "NDCG@10")}
     if "frontier" in runs[0]:
-        row["frontier"] = [{k: float(np.mean([r["frontier"][i][k] for r in runs]))
-                            for k in point} for i, point in enumerate(runs[0]["frontier"])]
+        row["frontier"] = {kind: [{k: float(np.mean([r["frontier"][kind][i][k] for r in runs]))
+                                   for k in point} for i, point in enumerate(points)]
+                           for kind, points in runs[0]["frontier"].items()}
     if "seconds" in runs[0]:
         row["model"] = runs[0]["model"]
         row["content"] = runs[0].get("content")

@@ -19,6 +19,7 @@ class ColdOptions:
     """What `bench cold` runs."""
 
     data: Path = ROOT / ".cache" / "movielens"  # `streamrec data movielens --out`
+    data_note: str = ""  # where the folder's files came from, quoted in the report
     fraction: float = 0.15  # of the items held out
     seed: int = 42
     targets_per_user: int = 0  # cold cases per user, the last ones (0: all)

@@ -151,18 +151,22 @@ def _note(row: dict[str, Any]) -> str:
 
 
 def _frontier(rows: dict[str, Any]) -> str:
-    """The tower's cold/warm trade-off when its cold items' scores are raised."""
+    """The tower's cold/warm trade-off when its cold items are placed higher: by a
+    constant added to their scores, and by the calibrated mixture."""
     points = rows.get("model+content", {}).get("frontier")
     if not points:
         return ""
-    table = "\n".join(f"| {p['shift']:+.1f} | {p['cold NDCG@10']:.4f} | {p['warm NDCG@10']:.4f} |"
-                      for p in points)
-    best = rows[_best_baseline(rows)]["cold"]["NDCG@10"]
+    if isinstance(points, list):  # written before the mixture was measured
+        points = {"shift": points}
+    best = COLD_GAIN * rows[_best_baseline(rows)]["cold"]["NDCG@10"]
     plain = rows["model"]["warm"]["NDCG@10"]
-    reach = next((p for p in points if p["cold NDCG@10"] >= COLD_GAIN * best), None)
-    verdict = (f"no shift up to {points[-1]['shift']:+.1f} reaches the cold target "
-               f"(>= {COLD_GAIN * best:.4f})" if reach is None else
-               f"the smallest shift that reaches the cold target (>= {COLD_GAIN * best:.4f}), "
+    shifts = points["shift"]
+    table = "\n".join(f"| {p['shift']:+.1f} | {p['cold NDCG@10']:.4f} | {p['warm NDCG@10']:.4f} |"
+                      for p in shifts)
+    reach = next((p for p in shifts if p["cold NDCG@10"] >= best), None)
+    verdict = (f"no shift up to {shifts[-1]['shift']:+.1f} reaches the cold target "
+               f"(>= {best:.4f})" if reach is None else
+               f"the smallest shift that reaches the cold target (>= {best:.4f}), "
                f"{reach['shift']:+.1f}, leaves warm-target NDCG@10 at "
                f"{reach['warm NDCG@10']:.4f}, {reach['warm NDCG@10'] / plain - 1:+.0%} against "
                "the model without features")
@@ -170,8 +174,38 @@ def _frontier(rows: dict[str, Any]) -> str:
         "What placing the cold items higher among the trained ones would cost (a diagnostic "
         "read off the test cases, never applied to a model): a constant added to every cold "
         f"item's score of the tower's model, NDCG@10 averaged over its trainings; {verdict}.")
-    return (f"{text}\n\n| added to the cold items' scores | cold NDCG@10 | warm NDCG@10 |\n"
-            f"|---|---|---|\n{table}\n")
+    out = (f"{text}\n\n| added to the cold items' scores | cold NDCG@10 | warm NDCG@10 |\n"
+           f"|---|---|---|\n{table}\n")
+    mixtures = points.get("mixture")
+    if mixtures:
+        out += "\n" + _mixtures(mixtures, best, plain)
+    return out
+
+
+def _mixtures(points: list[dict[str, float]], best: float, plain: float) -> str:
+    """The same trade-off through `encoder.cold.Calibrated`, with what it says."""
+    table = "\n".join(f"| {p['prior']:.2f} | {p['temperature']:.1f} | {p['cold NDCG@10']:.4f} "
+                      f"| {p['warm NDCG@10']:.4f} |" for p in points)
+    reach = [p for p in points if p["cold NDCG@10"] >= best]
+    kept = [p for p in points if p["warm NDCG@10"] >= WARM_LOSS * plain]
+    top = max(reach, key=lambda p: p["warm NDCG@10"]) if reach else None
+    verdict = ("none reaches the cold target" if top is None else
+               f"the best that reaches the cold target (prior {top['prior']:.2f}, temperature "
+               f"{top['temperature']:.1f}) leaves warm-target NDCG@10 at "
+               f"{top['warm NDCG@10']:.4f}, {top['warm NDCG@10'] / plain - 1:+.0%}")
+    verdict += ("; none keeps warm targets within 1% of the model without features" if not kept
+                else "; within 1% on warm targets the cold targets reach at most "
+                f"{max(p['cold NDCG@10'] for p in kept):.4f}")
+    text = _fill(
+        "The same trade-off with the two kinds of items made comparable first "
+        "(`encoder/cold.py`, `Calibrated`): each user's scores become a softmax over the "
+        "trained items and one over the cold items (their scores divided by a temperature "
+        "below 1, which sharpens what the tower says), mixed by a prior share of next "
+        "events that go to a cold item. Where a constant shift lifts every cold item for "
+        "every user alike, this lifts them for the users whose cold scores stand out from "
+        f"the rest. Of the settings below, {verdict}.")
+    return (f"{text}\n\n| prior share of cold items | temperature | cold NDCG@10 | "
+            f"warm NDCG@10 |\n|---|---|---|---|\n{table}\n")
 
 
 def _ablation(doc: dict[str, Any] | None) -> str:
@@ -220,7 +254,8 @@ def render(doc: dict[str, Any], ablation: dict[str, Any] | None = None) -> str:
     intro = (f"Measured by `streamrec bench cold` ({doc['date']}; {doc['machine']}) on "
              f"{dataset} (`{data['source']}/{data['ratings']}`): {data['users']:,} users, "
              f"{data['items']:,} items, {data['interactions']:,} interactions "
-             f"({data['with_features']:,} items with features).")
+             f"({data['with_features']:,} items with features)."
+             + (f" {data['note']}" if data.get("note") else ""))
     protocol = (
         f"Protocol (`encoder/cold.py`): {split['fraction']:.0%} of the items, drawn at random "
         f"(seed {split['seed']}), are held out of training entirely ({split['cold_items']:,} "

@@ -55,6 +55,9 @@ def register(actions: argparse._SubParsersAction) -> None:
     c1 = ColdOptions()
     cold.add_argument("--data", type=Path, default=c1.data,
                       help="converted MovieLens folder (default %(default)s)")
+    cold.add_argument("--data-note", default=c1.data_note,
+                      help="where the folder's files came from, quoted in the report "
+                           "(e.g. a copy other than GroupLens' archive)")
     cold.add_argument("--fraction", type=float, default=c1.fraction,
                       help="share of the items held out (default %(default)s)")
     cold.add_argument("--seed", type=int, default=c1.seed,
@@ -123,7 +126,7 @@ def run_cold(args: argparse.Namespace) -> int:
     from streamrec.bench.cold_options import ColdOptions
 
     options = ColdOptions(
-        data=args.data, fraction=args.fraction, seed=args.seed,
+        data=args.data, data_note=args.data_note, fraction=args.fraction, seed=args.seed,
         targets_per_user=args.targets_per_user, minutes=args.minutes, repeats=args.repeats,
         models=not args.baselines_only, report=not args.no_report)
     (cold_ablation.run if args.ablation else cold_items.run)(options)

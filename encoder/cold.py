@@ -276,3 +276,41 @@ class FreshSlots:
             for j, row in enumerate(missing.tolist()):  # best pick highest
                 scores[i, row] = floor + step * (m - j)
         return scores
+
+
+class Calibrated:
+    """A scorer whose trained and cold items compete as probabilities, not raw scores.
+
+    The tower's content vectors and the ID table are not on one scale, so a raw score
+    says little about whether a cold item beats a trained one. Here each user's scores
+    become a softmax over the trained items and one over the cold items (their scores
+    divided by `temperature`), mixed by a prior share of the next events that go to a
+    cold item: log((1 - prior) p_trained(i)) and log(prior p_cold(i)). Each kind keeps
+    the wrapped scorer's order; the user's history is left out of both softmaxes.
+    """
+
+    def __init__(self, scorer: Scorer, num_warm: int, prior: float,
+                 temperature: float = 1.0) -> None:
+        if not 0.0 < prior < 1.0:
+            raise ConfigError(f"the prior share of cold items must be in (0, 1), got {prior}")
+        if temperature <= 0.0:
+            raise ConfigError(f"the temperature must be > 0, got {temperature}")
+        self.scorer, self.num_warm = scorer, num_warm
+        self.prior, self.temperature = prior, temperature
+
+    def score(self, histories: np.ndarray) -> np.ndarray:
+        """float32 `[B, V + C + 1]`: log-probabilities of the mixture, -inf where the
+        wrapped scorer had -inf and on the history."""
+        scores = np.array(self.scorer.score(histories), dtype=np.float64)
+        scores[:, 0] = -np.inf
+        np.put_along_axis(scores, np.maximum(histories, 0), -np.inf, axis=1)
+        v = self.num_warm
+        parts = ((slice(1, v + 1), 1.0, np.log1p(-self.prior)),
+                 (slice(v + 1, None), self.temperature, np.log(self.prior)))
+        for columns, temperature, log_share in parts:
+            part = scores[:, columns] / temperature
+            with np.errstate(invalid="ignore"):  # a row with nothing left: all -inf
+                norm = np.logaddexp.reduce(part, axis=1, keepdims=True)
+                scores[:, columns] = np.where(np.isfinite(norm), part - norm + log_share,
+                                              -np.inf)
+        return scores.astype(np.float32)

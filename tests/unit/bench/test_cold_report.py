@@ -95,3 +95,24 @@ def test_the_ablation_beside_the_json_goes_into_the_section(tmp_path: Path) -> N
          "without_features": {"warm NDCG@10": [0.11, 0.0], "seconds": 90.0}, "rows": []}),
         encoding="utf-8")
     assert "| tower setting |" in with_cold_section(text, path)
+
+
+def test_the_calibrated_mixture_and_the_data_note_are_reported() -> None:
+    measured = doc(0.004, tower_warm=0.099)
+    measured["data"]["note"] = "Rebuilt from another copy."
+    shifts = [{"shift": 0.0, "cold NDCG@10": 0.004, "warm NDCG@10": 0.099}]
+    mixture = [{"prior": p, "temperature": 0.3, "cold NDCG@10": c, "warm NDCG@10": w}
+               for p, c, w in ((0.05, 0.010, 0.0995), (0.1, 0.030, 0.095),
+                               (0.25, 0.060, 0.080), (0.5, 0.070, 0.070))]
+    measured["rows"]["model+content"]["frontier"] = {"shift": shifts, "mixture": mixture}
+    text = " ".join(render(measured).split())
+    assert "items with features). Rebuilt from another copy." in text
+    assert "| 0.25 | 0.3 | 0.0600 | 0.0800 |" in text
+    # the target is 1.2 x (d)'s 0.04: 0.048; of the two that reach it, the better warm one
+    assert ("the best that reaches the cold target (prior 0.25, temperature 0.3) leaves "
+            "warm-target NDCG@10 at 0.0800, -20%; within 1% on warm targets the cold "
+            "targets reach at most 0.0100") in text
+    # a frontier written before the mixture (a list of shifts) still renders
+    measured["rows"]["model+content"]["frontier"] = shifts
+    assert "| +0.0 | 0.0040 | 0.0990 |" in render(measured)
+    assert "prior share" not in render(measured)

@@ -156,3 +156,37 @@ def test_fresh_slots_lift_the_best_cold_items_into_the_top_k_in_their_place() ->
     assert ranked == [[2, 8, 9], [1, 8, 9]]
     unchanged = FreshSlots(_Fixed(scores), cold, k=3, slots=0).score(histories)
     np.testing.assert_array_equal(unchanged, scores)
+
+
+def test_calibrated_mixes_a_softmax_per_kind_by_the_prior_share_of_cold_items() -> None:
+    from streamrec.encoder.cold import Calibrated
+
+    # rows 1..4 trained, 5..6 cold; the user has seen row 1 (score 50: left out of the
+    # trained items' softmax, or the others' probabilities would all but vanish)
+    scores = np.array([[0, 50, 2, 1, 0, 3, 1]], np.float64)
+    out = Calibrated(_Fixed(scores), num_warm=4, prior=0.2, temperature=0.5).score(
+        np.array([[0, 1]]))
+    warm = np.exp([2, 1, 0]) / np.exp([2, 1, 0]).sum()
+    cold = np.exp([6, 2]) / np.exp([6, 2]).sum()  # scores / 0.5
+    np.testing.assert_allclose(np.exp(out[0, 2:5]), 0.8 * warm, rtol=1e-6)
+    np.testing.assert_allclose(np.exp(out[0, 5:]), 0.2 * cold, rtol=1e-6)
+    assert np.isneginf(out[0, :2]).all()
+    # the cold item with a raw score above every trained one ranks below the best of
+    # them at a small prior, above it at a large one
+    assert out[0, 5] < out[0, 2]
+    high = Calibrated(_Fixed(scores), num_warm=4, prior=0.6, temperature=0.5)
+    assert high.score(np.array([[0, 1]]))[0, 5] > high.score(np.array([[0, 1]]))[0, 2]
+
+
+def test_calibrated_leaves_unscorable_cold_items_at_minus_infinity() -> None:
+    from streamrec.encoder.cold import Calibrated
+
+    scores = np.array([[0, 2, 1, -np.inf, -np.inf]])  # a model without a tower
+    with np.errstate(all="raise"):
+        out = Calibrated(_Fixed(scores), num_warm=2, prior=0.1).score(np.array([[0, 0]]))
+    assert np.isneginf(out[0, 3:]).all()
+    np.testing.assert_allclose(np.exp(out[0, 1:3]).sum(), 0.9, rtol=1e-6)
+    with pytest.raises(ConfigError, match="prior"):
+        Calibrated(_Fixed(scores), num_warm=2, prior=1.0)
+    with pytest.raises(ConfigError, match="temperature"):
+        Calibrated(_Fixed(scores), num_warm=2, prior=0.1, temperature=0.0)
