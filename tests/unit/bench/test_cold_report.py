@@ -110,8 +110,8 @@ def test_the_calibrated_mixture_and_the_data_note_are_reported() -> None:
     assert "| 0.25 | 0.3 | 0.0600 | 0.0800 |" in text
     # the target is 1.2 x (d)'s 0.04: 0.048; of the two that reach it, the better warm one
     assert ("the best that reaches the cold target (prior 0.25, temperature 0.3) leaves "
-            "warm-target NDCG@10 at 0.0800, -20%; within 1% on warm targets the cold "
-            "targets reach at most 0.0100") in text
+            "warm-target NDCG@10 at 0.0800, -20% (the shifts' best: none); within 1% on "
+            "warm targets the cold targets reach at most 0.0100 (the shifts: 0.0040)") in text
     # a frontier written before the mixture (a list of shifts) still renders
     measured["rows"]["model+content"]["frontier"] = shifts
     assert "| +0.0 | 0.0040 | 0.0990 |" in render(measured)
