@@ -87,16 +87,15 @@ then a linear decay; the previous version keeps its averaged weights from the st
 the decay, and the warm start goes on from them: 5 epochs of linear decay at the
 recipe's 1e-3), so that a retrain redoes only the previous version's decay on the new
 log: warm 0.0749 (0.0754 / 0.0742 / 0.0750) against 0.0763 for a full retrain on that
-schedule (0.0759 / 0.0766 / 0.0765, itself below the recipe's linear decay), -1.8%
-(2026-12-05 21:23-21:40, scratch runs). On the test split, seed 42: the old weights
-shrunk to 0.5 or 0.7 and
-N(0, 0.01) added (shrink and perturb, Ash & Adams 2020) 0.0725 and 0.0729 against
-0.0729; 1,024 negatives to buy epochs, 0.0723 at 5 epochs and 0.0730 at 10
-epochs of 128 users; dropout 0.4, 0.0715. More epochs do not close it either: 10 and 16 warm epochs
-reached 0.0739 and 0.0743 on the test split, the latter in the full retrain's time and
-with a lower training loss than it (4.90 against 4.92): the warm-started model fits the
-log better and ranks the held-out items worse, the generalisation gap that Ash & Adams
-report for warm-started networks.
+schedule (0.0759 / 0.0766 / 0.0765; the linear decay's 0.0771 above is the EPYC's),
+-1.8% (2026-12-05 21:23-21:40, Intel Xeon, scratch runs). On the test split, seed 42:
+the old weights shrunk to 0.5 or 0.7 and N(0, 0.01) added (shrink and perturb, Ash &
+Adams 2020) 0.0725 and 0.0729 against 0.0729; 1,024 negatives to buy epochs, 0.0723 at 5
+epochs and 0.0730 at 10 epochs of 128 users; dropout 0.4, 0.0715. More epochs do not
+close it either: 10 and 16 warm epochs reached 0.0739 and 0.0743 on the test split, the
+latter in the full retrain's time and with a lower training loss than it (4.90 against
+4.92): the warm-started model fits the log better and ranks the held-out items worse,
+the generalisation gap that Ash & Adams report for warm-started networks.
 Machine: {doc['machine']}. Run by `python benchmarks/quality_games.py --warm-start`;
 the default warm start is
 
