@@ -11,24 +11,18 @@ So the loader runs at the loop's priority but paced: its long loops call `pause(
 between short slices, and once the thread has used `slice_s` of CPU since its last
 rest, `pause()` sleeps long enough to keep its share of one core at `duty`. A thread
 that sleeps most of the time is also the one the kernel schedules first when it
-wakes, so it rarely loses its core while it holds the GIL. A duty alone is blind to
-how the loop fares, though: on a slower box the same share left a loop late by 210 ms.
-So `pause()` also gives way while `behind()` says the loop is late (the worker: it has
-been away from its consumer for a while), for up to `max_wait_s` at a time, so that
-the work still finishes. `pause()` costs one thread-local lookup on a thread that is
-not paced (a worker's start, training).
+wakes, so it rarely loses its core while it holds the GIL. `pause()` costs one
+thread-local lookup on a thread that is not paced (a worker's start, training).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 SLICE_S = 0.002  # CPU a paced thread uses between two rests
-MAX_WAIT_S = 0.1  # the longest one `pause()` waits for a loop that is behind
-WAIT_STEP_S = 0.0005  # how often a waiting thread asks again
 
 _local = threading.local()
 
@@ -36,44 +30,31 @@ _local = threading.local()
 class Pacer:
     """Keeps the calling thread's CPU at `duty` of one core, resting in `pause()`."""
 
-    def __init__(self, duty: float, slice_s: float = SLICE_S,
-                 behind: Callable[[], bool] | None = None,
-                 max_wait_s: float = MAX_WAIT_S) -> None:
+    def __init__(self, duty: float, slice_s: float = SLICE_S) -> None:
         if not 0.0 < duty <= 1.0:
             raise ValueError(f"duty must be in (0, 1], got {duty}")
         self.duty = duty
         self.slice_s = slice_s
-        self.behind = behind  # True while the loop this thread gives way to is late
-        self.max_wait_s = max_wait_s
-        self.rested_s = 0.0  # total time slept in `pause()` for the duty
-        self.waited_s = 0.0  # total time slept in `pause()` for a loop that was behind
+        self.rested_s = 0.0  # total time slept in `pause()`
         self._mark = time.thread_time()
 
     def pause(self) -> None:
-        """Rest if this thread used a slice of CPU since the last rest; then wait while
-        the loop is behind (at most `max_wait_s`)."""
+        """Rest if this thread used a slice of CPU since the last rest."""
         used = time.thread_time() - self._mark
         if used < self.slice_s or self.duty >= 1.0:
             time.sleep(0)  # no rest yet, but the GIL to a thread that waits for it
-        else:
-            rest = used * (1.0 - self.duty) / self.duty
-            time.sleep(rest)
-            self.rested_s += rest
-            self._mark = time.thread_time()
-        if self.behind is not None and self.behind():
-            start = time.perf_counter()
-            while time.perf_counter() - start < self.max_wait_s and self.behind():
-                time.sleep(WAIT_STEP_S)
-            self.waited_s += time.perf_counter() - start
+            return
+        rest = used * (1.0 - self.duty) / self.duty
+        time.sleep(rest)
+        self.rested_s += rest
+        self._mark = time.thread_time()
 
 
 @contextmanager
-def paced(duty: float, slice_s: float = SLICE_S,
-          behind: Callable[[], bool] | None = None) -> Iterator[Pacer]:
-    """Pace the calling thread's `pause()` points at `duty` inside the block, and
-    have them wait while `behind()` is true (see `Pacer`)."""
+def paced(duty: float, slice_s: float = SLICE_S) -> Iterator[Pacer]:
+    """Pace the calling thread's `pause()` points at `duty` inside the block."""
     before = getattr(_local, "pacer", None)
-    _local.pacer = pacer = Pacer(duty, slice_s, behind)
+    _local.pacer = pacer = Pacer(duty, slice_s)
     try:
         yield pacer
     finally:

@@ -27,9 +27,8 @@ Beside the flow: `rebalance.py` (partitions assigned, revoked, lost: restore, co
 drop), `reload.py` (a new model version loaded off the hot path, swapped in between
 two batches), `topics.py` (ACLs checked and topics created before serving), `heap.py`
 (the garbage collector kept off the serving path), `config.py` (the frozen
-`WorkerConfig`), `metrics.py` (Prometheus, /healthz, /readyz, /reload),
-`poll_gap.py` (the loop's time away from its consumer, which a loading model gives
-way to) and `errors.py`. Record formats: docs/CONTRACTS.md.
+`WorkerConfig`), `metrics.py` (Prometheus, /healthz, /readyz, /reload) and
+`errors.py`. Record formats: docs/CONTRACTS.md.
 
 May import: `streamrec.encoder`, `streamrec.index`, `streamrec.kafka_io`,
 `streamrec.common`; never `streamrec.cli` or `streamrec.eventlog`.

@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 # The loader thread's share of one core (`common/pacing.py`): a million-item version's
 # few seconds of CPU spread over about four times as long, beside the loop.
 LOADER_DUTY = 0.25
-# A loop away from its consumer this long is late: the loader waits at its next pause
-# point until the loop polls again (`pacing.Pacer.behind`).
-LOOP_LATE_S = 0.02
 
 
 class ModelWatcher:
@@ -37,12 +34,9 @@ class ModelWatcher:
 
     def __init__(
         self, model_dir: Path, serving: str | None, load: Callable[[Path], Recommender],
-        check_s: float, loop_away_s: Callable[[], float] | None = None,
+        check_s: float,
     ) -> None:
-        """`loop_away_s`: how long the poll loop has been away from its consumer now
-        (`PollGap.away_s`); the loader gives way while it is over LOOP_LATE_S."""
         self.model_dir = model_dir
-        self._loop_away_s = loop_away_s
         self.enabled = repository.is_repository(model_dir) and check_s > 0
         self.serving = serving  # version directory name being served (None: not a repo)
         self.check_s = check_s
@@ -102,12 +96,9 @@ class ModelWatcher:
 
     def _load_version(self, version: str) -> None:
         try:
-            away = self._loop_away_s
-            behind = None if away is None else (lambda: away() > LOOP_LATE_S)
-            with paced(LOADER_DUTY, behind=behind) as pacer:
+            with paced(LOADER_DUTY) as pacer:
                 self._loaded = (version, self._load(self.model_dir / version))
             logger.info("model version %s loaded (the loader rested %.1f s to leave the "
-                        "loop its CPU, and waited %.1f s for a late loop)", version,
-                        pacer.rested_s, pacer.waited_s)
+                        "loop its CPU)", version, pacer.rested_s)
         except BaseException as exc:  # handed to poll(), which refuses the version
             self._failure = (version, exc)

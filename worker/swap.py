@@ -52,8 +52,7 @@ class ModelSwap:
         self.metrics = metrics
         self.kafka_client = kafka_client
         name = serving.checkpoint.path.name if repository.is_repository(config.model_dir) else None
-        self.watcher = ModelWatcher(config.model_dir, name, self._load, config.model_check_s,
-                                    loop_away_s=metrics.poll_gap.away_s)
+        self.watcher = ModelWatcher(config.model_dir, name, self._load, config.model_check_s)
         self._next: tuple[str, Recommender] | None = None
         self._refusals_seen = 0  # model versions refused, as counted in the metrics
 

@@ -71,19 +71,6 @@ def test_the_poll_gap_gauge_keeps_the_slowest_turn_between_two_polls() -> None:
     assert gap.longest == slowest
 
 
-def test_the_time_away_from_the_consumer_is_read_while_it_lasts() -> None:
-    gap = WorkerMetrics().poll_gap
-    assert gap.away_s() == 0.0  # no poll yet
-    gap.polling()
-    time.sleep(0.03)
-    assert gap.away_s() == 0.0  # waiting in a poll is not being away
-    gap.polled()
-    time.sleep(0.03)
-    assert 0.03 <= gap.away_s() < 0.5  # a turn of the loop in progress
-    gap.polling()
-    assert gap.away_s() == 0.0
-
-
 def test_the_poll_gap_histogram_counts_every_gap_and_no_poll_wait() -> None:
     m = WorkerMetrics()
     gap = m.poll_gap

@@ -193,26 +193,3 @@ def test_a_version_loads_on_a_paced_thread(tmp_path: Path, clock: FakeClock) -> 
     assert settle(watcher) == ("v2", "model v2")
     assert seen == [reload.LOADER_DUTY]
     assert pacing.current() is None  # the loop's thread is not paced
-
-
-def test_the_loader_gives_way_to_a_late_loop(tmp_path: Path, clock: FakeClock) -> None:
-    """The load runs paced, waiting at its pause points while the loop is away longer
-    than LOOP_LATE_S; without a loop to watch it only keeps its duty."""
-    from streamrec.common import pacing
-    from streamrec.worker.reload import LOOP_LATE_S
-
-    seen: list[object] = []
-
-    def load(path: Path) -> Recommender:
-        pacer = pacing.current()
-        seen.append(pacer.behind() if pacer is not None and pacer.behind else None)
-        return cast(Recommender, f"model {path.name}")
-
-    repo = make_repo(tmp_path / "models", ["v1", "v2"], current="v2")
-    for away, expected in ((2 * LOOP_LATE_S, True), (LOOP_LATE_S / 2, False), (None, None)):
-        seen.clear()
-        watcher = ModelWatcher(repo, "v1", load, check_s=60,
-                               loop_away_s=None if away is None else (lambda a=away: a))
-        watcher.request()
-        assert settle(watcher) == ("v2", "model v2")
-        assert seen == [expected]
