@@ -222,6 +222,14 @@ class ColdModelScorer:
         return np.concatenate([scores, cold], axis=1)
 
 
+def without_seen(scores: np.ndarray, histories: np.ndarray) -> np.ndarray:
+    """`scores` `[B, N]` with the padding row 0 and each row's history (`[B, L]`,
+    left-padded with 0) set to -inf, in place; returned for chaining."""
+    scores[:, 0] = -np.inf
+    np.put_along_axis(scores, np.maximum(histories, 0), -np.inf, axis=1)
+    return scores
+
+
 class Restricted:
     """Any scorer with every row outside `candidates` (bool `[V + C + 1]`) set to -inf.
 
@@ -258,9 +266,7 @@ class FreshSlots:
     def score(self, histories: np.ndarray) -> np.ndarray:
         """The wrapped scores with each row's missing cold picks lifted into its top k."""
         scores = np.array(self.scorer.score(histories), dtype=np.float32)
-        masked = scores.copy()
-        masked[:, 0] = -np.inf
-        np.put_along_axis(masked, np.maximum(histories, 0), -np.inf, axis=1)
+        masked = without_seen(scores.copy(), histories)
         k, s = min(self.k, masked.shape[1] - 1), self.slots
         top = np.argsort(-masked, axis=1, kind="stable")[:, :k]  # [B, k]
         cold = np.where(self.cold, masked, -np.inf)
@@ -301,9 +307,8 @@ class Calibrated:
     def score(self, histories: np.ndarray) -> np.ndarray:
         """float32 `[B, V + C + 1]`: log-probabilities of the mixture, -inf where the
         wrapped scorer had -inf and on the history."""
-        scores = np.array(self.scorer.score(histories), dtype=np.float64)
-        scores[:, 0] = -np.inf
-        np.put_along_axis(scores, np.maximum(histories, 0), -np.inf, axis=1)
+        scores = without_seen(np.array(self.scorer.score(histories), dtype=np.float64),
+                              histories)
         v = self.num_warm
         parts = ((slice(1, v + 1), 1.0, np.log1p(-self.prior)),
                  (slice(v + 1, None), self.temperature, np.log(self.prior)))
