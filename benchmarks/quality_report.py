@@ -88,7 +88,15 @@ the decay, and the warm start goes on from them: 5 epochs of linear decay at the
 recipe's 1e-3), so that a retrain redoes only the previous version's decay on the new
 log: warm 0.0749 (0.0754 / 0.0742 / 0.0750) against 0.0763 for a full retrain on that
 schedule (0.0759 / 0.0766 / 0.0765; the linear decay's 0.0771 above is the EPYC's),
--1.8% (2026-12-05 21:23-21:40, Intel Xeon, scratch runs). On the test split, seed 42:
+-1.8% (2026-12-05 21:23-21:40, Intel Xeon, scratch runs). Two more on the validation
+copy, seed 42 (2026-12-06 00:33-00:51, Intel Xeon, scratch runs, where the full retrain
+gave 0.0766 and the default warm start 0.0763, as on the EPYC): the transformer blocks
+started afresh, the item table and positions kept, 0.0760, and only the item table
+kept, 0.0756, so the old blocks are not what holds the warm start back; the loss on
+each sequence's 2 newest targets alone (those the previous version never trained
+on), 0.0682, and with each older target kept at random with probability 0.25 or 0.5,
+0.0736 and 0.0747: the old positions carry the quality, and less training on them
+only loses. On the test split, seed 42:
 the old weights shrunk to 0.5 or 0.7 and N(0, 0.01) added (shrink and perturb, Ash &
 Adams 2020) 0.0725 and 0.0729 against 0.0729; 1,024 negatives to buy epochs, 0.0723 at 5
 epochs and 0.0730 at 10 epochs of 128 users; dropout 0.4, 0.0715. More epochs do not
