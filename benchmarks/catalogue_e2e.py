@@ -8,10 +8,16 @@ grown to `items` (`catalogue.py`; cached under the bench workdir), with the
 approximate index the worker would choose stored beside it (`streamrec index build`),
 so the worker reads it at load instead of training a quantizer.
 
-1. Throughput of a worker on each model over the stream's first events read from
-   offset 0 (`soak.measure_rate`, as bench soak and bench e2e's b find it); the
-   offered rate of every later run is `load` (half) of the slower one's, so the p99s
-   compare at one rate (or `rate`, given, and no throughput runs).
+1. The large model's worker (the slower one: its search is the longer) on the
+   stream's first events read from offset 0 (`soak.measure_rate`), then its maximum
+   live load (`capacity.py`, as bench e2e finds it): the highest rate of the latency
+   runs' own stream it keeps up with, searched from `LIVE_FIRST` of the backlog's
+   recommendations/s. The offered rate of every later run is `load` (half) of that
+   maximum, so the p99s compare at one rate (or `rate`, given, and no search).
+   Before 2026-12-06 the rate was half of the backlog's throughput, which folds a
+   user's queued events into one recommendation and so overstates what a worker
+   sustains live: on the 2-core Xeon the 1M-item worker was behind at that rate
+   before any swap (p99 0.5-1.1 s).
 2. `rounds` rounds of `latency.measure` at that rate, the two models alternating
    within each round, `seconds` each: p50/p95/p99, p99 of the events sent after
    the first `warmup_s`, and the ratio of the large model's p99 to the small one's.
@@ -34,9 +40,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamrec.bench import capacity
 from streamrec.bench import latency as latency_run
 from streamrec.bench.contenders import Stream, bench_model, load_stream
-from streamrec.bench.e2e import say
+from streamrec.bench.e2e import LIVE_FIRST, say
 from streamrec.bench.hot_swap import SCRAPE_S, WINDOWS, SwapRun, hot_swap
 from streamrec.bench.latency import Window
 from streamrec.bench.report import ROOT, append_section, broker, machine, table
@@ -58,8 +65,8 @@ class CatalogueOptions:
     events: int = 100_000  # distinct events the latency runs cycle through
     users: int = 30_000  # synthetic stream only (when ../shared/data is absent)
     partitions: int = 4  # as bench e2e
-    load: float = 0.5  # the fraction of the slower worker's recommendations/s offered
-    rate: float | None = None  # offered events/s; None: `load` of the throughput runs
+    load: float = 0.5  # the fraction of the large model's maximum live load offered
+    rate: float | None = None  # offered events/s; None: `load` of the maximum live load
     warmup_s: float = 5.0  # the steady p99 leaves out the events sent in the first seconds
     p99_factor: float = 1.5  # issue 22: the large model's p99 within this of the small one's
     swap_gap_s: float = 0.1  # issue 22: a hot swap stalls the loop at most this long
@@ -67,6 +74,17 @@ class CatalogueOptions:
     bootstrap: str | None = None
     report: bool = True  # append the section to docs/BENCHMARKS.md
     workdir: Path = ROOT / ".cache" / "bench"
+
+
+@dataclass(frozen=True)
+class Basis:
+    """How the offered rate was found: the large model's backlog throughput and its
+    maximum live load (`capacity.live_maximum`), with every probe."""
+
+    items: int
+    backlog: float  # recommendations/s (the lesser of events/s and recs/s) from offset 0
+    live_max: float  # events/s; 0.0: no probe kept up
+    probes: list[capacity.Probe]
 
 
 @dataclass(frozen=True)
@@ -94,22 +112,20 @@ def run(opts: CatalogueOptions) -> dict:
     figures: dict = {"machine": machine(), "stream": stream.source, "client": client,
                      "options": {k: str(v) for k, v in dataclasses.asdict(opts).items()}}
     with broker(opts.bootstrap) as bootstrap:
-        rates = {}
-        for items, model in models.items() if opts.rate is None else ():
-            say(f"throughput of the worker on the {items:,}-item model")
-            rates[items] = measure_rate(bootstrap, model, stream, extra, client,
-                                        opts.measure_events, opts.partitions, opts.load)[0]
-        rate = opts.rate or min(rates.values())
+        basis = None if opts.rate is not None else rate_basis(
+            bootstrap, opts.items, large, stream, opts, extra, client)
+        rate = opts.rate if basis is None else opts.load * (basis.live_max or basis.backlog)
         say(f"offering {rate:,.0f} events/s to every run")
         runs = [latency(bootstrap, rnd, items, model, stream, rate, opts, extra, client)
                 for rnd in range(1, opts.rounds + 1) for items, model in models.items()]
         swap = hot_swap(bootstrap, large, second, stream, rate, opts.seconds, opts.warmup_s,
                         opts.partitions, opts.events, opts.workdir, extra, client)
-    figures |= {"rates": rates, "rate": rate, "runs": [dataclasses.asdict(r) for r in runs],
+    figures |= {"basis": None if basis is None else dataclasses.asdict(basis), "rate": rate,
+                "runs": [dataclasses.asdict(r) for r in runs],
                 "swap": dataclasses.asdict(swap) | {"gap_s": swap.gap_s}}
     out = opts.workdir / f"catalogue-{int(time.time())}.json"
     out.write_text(json.dumps(figures, indent=2, default=str))
-    body = report(runs, swap, rates, rate, opts, client, figures["machine"], stream.source)
+    body = report(runs, swap, basis, rate, opts, client, figures["machine"], stream.source)
     for line in summary_lines(runs, swap, opts):
         say(line)
     if opts.report:
@@ -118,6 +134,24 @@ def run(opts: CatalogueOptions) -> dict:
     else:
         say(f"no report written (--no-report); figures in {out}")
     return figures
+
+
+def rate_basis(bootstrap: str, items: int, model: Path, stream: Stream,
+               opts: CatalogueOptions, extra: list[str], client: str) -> Basis:
+    """The large model's backlog throughput, then its maximum live load searched from
+    `LIVE_FIRST` of it with latency runs of `opts.seconds`."""
+    say(f"throughput of the worker on the {items:,}-item model")
+    backlog = measure_rate(bootstrap, model, stream, extra, client, opts.measure_events,
+                           opts.partitions, 1.0)[0]
+    say(f"the {items:,}-item worker's maximum live load")
+    live, probes = capacity.live_maximum(
+        lambda rate: latency_run.measure(bootstrap, model, stream, rate, opts.seconds,
+                                         opts.partitions, opts.workdir, extra, client=client,
+                                         probe_client=client),
+        first=LIVE_FIRST * backlog, say=say)
+    if not live:
+        say(f"no probe kept up: offering {opts.load:.0%} of the backlog's throughput instead")
+    return Basis(items, backlog, live, probes)
 
 
 def grown(model: Path, items: int, workdir: Path, seed: int) -> Path:
@@ -184,7 +218,7 @@ def summary_lines(runs: list[Run], swap: SwapRun, opts: CatalogueOptions) -> lis
             f"{met} (target ≤ {opts.p99_factor:g})", *lines]
 
 
-def report(runs: list[Run], swap: SwapRun, rates: dict[int, float], rate: float,
+def report(runs: list[Run], swap: SwapRun, basis: Basis | None, rate: float,
            opts: CatalogueOptions, client: str, where: str, source: str) -> str:
     """The section of docs/BENCHMARKS.md."""
     from streamrec.index.build import AUTO_APPROXIMATE_ITEMS, AUTO_APPROXIMATE_KIND
@@ -192,10 +226,7 @@ def report(runs: list[Run], swap: SwapRun, rates: dict[int, float], rate: float,
     rows = [[r.round, f"{r.items:,}", f"{r.sent:,}", f"{r.whole.events:,}",
              *(f"{x:.0f}" for x in (r.whole.p50, r.whole.p95, r.whole.p99, r.steady.p99,
                                     r.whole.max))] for r in runs]
-    throughput = "; ".join(f"{items:,} items: {r / opts.load:,.0f}" for items, r in rates.items())
-    offered = (f"Throughput (the lesser of events/s and recommendations/s over the first "
-               f"{opts.measure_events:,} events read from offset 0): {throughput}; every run "
-               f"offered {rate:,.0f} events/s, {opts.load:.0%} of the slower." if rates else
+    offered = (offered_sentence(basis, rate, opts) if basis is not None else
                f"Every run offered {rate:,.0f} events/s (`--rate`).")
     return "\n\n".join([
         f"Machine: {where}.",
@@ -213,6 +244,20 @@ def report(runs: list[Run], swap: SwapRun, rates: dict[int, float], rate: float,
         "Verdicts: " + "; ".join(summary_lines(runs, swap, opts)) + ".",
         swap_paragraph(swap, opts),
     ])
+
+
+def offered_sentence(basis: Basis, rate: float, opts: CatalogueOptions) -> str:
+    """How the offered rate was found, every probe named."""
+    probes = ", ".join(f"{p.rate:,.0f} {'kept up' if p.kept_up else 'fell behind'} "
+                       f"({p.tail_p50:,.0f} ms)" for p in basis.probes)
+    found = (f"its maximum live load {basis.live_max:,.0f} events/s" if basis.live_max else
+             "no probe kept up, so the backlog's throughput instead")
+    return (f"The {basis.items:,}-item worker's throughput from offset 0 (the lesser of "
+            f"events/s and recommendations/s over the first {opts.measure_events:,} events): "
+            f"{basis.backlog:,.0f}; its maximum live load (`capacity.py`: the stream offered "
+            f"{opts.seconds:g} s at a rate, kept up when the median latency of the last "
+            f"{capacity.TAIL_S:g} s is within {capacity.KEEPS_UP_MS:g} ms; probes: {probes}): "
+            f"{found}; every run offered {rate:,.0f} events/s, {opts.load:.0%} of it.")
 
 
 def swap_paragraph(swap: SwapRun, opts: CatalogueOptions) -> str:

@@ -192,8 +192,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     catalogue = actions.add_parser(
         "catalogue", help="the worker on a 1M-item model beside the 24k one; a hot swap of it",
         description="The games model and its item table grown to --items (cached, with its "
-                    "approximate index stored): each worker's throughput, then latency runs "
-                    "at half the slower one's, models alternating, --rounds rounds: p99 of "
+                    "approximate index stored): the large model's maximum live load, then "
+                    "latency runs at half of it, models alternating, --rounds rounds: p99 of "
                     "the large model against the small one's; then a new version of the "
                     "large model hot-swapped under that load: the longest gap between two "
                     "polls of the worker's loop and the latency before, during and after. "
@@ -210,10 +210,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="rounds of latency runs, models alternating (default "
                                 "%(default)s; 0: the hot swap alone)")
     catalogue.add_argument("--measure-events", type=int, default=g.measure_events,
-                           help="events of each throughput run (default %(default)s)")
+                           help="events of the throughput run from offset 0, whose rate "
+                                "starts the search for the maximum live load (default "
+                                "%(default)s)")
     catalogue.add_argument("--rate", type=float, default=None,
-                           help="offered events/s of every run (default: half of the slower "
-                                "model's throughput, measured first)")
+                           help="offered events/s of every run (default: half of the large "
+                                "model's maximum live load, measured first)")
     catalogue.add_argument("--partitions", type=int, default=g.partitions,
                            help="partitions of the events topics (default %(default)s)")
     catalogue.add_argument("--no-report", action="store_true",

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from streamrec.bench import catalogue_e2e
-from streamrec.bench.catalogue_e2e import CatalogueOptions, Run, p99_ratios, report, summary_lines
+from streamrec.bench.capacity import Probe
+from streamrec.bench.catalogue_e2e import (
+    Basis,
+    CatalogueOptions,
+    Run,
+    offered_sentence,
+    p99_ratios,
+    report,
+    summary_lines,
+)
 from streamrec.bench.hot_swap import SwapRun
 from streamrec.bench.latency import Window
 from streamrec.cli.main import build_parser
@@ -52,21 +61,38 @@ def test_the_verdicts_name_the_ratio_against_the_targets() -> None:
 def test_without_latency_rounds_the_swap_alone_is_judged() -> None:
     opts = CatalogueOptions(rounds=0)
     assert summary_lines([], SWAP, opts) == [summary_lines(runs((40, 60), (50, 70)), SWAP, opts)[1]]
-    body = report([], SWAP, {}, 700.0, opts, "confluent", "a box", "games.txt")
+    body = report([], SWAP, None, 700.0, opts, "confluent", "a box", "games.txt")
     assert "Verdicts: hot swap: longest gap" in body
 
 
 def test_the_report_says_what_ran_and_every_run() -> None:
     opts = CatalogueOptions(items=100_000, seconds=8, rounds=1)
-    body = report(runs((40, 60), (50, 70)), SWAP, {23_715: 900.0, 1_000_000: 700.0}, 700.0,
-                  opts, "confluent", "a box", "games.txt")
+    basis = Basis(100_000, 2_000.0, 1_400.0, [Probe(1_000.0, 30.0, True),
+                                               Probe(1_250.0, 40.0, True),
+                                               Probe(1_562.5, 900.0, False),
+                                               Probe(1_400.0, 60.0, True)])
+    body = report(runs((40, 60), (50, 70)), SWAP, basis, 700.0, opts, "confluent", "a box",
+                  "games.txt")
     assert "`streamrec bench catalogue --items 100000 --seconds 8 --rounds 1" in body
-    assert "every run offered 700 events/s" in body
+    assert ("The 100,000-item worker's throughput from offset 0 (the lesser of events/s and "
+            "recommendations/s over the first 60,000 events): 2,000; its maximum live load "
+            "(`capacity.py`: the stream offered 8 s at a rate, kept up when the median "
+            "latency of the last 5 s is within 250 ms; probes: 1,000 kept up (30 ms), 1,250 "
+            "kept up (40 ms), 1,562 fell behind (900 ms), 1,400 kept up (60 ms)): its maximum "
+            "live load 1,400 events/s; every run offered 700 events/s, 50% of it.") in body
     assert "| 2 | 1,000,000 | 1,000 | 1,000 | 6 | 12 | 70 | 60 | 140 |" in body
     assert "| during | 5,000 | 9 | 25 | 70 | 90 |" in body
     assert ("`streamrec_poll_gap_max_seconds` 30 ms before the request, 30 ms at the last "
             "scrape before the swap was counted (every 0.2 s), 60 ms after it (it rose at "
             "12.6 s to 60 ms after the request);") in body
+
+
+def test_a_search_that_never_kept_up_says_the_backlog_rate_stands_in() -> None:
+    opts = CatalogueOptions(seconds=30)
+    basis = Basis(1_000_000, 2_000.0, 0.0, [Probe(1_000.0, 4_000.0, False)])
+    assert offered_sentence(basis, 1_000.0, opts).endswith(
+        "probes: 1,000 fell behind (4,000 ms)): no probe kept up, so the backlog's throughput "
+        "instead; every run offered 1,000 events/s, 50% of it.")
 
 
 def test_catalogue_flags_become_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,5 +110,5 @@ def test_catalogue_flags_become_its_options(monkeypatch: pytest.MonkeyPatch) -> 
     assert opts.workdir == CatalogueOptions().workdir
     defaults = build_parser().parse_args(["bench", "catalogue"])
     assert (defaults.items, defaults.rounds, defaults.no_report, defaults.rate) == (
-        1_000_000, 2, False, None)  # the rate: half of the slower throughput, measured
+        1_000_000, 2, False, None)  # the rate: half of the maximum live load, measured
     assert isinstance(opts.workdir, Path)
