@@ -41,6 +41,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from streamrec.index import faiss_threads
 from streamrec.index.base import ItemIndex, SearchResult, drop_excluded, pad_exclusions
 from streamrec.index.errors import IndexBuildError
 from streamrec.index.faiss_index import BitmapSelector, bitmap_selector
@@ -93,6 +94,7 @@ class AnnIndex(ItemIndex):
         spec = KINDS[self.kind].format(nlist=p.nlist, pq_m=p.pq_m, hnsw_m=p.hnsw_m)
         index = faiss.index_factory(self.dim, spec, faiss.METRIC_INNER_PRODUCT)
         table = np.ascontiguousarray(embeddings, dtype=np.float32)
+        faiss_threads.apply()  # k-means and the quantizer's training run on OpenMP threads
         try:
             if not index.is_trained:
                 sample = table[1:]
@@ -128,12 +130,14 @@ class AnnIndex(ItemIndex):
     def _raw_search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         # n + 1 because row 0 (padding) may take a slot; the shared filter drops it.
         n = min(n + 1, self.num_rows)
+        faiss_threads.apply()
         scores, rows = self._index.search(queries, n, params=self._search_params(n))
         return rows.astype(np.int64, copy=False), scores
 
     def _exhaustive(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Search every stored vector (all IVF lists; HNSW's flat storage)."""
         n = min(n + 1, self.num_rows)
+        faiss_threads.apply()
         if self.kind == "hnsw":
             storage = faiss.downcast_index(self.cpu_index.storage)
             sel = self._selector()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from streamrec.index import faiss_threads
 from streamrec.index.base import ItemIndex
 
 logger = logging.getLogger(__name__)
@@ -76,5 +77,6 @@ class FaissIndex(ItemIndex):
         native = self.unavailable.native
         params = (faiss.SearchParameters(sel=native.selector)
                   if isinstance(native, BitmapSelector) else None)
+        faiss_threads.apply()
         scores, rows = self._index.search(queries, min(n + 1, self.num_rows), params=params)
         return rows.astype(np.int64, copy=False), scores

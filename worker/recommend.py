@@ -101,12 +101,12 @@ def length_buckets(lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
 
 
 def set_faiss_threads(threads: int) -> None:
-    """FAISS's OpenMP threads, when faiss is installed."""
+    """FAISS's OpenMP threads on every thread that searches, when faiss is installed."""
     try:
-        import faiss
-    except ImportError:
+        from streamrec.index import faiss_threads
+    except ImportError:  # no faiss
         return
-    faiss.omp_set_num_threads(threads)
+    faiss_threads.set_threads(threads)
 
 
 class Recommender:
@@ -140,8 +140,9 @@ class Recommender:
         `ann`'s parameters; one stored in the checkpoint is read instead of built when
         it fits). An approximate index's recall@10 against exact search is measured
         on the checkpoint's query sample and one below `min_recall` is refused
-        (IndexRecallError). `threads` > 0 sets torch's and FAISS's CPU threads for the
-        process: the Kafka client and the broker need cores too.
+        (IndexRecallError). `threads` > 0 sets torch's CPU threads for the process and
+        FAISS's for every thread that searches (`index/faiss_threads.py`): the Kafka
+        client and the broker need cores too.
         """
         if threads > 0:  # before the index is built: IVF's k-means runs on FAISS's threads
             torch.set_num_threads(threads)
