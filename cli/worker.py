@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
          "load, is below this (a refused hot swap keeps the old model serving)", float)
     flag("--torch-threads", defaults.torch_threads,
          "CPU threads of the encoder and index (0 = torch's default, every core)", int)
+    flag("--index-threads", defaults.index_threads,
+         "FAISS's threads for the model stage's searches (0 = every core); --torch-threads "
+         "sets them everywhere else", int)
     flag("--restore-readers", defaults.restore_readers,
          "processes reading a large changelog restore, a share of the partitions each "
          "(0 = one per core, 1 = in the worker's own process)", int)
@@ -123,7 +126,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, device=args.device,
             model_check_s=args.model_check_s,
             index=args.index, ann=ann_from_args(args), min_recall=args.min_recall,
-            torch_threads=args.torch_threads,
+            torch_threads=args.torch_threads, index_threads=args.index_threads,
             restore_readers=args.restore_readers,
             max_users=args.max_users, max_unknown_items=args.max_unknown_items,
             fresh_slots=args.fresh_slots,

@@ -8,12 +8,14 @@ cores of the 2-core box (process CPU twice the wall time: docs/BENCHMARKS.md,
 2026-12-06), beside the poll loop and the broker that the setting keeps a core for.
 
 `set_threads(n)` records the count for the process and applies it to the calling
-thread; the FAISS indexes call `apply()` before each search, which sets it once on a
-thread that has not had it (a thread-local check, well under a microsecond).
+thread; `for_this_thread(n)` gives one thread its own count (the worker's model
+thread: `--index-threads`); the FAISS indexes call `apply()` before each search, which
+sets the thread's count once (a thread-local check, well under a microsecond).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import faiss
@@ -30,8 +32,17 @@ def set_threads(threads: int) -> None:
     apply()
 
 
+def for_this_thread(threads: int) -> None:
+    """The calling thread's own count, whatever `set_threads` says (0: every core this
+    process may run on, OpenMP's default)."""
+    _local.own = threads if threads > 0 else len(os.sched_getaffinity(0))
+    apply()
+
+
 def apply() -> None:
-    """Give the calling thread the recorded count, if it does not have it yet."""
-    if _wanted and getattr(_local, "threads", 0) != _wanted:
-        faiss.omp_set_num_threads(_wanted)
-        _local.threads = _wanted
+    """Give the calling thread its count (its own, else the recorded one), if it does
+    not have it yet."""
+    wanted = getattr(_local, "own", 0) or _wanted
+    if wanted and getattr(_local, "threads", 0) != wanted:
+        faiss.omp_set_num_threads(wanted)
+        _local.threads = wanted

@@ -191,7 +191,7 @@ class Worker:
                               limits=cfg.limits, event_types=cfg.event_types,
                               exactly_once=cfg.exactly_once)
         self._model = ModelStage(self.recommender, cfg.k, cfg.fresh_slots,
-                                 switch_interval(self.kafka_client))
+                                 switch_interval(self.kafka_client), cfg.index_threads)
         self._consumer = make_consumer(
             cfg.bootstrap, cfg.group_id, cfg.client_id, cfg.security,
             max_poll_records=cfg.poll_records,

@@ -50,6 +50,7 @@ class WorkerConfig:
     ann: AnnParams = field(default_factory=AnnParams)
     min_recall: float = 0.9  # recall@10 against exact search, measured at load
     torch_threads: int = 1  # encoder/index threads on a CPU (0 = torch's default: all cores)
+    index_threads: int = 0  # FAISS's threads on the model thread (0 = every core)
     restore_readers: int = 0  # processes reading a large changelog restore (0 = one per core)
     explain_top: int = 3  # history items listed in the explanation
     fresh_slots: int = 0  # of the k places, kept for items recommended by their content

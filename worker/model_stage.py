@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamrec.worker.batcher import BatchItem
-from streamrec.worker.recommend import Recommendations, Recommender
+from streamrec.worker.recommend import Recommendations, Recommender, set_search_threads
 from streamrec.worker.state.durable import Changes
 
 logger = logging.getLogger(__name__)
@@ -76,10 +76,12 @@ class ModelStage:
     """A single worker thread that encodes and searches one `ModelJob` at a time."""
 
     def __init__(self, recommender: Recommender, k: int, fresh_slots: int = 0,
-                 switch_interval_s: float | None = None) -> None:
+                 switch_interval_s: float | None = None, search_threads: int = 0) -> None:
         """`switch_interval_s`: the GIL switch interval to set for the process (at most;
-        None leaves it), see the module's docstring."""
+        None leaves it), see the module's docstring. `search_threads`: FAISS's threads on
+        the stage's thread (0: every core; `--index-threads`)."""
         self.recommender = recommender
+        self.search_threads = search_threads
         self.k = k
         self.fresh_slots = fresh_slots  # of the k places, kept for items embedded live
         self._job: ModelJob | None = None  # in the stage until taken
@@ -155,6 +157,7 @@ class ModelStage:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        set_search_threads(self.search_threads)
         while True:
             with self._wake:
                 while not self._closed and self._todo is None:

@@ -109,6 +109,16 @@ def set_faiss_threads(threads: int) -> None:
     faiss_threads.set_threads(threads)
 
 
+def set_search_threads(threads: int) -> None:
+    """The calling thread's own FAISS threads (0: every core), when faiss is installed:
+    the model stage's, whatever `set_faiss_threads` gave the others."""
+    try:
+        from streamrec.index import faiss_threads
+    except ImportError:  # no faiss
+        return
+    faiss_threads.for_this_thread(threads)
+
+
 class Recommender:
     """The model stage of the worker: encode + search with exclusions + cold start."""
 

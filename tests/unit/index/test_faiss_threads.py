@@ -66,3 +66,24 @@ def test_zero_leaves_openmp_default(wanted: int) -> None:
     default = wanted - 1
     faiss_threads.set_threads(0)
     assert on_new_thread(faiss_threads.apply) == default
+
+
+def test_a_threads_own_count_wins_over_the_process_one(wanted: int) -> None:
+    t = table()
+    index = FaissIndex(t, device="cpu")
+    faiss_threads.set_threads(wanted)
+
+    def own() -> None:
+        faiss_threads.for_this_thread(wanted + 1)
+        index.search(t[1:3], 5)
+
+    assert on_new_thread(own) == wanted + 1
+    assert on_new_thread(lambda: index.search(t[1:3], 5)) == wanted  # others keep it
+
+
+def test_own_count_zero_is_every_core_this_process_may_use(wanted: int) -> None:
+    import os
+
+    faiss_threads.set_threads(wanted)
+    assert on_new_thread(lambda: faiss_threads.for_this_thread(0)) == len(
+        os.sched_getaffinity(0))

@@ -68,6 +68,31 @@ def test_a_batch_runs_on_the_stage_thread_and_is_taken_once_done() -> None:
         stage.close()
 
 
+def test_the_stage_thread_searches_on_its_own_faiss_threads() -> None:
+    faiss = pytest.importorskip("faiss")
+    from streamrec.index import faiss_threads
+
+    seen: list[int] = []
+
+    class Searching(FakeRecommender):
+        def search(self, *args: object, **kwargs: object) -> np.ndarray:
+            faiss_threads.apply()  # what every FAISS index does before it searches
+            seen.append(faiss.omp_get_max_threads())
+            return super().search(*args, **kwargs)  # type: ignore[arg-type]
+
+    before = faiss.omp_get_max_threads()
+    faiss_threads.set_threads(1)  # the process's count (--torch-threads)
+    stage = ModelStage(Searching(), k=1, search_threads=3)  # type: ignore[arg-type]
+    try:
+        stage.submit(job(2))
+        assert stage.take(timeout_s=5.0) is not None
+        assert seen == [3]
+    finally:
+        stage.close()
+        faiss_threads.set_threads(0)
+        faiss.omp_set_num_threads(before)
+
+
 def test_an_inline_batch_is_finished_on_the_callers_thread_when_submit_returns() -> None:
     model = FakeRecommender()
     stage = ModelStage(model, k=1)  # type: ignore[arg-type]
