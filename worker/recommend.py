@@ -151,8 +151,8 @@ class Recommender:
         it fits). An approximate index's recall@10 against exact search is measured
         on the checkpoint's query sample and one below `min_recall` is refused
         (IndexRecallError). `threads` > 0 sets torch's CPU threads for the process and
-        FAISS's for every thread that searches (`index/faiss_threads.py`): the Kafka
-        client and the broker need cores too.
+        FAISS's for every thread that searches but the model stage's, which has its own
+        (`index/faiss_threads.py`): the Kafka client and the broker need cores too.
         """
         if threads > 0:  # before the index is built: IVF's k-means runs on FAISS's threads
             torch.set_num_threads(threads)

@@ -91,6 +91,7 @@ def test_the_stage_thread_searches_on_its_own_faiss_threads() -> None:
         stage.close()
         faiss_threads.set_threads(0)
         faiss.omp_set_num_threads(before)
+        faiss_threads._local.__dict__.clear()  # this thread's record of what it was given
 
 
 def test_an_inline_batch_is_finished_on_the_callers_thread_when_submit_returns() -> None:
