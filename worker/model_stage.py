@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamrec.worker.batcher import BatchItem
-from streamrec.worker.recommend import Recommendations, Recommender, set_search_threads
+from streamrec.worker.recommend import Recommendations, Recommender, set_faiss_threads
 from streamrec.worker.state.durable import Changes
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class ModelStage:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        set_search_threads(self.search_threads)
+        set_faiss_threads(self.search_threads, own=True)
         while True:
             with self._wake:
                 while not self._closed and self._todo is None:

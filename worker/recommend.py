@@ -100,23 +100,18 @@ def length_buckets(lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
     return buckets
 
 
-def set_faiss_threads(threads: int) -> None:
-    """FAISS's OpenMP threads on every thread that searches, when faiss is installed."""
+def set_faiss_threads(threads: int, *, own: bool = False) -> None:
+    """FAISS's OpenMP threads on every thread that searches, when faiss is installed;
+    with `own`, the calling thread's own count instead (0: every core): the model
+    stage's, whatever the others were given."""
     try:
         from streamrec.index import faiss_threads
     except ImportError:  # no faiss
         return
-    faiss_threads.set_threads(threads)
-
-
-def set_search_threads(threads: int) -> None:
-    """The calling thread's own FAISS threads (0: every core), when faiss is installed:
-    the model stage's, whatever `set_faiss_threads` gave the others."""
-    try:
-        from streamrec.index import faiss_threads
-    except ImportError:  # no faiss
-        return
-    faiss_threads.for_this_thread(threads)
+    if own:
+        faiss_threads.for_this_thread(threads)
+    else:
+        faiss_threads.set_threads(threads)
 
 
 class Recommender:

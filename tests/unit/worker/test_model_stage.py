@@ -87,6 +87,12 @@ def test_the_stage_thread_searches_on_its_own_faiss_threads() -> None:
         stage.submit(job(2))
         assert stage.take(timeout_s=5.0) is not None
         assert seen == [3]
+        other: list[int] = []  # any other thread keeps the process's count
+        thread = threading.Thread(target=lambda: (faiss_threads.apply(),
+                                                  other.append(faiss.omp_get_max_threads())))
+        thread.start()
+        thread.join()
+        assert other == [1]
     finally:
         stage.close()
         faiss_threads.set_threads(0)
