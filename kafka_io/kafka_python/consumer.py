@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka import TopicPartition as KpPartition
 from kafka.structs import OffsetAndMetadata
 
+from streamrec.kafka_io.errors import KafkaClientError
 from streamrec.kafka_io.kafka_python.base import open_client, to_kp, to_port, translated
 from streamrec.kafka_io.port import (
     MAX_REQUEST_BYTES,
@@ -24,6 +26,8 @@ from streamrec.kafka_io.port import (
 from streamrec.kafka_io.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
+
+TRANSIENT_LOG_S = 30.0  # while polls keep failing, one warning per this long
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -71,6 +75,7 @@ class KafkaPythonConsumer(Consumer):
             **security.client_kwargs(),
         }
         self._c = open_client(settings.bootstrap, security, lambda: KafkaConsumer(**config))
+        self._warned_at: float | None = None  # while polls fail: the last warning's time
 
     def subscribe(
         self, topic: str, *, on_assigned: RebalanceCallback | None = None,
@@ -80,12 +85,31 @@ class KafkaPythonConsumer(Consumer):
             self._c.subscribe([topic], listener=_Listener(on_assigned, on_revoked, on_lost))
 
     def poll(self, timeout_s: float) -> dict[TopicPartition, list[Record]]:
-        with translated():
-            # Its partitions are tuples equal to the port's, its records have the
-            # port's attributes: handed out as they are, no copy per record.
-            polled = self._c.poll(timeout_ms=max(0, int(timeout_s * 1000)))
+        start = time.monotonic()
+        try:
+            with translated():
+                # Its partitions are tuples equal to the port's, its records have the
+                # port's attributes: handed out as they are, no copy per record.
+                polled = self._c.poll(timeout_ms=max(0, int(timeout_s * 1000)))
+        except KafkaClientError as exc:
+            if not exc.retriable or exc.denied is not None:
+                raise
+            self._transient(exc)
+            time.sleep(max(0.0, timeout_s - (time.monotonic() - start)))  # no busy loop
+            return {}
+        self._warned_at = None
         self._rejoin_if_lost()
         return polled  # type: ignore[no-any-return]
+
+    def _transient(self, exc: KafkaClientError) -> None:
+        """A retriable error out of `poll` (the broker away: kafka-python 3 raises its
+        coordinator lookup's connection error) is logged and polled through, as
+        librdkafka does with its own: the watchdog, not the client, decides when
+        waiting for the broker has lasted too long."""
+        now = time.monotonic()
+        if self._warned_at is None or now - self._warned_at >= TRANSIENT_LOG_S:
+            logger.warning("consumer: %s (retrying)", exc)
+            self._warned_at = now
 
     def _rejoin_if_lost(self) -> None:
         """Ask again for a join that kafka-python 3.0.12 would never finish.
