@@ -9,7 +9,7 @@ approximate index the worker would choose stored beside it (`streamrec index bui
 so the worker reads it at load instead of training a quantizer.
 
 1. The large model's worker (the slower one: its search is the longer) on the
-   stream's first events read from offset 0 (`soak.measure_rate`), then its maximum
+   stream's first events read from offset 0 (`soak_rate.backlog_rate`), then its maximum
    live load (`capacity.py`, as bench e2e finds it): the highest rate of the latency
    runs' own stream it keeps up with, searched from `LIVE_FIRST` of the backlog's
    recommendations/s. The offered rate of every later run is `load` (half) of that
@@ -47,7 +47,7 @@ from streamrec.bench.e2e import LIVE_FIRST, say
 from streamrec.bench.hot_swap import SCRAPE_S, WINDOWS, SwapRun, hot_swap
 from streamrec.bench.latency import Window
 from streamrec.bench.report import ROOT, append_section, broker, machine, table
-from streamrec.bench.soak import measure_rate
+from streamrec.bench.soak_rate import backlog_rate
 from streamrec.kafka_io.clients import resolve_client
 
 logger = logging.getLogger(__name__)
@@ -141,8 +141,8 @@ def rate_basis(bootstrap: str, items: int, model: Path, stream: Stream,
     """The large model's backlog throughput, then its maximum live load searched from
     `LIVE_FIRST` of it with latency runs of `opts.seconds`."""
     say(f"throughput of the worker on the {items:,}-item model")
-    backlog = measure_rate(bootstrap, model, stream, extra, client, opts.measure_events,
-                           opts.partitions, 1.0)[0]
+    backlog = backlog_rate(bootstrap, model, stream, extra, client, opts.measure_events,
+                           opts.partitions)
     say(f"the {items:,}-item worker's maximum live load")
     live, probes = capacity.live_maximum(
         lambda rate: latency_run.measure(bootstrap, model, stream, rate, opts.seconds,

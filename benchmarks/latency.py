@@ -36,6 +36,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,13 +150,17 @@ def consume(bootstrap: str, topic: str, seconds: float, out: Path,
 def measure(bootstrap: str, model: Path, stream: Stream, rate: float, seconds: float,
             partitions: int, workdir: Path, extra: list[str] | None = None,
             target: str = "worker", client: str | None = None,
-            probe_client: str | None = None) -> Latency:
+            probe_client: str | None = None,
+            prepare: Callable[[str], None] | None = None) -> Latency:
     """Run a worker (or the relay; `extra` are then its runner flags) on `client`, a
-    consumer and a paced producer on `probe_client`; return the latencies."""
+    consumer and a paced producer on `probe_client`; return the latencies.
+    `prepare(group)` runs before the worker starts (e.g. to fill its changelog)."""
     tag = uuid.uuid4().hex[:6]
     topic, out = f"bench-latency-{tag}", f"bench-latency-{tag}-recs"
     ensure_topics(bootstrap, {topic: partitions, out: partitions}, client=probe_client)
     port, group = free_port(), f"bench-latency-{tag}"
+    if prepare is not None:
+        prepare(group)
     if target == "relay":
         command = [sys.executable, "-m", "streamrec.bench.runners", "relay", "--bootstrap",
                    bootstrap, "--topic", topic, "--out", out, "--group", group,

@@ -6,10 +6,8 @@ broker (a local one unless `bootstrap` is given), as in `bench e2e`, while this
 process produces events at a steady rate (`eventlog.replay`, `ts` = the time of
 sending, cycling through the first `events` events of the e2e stream) and the
 latency consumer of `latency.py` reads the recommendations in another process.
-The rate is `--rate`, or `load` (half) of what the worker sustained in a quick
-throughput run first: the first `measure_events` events of the stream read from
-offset 0 (in the games log, each user's first two: a batch rarely holds a user
-twice), min(events/s, recommendations/s) as bench e2e takes b's. At `restart_at` of
+The rate is `--rate`, or `load` (half) of the worker's maximum live load on this
+stream with its histories full, found first (`soak_rate.py`). At `restart_at` of
 the run the worker gets SIGTERM and, once it has exited, starts again in the same
 group (same instance id: it restores its users from the changelog). Every
 `sample_s` the worker's RSS and CPU (utime + stime) are read from /proc and its lag,
@@ -35,16 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from streamrec.bench import report, soak_report
+from streamrec.bench import report, soak_rate, soak_report
 from streamrec.bench.contenders import (
     Stream,
     bench_model,
     client_env,
     load_stream,
-    preload,
     proc_cpu_s,
     proc_rss_mb,
-    run_workers,
     scrape,
     worker_command,
 )
@@ -67,9 +63,10 @@ class SoakOptions:
     """What `bench soak` runs; the defaults are the issue's 30-minute soak."""
 
     minutes: float = 30.0
-    rate: float | None = None  # offered events/s; None: `load` of a quick throughput run
-    load: float = 0.5  # the fraction of the measured recommendations/s offered
-    measure_events: int = 60_000  # events of the throughput run
+    rate: float | None = None  # offered events/s; None: `load` of the maximum live load
+    load: float = 0.5  # the fraction of the maximum live load offered (`soak_rate.py`)
+    measure_events: int = 60_000  # events of the throughput run (the search's first guess)
+    probe_s: float = 20.0  # each probe of the maximum live load (full histories from the start)
     restart_at: float = 0.5  # share of the run at which the worker is restarted (0: never)
     sample_s: float = 5.0
     events: int = 100_000  # distinct events the producer cycles through
@@ -206,8 +203,11 @@ def run(opts: SoakOptions) -> soak_report.Verdict:
         if opts.rate:
             rate, source = opts.rate, "given (`--rate`)"
         else:
-            rate, source = measure_rate(bootstrap, model, stream, extra, client,
-                                        opts.measure_events, opts.partitions, opts.load)
+            found = soak_rate.find(bootstrap, model, stream, extra, client, events=opts.events,
+                                   measure_events=opts.measure_events,
+                                   partitions=opts.partitions, load=opts.load,
+                                   probe_s=opts.probe_s, workdir=opts.workdir)
+            rate, source = found.rate, found.sentence(opts.events, opts.measure_events)
         soaked = soak(bootstrap, model, stream, rate, opts, extra, client)
     soaked.rate_source = source
     samples = soak_report.with_latencies(soaked.samples, soaked.start_ms, soaked.arrival_ms,
@@ -217,24 +217,6 @@ def run(opts: SoakOptions) -> soak_report.Verdict:
     for line in verdict.lines():
         print(f"[bench] {line}", flush=True)
     return verdict
-
-
-def measure_rate(bootstrap: str, model: Path, stream: Stream, extra: list[str], client: str,
-                 events: int, partitions: int, load: float) -> tuple[float, str]:
-    """`load` of the worker's recommendations/s over the first `events` events of the
-    stream read from offset 0 (as bench e2e's b); the rate and how it was found."""
-    n = min(events, len(stream))
-    prefix = Stream(stream.users[:n], stream.items[:n], stream.ts[:n], stream.source)
-    topic = f"bench-soak-rate-{uuid.uuid4().hex[:6]}"
-    say(f"throughput run: the worker over {n:,} events from offset 0")
-    preload(bootstrap, topic, prefix, partitions)
-    result, _ = run_workers("soak-rate", bootstrap, topic, model, n, extra=extra, client=client)
-    full = min(result.events_per_s, result.recs_per_s)
-    say(f"throughput: {result.events_per_s:,.0f} events/s, {result.recs_per_s:,.0f} recs/s; "
-        f"offering {load:.0%}: {load * full:,.0f} events/s")
-    return load * full, (f"{load:.0%} of the worker's {full:,.0f} recommendations/s "
-                         f"over the stream's first {n:,} events read from offset 0 "
-                         "(measured first, as bench e2e's b)")
 
 
 def soak(bootstrap: str, model: Path, stream: Stream, rate: float, opts: SoakOptions,

@@ -147,8 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     soak = actions.add_parser(
         "soak", help="the worker at half its load for minutes, restarted midway: growth?",
         description="A worker process against a real broker at a steady rate (--rate, else "
-                    "half of the recommendations/s it sustains in a quick throughput run "
-                    "first) for --minutes, SIGTERM and a start in the same group at "
+                    "half of its maximum live load on the soak's stream with every history "
+                    "full, found first) for --minutes, SIGTERM and a start in the same group at "
                     "--restart-at; RSS, lag, window p99 and CPU sampled every --sample-s "
                     "into docs/bench/soak-<client>.csv and .png, and a verdict on growth. "
                     "Starts a local broker unless --bootstrap is given.")
@@ -158,7 +158,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     soak.add_argument("--minutes", type=float, default=k.minutes,
                       help="length of the soak (default %(default)s)")
     soak.add_argument("--rate", type=float, default=None,
-                      help="offered events/s (default: half of a throughput run's recs/s)")
+                      help="offered events/s (default: half of the maximum live load, found "
+                           "first with full histories)")
     soak.add_argument("--model", type=Path, default=None,
                       help="checkpoint to serve (default: the games preset, trained once)")
     soak.add_argument("--restart-at", type=float, default=k.restart_at,
@@ -167,7 +168,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     soak.add_argument("--sample-s", type=float, default=k.sample_s,
                       help="sampling window in seconds (default %(default)s)")
     soak.add_argument("--measure-events", type=int, default=k.measure_events,
-                      help="events of the throughput run (default %(default)s)")
+                      help="events of the throughput run that gives the search its first "
+                           "guess (default %(default)s)")
+    soak.add_argument("--probe-s", type=float, default=k.probe_s,
+                      help="seconds of each probe of the maximum live load (default "
+                           "%(default)s)")
     soak.add_argument("--events", type=int, default=k.events,
                       help="distinct events the producer cycles through (default %(default)s)")
     soak.add_argument("--partitions", type=int, default=k.partitions,
@@ -278,7 +283,8 @@ def run_soak(args: argparse.Namespace) -> int:
 
     run(SoakOptions(
         minutes=args.minutes, rate=args.rate, restart_at=args.restart_at,
-        sample_s=args.sample_s, measure_events=args.measure_events, events=args.events,
+        sample_s=args.sample_s, measure_events=args.measure_events, probe_s=args.probe_s,
+        events=args.events,
         partitions=args.partitions, model=args.model, index=args.index, threads=args.threads,
         worker_args=tuple(args.worker_arg), kafka_client=args.kafka_client,
         bootstrap=args.bootstrap or None,

@@ -149,8 +149,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         if _sha256(file) != doc["sha256"].get(name):
             raise CheckpointError(f"{file} does not match the sha256 in {CONFIG_FILE}: "
                                   "it was modified or corrupted; restore it from the original")
+    config = _model_config(root, doc)
     try:
-        config = ModelConfig.from_dict(doc["model"])
         content = ContentConfig.from_dict(doc["content"]) if "content" in doc else None
     except (ConfigError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{root / CONFIG_FILE}: bad model config: {exc}") from exc
@@ -182,6 +182,20 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         popularity=popularity.numpy().astype(np.float32), model_version=doc["model_version"],
         path=root, meta=doc.get("meta", {}), queries=queries, content=content,
     )
+
+
+def read_model_config(path: str | Path) -> ModelConfig:
+    """The model's shape from config.json alone, weights neither read nor checked: what a
+    harness needs to know (e.g. the history length) about a checkpoint it hands on."""
+    root = resolve(path)
+    return _model_config(root, _read_config(root))
+
+
+def _model_config(root: Path, doc: dict[str, Any]) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(doc["model"])
+    except (ConfigError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{root / CONFIG_FILE}: bad model config: {exc}") from exc
 
 
 def attach_files(path: str | Path, files: dict[str, bytes]) -> None:

@@ -12,11 +12,18 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from streamrec.bench import latency as latency_run
 from streamrec.bench import report
+from streamrec.bench.contenders import Stream
 from streamrec.bench.soak import SoakOptions
 from streamrec.bench.soak import run as run_soak
+from streamrec.bench.soak_rate import cycled_histories, fill_changelog
+from streamrec.encoder.checkpoint import read_model_config
+from streamrec.worker.state.changelog import changelog_topic, decode_history
+from tests.integration.helpers import consume_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,3 +49,33 @@ def test_bench_soak_restarts_the_worker_and_reports(
     assert ": bench soak (" in text
     assert "SIGTERM 12 s in" in text
     assert "verdict: " in text
+
+
+def test_a_probe_worker_starts_from_the_histories_the_cycle_leaves(
+    kafka_bootstrap: str, tiny_checkpoint: Path, tmp_path: Path,
+) -> None:
+    """The probes of the soak's rate measure full histories: the worker restores the
+    filled changelog (each user in its events' partition) before it serves."""
+    users = [f"u{n}" for n in range(10)]
+    items = [f"i{1 + n}" for n in range(30)]  # each user 3 distinct items a cycle
+    cycle = Stream(users * 3, items, np.arange(30, dtype=np.int64), "test")
+    max_len = read_model_config(tiny_checkpoint).max_len
+    filled = cycled_histories(cycle, len(cycle), max_len)
+    groups: list[str] = []
+
+    def prepare(group: str) -> None:
+        groups.append(group)
+        fill_changelog(kafka_bootstrap, group, filled, partitions=2)
+
+    lat = latency_run.measure(kafka_bootstrap, tiny_checkpoint, cycle, 20.0, 2.0, 2,
+                              tmp_path, prepare=prepare)
+    assert 0 < lat.sent <= 40  # at most 4 events a user: fewer than max_len (8)
+    records = consume_until(kafka_bootstrap, changelog_topic(groups[0]), lambda rs: False,
+                            timeout_s=5)
+    latest = {r.key.decode(): decode_history(r.value) for r in records}
+    served = set(cycle.users[:lat.sent])
+    assert served
+    assert all(latest[u].offset >= 0 for u in served)  # written by the worker
+    for user in served:  # the filled history, moved on by this run's events
+        assert len(latest[user].items) == max_len, latest[user]
+        assert set(latest[user].items) == set(filled[user])

@@ -30,5 +30,5 @@ def test_soak_flags_become_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_soak_defaults_measure_the_rate_and_restart_midway() -> None:
     args = build_parser().parse_args(["bench", "soak"])
-    assert args.rate is None  # half of a throughput run, measured first
+    assert args.rate is None  # half of the maximum live load, found first
     assert (args.minutes, args.restart_at) == (SoakOptions().minutes, 0.5)
