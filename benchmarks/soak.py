@@ -55,6 +55,11 @@ logger = logging.getLogger(__name__)
 
 TICK_S = 0.25  # how often the driver looks at the worker between samples
 STOP_TIMEOUT_S = 60.0  # a worker that has not exited this long after SIGTERM is killed
+FULL_START = ("The first life starts from every user's history as the cycle leaves it "
+              "(the group's changelog filled first, as for the rate's probes), as the second "
+              "restores it: both lives are the steady state.")
+EMPTY_START = ("The first life starts from empty state (`--empty-start`): its histories fill "
+               "over its first minutes, and its memory with them.")
 SHORT_MINUTES = 10.0  # below this a run checks the harness more than it finds a leak
 
 
@@ -67,6 +72,7 @@ class SoakOptions:
     load: float = 0.5  # the fraction of the maximum live load offered (`soak_rate.py`)
     measure_events: int = 60_000  # events of the throughput run (the search's first guess)
     probe_s: float = 20.0  # each probe of the maximum live load (full histories from the start)
+    full_start: bool = True  # the first life restores every history full, as the second does
     restart_at: float = 0.5  # share of the run at which the worker is restarted (0: never)
     sample_s: float = 5.0
     events: int = 100_000  # distinct events the producer cycles through
@@ -223,12 +229,18 @@ def soak(bootstrap: str, model: Path, stream: Stream, rate: float, opts: SoakOpt
          extra: list[str], client: str) -> SoakRun:
     """The worker under `rate` events/s for `minutes`, restarted at `restart_at`."""
     tag = uuid.uuid4().hex[:6]
-    topic, out = f"bench-soak-{tag}", f"bench-soak-{tag}-recs"
+    topic, out, group = f"bench-soak-{tag}", f"bench-soak-{tag}-recs", f"bench-soak-{tag}"
     ensure_topics(bootstrap, {topic: opts.partitions, out: opts.partitions})
+    if opts.full_start:  # the first life starts where the second does: every history full
+        cycle = Stream(stream.users[:opts.events], stream.items[:opts.events],
+                       stream.ts[:opts.events], stream.source)
+        histories, max_len = soak_rate.full_histories(model, cycle)
+        say(f"filling the group's changelog: {len(histories):,} users, {max_len} items each")
+        soak_rate.fill_changelog(bootstrap, group, histories, opts.partitions, client)
     duration = opts.minutes * 60.0
     restart_s = duration * opts.restart_at if opts.restart_at > 0 else None
-    worker = Supervisor(worker_command(bootstrap, topic, out, f"bench-soak-{tag}", model, 0,
-                                       "soak", extra), client)
+    worker = Supervisor(worker_command(bootstrap, topic, out, group, model, 0, "soak", extra),
+                        client)
     result_file = opts.workdir / f"soak-{tag}.npy"
     stop, producing, consumer = threading.Event(), None, None
     try:
@@ -350,13 +362,15 @@ def write_outputs(samples: list[Sample], verdict: soak_report.Verdict, soaked: S
 def _settings(soaked: SoakRun, opts: SoakOptions, client: str, model: Path,
               stream: Stream) -> str:
     """The paragraph that says what ran: command, worker, rate and how, probes, sampling."""
-    rate_flag = f" --rate {opts.rate:g}" if opts.rate else ""
+    rate_flag = (f" --rate {opts.rate:g}" if opts.rate else "") + (
+        "" if opts.full_start else " --empty-start")
     return (
         f"`streamrec bench soak --minutes {opts.minutes:g} --kafka-client {client}{rate_flag}`: "
         f"one worker (`--index {opts.index} --torch-threads {opts.threads}`"
         f"{''.join(' ' + a for a in opts.worker_args)}; model {model.name}) against a local "
         f"single-node broker on the same machine, {opts.partitions} partitions, for "
         f"{opts.minutes:g} minutes at {soaked.rate:,.0f} events/s: {soaked.rate_source}. "
+        f"{FULL_START if opts.full_start else EMPTY_START} "
         f"Events cycle through the first {min(opts.events, len(stream)):,} of {stream.source}, "
         f"`ts` = the time of sending; the worker, the producer and the latency consumer all on "
         f"{client}. Achieved {soaked.sent / soaked.seconds:,.0f} events/s; CPU of the "

@@ -70,6 +70,14 @@ def cycled_histories(stream: Stream, events: int, max_len: int) -> dict[str, lis
             for user, items in per_user.items()}
 
 
+def full_histories(model: Path, cycle: Stream) -> tuple[dict[str, list[str]], int]:
+    """(`cycled_histories` of the whole `cycle` at `model`'s history length, that length)."""
+    from streamrec.encoder.checkpoint import read_model_config  # torch: not at the CLI's start
+
+    max_len = read_model_config(model).max_len
+    return cycled_histories(cycle, len(cycle), max_len), max_len
+
+
 def fill_changelog(bootstrap: str, group: str, histories: dict[str, list[str]],
                    partitions: int, client: str | None = None) -> None:
     """`group`'s changelog holding `histories`, each user in its events' partition, with
@@ -97,13 +105,10 @@ def find(bootstrap: str, model: Path, stream: Stream, extra: list[str], client: 
          workdir: Path) -> RateFinding:
     """The backlog's throughput (the first guess), then the maximum live load of a worker
     whose histories are full, on the cycle of the stream's first `events` events."""
-    from streamrec.encoder.checkpoint import read_model_config  # torch: not at the CLI's start
-
     backlog = backlog_rate(bootstrap, model, stream, extra, client, measure_events, partitions)
-    max_len = read_model_config(model).max_len
     cycle = Stream(stream.users[:events], stream.items[:events], stream.ts[:events],
                    stream.source)
-    histories = cycled_histories(cycle, events, max_len)
+    histories, max_len = full_histories(model, cycle)
     say(f"the worker's maximum live load with full histories ({len(histories):,} users, "
         f"{max_len} items each)")
     live, probes = capacity.live_maximum(

@@ -173,6 +173,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     soak.add_argument("--probe-s", type=float, default=k.probe_s,
                       help="seconds of each probe of the maximum live load (default "
                            "%(default)s)")
+    soak.add_argument("--empty-start", dest="full_start", action="store_false",
+                      help="start the first worker from empty state (default: every user's "
+                           "history full, as the restarted worker restores it)")
     soak.add_argument("--events", type=int, default=k.events,
                       help="distinct events the producer cycles through (default %(default)s)")
     soak.add_argument("--partitions", type=int, default=k.partitions,
@@ -284,7 +287,7 @@ def run_soak(args: argparse.Namespace) -> int:
     run(SoakOptions(
         minutes=args.minutes, rate=args.rate, restart_at=args.restart_at,
         sample_s=args.sample_s, measure_events=args.measure_events, probe_s=args.probe_s,
-        events=args.events,
+        full_start=args.full_start, events=args.events,
         partitions=args.partitions, model=args.model, index=args.index, threads=args.threads,
         worker_args=tuple(args.worker_arg), kafka_client=args.kafka_client,
         bootstrap=args.bootstrap or None,

@@ -17,7 +17,7 @@ import pytest
 
 from streamrec.bench import latency as latency_run
 from streamrec.bench import report
-from streamrec.bench.contenders import Stream
+from streamrec.bench.contenders import Stream, load_stream
 from streamrec.bench.soak import SoakOptions
 from streamrec.bench.soak import run as run_soak
 from streamrec.bench.soak_rate import cycled_histories, fill_changelog
@@ -42,12 +42,15 @@ def test_bench_soak_restarts_the_worker_and_reports(
     with next(out.glob("soak-*.csv")).open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12  # 24 s in windows of 2 s
+    cycle_users = len(set(load_stream(2000, SoakOptions().users).users))
+    assert float(rows[0]["users"]) == cycle_users  # restored full before the first event
     for life in ("1", "2"):
         assert sum(int(r["recs"]) for r in rows if r["life"] == life) > 0
     assert next(out.glob("soak-*.png")).stat().st_size > 0
     text = (tmp_path / "docs" / "BENCHMARKS.md").read_text()
     assert ": bench soak (" in text
     assert "SIGTERM 12 s in" in text
+    assert "The first life starts from every user's history as the cycle leaves it" in text
     assert "verdict: " in text
 
 
