@@ -28,6 +28,7 @@ from streamrec.kafka_io.security import KafkaSecurity
 logger = logging.getLogger(__name__)
 
 TRANSIENT_LOG_S = 30.0  # while polls keep failing, one warning per this long
+TRANSIENT_WAIT_S = 0.05  # the least a failed poll waits, so a poll(0) loop does not spin
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -95,7 +96,7 @@ class KafkaPythonConsumer(Consumer):
             if not exc.retriable or exc.denied is not None:
                 raise
             self._transient(exc)
-            time.sleep(max(0.0, timeout_s - (time.monotonic() - start)))  # no busy loop
+            time.sleep(max(TRANSIENT_WAIT_S, timeout_s - (time.monotonic() - start)))
             return {}
         self._warned_at = None
         self._rejoin_if_lost()

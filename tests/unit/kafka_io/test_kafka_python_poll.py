@@ -15,7 +15,7 @@ import pytest
 from kafka.errors import IllegalStateError, KafkaConnectionError, TopicAuthorizationFailedError
 
 from streamrec.kafka_io.errors import KafkaClientError
-from streamrec.kafka_io.kafka_python.consumer import KafkaPythonConsumer
+from streamrec.kafka_io.kafka_python.consumer import TRANSIENT_WAIT_S, KafkaPythonConsumer
 
 
 class Raising:
@@ -49,6 +49,13 @@ def test_a_connection_error_returns_nothing_after_the_timeout_and_warns_once(
     assert inner.polls == 2
     warnings = [r.getMessage() for r in caplog.records]
     assert warnings == ["consumer: KafkaConnectionError: 111 ECONNREFUSED (retrying)"]
+
+
+def test_a_failed_zero_timeout_poll_still_waits_a_little() -> None:
+    consumer, _ = consumer_raising(KafkaConnectionError("111 ECONNREFUSED"))
+    start = time.monotonic()
+    assert consumer.poll(0.0) == {}
+    assert time.monotonic() - start >= TRANSIENT_WAIT_S * 0.9  # a poll(0) loop cannot spin
 
 
 @pytest.mark.parametrize("error", [
