@@ -28,6 +28,8 @@ KEEPS_UP_MS = 250.0  # median latency of the last seconds: a worker behind is se
 TAIL_S = 5.0  # the seconds at the end of a run whose events are judged
 STEP = 1.25  # ratio between two tried rates
 MAX_PROBES = 6
+RULE = (f"kept up when the median latency of the last {TAIL_S:g} s is within "
+        f"{KEEPS_UP_MS:g} ms")  # how a report words `judge`
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,12 @@ def judge(lat: Latency) -> Probe:
     """Whether the worker kept up with `lat`'s offered rate, from the run's tail."""
     tail = lat.percentile(50, after_s=max(0.0, lat.seconds - TAIL_S))
     return Probe(lat.rate, tail, bool(tail == tail and tail <= KEEPS_UP_MS))
+
+
+def describe(probes: list[Probe]) -> str:
+    """Every probe for a report: "4,000 kept up (30 ms), 6,250 fell behind (900 ms)"."""
+    return ", ".join(f"{p.rate:,.0f} {'kept up' if p.kept_up else 'fell behind'} "
+                     f"({p.tail_p50:,.0f} ms)" for p in probes)
 
 
 def live_maximum(run: Callable[[float], Latency], first: float,

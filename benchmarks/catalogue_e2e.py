@@ -248,15 +248,13 @@ def report(runs: list[Run], swap: SwapRun, basis: Basis | None, rate: float,
 
 def offered_sentence(basis: Basis, rate: float, opts: CatalogueOptions) -> str:
     """How the offered rate was found, every probe named."""
-    probes = ", ".join(f"{p.rate:,.0f} {'kept up' if p.kept_up else 'fell behind'} "
-                       f"({p.tail_p50:,.0f} ms)" for p in basis.probes)
+    probes = capacity.describe(basis.probes)
     found = (f"its maximum live load {basis.live_max:,.0f} events/s" if basis.live_max else
              "no probe kept up, so the backlog's throughput instead")
     return (f"The {basis.items:,}-item worker's throughput from offset 0 (the lesser of "
             f"events/s and recommendations/s over the first {opts.measure_events:,} events): "
             f"{basis.backlog:,.0f}; its maximum live load (`capacity.py`: the stream offered "
-            f"{opts.seconds:g} s at a rate, kept up when the median latency of the last "
-            f"{capacity.TAIL_S:g} s is within {capacity.KEEPS_UP_MS:g} ms; probes: {probes}): "
+            f"{opts.seconds:g} s at a rate, {capacity.RULE}; probes: {probes}): "
             f"{found}; every run offered {rate:,.0f} events/s, {opts.load:.0%} of it.")
 
 

@@ -61,6 +61,10 @@ class Stream:
     def __len__(self) -> int:
         return len(self.users)
 
+    def head(self, n: int) -> Stream:
+        """The first `n` events (all of them when there are fewer)."""
+        return Stream(self.users[:n], self.items[:n], self.ts[:n], self.source)
+
     def last_ts(self) -> dict[str, int]:
         """Each user's last event time (times are unique and increasing)."""
         return dict(zip(self.users, self.ts.tolist(), strict=True))

@@ -169,8 +169,7 @@ def run(opts: E2EOptions) -> dict:
 def sweep(bootstrap: str, model: Path, stream: Stream, opts: E2EOptions,
           extra: list[str], client: str | None = None) -> list[dict]:
     """Worker throughput against --max-batch on a prefix of the stream."""
-    prefix = Stream(stream.users[: opts.sweep_events], stream.items[: opts.sweep_events],
-                    stream.ts[: opts.sweep_events], stream.source)
+    prefix = stream.head(opts.sweep_events)
     topic = f"bench-sweep-{uuid.uuid4().hex[:6]}"
     preload(bootstrap, topic, prefix, opts.partitions)
     rows = []

@@ -232,9 +232,7 @@ def soak(bootstrap: str, model: Path, stream: Stream, rate: float, opts: SoakOpt
     topic, out, group = f"bench-soak-{tag}", f"bench-soak-{tag}-recs", f"bench-soak-{tag}"
     ensure_topics(bootstrap, {topic: opts.partitions, out: opts.partitions})
     if opts.full_start:  # the first life starts where the second does: every history full
-        cycle = Stream(stream.users[:opts.events], stream.items[:opts.events],
-                       stream.ts[:opts.events], stream.source)
-        histories, max_len = soak_rate.full_histories(model, cycle)
+        histories, max_len = soak_rate.full_histories(model, stream.head(opts.events))
         say(f"filling the group's changelog: {len(histories):,} users, {max_len} items each")
         soak_rate.fill_changelog(bootstrap, group, histories, opts.partitions, client)
     duration = opts.minutes * 60.0

@@ -47,15 +47,13 @@ class RateFinding:
 
     def sentence(self, events: int, measure_events: int) -> str:
         """The report's account of the rate, every probe named."""
-        probes = ", ".join(f"{p.rate:,.0f} {'kept up' if p.kept_up else 'fell behind'} "
-                           f"({p.tail_p50:,.0f} ms)" for p in self.probes)
+        probes = capacity.describe(self.probes)
         found = (f"{self.live_max:,.0f} events/s" if self.live_max else
                  "none (no probe kept up), so the backlog's throughput instead")
         return (f"{self.load:.0%} of the worker's maximum live load with full histories "
                 f"(`soak_rate.py`: each probe's worker restores every user's last "
                 f"{self.max_len} items of the {events:,}-event cycle, then gets the cycle "
-                f"for {self.probe_s:g} s at a rate, kept up when the median latency of the "
-                f"last {capacity.TAIL_S:g} s is within {capacity.KEEPS_UP_MS:g} ms; first "
+                f"for {self.probe_s:g} s at a rate, {capacity.RULE}; first "
                 f"guess {LIVE_FIRST:.0%} of {self.backlog:,.0f} events/s from offset 0 over "
                 f"the first {measure_events:,} events; probes: {probes}): {found}")
 
@@ -106,8 +104,7 @@ def find(bootstrap: str, model: Path, stream: Stream, extra: list[str], client: 
     """The backlog's throughput (the first guess), then the maximum live load of a worker
     whose histories are full, on the cycle of the stream's first `events` events."""
     backlog = backlog_rate(bootstrap, model, stream, extra, client, measure_events, partitions)
-    cycle = Stream(stream.users[:events], stream.items[:events], stream.ts[:events],
-                   stream.source)
+    cycle = stream.head(events)
     histories, max_len = full_histories(model, cycle)
     say(f"the worker's maximum live load with full histories ({len(histories):,} users, "
         f"{max_len} items each)")
@@ -127,8 +124,8 @@ def backlog_rate(bootstrap: str, model: Path, stream: Stream, extra: list[str], 
                  events: int, partitions: int) -> float:
     """The worker's rate over the first `events` events of the stream read from offset 0
     (as bench e2e's b): the lesser of its events/s and recommendations/s."""
-    n = min(events, len(stream))
-    prefix = Stream(stream.users[:n], stream.items[:n], stream.ts[:n], stream.source)
+    prefix = stream.head(events)
+    n = len(prefix)
     topic = f"bench-soak-rate-{uuid.uuid4().hex[:6]}"
     say(f"throughput run: the worker over {n:,} events from offset 0")
     preload(bootstrap, topic, prefix, partitions)
