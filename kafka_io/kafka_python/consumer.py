@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer
 from kafka import TopicPartition as KpPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -29,28 +30,63 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT_LOG_S = 30.0  # while polls keep failing, one warning per this long
 TRANSIENT_WAIT_S = 0.05  # the least a failed poll waits, so a poll(0) loop does not spin
+CALLBACK_CHECK_S = 0.01  # how often the IO loop looks whether a rebalance callback ended
 
 
-class _Listener(ConsumerRebalanceListener):
-    """kafka-python's rebalance listener calling the port's callbacks."""
+def _not_our_listener(record: logging.LogRecord) -> bool:
+    """Drop kafka-python's warning that a listener over 1 s blocked its heartbeats:
+    it times `_Listener`'s wait too, which blocks nothing (the worker logs restores)."""
+    return not (str(record.msg).startswith("Rebalance listener")
+                and isinstance(record.args, tuple) and record.args[:1] == ("_Listener",))
 
-    def __init__(self, assigned: RebalanceCallback | None, revoked: RebalanceCallback | None,
-                 lost: RebalanceCallback | None) -> None:
+
+logging.getLogger("kafka.coordinator.consumer").addFilter(_not_our_listener)
+
+
+class _Listener(AsyncConsumerRebalanceListener):
+    """kafka-python's rebalance listener calling the port's callbacks off its IO loop.
+
+    kafka-python 3 runs a plain listener inline on its IO loop, which then sends no
+    heartbeats: a restore longer than the session timeout expired the session, lost
+    the partitions it was restoring, and started over after the next assignment, for
+    good. This listener runs each callback on a thread of its own and waits for it on
+    the loop, so heartbeats go on; the poll that called it still returns only after
+    the callback has finished, as with librdkafka.
+    """
+
+    def __init__(self, loop: Any, assigned: RebalanceCallback | None,
+                 revoked: RebalanceCallback | None, lost: RebalanceCallback | None) -> None:
+        self.loop = loop  # the consumer's IO loop (its `sleep` yields to heartbeats)
         self.assigned, self.revoked, self.lost = assigned, revoked, lost
 
-    def on_partitions_revoked(self, revoked: list[KpPartition]) -> None:
-        if self.revoked is not None:
-            self.revoked([to_port(tp) for tp in revoked])
+    async def on_partitions_revoked(self, revoked: list[KpPartition]) -> None:
+        await self._call(self.revoked, revoked)
 
-    def on_partitions_assigned(self, assigned: list[KpPartition]) -> None:
-        if self.assigned is not None:
-            self.assigned([to_port(tp) for tp in assigned])
+    async def on_partitions_assigned(self, assigned: list[KpPartition]) -> None:
+        await self._call(self.assigned, assigned)
 
-    def on_partitions_lost(self, lost: list[KpPartition]) -> None:
-        if self.lost is not None:
-            self.lost([to_port(tp) for tp in lost])
-        elif self.revoked is not None:
-            self.revoked([to_port(tp) for tp in lost])
+    async def on_partitions_lost(self, lost: list[KpPartition]) -> None:
+        await self._call(self.lost if self.lost is not None else self.revoked, lost)
+
+    async def _call(self, callback: RebalanceCallback | None,
+                    partitions: list[KpPartition]) -> None:
+        """Run `callback` on its own thread; the loop serves heartbeats until it ends."""
+        if callback is None:
+            return
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                callback([to_port(tp) for tp in partitions])
+            except BaseException as exc:  # re-raised on the loop, where kafka-python logs it
+                failed.append(exc)
+
+        thread = threading.Thread(target=run, name="rebalance-callback", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            await self.loop.sleep(CALLBACK_CHECK_S)
+        if failed:
+            raise failed[0]
 
 
 class KafkaPythonConsumer(Consumer):
@@ -83,7 +119,8 @@ class KafkaPythonConsumer(Consumer):
         on_revoked: RebalanceCallback | None = None, on_lost: RebalanceCallback | None = None,
     ) -> None:
         with translated():
-            self._c.subscribe([topic], listener=_Listener(on_assigned, on_revoked, on_lost))
+            self._c.subscribe([topic], listener=_Listener(self._c._net, on_assigned,
+                                                            on_revoked, on_lost))
 
     def poll(self, timeout_s: float) -> dict[TopicPartition, list[Record]]:
         start = time.monotonic()
