@@ -84,3 +84,60 @@ def test_rescored_search_finds_the_float32_top_k_of_a_large_table() -> None:
 def test_rescoring_needs_16_bit_scores() -> None:
     with pytest.raises(ValueError, match="16-bit"):
         TorchIndex(np.eye(3, dtype=np.float32), device="cpu", rescore=True)
+
+
+def _bf16_index(table: np.ndarray) -> TorchIndex:
+    return TorchIndex(table, device="cpu", score_dtype="bfloat16", rescore=True)
+
+
+def test_a_cpu_with_onednn_bfloat16_scores_on_the_packed_table() -> None:
+    """Where oneDNN has bfloat16 kernels the table is packed once (the speed-up of
+    `pack_table`), not reordered by every matmul; elsewhere the plain matmul serves."""
+    table = np.random.default_rng(3).standard_normal((500, 16)).astype(np.float32)
+    supported = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert (_bf16_index(table)._packed is not None) == supported
+    assert TorchIndex(table, device="cpu")._packed is None  # float32 scores: never packed
+
+
+def test_the_packed_table_finds_what_the_plain_matmul_finds(monkeypatch) -> None:
+    """Over 20,000 items, batches that span several chunks (and end in a partial one),
+    each query with its own banned rows, some rows unavailable: the same rows and
+    scores as the plain matmul's path."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("no oneDNN bfloat16 kernels on this CPU: nothing is packed")
+    rng = np.random.default_rng(11)
+    table = rng.standard_normal((20_001, 16)).astype(np.float32)
+    queries = rng.standard_normal((230, 16)).astype(np.float32)
+    banned = rng.integers(1, 20_001, size=(230, 40))
+    unavailable = np.zeros(20_001, dtype=bool)
+    unavailable[rng.integers(1, 20_001, size=300)] = True
+    packed = _bf16_index(table)
+    monkeypatch.setattr("streamrec.index.torch_index.pack_table", lambda *_: None)
+    plain = _bf16_index(table)
+    assert packed._packed is not None
+    assert plain._packed is None
+    assert 230 % packed.chunk  # a partial last chunk
+    assert 3 * packed.chunk < 230  # several chunks
+    for index in (packed, plain):
+        index.set_unavailable(unavailable)
+    for k in (1, 10, 25):
+        got, want = packed.search(queries, k, banned), plain.search(queries, k, banned)
+        np.testing.assert_array_equal(got.rows, want.rows)
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+        assert not np.isin(got.rows, np.flatnonzero(unavailable)).any()
+        assert not (got.rows[:, :, None] == banned[:, None, :]).any()
+
+
+def test_a_packed_table_that_scores_wrong_is_not_served(monkeypatch) -> None:
+    """The packed product is checked once against the plain one: a pack that disagrees
+    (another torch's layout, a renamed op) leaves the plain matmul, with right answers."""
+    scripted_masked_topk()  # scripted (and cached) with the real `packed_scores`
+    monkeypatch.setattr("streamrec.index.torch_index.packed_scores",
+                        lambda q, packed: torch.zeros(q.shape[0], 1, dtype=q.dtype))
+    rng = np.random.default_rng(5)
+    table = rng.standard_normal((3_000, 16)).astype(np.float32)
+    queries = rng.standard_normal((20, 16)).astype(np.float32)
+    index = _bf16_index(table)
+    assert index._packed is None
+    want = TorchIndex(table, device="cpu").search(queries, 10)
+    assert (index.search(queries, 10).rows == want.rows).mean() > 0.99
