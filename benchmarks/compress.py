@@ -303,6 +303,9 @@ def run(opts: CompressOptions) -> list[list[str]]:
     set_threads(os.cpu_count() or 1)
     rows = report_rows(served, speed, drift, opts)
     write_report(rows, opts)
+    if opts.only:  # a partial run: QUALITY.md keeps the table of every lever
+        print("[bench] --only: docs/QUALITY.md's table left as it is", flush=True)
+        return rows
     base = served[0][3]
     compress_quality.save({
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),

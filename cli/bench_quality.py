@@ -38,7 +38,9 @@ def register(actions: argparse._SubParsersAction) -> None:
                           help="epochs of the pruned model's fine-tune (default %(default)s)")
     compress.add_argument("--only", default="",
                           help="comma-separated parts of variant names: measure only those "
-                               "(and float32 exact), e.g. 'rescoring,IVF' (default: all)")
+                               "(and float32 exact), e.g. 'rescoring,IVF'; the run's table "
+                               "goes to docs/BENCHMARKS.md only, QUALITY.md keeps the table of "
+                               "every lever (default: all)")
     compress.set_defaults(handler=run_compress)
 
     cold = actions.add_parser(
