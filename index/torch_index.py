@@ -136,7 +136,7 @@ def pack_table(table_t: torch.Tensor, chunk: int) -> torch.Tensor | None:
     torch's matmul reorders its right-hand matrix into that layout on every call, which
     for an item table is the whole table per chunk of queries. Measured (2026-12-06,
     Intel Xeon with AMX, 1 thread, the games model's 23,715 items, queries encoded from
-    1-50 item histories, two runs): the search 1.12-1.13x faster at batches of 8-32
+    1-50 item histories, two runs): the search 1.11-1.13x faster at batches of 8-32
     users, 1.19-1.21x at 64 and 1.30-1.37x at 256-1,024, the same rows for every query.
     The ops are oneDNN's in torch (Inductor's, private); the packed product is checked
     against the plain one once, and any failure falls back.
