@@ -99,7 +99,8 @@ def test_a_cpu_with_onednn_bfloat16_scores_on_the_packed_table() -> None:
     assert TorchIndex(table, device="cpu")._packed is None  # float32 scores: never packed
 
 
-def test_the_packed_table_finds_what_the_plain_matmul_finds(monkeypatch) -> None:
+def test_the_packed_table_finds_what_the_plain_matmul_finds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Over 20,000 items, batches that span several chunks (and end in a partial one),
     each query with its own banned rows, some rows unavailable: the same rows and
     scores as the plain matmul's path."""
@@ -128,7 +129,7 @@ def test_the_packed_table_finds_what_the_plain_matmul_finds(monkeypatch) -> None
         assert not (got.rows[:, :, None] == banned[:, None, :]).any()
 
 
-def test_a_packed_table_that_scores_wrong_is_not_served(monkeypatch) -> None:
+def test_a_packed_table_that_scores_wrong_is_not_served(monkeypatch: pytest.MonkeyPatch) -> None:
     """The packed product is checked once against the plain one: a pack that disagrees
     (another torch's layout, a renamed op) leaves the plain matmul, with right answers."""
     scripted_masked_topk()  # scripted (and cached) with the real `packed_scores`
