@@ -209,20 +209,20 @@ class TorchIndex(ItemIndex):
         # 4 MiB stay in cache; a GPU takes the whole batch at once.
         cpu_chunk = max(1, min(4096, (1 << 20) // self.num_rows))
         self.chunk = cpu_chunk if self.device.type == "cpu" else 1 << 16
-        # bfloat16 on a CPU: the scoring table in the matmul's own layout (`pack_table`);
-        # one scoring table is kept, not both
-        self._packed = pack_table(table_t, self.chunk)
-        self._table_t = table_t if self._packed is None else table_t.new_empty((self.dim, 0))
+        # The table the matmul scores: on a CPU in bfloat16, in the matmul's own layout
+        # where oneDNN can (`pack_table`; the plain one is then not kept)
+        packed = pack_table(table_t, self.chunk)
+        self.packed = packed is not None
+        self._scoring = packed if packed is not None else table_t
         self.name = f"torch-{self.device.type}" + (
             "" if score_dtype == "float32" else f"-{score_dtype}") + (
             "-rescored" if rescore else "")
         logger.info("built %s index: %d rows x %d dims%s", self.name, self.num_rows, self.dim,
-                    ", table packed for oneDNN" if self._packed is not None else "")
+                    ", table packed for oneDNN" if self.packed else "")
 
     def item_bytes(self) -> float:
         """The float32 table (padding search, rescoring) and the scoring table beside it."""
-        scoring = self._table_t if self._packed is None else self._packed
-        return float((self._table.element_size() + scoring.element_size()) * self.dim)
+        return float((self._table.element_size() + self._scoring.element_size()) * self.dim)
 
     def _native_unavailable(self, rows: np.ndarray, mask: np.ndarray) -> torch.Tensor:
         """The rows as a tensor on the index's device, filled with -inf in each chunk's
@@ -243,10 +243,9 @@ class TorchIndex(ItemIndex):
         banned = from_numpy(np.where(excl < 0, 0, excl), self.device)
         candidates = min(rescore_candidates(k_eff), self.num_rows - 1) if self.rescore else k_eff
         exact = (q_exact, self._table, k_eff) if self.rescore else (None, None, 0)
-        packed = self._packed is not None
         top_scores, top_rows = scripted_masked_topk()(
-            q_all, self._packed if packed else self._table_t, banned, candidates, self.chunk,
-            self.num_rows, BLOCK, self.unavailable.native, *exact, packed)
+            q_all, self._scoring, banned, candidates, self.chunk, self.num_rows, BLOCK,
+            self.unavailable.native, *exact, self.packed)
         out_rows = to_numpy(top_rows)
         out_scores = to_numpy(top_scores)
         gone = ~np.isfinite(out_scores)  # fewer than k items left after the exclusions

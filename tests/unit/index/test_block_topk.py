@@ -31,7 +31,7 @@ def test_equals_the_full_top_k(rows: int, k: int) -> None:
     index = TorchIndex(table, device="cpu")
     k_eff = min(k, rows - 1)
     for search in (masked_topk, scripted_masked_topk()):
-        values, found = search(torch.as_tensor(queries), index._table_t,
+        values, found = search(torch.as_tensor(queries), index._scoring,
                                torch.as_tensor(banned), k_eff, 5, rows, BLOCK)
         want_values, want_rows = full_topk(table, queries, banned, k_eff)
         np.testing.assert_allclose(values.numpy(), want_values, rtol=1e-5, atol=1e-5)
@@ -95,8 +95,8 @@ def test_a_cpu_with_onednn_bfloat16_scores_on_the_packed_table() -> None:
     `pack_table`), not reordered by every matmul; elsewhere the plain matmul serves."""
     table = np.random.default_rng(3).standard_normal((500, 16)).astype(np.float32)
     supported = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert (_bf16_index(table)._packed is not None) == supported
-    assert TorchIndex(table, device="cpu")._packed is None  # float32 scores: never packed
+    assert _bf16_index(table).packed == supported
+    assert not TorchIndex(table, device="cpu").packed  # float32 scores: never packed
 
 
 def test_the_packed_table_finds_what_the_plain_matmul_finds(
@@ -115,8 +115,8 @@ def test_the_packed_table_finds_what_the_plain_matmul_finds(
     packed = _bf16_index(table)
     monkeypatch.setattr("streamrec.index.torch_index.pack_table", lambda *_: None)
     plain = _bf16_index(table)
-    assert packed._packed is not None
-    assert plain._packed is None
+    assert packed.packed
+    assert not plain.packed
     assert 230 % packed.chunk  # a partial last chunk
     assert 3 * packed.chunk < 230  # several chunks
     for index in (packed, plain):
@@ -139,6 +139,6 @@ def test_a_packed_table_that_scores_wrong_is_not_served(monkeypatch: pytest.Monk
     table = rng.standard_normal((3_000, 16)).astype(np.float32)
     queries = rng.standard_normal((20, 16)).astype(np.float32)
     index = _bf16_index(table)
-    assert index._packed is None
+    assert not index.packed
     want = TorchIndex(table, device="cpu").search(queries, 10)
     assert (index.search(queries, 10).rows == want.rows).mean() > 0.99
