@@ -2,7 +2,7 @@
 
 Tools that need a topic's content as it is now (training on the events topic,
 restoring histories from their changelog, `streamrec state dump`) share this one
-reader: a group-less consumer assigned to the partitions, sought to the beginning,
+reader: a group-less consumer assigned to the partitions at their beginning (or at a time),
 stopped at the end offsets taken when the read started, so a live topic still gives
 a finite read. Reading never creates a topic, whatever the broker allows. Offsets
 may have gaps (compaction, transaction markers): a partition is done when the
@@ -55,9 +55,7 @@ def read_to_end(
     consumer = make_consumer(bootstrap, None, client_id, security,
                              max_poll_records=MAX_POLL_RECORDS)
     try:
-        tps, ends = _assign_from_beginning(consumer, bootstrap, topic, wanted)
-        if since_ms is not None:
-            _seek_to_time(consumer, topic, tps, ends, since_ms)
+        tps, ends = _assign(consumer, bootstrap, topic, wanted, since_ms)
         remaining = _unfinished(consumer, tps, ends, deadline)
         logger.debug("reading %s partitions %s up to %s", topic,
                      [tp.partition for tp in tps], {tp.partition: ends[tp] for tp in tps})
@@ -108,16 +106,14 @@ def _unfinished(
     return unfinished
 
 
-def _seek_to_time(consumer: Consumer, topic: str, tps: list[TopicPartition],
-                  ends: dict[TopicPartition, int], since_ms: int) -> None:
-    """Move each partition to its first record at or after `since_ms` (its end if none)."""
+def _times_to_offsets(consumer: Consumer, topic: str, tps: list[TopicPartition],
+                      ends: dict[TopicPartition, int], since_ms: int) -> dict[TopicPartition, int]:
+    """Each partition's first offset whose record is at or after `since_ms` (its end if none)."""
     try:
         found = consumer.offsets_for_times({tp: max(0, since_ms) for tp in tps}, TIMEOUT_S)
     except KafkaClientError as exc:
         raise KafkaUnavailableError(f"cannot look up offsets by time in {topic!r}: {exc}") from exc
-    for tp in tps:
-        at = found.get(tp)
-        consumer.seek(tp, at if at is not None else ends[tp])
+    return {tp: at if (at := found.get(tp)) is not None else ends[tp] for tp in tps}
 
 
 def _existing(
@@ -137,17 +133,29 @@ def _existing(
     return [TopicPartition(topic, p) for p in wanted]
 
 
-def _assign_from_beginning(
+def _assign(
     consumer: Consumer, bootstrap: str, topic: str, wanted: list[int] | None,
+    since_ms: int | None = None,
 ) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
-    """Assign the partitions, seek to their beginning; returns them and their end offsets."""
+    """Assign the partitions at their beginning (at their first record from `since_ms`
+    on, when given); returns them and their end offsets.
+
+    The start offsets are looked up before the assignment, never sought after it: a
+    client may already deliver records fetched from the assigned offset before a seek
+    takes effect.
+    """
     tps = _existing(consumer, bootstrap, topic, wanted)
     try:
         marks = consumer.watermarks(tps, TIMEOUT_S)
     except KafkaClientError as exc:
         raise KafkaUnavailableError(f"cannot read the end offsets of {topic!r}: {exc}") from exc
-    consumer.assign({tp: OFFSET_BEGINNING for tp in tps})
-    return tps, {tp: end for tp, (_, end) in marks.items()}
+    ends = {tp: end for tp, (_, end) in marks.items()}
+    if since_ms is None:
+        starts = dict.fromkeys(tps, OFFSET_BEGINNING)
+    else:
+        starts = _times_to_offsets(consumer, topic, tps, ends, since_ms)
+    consumer.assign(starts)
+    return tps, ends
 
 
 def partitions_of(
@@ -296,8 +304,7 @@ class TopicFollower:
         does not exist."""
         self._consumer = make_consumer(self.bootstrap, None, self.client_id, self.security,
                                        max_poll_records=MAX_POLL_RECORDS)
-        self._tps, self._ends = _assign_from_beginning(self._consumer, self.bootstrap,
-                                                       self.topic, None)
+        self._tps, self._ends = _assign(self._consumer, self.bootstrap, self.topic, None)
 
     def poll(self, timeout_s: float) -> list[Record]:
         """The records fetched, in offset order within each partition (waits at most
