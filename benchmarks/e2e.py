@@ -39,7 +39,7 @@ from streamrec.bench.contenders import (
     run_workers,
     verify,
 )
-from streamrec.bench.report import ROOT, append_section, broker, machine, plot_path, table
+from streamrec.bench.report import ROOT, append_section, broker, link, machine, run_file, table
 from streamrec.kafka_io.clients import resolve_client
 from streamrec.worker.config import WorkerConfig
 
@@ -214,7 +214,7 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
                 for x in figures["latency"]]
     sweep_rows = [[s["max_batch"], f"{s['events_per_s']:,.0f}", f"{s['recs_per_s']:,.0f}",
                    f"{s['cpu_s'] / s['events'] * 1000:.2f}"] for s in figures["sweep"]]
-    _plots(worker_latencies, figures["sweep"])
+    cdf_png, sweep_png = _plots(worker_latencies, figures["sweep"], figures["kafka_client"])
     body = "\n\n".join([
         f"Machine: {figures['machine']}.",
         f"Stream: {figures['events']:,} events of {figures['users']:,} users from "
@@ -243,8 +243,7 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
                  "p99", f"p99 after {SETTLE_S:.0f} s", "max"], lat_rows),
         "Throughput against `--max-batch`:\n\n"
         + table(["max batch", "events/s", "recs/s", "CPU s / 1k events"], sweep_rows),
-        f"![latency CDF]({plot_path('latency_cdf').name}) "
-        f"![throughput vs max batch]({plot_path('max_batch').name})",
+        f"![latency CDF]({link(cdf_png)}) ![throughput vs max batch]({link(sweep_png)})",
     ])
     append_section("bench e2e", body)
 
@@ -269,7 +268,9 @@ def _per_k(result: Result) -> str:
     return f"{result.cpu_s / result.events * 1000:.2f}"
 
 
-def _plots(latencies: list[latency_run.Latency], sweep_rows: list[dict]) -> None:
+def _plots(latencies: list[latency_run.Latency], sweep_rows: list[dict], client: str,
+           ) -> tuple[Path, Path]:
+    """The latency CDF and the throughput-by-batch plots of this run; their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -288,7 +289,8 @@ def _plots(latencies: list[latency_run.Latency], sweep_rows: list[dict]) -> None
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(plot_path("latency_cdf"), dpi=100)
+    cdf_png = run_file(f"latency_cdf-{client}")
+    fig.savefig(cdf_png, dpi=100)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([s["max_batch"] for s in sweep_rows], [s["events_per_s"] for s in sweep_rows],
@@ -299,5 +301,7 @@ def _plots(latencies: list[latency_run.Latency], sweep_rows: list[dict]) -> None
     ax.set_title("worker throughput against --max-batch")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(plot_path("max_batch"), dpi=100)
+    sweep_png = run_file(f"max_batch-{client}")
+    fig.savefig(sweep_png, dpi=100)
     plt.close(fig)
+    return cdf_png, sweep_png

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from streamrec.bench.contenders import bench_model, load_stream
-from streamrec.bench.report import ROOT, append_section, machine, plot_path, table
+from streamrec.bench.report import ROOT, append_section, link, machine, run_file, table
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def run(opts: ModelOptions) -> None:
         "history excluded; 1 thread:\n\n"
         + table(["items", "index", "parameters", "recall@10", "search queries/s",
                  "stage users/s", "build s", "bytes/item", "note"], index),
-        f"![users/s by batch]({plot_path('model_batch').name})",
+        f"![users/s by batch]({link(run_file('model_batch'))})",
     ])
     append_section("bench model", body)
 
@@ -281,5 +281,5 @@ def _plot(rows: list[list[str]]) -> None:
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(plot_path("model_batch"), dpi=100)
+    fig.savefig(run_file("model_batch"), dpi=100)
     plt.close(fig)

@@ -178,6 +178,20 @@ def save_quality_section(doc: Any, json_name: str,
     return path
 
 
-def plot_path(name: str) -> Path:
-    """Where a plot of the report goes (docs/bench_<name>.png)."""
-    return DOCS / f"bench_{name}.png"
+# When this process started, in UTC: what names the files of its run
+RUN_STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def run_file(name: str, suffix: str = ".png") -> Path:
+    """Where a file of this run's report goes (docs/bench/<name>-<run stamp><suffix>).
+
+    Each run's files get names of their own: BENCHMARKS.md keeps every run's section,
+    and a later run must not replace the plot an earlier section shows."""
+    folder = DOCS / "bench"  # read now: tests point DOCS elsewhere
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}-{RUN_STAMP}{suffix}"
+
+
+def link(path: Path) -> str:
+    """`path` (under docs/) as BENCHMARKS.md links it."""
+    return path.relative_to(DOCS).as_posix()

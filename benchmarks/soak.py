@@ -328,9 +328,10 @@ class Producing:
 
 def write_outputs(samples: list[Sample], verdict: soak_report.Verdict, soaked: SoakRun,
                   opts: SoakOptions, client: str, model: Path, stream: Stream) -> None:
-    """docs/bench/soak-<client>.csv and .png, and the dated section of BENCHMARKS.md."""
-    folder = report.DOCS / "bench"  # read now: tests point it elsewhere
-    csv_path, png_path = folder / f"soak-{client}.csv", folder / f"soak-{client}.png"
+    """docs/bench/soak-<client>-<run stamp>.csv and .png, and the dated section of
+    BENCHMARKS.md."""
+    csv_path = report.run_file(f"soak-{client}", ".csv")
+    png_path = report.run_file(f"soak-{client}")
     tl = soaked.timeline
     soak_report.write_csv(csv_path, samples)
     soak_report.plot(png_path, samples, tl.sigterm_s,
@@ -351,8 +352,8 @@ def write_outputs(samples: list[Sample], verdict: soak_report.Verdict, soaked: S
         f"{soaked.sent:,} events, {received:,} recommendations arrived in the windows.{short}",
         soak_report.summary(samples, verdict),
         "Verdict: " + "; ".join(verdict.lines()) + ".",
-        f"![soak {client}](bench/{png_path.name}) Time series: [bench/{csv_path.name}]"
-        f"(bench/{csv_path.name})",
+        f"![soak {client}]({report.link(png_path)}) Time series: "
+        f"[{report.link(csv_path)}]({report.link(csv_path)})",
     ])
     append_section(f"bench soak ({client})", body)
 

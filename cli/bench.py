@@ -150,8 +150,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "half of its maximum live load on the soak's stream with every history "
                     "full, found first) for --minutes, SIGTERM and a start in the same group at "
                     "--restart-at; RSS, lag, window p99 and CPU sampled every --sample-s "
-                    "into docs/bench/soak-<client>.csv and .png, and a verdict on growth. "
-                    "Starts a local broker unless --bootstrap is given.")
+                    "into docs/bench/soak-<client>-<run stamp>.csv and .png, and a verdict on "
+                    "growth. Starts a local broker unless --bootstrap is given.")
     k, t = SoakOptions(), Thresholds()
     env_flag(soak, "--bootstrap", "", "use this Kafka instead of a local broker")
     add_client_flag(soak)  # the worker, the producer and the latency consumer

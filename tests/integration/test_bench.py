@@ -83,5 +83,7 @@ def test_bench_e2e_runs_every_contender_and_reports(
     assert ": bench e2e" in text
     assert "| b: worker |" in text
     assert "relay (client floor)" in text
-    assert (docs / "bench_latency_cdf.png").stat().st_size > 0
-    assert (docs / "bench_max_batch.png").stat().st_size > 0
+    for plot in ("latency_cdf", "max_batch"):  # this run's own files, linked from its section
+        [png] = (docs / "bench").glob(f"{plot}-*.png")
+        assert png.stat().st_size > 0
+        assert f"(bench/{png.name})" in text
