@@ -11,6 +11,7 @@ The modules, in the order an event meets them:
     backpressure.py pause fetching while too many users wait for a batch
     model_stage.py  the recommender on its own thread, overlapping with Kafka work
     recommend.py      encoder (torch) + index search with exclusions, cold start
+    outbox.py       a finished batch sent a slice of users per loop turn
     publish.py      recommendations, dead letters and changelog records, numbered; acks
     records.py        the recommendation record of each batch row, with its explanation
     commits.py      the commit protocol: offsets committed once nothing before them is

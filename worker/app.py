@@ -52,6 +52,7 @@ from streamrec.worker.errors import PublishError, WorkerStalledError
 from streamrec.worker.ingest import Ingest
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.model_stage import ModelJob, ModelStage, switch_interval
+from streamrec.worker.outbox import Outbox
 from streamrec.worker.publish import Acked, Publisher
 from streamrec.worker.rebalance import Ownership
 from streamrec.worker.recommend import Recommender
@@ -104,6 +105,7 @@ class Worker:
         self._model: Any = None  # ModelStage
         self._publisher: Publisher | None = None
         self._ingest: Ingest | None = None
+        self._outbox: Outbox | None = None
         self._commits: Commits | None = None
         self._ownership: Ownership | None = None
         self._on_assigned = self._assigned  # rebalance callbacks, run inside consumer.poll
@@ -187,6 +189,9 @@ class Worker:
                                     cfg.dead_letter_max_bytes, transactional=cfg.exactly_once)
         self.phase = "reading the items topic"
         self.items.wait_loaded(self._publisher, self._stop.is_set)
+        self._outbox = Outbox(self._publisher, self.state, self.metrics,
+                              lambda: self._ownership.owned, lambda: self.recommender,
+                              cfg.explain_top, self.watchdog.progressed)
         self._ingest = Ingest(self.state, self.batcher, self._publisher, self.metrics,
                               limits=cfg.limits, event_types=cfg.event_types,
                               exactly_once=cfg.exactly_once)
@@ -200,8 +205,9 @@ class Worker:
         self._commits = Commits(
             self._consumer, self._publisher, cfg.events_topic,
             interval_ms=cfg.commit_interval_ms, exactly_once=cfg.exactly_once,
-            metrics=self.metrics,  # unanswered: the pending users' and the model stage's
-            unanswered=lambda: self._model.low_watermarks(self.batcher.low_watermarks()),
+            metrics=self.metrics,  # unanswered: pending, in the model stage, in the outbox
+            unanswered=lambda: self._outbox.low_watermarks(
+                self._model.low_watermarks(self.batcher.low_watermarks())),
             publish_in_hand=self._publish_in_hand, on_acked=self._account,
             on_commit=self._apply_cap)
         self._ownership = Ownership(cfg.events_topic, self.state, self.batcher, self._commits,
@@ -268,12 +274,16 @@ class Worker:
         """The records fetched. While the model stage works and the client fetches on its
         own threads, wait for the stage first (the GIL free for it) and then take every
         record that came meanwhile, instead of waking on each record as it arrives; or
-        none, while enough users wait (`Backpressure.holds`)."""
+        none, while enough users wait (`Backpressure.holds`). While a batch is part-way
+        out, only what came meanwhile: its next slice is due."""
         if self._model.busy and self._consumer.fetches_in_background:
-            self._model.wait(MODEL_WAIT_S)
+            if not self._outbox.busy:
+                self._model.wait(MODEL_WAIT_S)
             if self._backpressure.holds(len(self.batcher)):
                 return {}
             timeout = 0.0
+        elif self._outbox.busy:
+            timeout = 0.001
         else:
             timeout = self._poll_timeout_s()
         self._backpressure.polled()
@@ -293,7 +303,7 @@ class Worker:
 
     def _drain(self) -> None:
         """Publish every pending user and commit: the graceful part of shutdown."""
-        while self.batcher or self._model.busy:
+        while self.batcher or self._model.busy or self._outbox.busy:
             self._advance(drain=True)
         self._commits.commit_now()
         logger.info("drained and committed %s", self._commits.committed)
@@ -318,15 +328,19 @@ class Worker:
 
     def _advance(self, drain: bool = False) -> None:
         """Take the batch the model stage finished, hand it the next one when due, then
-        publish the finished one while the model works on the next.
+        publish the finished one (a slice per turn, `outbox.py`) while the model works.
 
-        The stage holds one batch at a time and batches are published in the order
-        they were cut, so each user's recommendations follow its events. Cutting
-        before publishing overlaps the two: the model thread encodes batch N+1 while
-        this thread builds and sends batch N's records. A model swap waits for the
-        finished batch to go out (old rows) and takes the next loop turn on its own.
-        `drain` waits for the stage and cuts batches without waiting (shutdown).
+        The stage holds one batch at a time; batches are published in the order they
+        were cut, the next taken once the last is all out, so each user's
+        recommendations follow its events. A model swap waits for the finished batch
+        to go out (old rows) and takes the next loop turn on its own. `drain` waits for
+        the stage, cuts batches without waiting and sends whole batches (shutdown).
         """
+        outbox = self._outbox
+        if outbox.busy:
+            outbox.send(everything=drain)
+            if outbox.busy:
+                return  # its next slice after the next poll
         done: ModelJob | None = None
         if self._model.busy:
             done = self._model.take(timeout_s=None if drain else 0.0)
@@ -334,7 +348,7 @@ class Worker:
                 return
         if self.models.due:  # between two batches: the stage is empty
             if done is not None:  # the old model's rows go out; the swap gets a turn alone
-                self._publish(done)
+                outbox.put(done, everything=drain)
                 return
             self.recommender = self.models.swap(self.state, self._model)
         self.items.apply_to(self.recommender)  # the stage is empty: retired items, new model
@@ -349,39 +363,25 @@ class Worker:
                 self._model.submit(job)
                 job = None
         if done is not None:
-            self._publish(done)
+            outbox.put(done, everything=drain)
         if job is not None:  # small: no overlap worth a thread hand-off; computed here
-            self._model.submit(job, inline=True)
-            self._publish(self._model.take())  # type: ignore[arg-type]
-
-    def _publish(self, job: ModelJob) -> None:
-        """Send a finished batch's recommendations and its users' changelog records."""
-        m = self.metrics
-        m.stage_seconds.labels("encode").observe(job.encode_s)
-        m.stage_seconds.labels("search").observe(job.search_s)
-        owned_now = self._ownership.owned
-        job.keep([b.partition in owned_now for b in job.batch])  # lost while in the model
-        batch, histories, recs = job.batch, job.histories, job.recs
-        if not batch:
-            return
-        start = time.perf_counter()
-        self._publisher.send_recommendations(
-            batch, recs, histories, self.state.items.ids, self.recommender.model_version,
-            self.config.explain_top)
-        served = [(b.partition, b.user_id) for b in batch]
-        self.state.recommended(served, recs.rows)
-        self.state.write_changes(self._publisher, job.changes, owned_now)
-        m.stage_seconds.labels("publish").observe(time.perf_counter() - start)
-        self.watchdog.progressed()
+            if outbox.busy:  # unless `done` is still going out: it goes first
+                self._model.submit(job)
+            else:
+                self._model.submit(job, inline=True)
+                outbox.put(self._model.take(), everything=drain)  # type: ignore[arg-type]
 
     def _unanswered_users(self) -> int:
-        """Users waiting for their recommendation: pending, or in the model stage."""
-        return len(self.batcher) + (len(self._model.batch) if self._model is not None else 0)
+        """Users waiting for their recommendation: pending, in the model stage or the outbox."""
+        model = len(self._model.batch) + self._outbox.users if self._model is not None else 0
+        return len(self.batcher) + model
 
     def _publish_in_hand(self) -> None:
-        """Publish the batch in the model stage: a blocking commit takes it along."""
+        """Publish the batch going out and the one in the model stage: a blocking commit
+        takes them along."""
+        self._outbox.send(everything=True)
         if self._model.busy:
-            self._publish(self._model.take(timeout_s=None))  # type: ignore[arg-type]
+            self._outbox.put(self._model.take(timeout_s=None), everything=True)  # type: ignore[arg-type]
 
     def _account(self, acked: Acked) -> None:
         """Count acknowledged records and note the changelog records now stored."""

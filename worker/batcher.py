@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,15 @@ class BatchItem:
     event_ts: int
     record_ts: int = 0
     first_offset: int = 0  # lowest events-topic offset this row answers
+
+
+def lower_watermarks(marks: dict[int, int], items: Iterable[BatchItem]) -> dict[int, int]:
+    """`marks` (per partition, the lowest offset whose recommendation is not yet
+    sent) lowered to the first offsets of `items`, rows not sent yet; returns them."""
+    for item in items:
+        if item.first_offset < marks.get(item.partition, item.first_offset + 1):
+            marks[item.partition] = item.first_offset
+    return marks
 
 
 class MicroBatcher:

@@ -126,7 +126,8 @@ class WorkerMetrics:
             "streamrec_batch_size", "Users per encoder batch.", buckets=BATCH_BUCKETS,
             registry=r)
         self.stage_seconds = Histogram(
-            "streamrec_stage_seconds", "Time spent per stage per batch.", ["stage"],
+            "streamrec_stage_seconds", "Time spent per stage per batch (publish: per slice of "
+            "a batch sent in one loop turn).", ["stage"],
             buckets=STAGE_BUCKETS, registry=r)
         for stage in STAGES:
             self.stage_seconds.labels(stage)

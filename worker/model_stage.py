@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamrec.worker.batcher import BatchItem
+from streamrec.worker.batcher import BatchItem, lower_watermarks
 from streamrec.worker.recommend import Recommendations, Recommender, set_faiss_threads
 from streamrec.worker.state.durable import Changes
 
@@ -112,10 +112,7 @@ class ModelStage:
     def low_watermarks(self, marks: dict[int, int]) -> dict[int, int]:
         """`marks` (per partition, the lowest offset whose recommendation is not yet
         sent) lowered to the first offsets of the batch in the stage; returns them."""
-        for item in self.batch:
-            if item.first_offset < marks.get(item.partition, item.first_offset + 1):
-                marks[item.partition] = item.first_offset
-        return marks
+        return lower_watermarks(marks, self.batch)
 
     def submit(self, job: ModelJob, inline: bool = False) -> None:
         """Hand a batch to the model thread; the stage must be empty.
