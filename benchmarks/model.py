@@ -245,7 +245,7 @@ def run(opts: ModelOptions) -> None:
         return
     stage = stage_rates(opts)
     index = catalogue_rows(opts)
-    _plot(stage)
+    plot = _plot(stage)
     body = "\n\n".join([
         f"Machine: {machine()}.",
         "Encoder + exact search (the worker's `Recommender`), users/s by batch size; "
@@ -258,12 +258,13 @@ def run(opts: ModelOptions) -> None:
         "history excluded; 1 thread:\n\n"
         + table(["items", "index", "parameters", "recall@10", "search queries/s",
                  "stage users/s", "build s", "bytes/item", "note"], index),
-        f"![users/s by batch]({link(run_file('model_batch'))})",
+        f"![users/s by batch]({link(plot)})",
     ])
     append_section("bench model", body)
 
 
-def _plot(rows: list[list[str]]) -> None:
+def _plot(rows: list[list[str]]) -> Path:
+    """The users/s-by-batch plot, saved under this run's own name; its path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,5 +282,7 @@ def _plot(rows: list[list[str]]) -> None:
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(run_file("model_batch"), dpi=100)
+    path = run_file("model_batch")
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+    return path
