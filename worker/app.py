@@ -225,8 +225,8 @@ class Worker:
             polled = self._poll()
             self.metrics.stage_seconds.labels("poll").observe(gap.polled() - start)
             for tp, records in polled.items():
-                if tp.partition not in self._ownership.owned:
-                    continue  # its restore was left at a stop: its state is not here
+                if not self._ownership.serves(tp.partition):
+                    continue  # revoked, or its restore was left at a stop
                 self._ingest.apply(tp, records, self.recommender.model_version)
                 self._commits.consumed_up_to(tp.partition, records[-1].offset + 1)
             if polled:
@@ -353,7 +353,7 @@ class Worker:
             self.recommender = self.models.swap(self.state, self._model)
         self.items.apply_to(self.recommender)  # the stage is empty: retired items, new model
         job = None
-        if self.batcher.ready() or (drain and self.batcher):
+        if (self.batcher.ready() and not self._ownership.suspended) or (drain and self.batcher):
             batch = self.batcher.take()
             self.metrics.batch_size.observe(len(batch))
             keys = [(b.partition, b.user_id) for b in batch]

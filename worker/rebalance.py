@@ -39,6 +39,12 @@ class Ownership:
         self.watchdog = watchdog  # told when the worker joins and leaves, and of restores
         self.stopping = stopping  # true once the worker stops: a restore is left
         self.owned: set[int] = set()  # partitions restored and owned
+        # Revoked, the next assignment not yet known: nothing of them is applied or cut
+        # into a batch meanwhile (`serves`). A poll may return records fetched before
+        # the revocation after its callback ran (confluent: `poll`, then `consume`
+        # serves the rebalance); they come again from the last commit if the
+        # partition comes back, since a revocation commits no consumer offsets.
+        self.suspended: set[int] = set()
         self.assigned_once = False
         self.restoring = False
 
@@ -47,6 +53,10 @@ class Ownership:
         """True once partitions are assigned and restored (what /readyz reports)."""
         return self.assigned_once and not self.restoring
 
+    def serves(self, partition: int) -> bool:
+        """True when records of `partition` are applied now: owned, not revoked."""
+        return partition in self.owned and partition not in self.suspended
+
     def assigned(self, assigned: list[TopicPartition]) -> None:
         """Drop partitions that moved away; restore the new ones before their events.
 
@@ -54,6 +64,7 @@ class Ownership:
         partitions are not owned, so none of their events is applied or committed.
         """
         owned = {tp.partition for tp in assigned}
+        self.suspended = set()
         self.watchdog.joined(len(owned))  # an empty assignment too: a member, idle
         for partition in sorted(self.owned - owned):
             dropped = self._forget(partition)
@@ -90,6 +101,7 @@ class Ownership:
         it does not.
         """
         self.watchdog.left()
+        self.suspended = {tp.partition for tp in revoked}
         if self.commits.failed:
             return  # after a failed publish nothing more is written or committed
         self.commits.commit_now(consumer_commit=False)

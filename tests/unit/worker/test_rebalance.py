@@ -101,3 +101,17 @@ def test_a_restore_left_at_a_stop_leaves_its_partitions_unowned() -> None:
     assert own.owned == {0}  # 0 was restored before and stays; 1 and 2 are not served
     assert not own.restoring
     assert state.restored == [[0]]
+
+
+def test_revoked_partitions_are_not_served_until_the_next_assignment() -> None:
+    """Records a poll returns after the revocation's callback are not applied, and no
+    batch is cut, until the assignment says which partitions stay."""
+    own, _, _ = ownership(FakeState())
+    own.assigned(tps(0, 1, 2))
+    assert [own.serves(p) for p in (0, 1, 2, 3)] == [True, True, True, False]
+    own.revoked(tps(0, 1, 2))
+    assert own.suspended == {0, 1, 2}
+    assert not any(own.serves(p) for p in (0, 1, 2))
+    own.assigned(tps(1, 2))
+    assert own.suspended == set()
+    assert [own.serves(p) for p in (0, 1, 2)] == [False, True, True]
