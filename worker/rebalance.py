@@ -42,8 +42,8 @@ class Ownership:
         # Revoked, the next assignment not yet known: nothing of them is applied or cut
         # into a batch meanwhile (`serves`). A poll may return records fetched before
         # the revocation after its callback ran (confluent: `poll`, then `consume`
-        # serves the rebalance); they come again from the last commit if the
-        # partition comes back, since a revocation commits no consumer offsets.
+        # serves the rebalance); they come again if the partition comes back, since
+        # no commit passes a record that was not applied.
         self.suspended: set[int] = set()
         self.assigned_once = False
         self.restoring = False
