@@ -373,8 +373,8 @@ class Worker:
 
     def _unanswered_users(self) -> int:
         """Users waiting for their recommendation: pending, in the model stage or the outbox."""
-        model = len(self._model.batch) + self._outbox.users if self._model is not None else 0
-        return len(self.batcher) + model
+        started = self._model is not None  # the stage and the outbox exist once it runs
+        return len(self.batcher) + (len(self._model.batch) + self._outbox.users if started else 0)
 
     def _publish_in_hand(self) -> None:
         """Publish the batch going out and the one in the model stage: a blocking commit

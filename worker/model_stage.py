@@ -69,11 +69,16 @@ class ModelJob:
         taken away while the batch was in the model)."""
         if all(owned) or self.recs is None:
             return
-        rows, r = np.array(owned), self.recs
+        rows = np.array(owned)
         self.batch = [b for b, k in zip(self.batch, owned, strict=True) if k]
         self.histories = self.histories[rows]
-        self.recs = Recommendations(rows=r.rows[rows], scores=r.scores[rows],
-                                    popular=r.popular[rows], attention=r.attention[rows])
+        self.recs = self.recs.select(rows)
+
+    def part(self, start: int, end: int, changes: list[Changes]) -> ModelJob:
+        """Users start..end of the finished batch as a job of their own, with `changes`."""
+        users = slice(start, end)
+        return ModelJob(self.batch[users], self.histories[users], self.lengths[users], changes,
+                        None if self.recs is None else self.recs.select(users))
 
 
 class ModelStage:

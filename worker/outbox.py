@@ -25,7 +25,7 @@ from streamrec.worker.batcher import BatchItem, lower_watermarks
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.model_stage import ModelJob
 from streamrec.worker.publish import Publisher
-from streamrec.worker.recommend import Recommendations, Recommender
+from streamrec.worker.recommend import Recommender
 from streamrec.worker.state.durable import DurableHistories
 
 PUBLISH_SLICE = 256  # users of a finished batch sent per turn of the poll loop
@@ -90,7 +90,8 @@ class Outbox:
         start = time.perf_counter()
         end = len(job.batch) if everything else min(len(job.batch), self._sent + self.slice_users)
         last = end == len(job.batch)
-        part = _rows(job, self._sent, end, last)
+        whole = self._sent == 0 and last
+        part = job if whole else job.part(self._sent, end, job.changes if last else [])
         owned = self.owned()
         part.keep([b.partition in owned for b in part.batch])
         if part.batch and part.recs is not None:
@@ -109,15 +110,3 @@ class Outbox:
     def _unsent(self) -> list[BatchItem]:
         return [] if self._job is None else self._job.batch[self._sent:]
 
-
-def _rows(job: ModelJob, start: int, end: int, last: bool) -> ModelJob:
-    """Rows start..end of a finished job as a job of their own (the batch's changes
-    with its last rows only)."""
-    if start == 0 and last:
-        return job
-    r = job.recs
-    recs = None if r is None else Recommendations(
-        rows=r.rows[start:end], scores=r.scores[start:end], popular=r.popular[start:end],
-        attention=r.attention[start:end])
-    return ModelJob(job.batch[start:end], job.histories[start:end], job.lengths[start:end],
-                    job.changes if last else [], recs)

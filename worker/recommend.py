@@ -51,6 +51,11 @@ class Recommendations:
     popular: np.ndarray  # [B] bool
     attention: np.ndarray  # [B, L] float32
 
+    def select(self, users: np.ndarray | slice) -> Recommendations:
+        """These users' rows only (`users`: a bool mask or a slice of the batch)."""
+        return Recommendations(rows=self.rows[users], scores=self.scores[users],
+                               popular=self.popular[users], attention=self.attention[users])
+
 
 BUCKET_MIN_ROWS = 32  # a length bucket smaller than this joins the next longer one
 RECALL_QUERIES = 1000  # query vectors on which a loaded approximate index is measured
