@@ -14,8 +14,6 @@ The contract both adapters keep:
 - `send` never blocks on the network: its `Delivery` is filled in when the broker
   answers, seen after a `Producer.poll` or `Producer.flush` (librdkafka serves
   delivery reports only from those calls, so the worker's loop calls `poll`);
-- an asynchronous commit is answered inside a later `Consumer.poll`, in the order
-  sent (kafka-python may run its callbacks last first: its adapter reorders them);
 - rebalance callbacks run inside `Consumer.poll`, with the whole assignment
   (eager protocol) on assignment, and every client error is a `KafkaClientError`
   (`errors.py`) whatever the library raised, with authorization refusals named.
@@ -27,8 +25,6 @@ import abc
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
-
-from streamrec.kafka_io.errors import KafkaClientError
 
 ClientName = Literal["confluent", "kafka-python"]
 ClientChoice = Literal["auto", "confluent", "kafka-python"]
@@ -116,8 +112,6 @@ class DeliveryReport:
 Partitions = list[TopicPartition]
 Keyed = tuple[bytes | None, bytes | None, int]  # a record to send: key, value, partition
 RebalanceCallback = Callable[[Partitions], None]
-# A commit's answer: None when it went through, else why not (the port's error).
-CommitCallback = Callable[[KafkaClientError | None], None]
 
 
 @dataclass(frozen=True)
@@ -170,14 +164,6 @@ class Consumer(abc.ABC):
     @abc.abstractmethod
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit the group's next offsets to read, synchronously."""
-
-    @abc.abstractmethod
-    def commit_async(self, offsets: Mapping[TopicPartition, int],
-                     on_done: CommitCallback) -> None:
-        """Send a commit of the group's next offsets to read without waiting for it;
-        `on_done` runs with its answer inside a later `poll` (or `commit`). Commits
-        reach the broker and are answered in the order sent, so a later commit's offsets
-        are never overwritten by an earlier one's."""
 
     @abc.abstractmethod
     def highwater(self, partition: TopicPartition) -> int | None:

@@ -10,9 +10,7 @@ committed past it, then or later, and a restart re-reads it (docs/RELIABILITY.md
 Commits happen every `commit_interval_ms`, like Kafka Streams; acknowledgements are
 collected on every turn of the loop as they arrive. Without exactly-once a commit
 never stops the loop: when one is due the offsets are taken with the publisher's
-next sequence number, and committed once every record below it is acknowledged,
-asynchronously: one commit in flight at a time, booked when the consumer's answer
-arrives (inside a later `poll`), so a slow coordinator holds no poll.
+next sequence number, and committed once every record below it is acknowledged.
 With exactly-once each commit interval is one transaction, which carries the offsets
 (`send_offsets_to_transaction`). At shutdown and before a rebalance the protocol
 waits for every acknowledgement instead (`commit_now`).
@@ -23,7 +21,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from streamrec.kafka_io.errors import KafkaClientError
 from streamrec.kafka_io.port import Consumer, TopicPartition
@@ -34,20 +31,6 @@ from streamrec.worker.publish import Acked, Publisher
 logger = logging.getLogger(__name__)
 
 Offsets = dict[TopicPartition, int]
-
-
-@dataclass
-class _Sent:
-    """An asynchronous commit in flight, and its answer once the consumer has one."""
-
-    offsets: Offsets
-    at: float  # clock time it was sent
-    started: float  # perf_counter when it was sent, for the commit stage's duration
-    answered: bool = False
-    error: KafkaClientError | None = None
-
-    def answer(self, error: KafkaClientError | None) -> None:
-        self.answered, self.error = True, error
 
 
 class Commits:
@@ -85,27 +68,11 @@ class Commits:
         # Offsets waiting for their records' acknowledgements, and the sequence number
         # every record below which must be acknowledged first.
         self._pending: tuple[Offsets, int] | None = None
-        self._in_flight: _Sent | None = None  # the commit sent and not booked yet
         self.failed = False  # a record was refused: nothing more is committed
         # Clock time of the first failed commit since the last one that went through
-        # (None: the last commit succeeded), and the last failure.
-        self._failing_since: float | None = None
-        self._last_error = ""
-
-    @property
-    def failing_since(self) -> float | None:
-        """Clock time since which commits do not go through (the watchdog's view): the
-        first failure since the last success, or the sending of a commit still
-        unanswered (None: neither)."""
-        sent = self._in_flight.at if self._in_flight is not None else None
-        return min((t for t in (self._failing_since, sent) if t is not None), default=None)
-
-    @property
-    def last_error(self) -> str:
-        """Why the last commit failed, or that the one sent is not answered yet."""
-        if self._last_error or self._in_flight is None:
-            return self._last_error
-        return "the commit sent has no answer yet"
+        # (None: the last commit succeeded), and the last failure: the watchdog's view.
+        self.failing_since: float | None = None
+        self.last_error = ""
 
     # -- positions -----------------------------------------------------------------
 
@@ -117,10 +84,8 @@ class Commits:
         """Drop a partition this worker no longer owns, also from a commit in waiting."""
         self.consumed.pop(partition, None)
         self.committed.pop(partition, None)
-        for waiting in (self._pending and self._pending[0],
-                        self._in_flight and self._in_flight.offsets):
-            if waiting:
-                waiting.pop(TopicPartition(self.topic, partition), None)
+        if self._pending is not None:
+            self._pending[0].pop(TopicPartition(self.topic, partition), None)
 
     def uncommitted(self) -> bool:
         """True when some partition was read past its last commit."""
@@ -128,9 +93,8 @@ class Commits:
 
     def until_due(self) -> float:
         """Seconds until offsets are next taken for a commit (0 when due now); infinite
-        when nothing waits to be committed, taken offsets wait for acknowledgements or
-        a commit waits for its answer."""
-        if self._pending is not None or self._in_flight is not None or not self.uncommitted():
+        when nothing waits to be committed or taken offsets wait for acknowledgements."""
+        if self._pending is not None or not self.uncommitted():
             return float("inf")
         return max(0.0, self._next_commit - self._clock())
 
@@ -163,16 +127,11 @@ class Commits:
             if self._due() and (self.uncommitted() or self.publisher.inflight):
                 self.commit_now()
             return
-        if self._in_flight is not None:
-            sent = self._in_flight
-            if sent.answered:
-                self._in_flight = None
-                self._finish(sent.offsets, self._booked(sent))
-        elif self._pending is not None:
+        if self._pending is not None:
             offsets, barrier = self._pending
             if self.publisher.confirmed(barrier):
                 self._pending = None
-                self._send(offsets)
+                self._finish(offsets, self._commit(offsets))
         elif self._due() and self.uncommitted():
             self._next_commit = self._clock() + self.interval_s
             offsets = self._to_commit()
@@ -192,7 +151,7 @@ class Commits:
         if self.failed:
             return
         start = time.perf_counter()
-        self._pending = self._in_flight = None  # superseded: the offsets are taken afresh
+        self._pending = None  # superseded: the offsets are taken afresh
         self._publish_in_hand()
         eos = self.exactly_once
         offsets = self._to_commit() if eos or consumer_commit else {}
@@ -215,7 +174,7 @@ class Commits:
     def halt(self) -> None:
         """Commit nothing more (a record or a request was refused)."""
         self.failed = True
-        self._pending = self._in_flight = None
+        self._pending = None
 
     def _finish(self, offsets: Offsets, committed: bool) -> None:
         """Book a commit point's offsets (if they were committed) and run `on_commit`."""
@@ -238,50 +197,26 @@ class Commits:
             raise
 
     def _commit(self, offsets: Offsets) -> bool:
-        """The consumer's synchronous commit (at shutdown and before a rebalance)."""
+        """The consumer's commit; a failure (broker away, rebalance) is logged and the
+        same offsets are taken again at the next commit interval.
+
+        Nothing is lost by a failed commit: the records are acknowledged, state is in
+        the changelog, and the next commit (or the partition's next owner, which
+        skips events already applied) covers the same offsets.
+        """
         if not offsets:
             return False
         start = time.perf_counter()
         try:
             self.consumer.commit(offsets)
         except KafkaClientError as exc:
-            return self._refused(exc)
-        return self._succeeded(start)
-
-    def _send(self, offsets: Offsets) -> None:
-        """Send the consumer's commit of `offsets` and go on; `update` books its answer."""
-        sent = _Sent(offsets, self._clock(), time.perf_counter())
-        try:
-            self.consumer.commit_async(offsets, sent.answer)
-        except KafkaClientError as exc:
-            self._finish(offsets, self._refused(exc))
-            return
-        self._in_flight = sent
-
-    def _booked(self, sent: _Sent) -> bool:
-        """Whether the commit answered went through (its failure counted if not)."""
-        if sent.error is not None:
-            return self._refused(sent.error)
-        return bool(sent.offsets) and self._succeeded(sent.started)
-
-    def _succeeded(self, started: float) -> bool:
-        self._failing_since = None
-        self._last_error = ""
-        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - started)
+            self.metrics.commit_failures.inc()
+            if self.failing_since is None:
+                self.failing_since = self._clock()
+            self.last_error = str(exc)
+            logger.warning("offset commit failed (%s); will commit again at the next "
+                           "commit interval", exc)
+            return False
+        self.failing_since = None
+        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
         return True
-
-    def _refused(self, exc: KafkaClientError) -> bool:
-        """A failed commit (broker away, rebalance) is logged and the same offsets are
-        taken again at the next commit interval.
-
-        Nothing is lost by a failed commit: the records are acknowledged, state is in
-        the changelog, and the next commit (or the partition's next owner, which
-        skips events already applied) covers the same offsets.
-        """
-        self.metrics.commit_failures.inc()
-        if self._failing_since is None:
-            self._failing_since = self._clock()
-        self._last_error = str(exc)
-        logger.warning("offset commit failed (%s); will commit again at the next "
-                       "commit interval", exc)
-        return False

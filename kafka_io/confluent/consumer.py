@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,7 +33,6 @@ from streamrec.kafka_io.confluent.base import (
 )
 from streamrec.kafka_io.port import (
     MAX_REQUEST_BYTES,
-    CommitCallback,
     ConsumedRecord,
     Consumer,
     ConsumerSettings,
@@ -75,8 +73,6 @@ class ConfluentConsumer(Consumer):
             "partition.assignment.strategy": "range",
             "enable.partition.eof": settings.group_id is None,
         }
-        self._commits: deque[CommitCallback] = deque()  # asynchronous commits, oldest first
-        config["on_commit"] = self._commit_answered
         if settings.group_id is not None:
             config["group.id"] = settings.group_id
         else:  # librdkafka wants one; nothing is ever joined or committed with it
@@ -213,26 +209,6 @@ class ConfluentConsumer(Consumer):
         failed = [tp for tp in answered or () if tp.error is not None]
         if failed:
             raise translate(KafkaException(failed[0].error))
-
-    def commit_async(self, offsets: Mapping[TopicPartition, int],
-                     on_done: CommitCallback) -> None:
-        self._commits.append(on_done)
-        try:
-            self._c.commit(offsets=[to_ck(tp, o) for tp, o in offsets.items()],
-                           asynchronous=True)
-        except KafkaException as exc:
-            self._commits.pop()
-            raise translate(exc) from exc
-
-    def _commit_answered(self, err: KafkaError | None, partitions: list[CkPartition]) -> None:
-        """librdkafka's report of an asynchronous commit, served by `poll` in the order
-        the commits were sent (confluent-kafka answers a synchronous one in its call)."""
-        if not self._commits:
-            return
-        on_done = self._commits.popleft()
-        if err is None:
-            err = next((tp.error for tp in partitions or () if tp.error is not None), None)
-        on_done(None if err is None else translate(KafkaException(err)))
 
     def highwater(self, partition: TopicPartition) -> int | None:
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,18 +13,11 @@ from kafka import TopicPartition as KpPartition
 from kafka.structs import OffsetAndMetadata
 
 from streamrec.kafka_io.errors import KafkaClientError
-from streamrec.kafka_io.kafka_python.base import (
-    open_client,
-    to_kp,
-    to_port,
-    translate,
-    translated,
-)
+from streamrec.kafka_io.kafka_python.base import open_client, to_kp, to_port, translated
 from streamrec.kafka_io.port import (
     MAX_REQUEST_BYTES,
     OFFSET_BEGINNING,
     OFFSET_END,
-    CommitCallback,
     Consumer,
     ConsumerSettings,
     RebalanceCallback,
@@ -97,21 +89,6 @@ class _Listener(AsyncConsumerRebalanceListener):
             raise failed[0]
 
 
-class _AsyncCommit:
-    """An asynchronous commit sent, and its answer once kafka-python has it."""
-
-    def __init__(self, on_done: CommitCallback) -> None:
-        self.on_done = on_done
-        self.answered = False
-        self.error: KafkaClientError | None = None
-
-    def answer(self, error: KafkaClientError | None) -> None:
-        self.answered, self.error = True, error
-
-    def tell(self) -> None:
-        self.on_done(self.error)
-
-
 class KafkaPythonConsumer(Consumer):
     """`KafkaConsumer` behind the port."""
 
@@ -136,7 +113,6 @@ class KafkaPythonConsumer(Consumer):
         }
         self._c = open_client(settings.bootstrap, security, lambda: KafkaConsumer(**config))
         self._warned_at: float | None = None  # while polls fail: the last warning's time
-        self._commits: deque[_AsyncCommit] = deque()  # asynchronous commits, oldest first
 
     def subscribe(
         self, topic: str, *, on_assigned: RebalanceCallback | None = None,
@@ -205,31 +181,8 @@ class KafkaPythonConsumer(Consumer):
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         with translated():
-            self._c.commit(self._offsets(offsets))
-
-    def commit_async(self, offsets: Mapping[TopicPartition, int],
-                     on_done: CommitCallback) -> None:
-        # kafka-python sends commits in order but may run the callbacks of several
-        # answered ones last first: they are passed on in the order sent.
-        commit = _AsyncCommit(on_done)
-
-        def answered(_: Any, response: Any) -> None:
-            commit.answer(translate(response) if isinstance(response, BaseException)
-                          else None)
-            while self._commits and self._commits[0].answered:
-                self._commits.popleft().tell()
-
-        self._commits.append(commit)
-        try:
-            with translated():
-                self._c.commit_async(self._offsets(offsets), callback=answered)
-        except BaseException:
-            self._commits.pop()
-            raise
-
-    @staticmethod
-    def _offsets(offsets: Mapping[TopicPartition, int]) -> dict[KpPartition, OffsetAndMetadata]:
-        return {to_kp(tp): OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
+            self._c.commit({to_kp(tp): OffsetAndMetadata(offset, "", -1)
+                            for tp, offset in offsets.items()})
 
     def highwater(self, partition: TopicPartition) -> int | None:
         return self._c.highwater(to_kp(partition))  # type: ignore[no-any-return]

@@ -6,10 +6,7 @@ types): the guarantees of docs/RELIABILITY.md, with the exact offsets committed.
   `Delivery` not succeeded yet);
 - with exactly-once the transaction carries the offsets: `send_offsets_to_transaction`
   gets exactly the offsets committed, and the consumer commits nothing itself;
-- a failed delivery (or transaction) means no commit of those offsets, then or later;
-- without exactly-once one asynchronous commit is in flight at a time, its offsets
-  booked only when its answer comes (inside the loop's next poll), never over a later
-  synchronous commit's.
+- a failed delivery (or transaction) means no commit of those offsets, then or later.
 """
 
 from __future__ import annotations
@@ -21,13 +18,7 @@ from typing import Any
 import pytest
 
 from streamrec.kafka_io.errors import KafkaClientError
-from streamrec.kafka_io.port import (
-    CommitCallback,
-    Consumer,
-    DeliveryReport,
-    Producer,
-    TopicPartition,
-)
+from streamrec.kafka_io.port import Consumer, DeliveryReport, Producer, TopicPartition
 from streamrec.worker.commits import Commits
 from streamrec.worker.errors import PublishError
 from streamrec.worker.metrics import WorkerMetrics
@@ -51,47 +42,21 @@ def only_what_the_protocol_uses(cls: type) -> type:
 
 @only_what_the_protocol_uses
 class FakeConsumer(Consumer):
-    """Records every commit that went through (`commits`); an asynchronous one is
-    answered by `answer()` (what the consumer's `poll` does). `refuse` makes the next
-    commits fail as a broker would, `refuse_to_send` the next asynchronous one's call."""
+    """Records every commit; `refuse` makes the next commits fail as a broker would."""
 
     client = "kafka-python"
 
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.commits: list[dict[TopicPartition, int]] = []
-        self.sent: list[tuple[dict[TopicPartition, int], CommitCallback]] = []
         self.refuse = 0  # this many commits fail next
-        self.refuse_to_send = False
-
-    def _refused(self) -> KafkaClientError | None:
-        if not self.refuse:
-            return None
-        self.refuse -= 1
-        return KafkaClientError("the group is rebalancing", retriable=True)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        error = self._refused()
-        if error is not None:
-            raise error
+        if self.refuse:
+            self.refuse -= 1
+            raise KafkaClientError("the group is rebalancing", retriable=True)
         self.commits.append(dict(offsets))
         self.log.append("consumer commit")
-
-    def commit_async(self, offsets: Mapping[TopicPartition, int],
-                     on_done: CommitCallback) -> None:
-        if self.refuse_to_send:
-            raise KafkaClientError("the coordinator is not known")
-        self.sent.append((dict(offsets), on_done))
-        self.log.append("consumer commit sent")
-
-    def answer(self) -> None:
-        """Answer the commits sent, in order, as the next `poll` would."""
-        sent, self.sent = self.sent, []
-        for offsets, on_done in sent:
-            error = self._refused()
-            if error is None:
-                self.commits.append(offsets)
-            on_done(error)
 
     def group_metadata(self) -> Any:
         return META
@@ -211,12 +176,6 @@ class Rig:
     def next_interval(self) -> None:
         self.clock.now += 1.0
 
-    def turn(self) -> None:
-        """One turn of the worker's loop: its poll (commit answers arrive), then the
-        protocol's update."""
-        self.consumer.answer()
-        self.commits.update()
-
     def failures(self, kind: str) -> float:
         return self.metrics.publish_failures.labels(kind)._value.get()
 
@@ -227,15 +186,14 @@ def test_never_commits_past_an_unanswered_user() -> None:
     c.consumed_up_to(0, 10)
     c.consumed_up_to(1, 7)
     rig.waiting = {0: 4}  # offset 4 of partition 0 waits for its batch
-    rig.turn()  # due: the offsets are taken (nothing is in flight)
-    rig.turn()  # ... and the commit sent
-    rig.turn()  # ... answered and booked
+    c.update()  # due: the offsets are taken (nothing is in flight)
+    c.update()  # ... and committed
     assert rig.consumer.commits == [{TP0: 4, TP1: 7}]
     assert c.committed == {0: 4, 1: 7}
     rig.waiting = {}  # the user is answered
     rig.next_interval()
-    for _ in range(3):
-        rig.turn()
+    c.update()
+    c.update()
     assert rig.consumer.commits == [{TP0: 4, TP1: 7}, {TP0: 10}]  # partition 1 did not move
     assert rig.metrics.commits._value.get() == 2
 
@@ -245,26 +203,22 @@ def test_never_commits_past_an_unacknowledged_record() -> None:
     c = rig.commits
     c.consumed_up_to(0, 10)
     rig.send("a", "b")  # records 0 and 1, sent for events below 10
-    rig.turn()  # the offsets are taken with the next record number (2)
+    c.update()  # the offsets are taken with the next record number (2)
     assert rig.consumer.commits == []
     rig.producer.ack(1)
-    rig.turn()
-    rig.turn()
+    c.update()
     assert rig.consumer.commits == []  # record 0 is not acknowledged
     c.consumed_up_to(0, 15)
     rig.send("c")  # record 2, after the offsets were taken
     rig.producer.ack(0)
-    rig.turn()  # sent
-    rig.turn()  # answered
+    c.update()
     assert rig.consumer.commits == [{TP0: 10}]  # records 0 and 1 only; not 15
     rig.next_interval()
-    rig.turn()  # takes 15, behind record 2
-    rig.turn()
-    rig.turn()
+    c.update()  # takes 15, behind record 2
+    c.update()
     assert rig.consumer.commits == [{TP0: 10}]
     rig.producer.ack(2)
-    rig.turn()
-    rig.turn()
+    c.update()
     assert rig.consumer.commits == [{TP0: 10}, {TP0: 15}]
     assert [len(a.changelog) for a in rig.acked if a] == [2, 1]
 
@@ -273,21 +227,19 @@ def test_nothing_is_taken_before_the_commit_interval() -> None:
     rig = Rig()
     c = rig.commits
     c.consumed_up_to(0, 3)
-    for _ in range(3):
-        rig.turn()
+    c.update()
+    c.update()
     c.consumed_up_to(0, 8)
     rig.clock.now += 0.75
     assert c.until_due() == pytest.approx(0.25)
-    rig.turn()
-    rig.turn()
+    c.update()
+    c.update()
     assert rig.consumer.commits == [{TP0: 3}]
     rig.clock.now += 0.25
     assert c.until_due() == 0.0
-    rig.turn()
+    c.update()
     assert c.until_due() == float("inf")  # taken: now they wait for acknowledgements
-    rig.turn()
-    assert c.until_due() == float("inf")  # sent: now it waits for its answer
-    rig.turn()
+    c.update()
     assert rig.consumer.commits == [{TP0: 3}, {TP0: 8}]
     assert c.until_due() == float("inf")  # nothing uncommitted
 
@@ -410,89 +362,12 @@ def test_a_partition_that_moved_away_leaves_the_commit_in_waiting() -> None:
     c.consumed_up_to(0, 10)
     c.consumed_up_to(1, 7)
     rig.send("a")
-    rig.turn()  # {0: 10, 1: 7} wait for record 0
+    c.update()  # {0: 10, 1: 7} wait for record 0
     c.forget(1)
     rig.producer.ack(0)
-    rig.turn()
-    rig.turn()
+    c.update()
     assert rig.consumer.commits == [{TP0: 10}]
     assert c.committed == {0: 10}
-
-
-def test_a_partition_that_moved_away_while_its_commit_was_in_flight_is_not_booked() -> None:
-    rig = Rig()
-    c = rig.commits
-    c.consumed_up_to(0, 10)
-    c.consumed_up_to(1, 7)
-    rig.turn()
-    rig.turn()  # {0: 10, 1: 7} sent
-    c.forget(1)
-    rig.turn()
-    assert rig.consumer.commits == [{TP0: 10, TP1: 7}]
-    assert c.committed == {0: 10}  # partition 1 is no longer this worker's
-
-
-def test_one_commit_in_flight_at_a_time_booked_only_when_answered() -> None:
-    rig = Rig()
-    c = rig.commits
-    c.consumed_up_to(0, 10)
-    c.update()  # taken
-    c.update()  # sent
-    sent_at = rig.clock.now
-    c.consumed_up_to(0, 20)
-    rig.next_interval()
-    for _ in range(3):
-        c.update()  # no answer yet: no second commit, nothing booked
-    assert [offsets for offsets, _ in rig.consumer.sent] == [{TP0: 10}]
-    assert c.committed == {}
-    assert rig.commit_points == 0
-    assert c.failing_since == sent_at  # an unanswered commit is timed by the watchdog
-    assert "no answer" in c.last_error
-    rig.turn()  # answered: booked
-    assert c.committed == {0: 10}
-    assert rig.commit_points == 1
-    assert c.failing_since is None
-    assert c.last_error == ""
-    rig.turn()  # due since the interval passed: 20 taken
-    rig.turn()
-    rig.turn()
-    assert rig.consumer.commits == [{TP0: 10}, {TP0: 20}]
-    assert c.committed == {0: 20}
-
-
-def test_a_late_answer_does_not_undo_a_later_blocking_commit() -> None:
-    rig = Rig()
-    c = rig.commits
-    c.consumed_up_to(0, 10)
-    rig.turn()
-    rig.turn()  # {0: 10} sent, not answered
-    c.consumed_up_to(0, 15)
-    c.commit_now()  # shutdown or a rebalance: {0: 15}, synchronously
-    assert c.committed == {0: 15}
-    rig.turn()  # the answer to {0: 10} arrives
-    assert c.committed == {0: 15}
-    assert not c.uncommitted()
-    assert rig.metrics.commits._value.get() == 1
-
-
-def test_a_commit_the_consumer_cannot_send_is_taken_again_at_the_next_interval() -> None:
-    rig = Rig()
-    c = rig.commits
-    c.consumed_up_to(0, 10)
-    rig.consumer.refuse_to_send = True
-    rig.turn()
-    rig.turn()
-    assert rig.metrics.commit_failures._value.get() == 1
-    assert rig.commit_points == 1
-    assert c.failing_since == rig.clock.now
-    rig.consumer.refuse_to_send = False
-    rig.turn()
-    assert rig.consumer.sent == []  # not before the interval
-    rig.next_interval()
-    for _ in range(3):
-        rig.turn()
-    assert rig.consumer.commits == [{TP0: 10}]
-    assert c.failing_since is None
 
 
 def test_a_refused_consumer_commit_is_taken_again_at_the_next_interval() -> None:
@@ -500,8 +375,8 @@ def test_a_refused_consumer_commit_is_taken_again_at_the_next_interval() -> None
     c = rig.commits
     c.consumed_up_to(0, 10)
     rig.consumer.refuse = 2
-    for _ in range(3):
-        rig.turn()
+    c.update()
+    c.update()
     assert rig.consumer.commits == []
     assert rig.metrics.commit_failures._value.get() == 1
     assert c.committed == {}
@@ -509,15 +384,15 @@ def test_a_refused_consumer_commit_is_taken_again_at_the_next_interval() -> None
     failed_at = rig.clock.now
     assert c.failing_since == failed_at  # what the watchdog times (worker/watchdog.py)
     assert "rebalancing" in c.last_error
-    rig.turn()
-    assert rig.consumer.sent == []  # not before the interval
+    c.update()
+    assert rig.consumer.commits == []  # not before the interval
     rig.next_interval()
-    for _ in range(3):
-        rig.turn()
+    c.update()
+    c.update()
     assert c.failing_since == failed_at  # failing since the first failure
     rig.next_interval()
-    for _ in range(3):
-        rig.turn()
+    c.update()
+    c.update()
     assert rig.consumer.commits == [{TP0: 10}]
     assert c.committed == {0: 10}
     assert c.failing_since is None
