@@ -2,18 +2,18 @@
 
     poll -> validate (bad -> dead letters) -> histories -> micro-batch   (ingest.py)
          -> model stage (encode + search, own thread)                   (model_stage.py)
-         -> send recommendations and changelog records                  (publish.py)
+         -> send recommendations and changelog records   (outbox.py, publish.py)
          -> every commit interval: commit offsets once every record
             sent before them is acknowledged                            (commits.py)
 
-Offsets are never committed past an event whose user still waits for a batch (or
-sits in the model stage), nor before every record sent ahead of them is
-acknowledged (`commits.py`), so a crash at any point re-reads, and never skips, an
-event. `stop()` is safe to call from a signal handler: the loop finishes the batch in
-hand, drains the pending users, publishes, waits for every acknowledgement, commits,
-closes and returns. Rebalances: `rebalance.py`; model swaps: `swap.py`; stalls after
-`--max-stall-s`: `watchdog.py`; the way out (`on_leaving`): `shutdown.py`. The item
-catalogue (`catalogue.py`) is read before joining the group, then followed.
+Offsets are never committed past an event whose user still waits (for a batch, in the
+model stage or in the outbox), nor before every record sent ahead of them is acknowledged
+(`commits.py`), so a crash at any point re-reads, and never skips, an event. `stop()` is
+signal-safe: the loop finishes the batch in hand, drains the pending users, publishes,
+waits for every acknowledgement, commits, closes and returns. Rebalances: `rebalance.py`;
+model swaps: `swap.py`; stalls after `--max-stall-s`: `watchdog.py`; the way out
+(`on_leaving`): `shutdown.py`. The item catalogue (`catalogue.py`) is read before
+joining the group, then followed.
 
 State: each batch writes its users' changed histories, as of the batch's cut, to the
 changelog (`state/`) right after their recommendations; newly assigned partitions
@@ -133,14 +133,12 @@ class Worker:
         return (self.items.loaded and self._ownership is not None and self._ownership.ready
                 and not self._stop.is_set())
 
-    # -- lifecycle -----------------------------------------------------------------
-
     def run(self) -> None:
         """Run until `stop()`; always publishes, commits and closes on the way out."""
         cfg = self.config
         shown = dataclasses.asdict(cfg) | {"security": cfg.security.redacted()}
-        logger.info("effective configuration: %s", json.dumps(shown, default=str, sort_keys=True))
-        logger.info("Kafka client: %s", self.kafka_client)
+        logger.info("effective configuration: %s; Kafka client: %s",
+                    json.dumps(shown, default=str, sort_keys=True), self.kafka_client)
         self.phase = "creating topics"
         prepare_topics(cfg, self.state)
         self.items.start()  # read while the clients are built; waited for before joining
@@ -205,9 +203,7 @@ class Worker:
         self._commits = Commits(
             self._consumer, self._publisher, cfg.events_topic,
             interval_ms=cfg.commit_interval_ms, exactly_once=cfg.exactly_once,
-            metrics=self.metrics,  # unanswered: pending, in the model stage, in the outbox
-            unanswered=lambda: self._outbox.low_watermarks(
-                self._model.low_watermarks(self.batcher.low_watermarks())),
+            metrics=self.metrics, unanswered=self._unanswered_marks,
             publish_in_hand=self._publish_in_hand, on_acked=self._account,
             on_commit=self._apply_cap)
         self._ownership = Ownership(cfg.events_topic, self.state, self.batcher, self._commits,
@@ -324,8 +320,6 @@ class Worker:
             self._metrics_server.server_close()
         logger.info("worker stopped")
 
-    # -- stages --------------------------------------------------------------------
-
     def _advance(self, drain: bool = False) -> None:
         """Take the batch the model stage finished, hand it the next one when due, then
         publish the finished one (a slice per turn, `outbox.py`) while the model works.
@@ -376,9 +370,13 @@ class Worker:
         started = self._model is not None  # the stage and the outbox exist once it runs
         return len(self.batcher) + (len(self._model.batch) + self._outbox.users if started else 0)
 
+    def _unanswered_marks(self) -> dict[int, int]:
+        """Per partition, the lowest offset of those users: commits stay below it."""
+        marks = self._model.low_watermarks(self.batcher.low_watermarks())
+        return self._outbox.low_watermarks(marks)
+
     def _publish_in_hand(self) -> None:
-        """Publish the batch going out and the one in the model stage: a blocking commit
-        takes them along."""
+        """Publish the batch going out and the one in the model stage (a blocking commit)."""
         self._outbox.send(everything=True)
         if self._model.busy:
             self._outbox.put(self._model.take(timeout_s=None), everything=True)  # type: ignore[arg-type]
