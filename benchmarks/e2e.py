@@ -6,11 +6,11 @@ from offset 0 with each contender of `contenders.py` (passthrough, worker, naive
 model stage, two workers), checks that every user's last event got a
 recommendation, finds the highest rate the worker keeps up with live on the stream
 the latency runs send (`capacity.py`), then measures latency at fixed fractions of
-it, the worker beside the Kafka client's own floor at the same rate (`latency.py`),
-and throughput against `--max-batch`. Every process it starts
-(workers, runners, relays) runs on the Kafka adapter `kafka_client` names (None: the
-environment's `STREAMREC_KAFKA_CLIENT`, else auto). Appends a dated section with
-the machine, a table, ratios and plots to docs/BENCHMARKS.md.
+it, the worker beside the Kafka client's own floor at the same rate (`latency.py`), in
+rounds whose medians are reported, and throughput against `--max-batch`. Every process
+it starts (workers, runners, relays) runs on the Kafka adapter `kafka_client` names
+(None: the environment's `STREAMREC_KAFKA_CLIENT`, else auto). Appends a dated section
+with the machine, a table, ratios and plots to docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ class E2EOptions:
     naive_events: int = 10_000  # the naive contender reads this prefix
     latency_seconds: float = 30.0
     latency_loads: tuple[float, ...] = (0.1, 0.25, 0.5)  # of the maximum live load
+    # Runs of each load and target, in rounds (worker, relay at each load, round after
+    # round): one 30 s run's p99 moves by about 2x between runs on the 2-core box.
+    latency_repeats: int = 3
     sweep: tuple[int, ...] = (16, 64, 256, 1024)
     sweep_events: int = 60_000
     model: Path | None = None
@@ -68,6 +71,10 @@ class E2EOptions:
     index: str = "auto"  # the workers' --index, and the model stage's
     threads: int = 1  # the workers' --torch-threads (their default), and d's first run
     kafka_client: str | None = None  # the adapter of every process started (None: env/auto)
+
+    def __post_init__(self) -> None:
+        if self.latency_repeats < 1:
+            raise ValueError(f"latency_repeats must be >= 1, got {self.latency_repeats}")
 
 
 def worker_max_batch(worker_args: list[str]) -> int:
@@ -140,30 +147,55 @@ def run(opts: E2EOptions) -> dict:
         figures["live_probes"] = [vars(p) for p in probes]
         full = live or results["b'"].recs_per_s
         latencies = []
-        for load in opts.latency_loads:
-            for target in ("worker", "relay"):
-                say(f"latency of the {target} at {load * full:,.0f} events/s ({load:.0%} of "
-                    f"the maximum live load) for {opts.latency_seconds:.0f} s")
-                latencies.append((load, target, latency_run.measure(
-                    bootstrap, model, stream, load * full, opts.latency_seconds,
-                    opts.partitions, opts.workdir, extra if target == "worker" else [],
-                    target=target, client=client)))
+        for round_no in range(opts.latency_repeats):
+            for load in opts.latency_loads:
+                for target in ("worker", "relay"):
+                    say(f"latency of the {target} at {load * full:,.0f} events/s ({load:.0%} "
+                        f"of the maximum live load) for {opts.latency_seconds:.0f} s, round "
+                        f"{round_no + 1} of {opts.latency_repeats}")
+                    latencies.append((load, target, round_no, latency_run.measure(
+                        bootstrap, model, stream, load * full, opts.latency_seconds,
+                        opts.partitions, opts.workdir, extra if target == "worker" else [],
+                        target=target, client=client)))
         figures["latency"] = [
-            {"load": load, "target": target, "rate": lat.rate, "sent": lat.sent,
-             "received": len(lat.ms), **{f"p{q}": lat.percentile(q) for q in (50, 95, 99)},
+            {"load": load, "target": target, "round": round_no, "rate": lat.rate,
+             "sent": lat.sent, "received": len(lat.ms),
+             **{f"p{q}": lat.percentile(q) for q in (50, 95, 99)},
              "p99_after": lat.percentile(99, after_s=SETTLE_S),
              "max": float(lat.ms.max()) if len(lat.ms) else float("nan")}
-            for load, target, lat in latencies]
+            for load, target, round_no, lat in latencies]
+        figures["latency_medians"] = latency_medians(figures["latency"])
         figures["sweep"] = sweep(bootstrap, model, stream, opts, extra, client)
     (opts.workdir / f"e2e-{int(time.time())}.json").write_text(json.dumps(figures, indent=2))
-    write_report(figures, [lat for _, target, lat in latencies if target == "worker"],
-                 results)
+    write_report(figures, [lat for _, target, round_no, lat in latencies
+                           if target == "worker" and round_no == 0], results)
     missing = {k: figures[f"{k}_users_missing"] for k in ("b", "b'", "e")}
     failed = any(missing.values())
     if failed:
         print("[bench] FAILED: users without a recommendation for their last event: "
               + ", ".join(f"{k} {v}" for k, v in missing.items()), file=sys.stderr)
     return figures
+
+
+def latency_medians(runs: list[dict]) -> list[dict]:
+    """Per load and target, the median of its rounds' p50 and p99 after the first
+    seconds, each round's p99 after them, and (worker rows) the ratio of the worker's
+    median p99 to the relay's at that load."""
+    import numpy as np
+
+    groups: dict[tuple[float, str], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["load"], run["target"]), []).append(run)
+    rows = [{"load": load, "target": target, "rounds": len(group),
+             "p50": float(np.median([r["p50"] for r in group])),
+             "p99_after": float(np.median([r["p99_after"] for r in group])),
+             "p99_after_rounds": [r["p99_after"] for r in group]}
+            for (load, target), group in groups.items()]
+    relay = {row["load"]: row["p99_after"] for row in rows if row["target"] == "relay"}
+    for row in rows:
+        if row["target"] == "worker" and relay.get(row["load"]):
+            row["ratio_to_relay"] = row["p99_after"] / relay[row["load"]]
+    return rows
 
 
 def sweep(bootstrap: str, model: Path, stream: Stream, opts: E2EOptions,
@@ -206,7 +238,7 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         "b' / d' (distinct users, nothing to coalesce: recommendations/s vs users/s)":
             r["b'"].recs_per_s / r["d'"].recs_per_s,
     }
-    lat_rows = [[f"{x['load']:.0%}", f"{x['rate']:,.0f}",
+    lat_rows = [[f"{x['load']:.0%}", f"{x['rate']:,.0f}", str(x.get("round", 0) + 1),
                  "worker" if x["target"] == "worker" else "relay (client floor)",
                  f"{x['sent']:,}", f"{x['received']:,}",
                  *(f"{x[f'p{q}']:.0f}" for q in (50, 95, 99)),
@@ -239,13 +271,30 @@ def write_report(figures: dict, worker_latencies: list[latency_run.Latency],
         "relay's first fetches and batches). The relay is the Kafka client's floor at the "
         f"same rate: {figures['kafka_client']} consuming and producing one record per "
         "event, no model, no state:\n\n"
-        + table(["load", "offered events/s", "target", "sent", "received", "p50", "p95",
-                 "p99", f"p99 after {SETTLE_S:.0f} s", "max"], lat_rows),
+        + table(["load", "offered events/s", "round", "target", "sent", "received", "p50",
+                 "p95", "p99", f"p99 after {SETTLE_S:.0f} s", "max"], lat_rows),
+        _medians(figures["latency_medians"]),
         "Throughput against `--max-batch`:\n\n"
         + table(["max batch", "events/s", "recs/s", "CPU s / 1k events"], sweep_rows),
         f"![latency CDF]({link(cdf_png)}) ![throughput vs max batch]({link(sweep_png)})",
     ])
     append_section("bench e2e", body)
+
+
+def _medians(rows: list[dict]) -> str:
+    """The medians of the latency rounds, in words: the figures the targets stand on."""
+    def one(row: dict) -> str:
+        rounds = ", ".join(f"{x:.0f}" for x in row["p99_after_rounds"])
+        return f"{row['p99_after']:.0f} ms ({rounds})"
+
+    relay = {row["load"]: row for row in rows if row["target"] == "relay"}
+    parts = [f"at {row['load']:.0%}, the worker {one(row)} against the relay's "
+             f"{one(relay[row['load']])}: {row.get('ratio_to_relay', float('nan')):.1f} ×"
+             for row in rows if row["target"] == "worker" and row["load"] in relay]
+    n = max((row["rounds"] for row in rows), default=0)
+    return (f"Medians over the {n} rounds (each round runs the worker and then the relay at "
+            f"every load) of the p99 after {SETTLE_S:.0f} s, each round's in brackets: "
+            + "; ".join(parts) + ".")
 
 
 def _live(figures: dict) -> str:

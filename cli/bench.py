@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e2e.add_argument("--latency-loads", default=",".join(map(str, d.latency_loads)),
                      help="offered loads of the latency runs, as fractions of the highest rate "
                           "the worker keeps up with live (default %(default)s)")
+    e2e.add_argument("--latency-repeats", type=int, default=d.latency_repeats,
+                     help="rounds of the latency runs; their medians are reported "
+                          "(default %(default)s)")
     e2e.add_argument("--sweep", default=",".join(map(str, d.sweep)),
                      help="--max-batch values to sweep (default %(default)s)")
     e2e.add_argument("--sweep-events", type=int, default=d.sweep_events,
@@ -239,6 +242,7 @@ def run_e2e(args: argparse.Namespace) -> int:
         events=args.events, users=args.users, partitions=args.partitions,
         naive_events=args.naive_events, latency_seconds=args.latency_seconds,
         latency_loads=tuple(float(x) for x in args.latency_loads.split(",") if x.strip()),
+        latency_repeats=args.latency_repeats,
         sweep=int_list(args.sweep), sweep_events=args.sweep_events, model=args.model,
         bootstrap=args.bootstrap or None, worker_args=tuple(args.worker_arg),
         index=args.index, threads=args.threads, kafka_client=args.kafka_client))

@@ -59,7 +59,7 @@ def test_bench_e2e_runs_every_contender_and_reports(
 ) -> None:
     figures = run_e2e(E2EOptions(
         events=2000, users=300, naive_events=200, latency_seconds=3.0, latency_loads=(0.5,),
-        sweep=(64,),
+        latency_repeats=2, sweep=(64,),
         sweep_events=500, model=tiny_checkpoint, workdir=tmp_path / "work",
         bootstrap=kafka_bootstrap))
     assert figures["b_users_missing"] == 0
@@ -73,8 +73,11 @@ def test_bench_e2e_runs_every_contender_and_reports(
         assert results[key]["seconds"] > 0
     assert results["c"]["events"] == 200
     # the worker and the client's floor, each at the same offered rate
-    assert [(x["load"], x["target"]) for x in figures["latency"]] == [
-        (0.5, "worker"), (0.5, "relay")]
+    # ... in rounds, each round the worker and then the relay
+    assert [(x["load"], x["target"], x["round"]) for x in figures["latency"]] == [
+        (0.5, "worker", 0), (0.5, "relay", 0), (0.5, "worker", 1), (0.5, "relay", 1)]
+    assert [(m["target"], m["rounds"]) for m in figures["latency_medians"]] == [
+        ("worker", 2), ("relay", 2)]
     for run in figures["latency"]:
         assert run["received"] > 0
         assert run["received"] <= run["sent"]
@@ -83,6 +86,7 @@ def test_bench_e2e_runs_every_contender_and_reports(
     assert ": bench e2e" in text
     assert "| b: worker |" in text
     assert "relay (client floor)" in text
+    assert "Medians over the 2 rounds" in text
     for plot in ("latency_cdf", "max_batch"):  # this run's own files, linked from its section
         [png] = (docs / "bench").glob(f"{plot}-*.png")
         assert png.stat().st_size > 0
