@@ -131,6 +131,9 @@ class Consumer(abc.ABC):
     # True when records keep arriving while nobody polls (librdkafka fetches on threads of
     # its own); kafka-python fetches only inside `poll`, which must then keep being called.
     fetches_in_background: bool = False
+    # True when `commit` may run on another thread while the loop polls (librdkafka's
+    # handle is thread-safe); kafka-python's consumer must stay on one thread.
+    commits_from_any_thread: bool = False
 
     # -- in a group --------------------------------------------------------------
 

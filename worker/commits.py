@@ -10,15 +10,20 @@ committed past it, then or later, and a restart re-reads it (docs/RELIABILITY.md
 Commits happen every `commit_interval_ms`, like Kafka Streams; acknowledgements are
 collected on every turn of the loop as they arrive. Without exactly-once a commit
 never stops the loop: when one is due the offsets are taken with the publisher's
-next sequence number, and committed once every record below it is acknowledged.
+next sequence number, and committed once every record below it is acknowledged, on a
+thread of its own where the client allows it (`InFlight`; confluent), so that the
+loop keeps polling while the broker answers (on the loop's thread, the consumer's
+commit held it 80-252 ms when a busy broker answered late: docs/BENCHMARKS.md); the
+offsets are booked as committed only once it has. One commit is in flight at a time.
 With exactly-once each commit interval is one transaction, which carries the offsets
 (`send_offsets_to_transaction`). At shutdown and before a rebalance the protocol
-waits for every acknowledgement instead (`commit_now`).
+waits for the commit in flight and every acknowledgement instead (`commit_now`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -31,6 +36,43 @@ from streamrec.worker.publish import Acked, Publisher
 logger = logging.getLogger(__name__)
 
 Offsets = dict[TopicPartition, int]
+SETTLE_S = 10.0  # the longest a blocking commit waits for the one in flight
+
+
+class InFlight:
+    """One consumer commit running on a daemon thread of its own.
+
+    The thread only calls `consumer.commit`; the loop books the answer (`error` None:
+    committed) once `done()`. Daemon: a commit the broker never answers cannot keep
+    the process from exiting (the watchdog times it, `Commits.failing_since`).
+    """
+
+    def __init__(self, consumer: Consumer, offsets: Offsets, started: float) -> None:
+        self.offsets = dict(offsets)  # booked when answered; `forget` may drop some
+        self.started = started  # the protocol's clock
+        self.seconds = 0.0  # how long the commit took
+        self.error: Exception | None = None  # a KafkaClientError: logged, retried
+        self._done = threading.Event()
+        threading.Thread(target=self._run, args=(consumer, dict(offsets)),
+                         name="streamrec-commit", daemon=True).start()
+
+    def _run(self, consumer: Consumer, offsets: Offsets) -> None:
+        start = time.perf_counter()
+        try:
+            consumer.commit(offsets)
+        except Exception as exc:  # anything else is raised again on the loop's thread
+            self.error = exc
+        finally:
+            self.seconds = time.perf_counter() - start
+            self._done.set()
+
+    def done(self) -> bool:
+        """True once the broker answered (or the client gave up)."""
+        return self._done.is_set()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until answered, at most `timeout_s`; True when it was."""
+        return self._done.wait(timeout_s)
 
 
 class Commits:
@@ -68,11 +110,30 @@ class Commits:
         # Offsets waiting for their records' acknowledgements, and the sequence number
         # every record below which must be acknowledged first.
         self._pending: tuple[Offsets, int] | None = None
+        self._background = consumer.commits_from_any_thread
+        self._in_flight: InFlight | None = None  # a commit the broker has not answered
         self.failed = False  # a record was refused: nothing more is committed
         # Clock time of the first failed commit since the last one that went through
         # (None: the last commit succeeded), and the last failure: the watchdog's view.
-        self.failing_since: float | None = None
-        self.last_error = ""
+        self._failing_since: float | None = None
+        self._last_error = ""
+
+    @property
+    def failing_since(self) -> float | None:
+        """Since when commits have not gone through: the first failure since the last
+        success, or the start of the commit in flight (None: neither). The watchdog
+        stops the worker when this gets older than `--max-stall-s`."""
+        started = self._in_flight.started if self._in_flight is not None else None
+        if self._failing_since is None or started is None:
+            return self._failing_since if started is None else started
+        return min(self._failing_since, started)
+
+    @property
+    def last_error(self) -> str:
+        """The last commit's failure, or that the one in flight has no answer yet."""
+        if self._last_error or self._in_flight is None:
+            return self._last_error
+        return "none; the commit in flight has no answer from the broker"
 
     # -- positions -----------------------------------------------------------------
 
@@ -84,8 +145,11 @@ class Commits:
         """Drop a partition this worker no longer owns, also from a commit in waiting."""
         self.consumed.pop(partition, None)
         self.committed.pop(partition, None)
+        tp = TopicPartition(self.topic, partition)
         if self._pending is not None:
-            self._pending[0].pop(TopicPartition(self.topic, partition), None)
+            self._pending[0].pop(tp, None)
+        if self._in_flight is not None:  # sent already; not booked for a partition gone
+            self._in_flight.offsets.pop(tp, None)
 
     def uncommitted(self) -> bool:
         """True when some partition was read past its last commit."""
@@ -93,8 +157,9 @@ class Commits:
 
     def until_due(self) -> float:
         """Seconds until offsets are next taken for a commit (0 when due now); infinite
-        when nothing waits to be committed or taken offsets wait for acknowledgements."""
-        if self._pending is not None or not self.uncommitted():
+        when nothing waits to be committed, taken offsets wait for acknowledgements or a
+        commit is in flight."""
+        if self._pending is not None or self._in_flight is not None or not self.uncommitted():
             return float("inf")
         return max(0.0, self._next_commit - self._clock())
 
@@ -127,11 +192,17 @@ class Commits:
             if self._due() and (self.uncommitted() or self.publisher.inflight):
                 self.commit_now()
             return
-        if self._pending is not None:
+        if self._in_flight is not None:
+            if self._in_flight.done():
+                self._book(self._in_flight)
+        elif self._pending is not None:
             offsets, barrier = self._pending
             if self.publisher.confirmed(barrier):
                 self._pending = None
-                self._finish(offsets, self._commit(offsets))
+                if self._background and offsets:
+                    self._in_flight = InFlight(self.consumer, offsets, self._clock())
+                else:
+                    self._finish(offsets, self._commit(offsets))
         elif self._due() and self.uncommitted():
             self._next_commit = self._clock() + self.interval_s
             offsets = self._to_commit()
@@ -151,6 +222,8 @@ class Commits:
         if self.failed:
             return
         start = time.perf_counter()
+        if self._in_flight is not None:  # answered before anything newer is committed
+            self._settle(self._in_flight)
         self._pending = None  # superseded: the offsets are taken afresh
         self._publish_in_hand()
         eos = self.exactly_once
@@ -172,9 +245,11 @@ class Commits:
             self.publisher.abort_transaction()
 
     def halt(self) -> None:
-        """Commit nothing more (a record or a request was refused)."""
+        """Commit nothing more (a record or a request was refused). A commit already in
+        flight carries offsets that were safe when taken; it is left to finish."""
         self.failed = True
         self._pending = None
+        self._in_flight = None
 
     def _finish(self, offsets: Offsets, committed: bool) -> None:
         """Book a commit point's offsets (if they were committed) and run `on_commit`."""
@@ -210,13 +285,39 @@ class Commits:
         try:
             self.consumer.commit(offsets)
         except KafkaClientError as exc:
+            return self._answered(exc, time.perf_counter() - start)
+        return self._answered(None, time.perf_counter() - start)
+
+    def _settle(self, commit: InFlight) -> None:
+        """Wait for the commit in flight (a blocking commit goes after it), at most
+        `SETTLE_S`: one the broker does not answer by then is left to its thread and not
+        booked. Its offsets were safe when taken, and the blocking commit that follows
+        takes them afresh; if it lands after that one, the group's position only moves
+        back (a restart would re-read, never skip)."""
+        if commit.wait(SETTLE_S):
+            self._book(commit)
+            return
+        self._in_flight = None
+        logger.warning("the offset commit in flight for %.1f s is not answered; "
+                       "committing again without it", self._clock() - commit.started)
+
+    def _book(self, commit: InFlight) -> None:
+        """The commit in flight is answered: book it like a blocking one."""
+        self._in_flight = None
+        if commit.error is not None and not isinstance(commit.error, KafkaClientError):
+            raise commit.error  # a bug, not the broker: as if raised on this thread
+        self._finish(commit.offsets, self._answered(commit.error, commit.seconds))
+
+    def _answered(self, error: KafkaClientError | None, seconds: float) -> bool:
+        """Count a commit's answer; True when it went through."""
+        if error is not None:
             self.metrics.commit_failures.inc()
-            if self.failing_since is None:
-                self.failing_since = self._clock()
-            self.last_error = str(exc)
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+            self._last_error = str(error)
             logger.warning("offset commit failed (%s); will commit again at the next "
-                           "commit interval", exc)
+                           "commit interval", error)
             return False
-        self.failing_since = None
-        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
+        self._failing_since, self._last_error = None, ""
+        self.metrics.stage_seconds.labels("commit").observe(seconds)
         return True

@@ -54,6 +54,7 @@ class ConfluentConsumer(Consumer):
 
     client = "confluent"
     fetches_in_background = True
+    commits_from_any_thread = True
 
     def __init__(self, settings: ConsumerSettings, security: KafkaSecurity) -> None:
         self._errors = ErrorLog()

@@ -136,9 +136,10 @@ class Rig:
     waiting for a batch (`waiting`) and in the model stage (`in_hand`), as partition ->
     their first offset, and what was acknowledged."""
 
-    def __init__(self, exactly_once: bool = False) -> None:
+    def __init__(self, exactly_once: bool = False,
+                 consumer: type[FakeConsumer] = FakeConsumer) -> None:
         self.log: list[str] = []
-        self.consumer = FakeConsumer(self.log)
+        self.consumer = consumer(self.log)
         self.producer = FakeProducer(self.log)
         self.publisher = Publisher(self.producer, "recs", "events.dlq", 1024,
                                    transactional=exactly_once)
