@@ -214,8 +214,8 @@ class WorkerMetrics:
             "streamrec_offset_commits_total", "Successful offset commits.", registry=r)
         self.stall_seconds = Gauge(
             "streamrec_stall_seconds",
-            "How long the worker has waited to join its group, for a failing commit to "
-            "succeed, or for progress on work waiting (0 while idle or progressing); it "
+            "How long the worker has waited to join its group, for a failing or unanswered "
+            "commit to succeed, or for progress on work waiting (0 while idle or progressing); it "
             "stops at --max-stall-s.", registry=r)
         self.stalled = Gauge(
             "streamrec_stalled",

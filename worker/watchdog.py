@@ -14,7 +14,8 @@ measured from the moment the wait began:
   no batch published, nothing acknowledged, no changelog record restored. A topic with
   no new events has no work waiting, however long it stays quiet.
 - **a failing commit**: offsets wait to be committed and every commit since the first
-  failure failed (a broker refusal, a group that is rebalancing).
+  failure failed (a broker refusal, a group that is rebalancing), or the commit in
+  flight on its own thread has no answer (`Commits.failing_since`).
 
 The loop reports what happens (`joined`, `left`, `progressed`, `work`, `commits`); a
 thread asks `check()` every second or so (`start`), so a loop blocked inside a Kafka
