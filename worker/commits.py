@@ -304,9 +304,11 @@ class Commits:
     def _book(self, commit: InFlight) -> None:
         """The commit in flight is answered: book it like a blocking one."""
         self._in_flight = None
-        if commit.error is not None and not isinstance(commit.error, KafkaClientError):
-            raise commit.error  # a bug, not the broker: as if raised on this thread
-        self._finish(commit.offsets, self._answered(commit.error, commit.seconds))
+        error = commit.error
+        if error is None or isinstance(error, KafkaClientError):
+            self._finish(commit.offsets, self._answered(error, commit.seconds))
+            return
+        raise error  # a bug, not the broker: as if raised on this thread
 
     def _answered(self, error: KafkaClientError | None, seconds: float) -> bool:
         """Count a commit's answer; True when it went through."""
