@@ -123,10 +123,11 @@ class Commits:
         """Since when commits have not gone through: the first failure since the last
         success, or the start of the commit in flight (None: neither). The watchdog
         stops the worker when this gets older than `--max-stall-s`."""
-        started = self._in_flight.started if self._in_flight is not None else None
-        if self._failing_since is None or started is None:
-            return self._failing_since if started is None else started
-        return min(self._failing_since, started)
+        if self._in_flight is None:
+            return self._failing_since
+        if self._failing_since is None:
+            return self._in_flight.started
+        return min(self._failing_since, self._in_flight.started)
 
     @property
     def last_error(self) -> str:
