@@ -158,14 +158,15 @@ def grown(model: Path, items: int, workdir: Path, seed: int) -> Path:
     """The games model grown to `items` (cached), with its stored approximate index."""
     from streamrec.bench.catalogue import grow_checkpoint  # torch: not at the CLI's start
     from streamrec.index.build import AUTO_APPROXIMATE_ITEMS, AUTO_APPROXIMATE_KIND
-    from streamrec.index.store import INDEX_FILE
+    from streamrec.index.store import META_FILE
 
     out = workdir / (f"games-grown-{items}" + (f"-seed{seed}" if seed else ""))
     if not (out / "config.json").is_file():
         say(f"growing the item table of {model.name} to {items:,} items (seed {seed}) "
             f"into {out}")
     grow_checkpoint(model, items, out, seed=seed)
-    if items >= AUTO_APPROXIMATE_ITEMS and not (out / INDEX_FILE).is_file():
+    meta = json.loads((out / META_FILE).read_text()) if (out / META_FILE).is_file() else {}
+    if items >= AUTO_APPROXIMATE_ITEMS and "truth" not in meta:  # none, or stored before it
         say(f"building its {AUTO_APPROXIMATE_KIND} index (streamrec index build; once)")
         subprocess.run([sys.executable, "-m", "streamrec.cli.main", "--log-level", "WARNING",
                         "index", "build", "--model", str(out), "--index",

@@ -5,7 +5,8 @@ default) comes out approximate; this command adds or replaces the index of an
 existing checkpoint, e.g. to try other parameters. The worker then reads the stored
 index at load instead of training a quantizer on its loader thread
 (index/store.py); its recall@10 against exact search, measured here on the
-checkpoint's stored validation queries, is written beside it.
+checkpoint's stored validation queries, is written beside it, with those queries'
+exact top 10 (so a loader measures recall without scoring every item again).
 """
 
 from __future__ import annotations
@@ -65,11 +66,14 @@ def attach_index(model_dir: Path, backend: str, params: AnnParams, threads: int 
     from streamrec.worker.recommend import Recommender
 
     served = Recommender.load(model_dir, device="cpu", backend=backend, threads=threads,
-                              ann=params, min_recall=0.0)
+                              ann=params, min_recall=None)
     if not served.index.stored:
         return None
     with_table = served.checkpoint.model.item_embeddings().detach().float().numpy()
-    files = index_files(served.index, with_table, served.index_recall)  # type: ignore[arg-type]
+    served.index.truth = None  # measured anew against exact search, on every sample query
+    recall = served.measure_recall(with_table, 0.0, every_query=True)
+    truth = served.recall.truth if served.recall is not None else None
+    files = index_files(served.index, with_table, recall, truth)  # type: ignore[arg-type]
     attach_files(served.checkpoint.path, files)
     meta = json.loads(files[META_FILE])
     logger.info("stored a %s index in %s: recall@10 %s", meta["kind"], served.checkpoint.path,

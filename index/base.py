@@ -22,10 +22,14 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streamrec.index.errors import IndexBuildError
+
+if TYPE_CHECKING:
+    from streamrec.index.truth import RecallTruth
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class ItemIndex(ABC):
     name: str = "abstract"
     approximate = False  # True: may miss some of the exact top k (its recall is measured)
     stored = False  # True: costly to build, kept with the checkpoint (index/store.py)
+    truth: RecallTruth | None = None  # read with a stored index: its sample's exact answer
 
     def __init__(self, embeddings: np.ndarray) -> None:
         if embeddings.ndim != 2 or embeddings.shape[0] < 2:

@@ -9,36 +9,20 @@ encoded at training) and refuses one below `--min-recall`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import torch
 
 from streamrec.common.pacing import pause
 from streamrec.index.base import ItemIndex
+from streamrec.index.truth import RecallTruth, exact_top_k
 
-SCORE_BUDGET = 1 << 22  # float32 scores per exact scoring block (16 MB): 4 queries at 1M items
-# Query x item scores the measurement may compute: at a million items, 500 queries
-# (recall to about +-0.005) in 2-3 s of one core on the loader thread, where the
-# model stage and the broker want the others; smaller catalogues take every query.
+# Query x item scores the measurement may compute when no exact answer is stored
+# with the index (index/truth.py): at a million items, 500 queries (recall to about
+# +-0.005) in 6-8 s of one core on a loader thread, paced beside the poll loop;
+# smaller catalogues take every query.
 SCORE_CELLS = 500_000_000
 SEARCH_SLICE = 64  # queries per search of the measured index, a paced loader resting between
-
-
-def exact_top_k(table: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Rows [Q, k] of the k best items (rows 1..V of `table`) per query, by inner product.
-
-    torch's matmul and top-k release the GIL (the worker's poll loop keeps running
-    while a loader thread measures) and beat numpy's argpartition 3-4 times."""
-    items = torch.from_numpy(np.ascontiguousarray(table[1:], dtype=np.float32))
-    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    k = min(k, len(items))
-    out = np.empty((len(queries), k), dtype=np.int64)
-    chunk = max(1, SCORE_BUDGET // len(items))
-    with torch.inference_mode():
-        for start in range(0, len(queries), chunk):
-            scores = q[start:start + chunk] @ items.T
-            out[start:start + chunk] = torch.topk(scores, k, dim=1).indices.numpy() + 1
-            pause()  # a paced loader rests between blocks
-    return out
 
 
 def sample_size(queries: int, items: int) -> int:
@@ -46,12 +30,15 @@ def sample_size(queries: int, items: int) -> int:
     return max(min(queries, 100), min(queries, SCORE_CELLS // max(items, 1)))
 
 
-def recall_at_k(index: ItemIndex, table: np.ndarray, queries: np.ndarray, k: int = 10) -> float:
-    """Mean share of each query's exact top `k` that `index` returns in its top `k`."""
+def recall_at_k(index: ItemIndex, table: np.ndarray, queries: np.ndarray, k: int = 10,
+                truth: np.ndarray | None = None) -> float:
+    """Mean share of each query's exact top `k` that `index` returns in its top `k`.
+
+    `truth`: the exact top-k rows of `queries` when known ([Q, >= k]); else computed."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if not len(queries):
         raise ValueError("recall needs at least one query")
-    truth = exact_top_k(table, queries, k)
+    truth = exact_top_k(table, queries, k) if truth is None else truth[:, :k]
     parts = []
     for start in range(0, len(queries), SEARCH_SLICE):
         parts.append(index.search(queries[start:start + SEARCH_SLICE], k).rows)
@@ -59,3 +46,33 @@ def recall_at_k(index: ItemIndex, table: np.ndarray, queries: np.ndarray, k: int
     found = np.concatenate(parts)
     hits = (found[:, :, None] == truth[:, None, :]).any(axis=2).sum(axis=1)
     return float(hits.mean() / truth.shape[1])
+
+
+@dataclass(frozen=True)
+class Recall:
+    """One measurement of an index's recall@k, and what it was measured against."""
+
+    value: float
+    queries: int  # how many queries it was measured on
+    truth: RecallTruth  # their exact answer (what `streamrec index build` stores)
+    stored: bool  # True: that answer came stored with the index; False: computed now
+
+
+def measure(index: ItemIndex, table: np.ndarray, queries: np.ndarray, k: int = 10,
+            every_query: bool = False) -> Recall:
+    """recall@k of `index` on `queries` (real query encodings, the same sample every time).
+
+    Against the exact answer stored with the index when it answers these queries (a
+    search of the index alone); else against exact search now, on as many queries as
+    `sample_size` allows, or on every query (`every_query`: an offline build that
+    stores the answer)."""
+    stored = index.truth
+    sample = stored.sample(queries) if stored is not None and stored.k >= k else None
+    if stored is not None and sample is not None:
+        return Recall(recall_at_k(index, table, sample, k, stored.rows), len(sample), stored,
+                      stored=True)
+    if not every_query:
+        queries = queries[:sample_size(len(queries), table.shape[0] - 1)]
+    truth = RecallTruth.compute(table, queries, k)
+    return Recall(recall_at_k(index, table, queries, k, truth.rows), len(queries), truth,
+                  stored=False)

@@ -8,12 +8,17 @@ checkpoint directory:
     index.faiss   the CPU index in FAISS's own binary format (`faiss.write_index`;
                   read by FAISS's C++ reader, never unpickled)
     index.json    kind, build and search parameters, sha256 of the item table it
-                  indexes, FAISS version, build seconds, recall@10 measured at build
+                  indexes, FAISS version, build seconds, recall@10 measured at build,
+                  and which query sample the third file answers
+    index.truth.safetensors  the exact top 10 rows of those queries over the table
+                  (index/truth.py): a loader measures the index's recall against it
+                  instead of scoring every item again
 
 `load_stored` gives the stored index back when it is of the kind asked for, built
-with the asked build parameters and over this very item table; otherwise it says why
-not and the caller builds one. The checkpoint's config.json lists both files'
-sha256 (encoder/checkpoint.py checks them), so a changed file refuses to load.
+with the asked build parameters and over this very item table (with the stored exact
+answer, when there is one); otherwise it says why not and the caller builds one.
+The checkpoint's config.json lists every file's sha256 (encoder/checkpoint.py checks
+them), so a changed file refuses to load.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from streamrec.common.pacing import pause
 from streamrec.index.ann import AnnIndex
 from streamrec.index.errors import IndexBuildError
 from streamrec.index.params import DEFAULT_NPROBE, AnnParams
+from streamrec.index.truth import RecallTruth
 
 logger = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
+TRUTH_FILE = "index.truth.safetensors"
 BUILD_FIELDS = ("nlist", "hnsw_m", "pq_m")  # a stored index answers only these as built
 
 
@@ -58,9 +65,11 @@ def table_digest(embeddings: np.ndarray) -> str:
 
 
 def index_files(index: AnnIndex, embeddings: np.ndarray, recall: float | None,
-                ) -> dict[str, bytes]:
-    """The two files that store `index` (name -> content), for the checkpoint."""
+                truth: RecallTruth | None = None) -> dict[str, bytes]:
+    """The files that store `index` (name -> content), for the checkpoint; with
+    `truth`, the exact answer of the query sample its recall was measured on."""
     import faiss
+    from safetensors.numpy import save
 
     meta: dict[str, Any] = {
         "kind": index.kind,
@@ -72,8 +81,13 @@ def index_files(index: AnnIndex, embeddings: np.ndarray, recall: float | None,
         "build_seconds": round(index.build_s, 3),
         "recall_at_10": None if recall is None else round(recall, 4),
     }
-    return {INDEX_FILE: index.serialized().tobytes(),
-            META_FILE: json.dumps(meta, indent=2, sort_keys=True).encode()}
+    files = {INDEX_FILE: index.serialized().tobytes()}
+    if truth is not None:
+        meta["truth"] = {"file": TRUTH_FILE, "queries": len(truth.rows), "k": truth.k,
+                         "queries_sha256": truth.queries_sha256}
+        files[TRUTH_FILE] = save({"rows": np.ascontiguousarray(truth.rows, dtype=np.int64)})
+    files[META_FILE] = json.dumps(meta, indent=2, sort_keys=True).encode()
+    return files
 
 
 def load_stored(directory: Path, embeddings: np.ndarray, kind: str, params: AnnParams,
@@ -101,6 +115,36 @@ def load_stored(directory: Path, embeddings: np.ndarray, kind: str, params: AnnP
     serve = dataclasses.replace(stored, nprobe=min(stored.nlist, params.nprobe or DEFAULT_NPROBE),
                                 ef_search=params.ef_search)
     try:
-        return AnnIndex.from_file(embeddings, kind, serve, data_file, device=device), ""
+        index = AnnIndex.from_file(embeddings, kind, serve, data_file, device=device)
     except (RuntimeError, IndexBuildError) as exc:  # FAISS raises RuntimeError on bad bytes
         return None, f"{data_file} could not be read ({exc})"
+    if isinstance(meta.get("build_seconds"), (int, float)):
+        index.build_s = float(meta["build_seconds"])  # what building it took, not reading
+    index.truth = _read_truth(directory, meta.get("truth"), embeddings.shape[0] - 1)
+    return index, ""
+
+
+def _read_truth(directory: Path, about: object, items: int) -> RecallTruth | None:
+    """The stored exact answer index.json describes, or None (older checkpoints have
+    none; a loader then computes it). Rows outside 1..`items` are refused."""
+    if not isinstance(about, dict):
+        return None
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    file = directory / TRUTH_FILE
+    try:
+        rows = load_file(str(file))["rows"]
+        truth = RecallTruth(rows, str(about["queries_sha256"]))
+    except (OSError, KeyError, SafetensorError) as exc:
+        logger.warning("%s is unreadable (%s); recall is measured against exact search", file,
+                       exc)
+        return None
+    if (rows.dtype != np.int64 or rows.ndim != 2 or len(rows) != about.get("queries")
+            or truth.k != about.get("k") or rows.min(initial=1) < 1
+            or rows.max(initial=1) > items):
+        logger.warning("%s does not hold the %s x %s rows in 1..%d that %s describes; recall "
+                       "is measured against exact search", file, about.get("queries"),
+                       about.get("k"), items, META_FILE)
+        return None
+    return truth

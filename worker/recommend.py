@@ -27,7 +27,7 @@ from streamrec.index import ItemIndex, build_index
 from streamrec.index.errors import IndexRecallError
 from streamrec.index.extra import ExtraItems, merge_results, reserve
 from streamrec.index.params import AnnParams
-from streamrec.index.recall import recall_at_k, sample_size
+from streamrec.index.recall import Recall, measure
 from streamrec.worker.state.partition import close_up
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ class Recommender:
         self.checkpoint = checkpoint
         self.index = index
         self.index_recall = index_recall  # recall@10 against exact; None: exact index
+        self.recall: Recall | None = None  # how index_recall was measured, when it was
         self.device = device
         self.max_len = checkpoint.config.max_len
         # Items unknown to the model, embedded by its content tower (worker/live_items.py)
@@ -143,16 +144,17 @@ class Recommender:
     @classmethod
     def load(cls, model_dir: Path, device: str = "auto", backend: str = "auto",
              threads: int = 0, ann: AnnParams | None = None,
-             min_recall: float = 0.0) -> Recommender:
+             min_recall: float | None = 0.0) -> Recommender:
         """Load a checkpoint directory and index its item table.
 
         `backend` is the index's (auto, torch, faiss, or an approximate kind, with
         `ann`'s parameters; one stored in the checkpoint is read instead of built when
         it fits). An approximate index's recall@10 against exact search is measured
         on the checkpoint's query sample and one below `min_recall` is refused
-        (IndexRecallError). `threads` > 0 sets torch's CPU threads for the process and
-        FAISS's for every thread that searches but the model stage's, which has its own
-        (`index/faiss_threads.py`): the Kafka client and the broker need cores too.
+        (IndexRecallError); None leaves the measuring to the caller. `threads` > 0 sets
+        torch's CPU threads for the process and FAISS's for every thread that searches
+        but the model stage's, which has its own (`index/faiss_threads.py`): the Kafka
+        client and the broker need cores too.
         """
         if threads > 0:  # before the index is built: IVF's k-means runs on FAISS's threads
             torch.set_num_threads(threads)
@@ -171,16 +173,20 @@ class Recommender:
         )
         recommender = cls(checkpoint, index, dev)
         logger.info("encoder: %s", "traced (TorchScript)" if recommender.traced else "eager")
-        if index.approximate:
-            recommender.index_recall = recommender.measure_recall(table, min_recall)
+        if index.approximate and min_recall is not None:
+            recommender.measure_recall(table, min_recall)
         return recommender
 
-    def measure_recall(self, table: np.ndarray, min_recall: float) -> float:
-        """recall@10 of the index against exact search; IndexRecallError below `min_recall`.
+    def measure_recall(self, table: np.ndarray, min_recall: float,
+                       every_query: bool = False) -> float:
+        """recall@10 of the index against exact search (kept in `index_recall` and
+        `recall`); IndexRecallError below `min_recall`.
 
         The queries are the checkpoint's sample (validation histories encoded at
         training); a checkpoint without one is measured on this encoder's queries for
-        one-item histories of the most popular items, and says so.
+        one-item histories of the most popular items, and says so. The exact answer is
+        the one stored with the index when it answers these queries, else computed now
+        (on a sample that shrinks with the catalogue, unless `every_query`).
         """
         queries = self.checkpoint.queries
         source = "validation histories stored with the checkpoint"
@@ -189,14 +195,17 @@ class Recommender:
             popular = popular[np.isfinite(self._popular_scores[:len(popular)])]
             queries = self.encode(popular[:, None], np.ones(len(popular), np.int64)).queries
             source = "one-item histories of the most popular items (no stored sample)"
-        queries = queries[:sample_size(min(len(queries), RECALL_QUERIES), table.shape[0] - 1)]
-        recall = recall_at_k(self.index, table, queries, k=10)
-        logger.info("index %s: recall@10 %.4f against exact search on %d queries (%s)",
-                    self.index.name, recall, len(queries), source)
+        measured = measure(self.index, table, queries[:RECALL_QUERIES], k=10,
+                           every_query=every_query)
+        recall, used = measured.value, measured.queries
+        self.recall, self.index_recall = measured, recall
+        logger.info("index %s: recall@10 %.4f against exact search on %d queries (%s; exact "
+                    "top 10 %s)", self.index.name, recall, used, source,
+                    "stored with the index" if measured.stored else "computed now")
         if recall < min_recall:
             raise IndexRecallError(
                 f"{self.checkpoint.path}: the {self.index.name} index finds {recall:.3f} of "
-                f"the exact top 10 (on {len(queries)} queries, {source}), below --min-recall "
+                f"the exact top 10 (on {used} queries, {source}), below --min-recall "
                 f"{min_recall}; search more lists (--nprobe, --ef-search) or use an exact "
                 "--index")
         return recall

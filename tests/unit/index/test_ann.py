@@ -14,8 +14,9 @@ faiss = pytest.importorskip("faiss")
 from streamrec.index.ann import AnnIndex  # noqa: E402
 from streamrec.index.build import build_index  # noqa: E402
 from streamrec.index.params import DEFAULT_NPROBE, KINDS, AnnParams  # noqa: E402
-from streamrec.index.recall import exact_top_k, recall_at_k  # noqa: E402
+from streamrec.index.recall import recall_at_k  # noqa: E402
 from streamrec.index.store import index_files, load_stored  # noqa: E402
+from streamrec.index.truth import exact_top_k  # noqa: E402
 
 K = 10
 
@@ -107,6 +108,7 @@ def test_stored_index_round_trips(tmp_path: Path) -> None:
     again, why = load_stored(tmp_path, table, "ivf-sq8", AnnParams(nprobe=4))
     assert again is not None, why
     assert again.params == built.params
+    assert again.build_s == round(built.build_s, 3) > 0  # as stored: what building took
     assert np.array_equal(again.search(queries, K).rows, built.search(queries, K).rows)
     # Search parameters may change at load; build parameters come from the file.
     wider, _ = load_stored(tmp_path, table, "ivf-sq8", AnnParams(nprobe=50))

@@ -8,7 +8,7 @@ import pytest
 
 from streamrec.index import build_index
 from streamrec.index.base import ItemIndex
-from streamrec.index.recall import exact_top_k
+from streamrec.index.truth import exact_top_k
 
 faiss = pytest.importorskip("faiss")
 

@@ -4,6 +4,7 @@ stored one instead of building it."""
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,11 @@ def test_a_stored_index_is_read_not_built(model_dir: Path,
     served = Recommender.load(model_dir, "cpu", backend="ivf-sq8",
                               ann=AnnParams(nprobe=40), min_recall=0.9)
     assert "loaded faiss-ivf-sq8 index" in caplog.text
+    assert meta["truth"]["queries"] == 300  # every sample query's exact top 10, stored
+    assert served.recall is not None
+    assert (served.recall.stored, served.recall.queries) == (True, 300)
+    assert "on 300 queries (validation histories stored with the checkpoint; exact top 10 " \
+           "stored with the index)" in caplog.text
     assert served.index.params.nlist == 40  # type: ignore[attr-defined]
     # Another kind asked for: built, and the reason said.
     Recommender.load(model_dir, "cpu", backend="ivf", ann=AnnParams(nlist=40, nprobe=40))
@@ -88,3 +94,17 @@ def test_without_a_query_sample_popular_items_are_the_queries(
     served = Recommender.load(path, "cpu", backend="ivf", ann=AnnParams(nlist=60, nprobe=60))
     assert served.index_recall == 1.0
     assert "on 1000 queries (one-item histories of the most popular items" in caplog.text
+
+
+def test_a_poor_stored_index_is_refused_on_its_stored_answer(model_dir: Path,
+                                                             tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(model_dir, tmp_path / "copy"))
+    meta = attach_index(copy, "ivf", AnnParams(nlist=60, nprobe=1))
+    assert meta is not None
+    assert meta["recall_at_10"] < 0.9
+    with pytest.raises(IndexRecallError, match=r"on 300 queries.*below --min-recall 0\.9"):
+        Recommender.load(copy, "cpu", backend="ivf", ann=AnnParams(nprobe=1), min_recall=0.9)
+    served = Recommender.load(copy, "cpu", backend="ivf", ann=AnnParams(nprobe=1))
+    assert served.recall is not None
+    assert served.recall.stored
+    assert served.index_recall == pytest.approx(meta["recall_at_10"], abs=1e-4)
