@@ -306,6 +306,8 @@ class Worker:
 
     def _close(self, producer: Producer | None) -> None:
         self.phase = "closing the consumer (leaving the group)"
+        if self._commits is not None:
+            self._commits.close()
         if self._consumer is not None:
             self._consumer.close()
         if self._model is not None:

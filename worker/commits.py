@@ -11,7 +11,7 @@ Commits happen every `commit_interval_ms`, like Kafka Streams; acknowledgements 
 collected on every turn of the loop as they arrive. Without exactly-once a commit
 never stops the loop: when one is due the offsets are taken with the publisher's
 next sequence number, and committed once every record below it is acknowledged, on a
-thread of its own where the client allows it (`InFlight`; confluent), so that the
+thread of its own where the client allows it (`CommitThread`; confluent), so that the
 loop keeps polling while the broker answers (on the loop's thread, the consumer's
 commit held it 80-252 ms when a busy broker answered late: docs/BENCHMARKS.md); the
 offsets are booked as committed only once it has. One commit is in flight at a time.
@@ -23,6 +23,7 @@ waits for the commit in flight and every acknowledgement instead (`commit_now`).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -40,26 +41,25 @@ SETTLE_S = 10.0  # the longest a blocking commit waits for the one in flight
 
 
 class InFlight:
-    """One consumer commit running on a daemon thread of its own.
+    """One consumer commit sent to the commit thread and not booked yet.
 
     The thread only calls `consumer.commit`; the loop books the answer (`error` None:
-    committed) once `done()`. Daemon: a commit the broker never answers cannot keep
-    the process from exiting (the watchdog times it, `Commits.failing_since`).
+    committed) once `done()`.
     """
 
-    def __init__(self, consumer: Consumer, offsets: Offsets, started: float) -> None:
+    def __init__(self, offsets: Offsets, started: float) -> None:
         self.offsets = dict(offsets)  # booked when answered; `forget` may drop some
+        self._sent = dict(offsets)  # what the consumer commits
         self.started = started  # the protocol's clock
         self.seconds = 0.0  # how long the commit took
         self.error: Exception | None = None  # a KafkaClientError: logged, retried
         self._done = threading.Event()
-        threading.Thread(target=self._run, args=(consumer, dict(offsets)),
-                         name="streamrec-commit", daemon=True).start()
 
-    def _run(self, consumer: Consumer, offsets: Offsets) -> None:
+    def run(self, consumer: Consumer) -> None:
+        """Commit (on the commit thread); any exception is kept for the loop."""
         start = time.perf_counter()
         try:
-            consumer.commit(offsets)
+            consumer.commit(self._sent)
         except Exception as exc:  # anything else is raised again on the loop's thread
             self.error = exc
         finally:
@@ -73,6 +73,37 @@ class InFlight:
     def wait(self, timeout_s: float) -> bool:
         """Block until answered, at most `timeout_s`; True when it was."""
         return self._done.wait(timeout_s)
+
+
+class CommitThread:
+    """The daemon thread that sends a worker's commits, one after another, started once.
+
+    Not a thread per commit: `Thread.start` waits until the new thread runs, and on a
+    busy 2-core box the loop waited there 136-143 ms (sampled during a 1M-item hot swap,
+    docs/BENCHMARKS.md); handing a commit to a waiting thread is a queue put. Daemon: a
+    commit the broker never answers cannot keep the process from exiting (the watchdog
+    times it, `Commits.failing_since`); a commit sent after it waits its turn, so the
+    client has one commit at a time.
+    """
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+        self._jobs: queue.SimpleQueue[InFlight | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="streamrec-commit", daemon=True)
+        self._thread.start()
+
+    def send(self, commit: InFlight) -> InFlight:
+        """Queue `commit` for the thread; returns it at once."""
+        self._jobs.put(commit)
+        return commit
+
+    def close(self) -> None:
+        """End the thread after the commits already sent (it is not waited for)."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (commit := self._jobs.get()) is not None:
+            commit.run(self._consumer)
 
 
 class Commits:
@@ -110,7 +141,8 @@ class Commits:
         # Offsets waiting for their records' acknowledgements, and the sequence number
         # every record below which must be acknowledged first.
         self._pending: tuple[Offsets, int] | None = None
-        self._background = consumer.commits_from_any_thread
+        # Commits leave the loop's thread where the client allows it.
+        self._thread = CommitThread(consumer) if consumer.commits_from_any_thread else None
         self._in_flight: InFlight | None = None  # a commit the broker has not answered
         self.failed = False  # a record was refused: nothing more is committed
         # Clock time of the first failed commit since the last one that went through
@@ -200,8 +232,8 @@ class Commits:
             offsets, barrier = self._pending
             if self.publisher.confirmed(barrier):
                 self._pending = None
-                if self._background and offsets:
-                    self._in_flight = InFlight(self.consumer, offsets, self._clock())
+                if self._thread is not None and offsets:
+                    self._in_flight = self._thread.send(InFlight(offsets, self._clock()))
                 else:
                     self._finish(offsets, self._commit(offsets))
         elif self._due() and self.uncommitted():
@@ -251,6 +283,12 @@ class Commits:
         self.failed = True
         self._pending = None
         self._in_flight = None
+
+    def close(self) -> None:
+        """Let the commit thread end once the commits sent to it are done (the consumer
+        is closed next; a commit still waiting for the broker is abandoned with it)."""
+        if self._thread is not None:
+            self._thread.close()
 
     def _finish(self, offsets: Offsets, committed: bool) -> None:
         """Book a commit point's offsets (if they were committed) and run `on_commit`."""
