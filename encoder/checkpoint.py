@@ -130,9 +130,12 @@ def save_checkpoint(
     return out
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
+def load_checkpoint(path: str | Path, device: str = "cpu",
+                    vocab_base: ItemVocab | None = None) -> Checkpoint:
     """Load and validate a checkpoint directory (or a model repository's current
-    version, `repository.resolve`); the model is in eval mode on `device`."""
+    version, `repository.resolve`); the model is in eval mode on `device`.
+    `vocab_base`: the serving model's vocabulary, whose lookup a vocabulary that
+    begins with it copies (`ItemVocab`)."""
     root = resolve(path)
     doc = _read_config(root)
     unlisted = [name for name in HASHED_FILES if name not in doc["sha256"]]
@@ -158,7 +161,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         raise CheckpointError(f"{root / CONFIG_FILE}: vocab_size {doc['vocab_size']} != "
                               f"model num_items {config.num_items}")
     try:
-        vocab = ItemVocab.from_json((root / ITEMS_FILE).read_text(encoding="utf-8"))
+        vocab = ItemVocab.from_json((root / ITEMS_FILE).read_text(encoding="utf-8"),
+                                    vocab_base)
     except DataFormatError as exc:
         raise CheckpointError(f"{root / ITEMS_FILE}: {exc}") from exc
     if len(vocab) != config.num_items:

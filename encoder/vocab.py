@@ -30,12 +30,21 @@ VOCAB_VERSION = 1
 class ItemVocab:
     """Row `i + 1` is `external_ids[i]`; row 0 is padding / unknown."""
 
-    def __init__(self, external_ids: Sequence[str]) -> None:
+    def __init__(self, external_ids: Sequence[str], base: ItemVocab | None = None) -> None:
+        """`base`: a vocabulary `external_ids` may begin with (the serving model's, which
+        a warm-started retrain extends and a retrain on the same catalogue repeats). Its
+        lookup is then copied in one C call (23 ms at a million items) and only the new
+        ids are added, instead of 0.5 s of slices, one of which holds the GIL 31 ms while
+        the dict grows past 690,000 entries."""
         ids = list(external_ids)
-        index: dict[str, int] = {}
+        kept = len(base) if base is not None and _begins_with(ids, base._ids) else 0
+        index: dict[str, int] = base._index.copy() if base is not None and kept else {}
+        if len(index) != kept:  # a base being taken apart meanwhile: build it all
+            index, kept = {}, 0
+        self.reused = kept  # rows whose lookup was copied from `base` (0: built whole)
         # A slice at a time, each a C loop of a few ms: a paced loader thread builds a
         # new version's million-item vocabulary beside the worker's poll loop.
-        for start in range(0, len(ids), LOOKUP_SLICE):
+        for start in range(kept, len(ids), LOOKUP_SLICE):
             part = ids[start:start + LOOKUP_SLICE]
             if not all(type(item) is str for item in part):
                 position, item = next((start + i, x) for i, x in enumerate(part)
@@ -71,6 +80,11 @@ class ItemVocab:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def extends(self, other: ItemVocab) -> bool:
+        """True when rows 1..len(other) hold `other`'s ids, in order: each of `other`'s
+        rows means the same item here (compared a slice at a time)."""
+        return _begins_with(self._ids, other._ids)
 
     def __contains__(self, item: object) -> bool:
         return isinstance(item, (str, int)) and _as_str(item) in self._index
@@ -113,8 +127,10 @@ class ItemVocab:
         return {"format": VOCAB_FORMAT, "version": VOCAB_VERSION, "items": list(self._ids)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | str | bytes) -> ItemVocab:
-        """Inverse of `to_json`; also accepts the JSON text itself. Raises DataFormatError."""
+    def from_json(cls, data: Mapping[str, Any] | str | bytes,
+                  base: ItemVocab | None = None) -> ItemVocab:
+        """Inverse of `to_json`; also accepts the JSON text itself (`base`: as for the
+        constructor). Raises DataFormatError."""
         if isinstance(data, (str, bytes)):
             if isinstance(data, bytes):
                 data = data.decode("utf-8")
@@ -134,7 +150,7 @@ class ItemVocab:
         items = data.get("items")
         if not isinstance(items, list):
             raise DataFormatError("item vocabulary has no 'items' list")
-        return cls(items)
+        return cls(items, base)
 
 
 LOOKUP_SLICE = 10_000  # ids per call of `rows_in_slices` (~2-3 ms of GIL at a time)
@@ -152,6 +168,18 @@ def rows_in_slices(lookup: Callable[[Sequence[str]], np.ndarray],
         out[start:start + LOOKUP_SLICE] = lookup(items[start:start + LOOKUP_SLICE])
         pause()
     return out
+
+
+def _begins_with(ids: Sequence[str], prefix: Sequence[str]) -> bool:
+    """`ids[:len(prefix)] == prefix`, a slice at a time (a paced thread rests between)."""
+    if len(ids) < len(prefix) or not prefix:
+        return False
+    for start in range(0, len(prefix), LOOKUP_SLICE):
+        end = min(start + LOOKUP_SLICE, len(prefix))
+        if ids[start:end] != prefix[start:end]:
+            return False
+        pause()
+    return True
 
 
 SLICE_CHARS = 1 << 18  # JSON text parsed per `json.loads` call of a large vocabulary

@@ -23,6 +23,7 @@ from streamrec.encoder.checkpoint import Checkpoint, load_checkpoint
 from streamrec.encoder.compiled import trace_encoder
 from streamrec.encoder.content import featurize
 from streamrec.encoder.features import ItemFeatures
+from streamrec.encoder.vocab import ItemVocab
 from streamrec.index import ItemIndex, build_index
 from streamrec.index.errors import IndexRecallError
 from streamrec.index.extra import ExtraItems, merge_results, reserve
@@ -144,7 +145,8 @@ class Recommender:
     @classmethod
     def load(cls, model_dir: Path, device: str = "auto", backend: str = "auto",
              threads: int = 0, ann: AnnParams | None = None,
-             min_recall: float | None = 0.0) -> Recommender:
+             min_recall: float | None = 0.0,
+             vocab_base: ItemVocab | None = None) -> Recommender:
         """Load a checkpoint directory and index its item table.
 
         `backend` is the index's (auto, torch, faiss, or an approximate kind, with
@@ -154,13 +156,14 @@ class Recommender:
         (IndexRecallError); None leaves the measuring to the caller. `threads` > 0 sets
         torch's CPU threads for the process and FAISS's for every thread that searches
         but the model stage's, which has its own (`index/faiss_threads.py`): the Kafka
-        client and the broker need cores too.
+        client and the broker need cores too. `vocab_base`: the serving model's
+        vocabulary, which a hot-swapped version's may extend (`load_checkpoint`).
         """
         if threads > 0:  # before the index is built: IVF's k-means runs on FAISS's threads
             torch.set_num_threads(threads)
             set_faiss_threads(threads)
         dev = resolve_device(device)
-        checkpoint = load_checkpoint(model_dir, device=str(dev))
+        checkpoint = load_checkpoint(model_dir, device=str(dev), vocab_base=vocab_base)
         with torch.inference_mode():
             table = checkpoint.model.item_embeddings().float().cpu().numpy()
         index = build_index(table, backend=backend,  # type: ignore[arg-type]

@@ -117,7 +117,7 @@ class ModelSwap:
         serving one: the histories in memory are `max_len` wide."""
         cfg = self.config
         new = Recommender.load(path, cfg.device, cfg.index, cfg.torch_threads, cfg.ann,
-                               cfg.min_recall)
+                               cfg.min_recall, vocab_base=self.serving.checkpoint.vocab)
         if new.max_len != self.serving.max_len:
             raise CheckpointError(f"{path}: history length {new.max_len} differs from the "
                                   f"serving model's {self.serving.max_len}; restart the "

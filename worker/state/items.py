@@ -33,7 +33,10 @@ class ItemTable:
     """External item id <-> history row: the model's vocabulary, then unknown items."""
 
     def __init__(self, vocab: ItemVocab, extra: Sequence[str] = (),
-                 max_extra: int = DEFAULT_MAX_EXTRA) -> None:
+                 max_extra: int = DEFAULT_MAX_EXTRA, id_prefix: Sequence[bytes] = ()) -> None:
+        """`extra`: items to hold besides the vocabulary's (those it knows are skipped);
+        `id_prefix`: `id_table`'s first rows when already encoded (rows 0..n of a table
+        whose vocabulary this one extends), so only the rest is encoded."""
         if max_extra < 0:
             raise ValueError(f"max_extra must be >= 0, got {max_extra}")
         self.vocab = vocab
@@ -48,7 +51,8 @@ class ItemTable:
         self._extra: dict[str, int] = {}
         self._extra_ids: list[str] = []
         # Row -> the id as a changelog record stores it, model rows first; grows with extras.
-        self.id_table = item_id_table(["", *model_ids])
+        rest = model_ids[len(id_prefix) - 1:] if id_prefix else ["", *model_ids]
+        self.id_table = [*id_prefix, *item_id_table(rest)]
         self._lookup: ItemRows | None = None
         self.dropped = 0  # unknown items not stored because the table was full
         if len(extra):  # what a table held before a swap: kept, whatever the cap
@@ -123,7 +127,17 @@ class ItemTable:
         poll loop. Items added after it (unknown ones arriving meanwhile) are left to
         `finish`, which the loop runs at the swap."""
         held = len(self._extra_ids)  # extras only ever append: a consistent prefix
-        old_ids = [*self.model_ids[1:].tolist(), *self._extra_ids[:held]]
+        extras = self._extra_ids[:held]
+        if vocab.extends(self.vocab):  # a warm-started retrain, or the same vocabulary
+            # Rows 1..known keep their items: only the extras are looked up (a million
+            # lookups fewer) and only the new model rows' ids encoded.
+            table = ItemTable(vocab, extra=extras, max_extra=self.max_extra,
+                              id_prefix=self.id_table[:self.known + 1])
+            remap = np.zeros(self.known + held + 1, dtype=np.int64)
+            remap[1:self.known + 1] = np.arange(1, self.known + 1)
+            remap[self.known + 1:] = rows_in_slices(table.rows, extras)
+            return PreparedTable(base=self, table=table, remap=remap, extras_held=held)
+        old_ids = [*self.model_ids[1:].tolist(), *extras]
         table = ItemTable(vocab, extra=old_ids, max_extra=self.max_extra)
         remap = np.zeros(len(old_ids) + 1, dtype=np.int64)
         remap[1:] = rows_in_slices(table.rows, old_ids)  # the poll loop runs between

@@ -92,3 +92,32 @@ def test_a_large_vocabulary_is_parsed_in_slices_to_the_same_ids(
     assert ItemVocab.from_json(text).ids == ids
     assert len(calls) > 10  # sliced (or, for `", "`, sliced then parsed whole)
     assert max(calls) <= (len(text) if ", " in ids else 200)
+
+
+@pytest.mark.parametrize("slice_size", [10_000, 2])
+def test_a_vocabulary_that_begins_with_its_base_copies_the_bases_lookup(
+        monkeypatch: pytest.MonkeyPatch, slice_size: int) -> None:
+    from streamrec.encoder import vocab as vocab_module
+
+    monkeypatch.setattr(vocab_module, "LOOKUP_SLICE", slice_size)
+    base = ItemVocab(["a", "b", "c", "d", "e"])
+    for ids in (["a", "b", "c", "d", "e", "f", "g"], ["a", "b", "c", "d", "e"]):
+        grown = ItemVocab(ids, base=base)
+        assert grown.reused == len(base)
+        assert grown == ItemVocab(ids)
+        assert grown.rows([*ids, "zz"]).tolist() == [*range(1, len(ids) + 1), 0]
+        assert grown.extends(base)
+    assert base.rows(["f"]).tolist() == [0]  # the base's own lookup is left as it was
+    # Not beginning with the base (reordered, shorter, or another id): built whole.
+    for ids in (["b", "a", "c", "d", "e", "f"], ["a", "b", "c"], ["a", "b", "c", "d", "x"]):
+        other = ItemVocab(ids, base=base)
+        assert other.reused == 0
+        assert other == ItemVocab(ids)
+        assert not other.extends(base)
+    # What the constructor refuses, it refuses after a copied lookup too.
+    with pytest.raises(DataFormatError, match="1 duplicate ids"):
+        ItemVocab(["a", "b", "c", "d", "e", "a"], base=base)
+    with pytest.raises(DataFormatError, match="entry 5 is int"):
+        ItemVocab(["a", "b", "c", "d", "e", 6], base=base)  # type: ignore[list-item]
+    from_text = ItemVocab.from_json(json.dumps(ItemVocab([*"abcdefg"]).to_json()), base)
+    assert from_text.reused == len(base)

@@ -124,3 +124,37 @@ def test_the_encoder_reads_only_the_items_it_knows_closed_up_in_order(tmp_path: 
     assert recs.popular.tolist() == [False, False, True, False]
     untouched = np.array([[0, 1, 2, 3]])
     assert recommender.known(untouched, np.array([3]))[0] is untouched
+
+
+@pytest.mark.parametrize("slice_size", [10_000, 2])
+def test_a_vocabulary_that_extends_the_serving_one_keeps_its_rows_and_looks_up_only_extras(
+        monkeypatch: pytest.MonkeyPatch, slice_size: int) -> None:
+    """A warm-started retrain (the old ids first, new ones after) or the same vocabulary:
+    the same table and remap as renumbering every item by id, with a million lookups
+    and encodings fewer at a million items."""
+    from streamrec.encoder import vocab as vocab_module
+    from streamrec.worker.state import items as items_module
+
+    monkeypatch.setattr(vocab_module, "LOOKUP_SLICE", slice_size)
+    looked_up, encoded = [], []
+    rows_in_slices, item_id_table = items_module.rows_in_slices, items_module.item_id_table
+    monkeypatch.setattr(items_module, "rows_in_slices", lambda lookup, ids: (
+        looked_up.append(len(ids)) or rows_in_slices(lookup, ids)))
+    monkeypatch.setattr(items_module, "item_id_table",
+                        lambda ids: encoded.append(len(ids)) or item_id_table(ids))
+    for v2 in (ItemVocab(["a", "b", "c", "x", "d"]), ItemVocab(["a", "b", "c"])):
+        table = ItemTable(V1, max_extra=10)
+        table.rows(["x", "y", "z"])  # rows 4, 5, 6
+        looked_up.clear()
+        encoded.clear()
+        new, remap = table.for_vocab(v2)
+        assert sum(looked_up) == 2 * 3  # the three extras, twice; none of the model's rows
+        assert sum(encoded) == len(v2) - len(V1) + new.extra  # not V1's rows again
+        with monkeypatch.context() as renumber_all:
+            renumber_all.setattr(ItemVocab, "extends", lambda self, other: False)
+            want, want_remap = table.for_vocab(v2)  # every item renumbered by its id
+        assert remap.tolist() == want_remap.tolist()
+        assert new.ids.tolist() == want.ids.tolist()
+        assert new.id_table == want.id_table
+        assert (new.known, new.extra) == (want.known, want.extra)
+        assert new.external(remap[1:]) == ["a", "b", "c", "x", "y", "z"]
