@@ -11,7 +11,7 @@ Commits happen every `commit_interval_ms`, like Kafka Streams; acknowledgements 
 collected on every turn of the loop as they arrive. Without exactly-once a commit
 never stops the loop: when one is due the offsets are taken with the publisher's
 next sequence number, and committed once every record below it is acknowledged, on a
-thread of its own where the client allows it (`CommitThread`; confluent), so that the
+thread of its own where the client allows it (a `Handoff`; confluent), so that the
 loop keeps polling while the broker answers (on the loop's thread, the consumer's
 commit held it 80-252 ms when a busy broker answered late: docs/BENCHMARKS.md); the
 offsets are booked as committed only once it has. One commit is in flight at a time.
@@ -23,11 +23,12 @@ waits for the commit in flight and every acknowledgement instead (`commit_now`).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
+from streamrec.common.handoff import Handoff
 from streamrec.kafka_io.errors import KafkaClientError
 from streamrec.kafka_io.port import Consumer, TopicPartition
 from streamrec.worker.errors import PublishError
@@ -75,37 +76,6 @@ class InFlight:
         return self._done.wait(timeout_s)
 
 
-class CommitThread:
-    """The daemon thread that sends a worker's commits, one after another, started once.
-
-    Not a thread per commit: `Thread.start` waits until the new thread runs, and on a
-    busy 2-core box the loop waited there 136-143 ms (sampled during a 1M-item hot swap,
-    docs/BENCHMARKS.md); handing a commit to a waiting thread is a queue put. Daemon: a
-    commit the broker never answers cannot keep the process from exiting (the watchdog
-    times it, `Commits.failing_since`); a commit sent after it waits its turn, so the
-    client has one commit at a time.
-    """
-
-    def __init__(self, consumer: Consumer) -> None:
-        self._consumer = consumer
-        self._jobs: queue.SimpleQueue[InFlight | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="streamrec-commit", daemon=True)
-        self._thread.start()
-
-    def send(self, commit: InFlight) -> InFlight:
-        """Queue `commit` for the thread; returns it at once."""
-        self._jobs.put(commit)
-        return commit
-
-    def close(self) -> None:
-        """End the thread after the commits already sent (it is not waited for)."""
-        self._jobs.put(None)
-
-    def _run(self) -> None:
-        while (commit := self._jobs.get()) is not None:
-            commit.run(self._consumer)
-
-
 class Commits:
     """The consumed and committed positions of one topic's partitions, and their commits.
 
@@ -141,8 +111,10 @@ class Commits:
         # Offsets waiting for their records' acknowledgements, and the sequence number
         # every record below which must be acknowledged first.
         self._pending: tuple[Offsets, int] | None = None
-        # Commits leave the loop's thread where the client allows it.
-        self._thread = CommitThread(consumer) if consumer.commits_from_any_thread else None
+        # Commits leave the loop's thread where the client allows it: one thread, started
+        # now, that takes them one at a time (the client has one commit at a time).
+        self._thread = (Handoff("streamrec-commit") if consumer.commits_from_any_thread
+                        else None)
         self._in_flight: InFlight | None = None  # a commit the broker has not answered
         self.failed = False  # a record was refused: nothing more is committed
         # Clock time of the first failed commit since the last one that went through
@@ -233,7 +205,8 @@ class Commits:
             if self.publisher.confirmed(barrier):
                 self._pending = None
                 if self._thread is not None and offsets:
-                    self._in_flight = self._thread.send(InFlight(offsets, self._clock()))
+                    self._in_flight = InFlight(offsets, self._clock())
+                    self._thread.submit(partial(self._in_flight.run, self.consumer))
                 else:
                     self._finish(offsets, self._commit(offsets))
         elif self._due() and self.uncommitted():

@@ -26,9 +26,11 @@ import gc
 import logging
 import threading
 import time
+from functools import partial
 
 import numpy as np
 
+from streamrec.common.handoff import Handoff
 from streamrec.common.pacing import paced, pause
 
 logger = logging.getLogger(__name__)
@@ -64,15 +66,13 @@ RELEASE_DEPTH = 4  # attribute levels searched for large containers
 RELEASE_DUTY = 0.25  # the release thread's share of a core (`common/pacing.py`)
 
 
-def release_later(*objects: object) -> threading.Thread:
-    """Drop `objects` on a daemon thread: lists, dicts and object arrays of more than
-    RELEASE_SLICE references found in their attributes (RELEASE_DEPTH levels down)
-    are emptied a slice at a time first. The caller must hold no other use of them:
-    they are taken apart in place."""
-    thread = threading.Thread(target=_release, args=(list(objects),),
-                              name="streamrec-release", daemon=True)
-    thread.start()
-    return thread
+def release_later(*objects: object, on: Handoff | None = None) -> threading.Event:
+    """Drop `objects` on the thread of `on` (a thread started now when None): lists,
+    dicts and object arrays of more than RELEASE_SLICE references found in their
+    attributes (RELEASE_DEPTH levels down) are emptied a slice at a time first. The
+    caller must hold no other use of them: they are taken apart in place. Returns an
+    event set once they are."""
+    return (on or Handoff("streamrec-release")).submit(partial(_release, list(objects)))
 
 
 def _large_containers(objects: list[object]) -> list[object]:

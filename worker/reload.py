@@ -15,8 +15,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+from streamrec.common.handoff import Handoff
 from streamrec.common.pacing import paced
 from streamrec.encoder import repository
 from streamrec.encoder.errors import CheckpointError
@@ -44,7 +46,9 @@ class ModelWatcher:
         self._next_check = time.monotonic() + check_s
         self._requested = threading.Event()
         self._refused: str | None = None
-        self._loading: threading.Thread | None = None
+        # The loader: a thread started now, not at each load (`common/handoff.py`).
+        self._loader = Handoff("streamrec-model-load") if self.enabled else None
+        self._loading: threading.Event | None = None  # set once the load handed over ends
         self._loaded: tuple[str, Recommender] | None = None
         self._failure: tuple[str, BaseException] | None = None
         self.refusals = 0
@@ -58,7 +62,7 @@ class ModelWatcher:
         if not self.enabled:
             return None
         if self._loading is not None:
-            if self._loading.is_alive():
+            if not self._loading.is_set():
                 return None
             self._loading = None
             if self._failure is not None:
@@ -85,9 +89,8 @@ class ModelWatcher:
         if version in (self.serving, self._refused):
             return None
         logger.info("model version %s published in %s: loading it", version, self.model_dir)
-        self._loading = threading.Thread(target=self._load_version, args=(version,),
-                                         name="streamrec-model-load", daemon=True)
-        self._loading.start()
+        assert self._loader is not None  # enabled
+        self._loading = self._loader.submit(partial(self._load_version, version))
         return None
 
     def swapped(self, version: str) -> None:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streamrec.common.handoff import Handoff
 from streamrec.encoder import repository
 from streamrec.encoder.errors import CheckpointError
 from streamrec.worker import heap
@@ -55,6 +56,7 @@ class ModelSwap:
         self.watcher = ModelWatcher(config.model_dir, name, self._load, config.model_check_s)
         self._next: tuple[str, Recommender] | None = None
         self._refusals_seen = 0  # model versions refused, as counted in the metrics
+        self._releaser = Handoff("streamrec-release")  # frees a swapped-out model's objects
 
     @property
     def due(self) -> bool:
@@ -91,7 +93,7 @@ class ModelSwap:
         self.metrics.model_reloads.labels("ok").inc()
         heap.freeze_new("model swap")  # no full collection: it would hold the loop
         if old_table is not state.items:  # the old vocabulary's objects, off this thread
-            heap.release_later(old_serving, old_table)
+            heap.release_later(old_serving, old_table, on=self._releaser)
         took = time.perf_counter() - start  # the poll loop waited this long
         self.metrics.stage_seconds.labels("swap").observe(took)
         logger.info("now serving model %s (was %s): %d items; the swap held the loop %.0f ms",

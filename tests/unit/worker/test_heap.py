@@ -88,7 +88,7 @@ def test_release_later_takes_large_containers_apart_and_leaves_small_ones(
     monkeypatch.setattr(heap, "RELEASE_SLICE", 100)
     big, small = Holder(1_000), Holder(50)
     ids, index, table, encoded = big.ids, big.index, big.table, big.inner.encoded
-    heap.release_later(big, small).join(timeout=10)
+    assert heap.release_later(big, small).wait(timeout=10)
     assert (ids, index, encoded) == ([], {}, [])
     assert all(x is None for x in table)
     assert len(small.ids) == len(small.index) == len(small.inner.encoded) == 50

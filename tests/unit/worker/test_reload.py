@@ -3,6 +3,7 @@ when, and that a refused version is refused once, not at every check."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import cast
@@ -33,9 +34,11 @@ class FakeLoad:
     def __init__(self, broken: Iterable[str] = ()) -> None:
         self.broken = set(broken)
         self.calls: list[str] = []
+        self.threads: list[threading.Thread] = []  # the thread of each load
 
     def __call__(self, path: Path) -> Recommender:
         self.calls.append(path.name)
+        self.threads.append(threading.current_thread())
         if path.name in self.broken:
             raise CheckpointError(f"{path}/config.json is not JSON")
         return cast(Recommender, f"model {path.name}")  # the watcher only hands it over
@@ -68,8 +71,7 @@ def settle(watcher: ModelWatcher) -> tuple[str, Recommender] | None:
     ready = watcher.poll()
     loading = watcher._loading
     if loading is not None:
-        loading.join(timeout=10)
-        assert not loading.is_alive(), "the load did not finish"
+        assert loading.wait(timeout=10), "the load did not finish"
         ready = watcher.poll()
     return ready
 
@@ -87,6 +89,13 @@ def test_a_new_version_is_loaded_once_and_handed_over(
     watcher.request()
     assert settle(watcher) is None  # v2 is served now: nothing to load
     assert load.calls == ["v2"]
+    point(repo, "v3")
+    watcher.request()
+    assert settle(watcher) == ("v3", "model v3")
+    # Both loads on the loader thread started with the watcher, not one per load:
+    # starting a thread makes the poll loop wait until it runs.
+    assert load.threads == [watcher._loader.thread] * 2  # type: ignore[union-attr]
+    assert load.threads[0] is not threading.current_thread()
 
 
 def test_a_refused_version_is_not_loaded_again_until_current_changes(
