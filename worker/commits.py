@@ -207,6 +207,9 @@ class Commits:
                 if self._thread is not None and offsets:
                     self._in_flight = InFlight(offsets, self._clock())
                     self._thread.submit(partial(self._in_flight.run, self.consumer))
+                    # The commit point is now (every record before it acknowledged), not
+                    # the broker's answer: the user cap needs only the changelog's acks.
+                    self._on_commit()
                 else:
                     self._finish(offsets, self._commit(offsets))
         elif self._due() and self.uncommitted():
@@ -265,11 +268,14 @@ class Commits:
 
     def _finish(self, offsets: Offsets, committed: bool) -> None:
         """Book a commit point's offsets (if they were committed) and run `on_commit`."""
+        self._record(offsets, committed)
+        self._on_commit()
+
+    def _record(self, offsets: Offsets, committed: bool) -> None:
         if committed and offsets:
             for tp, offset in offsets.items():
                 self.committed[tp.partition] = offset
             self.metrics.commits.inc()
-        self._on_commit()
 
     def _confirmed(self, confirm: Callable[[], Acked]) -> Acked:
         """`confirm()` (collect, flush or commit the transaction), counting failures: a
@@ -318,7 +324,7 @@ class Commits:
         self._in_flight = None
         error = commit.error
         if error is None or isinstance(error, KafkaClientError):
-            self._finish(commit.offsets, self._answered(error, commit.seconds))
+            self._record(commit.offsets, self._answered(error, commit.seconds))
             return
         raise error  # a bug, not the broker: as if raised on this thread
 
