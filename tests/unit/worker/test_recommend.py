@@ -45,6 +45,15 @@ def test_buckets_cover_every_non_empty_row_once_and_small_ones_merge() -> None:
         assert longest == lengths[r].max()
 
 
+def test_a_few_short_histories_are_not_padded_to_a_long_one() -> None:
+    # a half-load batch: most histories short, a few long; 8 short rows are a call
+    lengths = np.array([3] * 8 + [40] * 16)
+    assert [(r.tolist(), n) for r, n in length_buckets(lengths)] == [
+        (list(range(8)), 3), (list(range(8, 24)), 40)]
+    lengths = np.array([3] * 7 + [40])  # fewer: padding them costs less than a call
+    assert [(r.tolist(), n) for r, n in length_buckets(lengths)] == [(list(range(8)), 40)]
+
+
 def test_bucketed_encode_gives_what_one_call_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
