@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
@@ -42,6 +43,11 @@ class ItemVocab:
         if len(index) != kept:  # a base being taken apart meanwhile: build it all
             index, kept = {}, 0
         self.reused = kept  # rows whose lookup was copied from `base` (0: built whole)
+        # `base`, which these ids begin with (a vocabulary never changes): `extends`
+        # answers for it without comparing a million ids again. Weak: a chain of
+        # versions must not keep every old vocabulary alive.
+        self._begins_as = weakref.ref(base) if kept else None
+        self.digest: str | None = None  # sha256 of the checkpoint file it was read from
         # A slice at a time, each a C loop of a few ms: a paced loader thread builds a
         # new version's million-item vocabulary beside the worker's poll loop.
         for start in range(kept, len(ids), LOOKUP_SLICE):
@@ -83,7 +89,10 @@ class ItemVocab:
 
     def extends(self, other: ItemVocab) -> bool:
         """True when rows 1..len(other) hold `other`'s ids, in order: each of `other`'s
-        rows means the same item here (compared a slice at a time)."""
+        rows means the same item here (compared a slice at a time, unless `other` is
+        this vocabulary or the base it was built on)."""
+        if other is self or (self._begins_as is not None and self._begins_as() is other):
+            return bool(len(other))
         return _begins_with(self._ids, other._ids)
 
     def __contains__(self, item: object) -> bool:

@@ -17,7 +17,8 @@ Freeing is not free either: a million-item vocabulary is millions of Python obje
 or dict of them is one C loop that holds the GIL for 50-60 ms. `release_later` takes
 the swapped-out model's large containers apart on a thread of its own, a slice at a
 time and paced (`common/pacing.py`), so the poll loop gets the GIL back between slices
-and most of a core besides.
+and most of a core besides; what the new model still uses (the same vocabulary, when
+its `items.json` is the old one's) is left alone.
 """
 
 from __future__ import annotations
@@ -66,16 +67,20 @@ RELEASE_DEPTH = 4  # attribute levels searched for large containers
 RELEASE_DUTY = 0.25  # the release thread's share of a core (`common/pacing.py`)
 
 
-def release_later(*objects: object, on: Handoff | None = None) -> threading.Event:
+def release_later(*objects: object, on: Handoff | None = None,
+                  keep: tuple[object, ...] = ()) -> threading.Event:
     """Drop `objects` on the thread of `on` (a thread started now when None): lists,
     dicts and object arrays of more than RELEASE_SLICE references found in their
-    attributes (RELEASE_DEPTH levels down) are emptied a slice at a time first. The
-    caller must hold no other use of them: they are taken apart in place. Returns an
-    event set once they are."""
-    return (on or Handoff("streamrec-release")).submit(partial(_release, list(objects)))
+    attributes (RELEASE_DEPTH levels down) are emptied a slice at a time first, but
+    those that `keep` (what serves now) reaches through its attributes: the new model
+    may share the old one's vocabulary. Returns an event set once they are."""
+    return (on or Handoff("streamrec-release")).submit(
+        partial(_release, list(objects), list(keep)))
 
 
-def _large_containers(objects: list[object]) -> list[object]:
+def _large_containers(objects: list[object], depth_limit: int | None = RELEASE_DEPTH,
+                      ) -> list[object]:
+    """Large containers in `objects`' attributes, `depth_limit` levels down (None: all)."""
     found, seen = [], set()
     stack = [(obj, 0) for obj in objects]
     while stack:
@@ -87,19 +92,21 @@ def _large_containers(objects: list[object]) -> list[object]:
                                              and obj.dtype == object):
             if len(obj) > RELEASE_SLICE:
                 found.append(obj)
-        elif depth < RELEASE_DEPTH and hasattr(obj, "__dict__"):
+        elif (depth_limit is None or depth < depth_limit) and hasattr(obj, "__dict__"):
             stack.extend((value, depth + 1) for value in vars(obj).values())
     return found
 
 
-def _release(objects: list[object]) -> None:
+def _release(objects: list[object], keep: list[object]) -> None:
     with paced(RELEASE_DUTY):
-        _take_apart(objects)
+        _take_apart(objects, keep)
 
 
-def _take_apart(objects: list[object]) -> None:
+def _take_apart(objects: list[object], keep: list[object]) -> None:
     start = time.perf_counter()
-    containers = _large_containers(objects)
+    kept = {id(c) for c in _large_containers(keep, depth_limit=None)}
+    keep.clear()
+    containers = [c for c in _large_containers(objects) if id(c) not in kept]
     objects.clear()
     for container in containers:
         if isinstance(container, dict):

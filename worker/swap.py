@@ -93,7 +93,8 @@ class ModelSwap:
         self.metrics.model_reloads.labels("ok").inc()
         heap.freeze_new("model swap")  # no full collection: it would hold the loop
         if old_table is not state.items:  # the old vocabulary's objects, off this thread
-            heap.release_later(old_serving, old_table, on=self._releaser)
+            heap.release_later(old_serving, old_table, on=self._releaser,
+                               keep=(new, state.items))
         took = time.perf_counter() - start  # the poll loop waited this long
         self.metrics.stage_seconds.labels("swap").observe(took)
         logger.info("now serving model %s (was %s): %d items; the swap held the loop %.0f ms",

@@ -92,3 +92,18 @@ def test_release_later_takes_large_containers_apart_and_leaves_small_ones(
     assert (ids, index, encoded) == ([], {}, [])
     assert all(x is None for x in table)
     assert len(small.ids) == len(small.index) == len(small.inner.encoded) == 50
+
+
+def test_release_later_leaves_what_the_serving_objects_still_use(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap, "RELEASE_SLICE", 100)
+    old, new = Holder(1_000), Holder(10)
+    new.inner = old.inner  # the new model serves the old one's vocabulary
+    deep = new
+    for _ in range(heap.RELEASE_DEPTH + 1):
+        deep.deeper = deep = Holder(10)
+    deep.ids = old.ids  # shared further down than RELEASE_DEPTH
+    assert heap.release_later(old, keep=(new,)).wait(timeout=10)
+    assert len(new.inner.encoded) == len(deep.ids) == 1_000
+    assert old.index == {}
+    assert all(x is None for x in old.table)

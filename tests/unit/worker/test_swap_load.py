@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from streamrec.encoder import vocab as vocab_module
 from streamrec.encoder.vocab import ItemVocab
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.metrics import WorkerMetrics
+from streamrec.worker.state.items import ItemTable
 from streamrec.worker.swap import ModelSwap
 from tests.unit.worker.helpers import tiny_recommender
 
@@ -21,3 +25,32 @@ def test_a_version_that_extends_the_serving_vocabulary_copies_its_lookup(tmp_pat
     assert loaded.reused == 3
     assert loaded.rows(["a", "d"]).tolist() == [1, 4]
     assert swap._load(other).checkpoint.vocab.reused == 0
+
+
+def test_a_version_with_the_serving_vocabulary_file_serves_that_vocabulary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = ["a", "b", "c"]
+    serving = tiny_recommender(tmp_path / "v1", ItemVocab(ids))
+    same = tiny_recommender(tmp_path / "v2", ItemVocab(ids)).checkpoint.path
+    grown = tiny_recommender(tmp_path / "v3", ItemVocab([*ids, "d"])).checkpoint.path
+    swap = ModelSwap(WorkerConfig(model_dir=tmp_path / "v1", index="torch"), serving,
+                     WorkerMetrics(), "confluent")
+    compared = []
+    monkeypatch.setattr(vocab_module, "_begins_with",
+                        lambda a, b: compared.append(len(b)) or list(a[:len(b)]) == list(b))
+    parsed, read = [], ItemVocab.from_json
+    monkeypatch.setattr(ItemVocab, "from_json",
+                        lambda *args: parsed.append(1) or read(*args))
+    loaded = swap._load(same).checkpoint.vocab
+    assert loaded is serving.checkpoint.vocab
+    assert (parsed, compared) == ([], [])  # neither read nor compared with itself
+    table = ItemTable(serving.checkpoint.vocab)
+    assert table.prepare(loaded).remap.tolist() == [0, 1, 2, 3]
+    assert compared == []
+    grown_vocab = swap._load(grown).checkpoint.vocab
+    assert grown_vocab is not serving.checkpoint.vocab
+    assert (len(parsed), compared) == (1, [3])  # compared once, when it was read
+    assert table.prepare(grown_vocab).table.vocab is grown_vocab
+    assert compared == [3]  # not again: it was built on the serving vocabulary
+    assert grown_vocab.rows(["d", "a"]).tolist() == [4, 1]
+
