@@ -73,7 +73,8 @@ def release_later(*objects: object, on: Handoff | None = None,
     dicts and object arrays of more than RELEASE_SLICE references found in their
     attributes (RELEASE_DEPTH levels down) are emptied a slice at a time first, but
     those that `keep` (what serves now) reaches through its attributes: the new model
-    may share the old one's vocabulary. Returns an event set once they are."""
+    may share the old one's vocabulary. Beyond that, the caller must hold no other use
+    of them: they are taken apart in place. Returns an event set once they are."""
     return (on or Handoff("streamrec-release")).submit(
         partial(_release, list(objects), list(keep)))
 
@@ -93,7 +94,8 @@ def _large_containers(objects: list[object], depth_limit: int | None = RELEASE_D
             if len(obj) > RELEASE_SLICE:
                 found.append(obj)
         elif (depth_limit is None or depth < depth_limit) and hasattr(obj, "__dict__"):
-            stack.extend((value, depth + 1) for value in vars(obj).values())
+            # one C call: `keep`'s objects are in use on the loop's thread meanwhile
+            stack.extend((value, depth + 1) for value in list(vars(obj).values()))
     return found
 
 
