@@ -61,7 +61,7 @@ class Recommendations:
 # A length bucket smaller than this joins the next longer one. Measured (2026-12-07,
 # AMD EPYC, 1 thread, the games model, 300 batches of histories as long as the games
 # log's events have): at 8 a batch of 24 users encoded in 1.50-1.77 ms against
-# 2.06-2.52 at 32, 32 users in 1.69-2.15 against 2.79-2.98 (most of a half-load
+# 2.06-2.52 at 32, 32 users in 1.69-2.15 against 2.73-2.98 (most of a half-load
 # worker's batches: at 32, a batch under 64 users was one call padded to its longest
 # history, usually 48 or 50 wide where half the histories have 5 items); the same
 # within noise at 2-8 and 1,024 users.

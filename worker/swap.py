@@ -92,7 +92,7 @@ class ModelSwap:
         self.report()
         self.metrics.model_reloads.labels("ok").inc()
         heap.freeze_new("model swap")  # no full collection: it would hold the loop
-        if old_table is not state.items:  # the old vocabulary's objects, off this thread
+        if old_table is not state.items:  # the old model's objects, off this thread
             heap.release_later(old_serving, old_table, on=self._releaser,
                                keep=(new, state.items))
         took = time.perf_counter() - start  # the poll loop waited this long
