@@ -39,19 +39,25 @@ class ModelWatcher:
         check_s: float,
     ) -> None:
         self.model_dir = model_dir
-        self.enabled = repository.is_repository(model_dir) and check_s > 0
         self.serving = serving  # version directory name being served (None: not a repo)
         self.check_s = check_s
         self._load = load
         self._next_check = time.monotonic() + check_s
         self._requested = threading.Event()
         self._refused: str | None = None
-        # The loader: a thread started now, not at each load (`common/handoff.py`).
-        self._loader = Handoff("streamrec-model-load") if self.enabled else None
+        # The loader: a thread started now, not at each load (`common/handoff.py`); none
+        # when there is nothing to watch.
+        watched = repository.is_repository(model_dir) and check_s > 0
+        self._loader = Handoff("streamrec-model-load") if watched else None
         self._loading: threading.Event | None = None  # set once the load handed over ends
         self._loaded: tuple[str, Recommender] | None = None
         self._failure: tuple[str, BaseException] | None = None
         self.refusals = 0
+
+    @property
+    def enabled(self) -> bool:
+        """The model directory is a repository watched every `check_s` > 0 seconds."""
+        return self._loader is not None
 
     def request(self) -> None:
         """Check at the next poll (SIGHUP); safe from a signal handler."""
@@ -59,7 +65,7 @@ class ModelWatcher:
 
     def poll(self) -> tuple[str, Recommender] | None:
         """A loaded new version to swap in, if one is ready; starts a load when due."""
-        if not self.enabled:
+        if self._loader is None:  # not enabled
             return None
         if self._loading is not None:
             if not self._loading.is_set():
@@ -89,7 +95,6 @@ class ModelWatcher:
         if version in (self.serving, self._refused):
             return None
         logger.info("model version %s published in %s: loading it", version, self.model_dir)
-        assert self._loader is not None  # enabled
         self._loading = self._loader.submit(partial(self._load_version, version))
         return None
 

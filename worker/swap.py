@@ -56,7 +56,8 @@ class ModelSwap:
         self.watcher = ModelWatcher(config.model_dir, name, self._load, config.model_check_s)
         self._next: tuple[str, Recommender] | None = None
         self._refusals_seen = 0  # model versions refused, as counted in the metrics
-        self._releaser = Handoff("streamrec-release")  # frees a swapped-out model's objects
+        # Frees a swapped-out model's objects; started only where a version can come
+        self._releaser = Handoff("streamrec-release") if self.watcher.enabled else None
 
     @property
     def due(self) -> bool:
