@@ -244,7 +244,8 @@ class Commits:
             acked = self._confirmed(self.publisher.flush)
         self._on_acked(acked)
         self._next_commit = self._clock() + self.interval_s
-        self._finish(offsets, eos or self._commit(offsets))
+        # timed once, as a whole: the wait for acknowledgements and the commit
+        self._finish(offsets, eos or self._commit(offsets, timed=False))
         self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - start)
 
     def abort(self) -> None:
@@ -289,9 +290,10 @@ class Commits:
                 self.metrics.publish_failures.labels(kind).inc()
             raise
 
-    def _commit(self, offsets: Offsets) -> bool:
+    def _commit(self, offsets: Offsets, timed: bool = True) -> bool:
         """The consumer's commit; a failure (broker away, rebalance) is logged and the
-        same offsets are taken again at the next commit interval.
+        same offsets are taken again at the next commit interval. `timed`: its time
+        goes to the commit stage's histogram (False where the caller times it).
 
         Nothing is lost by a failed commit: the records are acknowledged, state is in
         the changelog, and the next commit (or the partition's next owner, which
@@ -303,8 +305,8 @@ class Commits:
         try:
             self.consumer.commit(offsets)
         except KafkaClientError as exc:
-            return self._answered(exc, time.perf_counter() - start)
-        return self._answered(None, time.perf_counter() - start)
+            return self._answered(exc)
+        return self._answered(None, time.perf_counter() - start if timed else None)
 
     def _settle(self, commit: InFlight) -> None:
         """Wait for the commit in flight (a blocking commit goes after it), at most
@@ -328,8 +330,10 @@ class Commits:
             return
         raise error  # a bug, not the broker: as if raised on this thread
 
-    def _answered(self, error: KafkaClientError | None, seconds: float) -> bool:
-        """Count a commit's answer; True when it went through."""
+    def _answered(self, error: KafkaClientError | None, seconds: float | None = None,
+                  ) -> bool:
+        """Count a commit's answer, and its `seconds` (if given) when it went through;
+        True when it did."""
         if error is not None:
             self.metrics.commit_failures.inc()
             if self._failing_since is None:
@@ -339,5 +343,6 @@ class Commits:
                            "commit interval", error)
             return False
         self._failing_since, self._last_error = None, ""
-        self.metrics.stage_seconds.labels("commit").observe(seconds)
+        if seconds is not None:
+            self.metrics.stage_seconds.labels("commit").observe(seconds)
         return True

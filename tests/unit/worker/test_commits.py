@@ -180,6 +180,11 @@ class Rig:
     def failures(self, kind: str) -> float:
         return self.metrics.publish_failures.labels(kind)._value.get()
 
+    def commit_timings(self) -> float:
+        """How many times the commit stage was timed."""
+        return self.metrics.registry.get_sample_value(
+            "streamrec_stage_seconds_count", {"stage": "commit"}) or 0.0
+
 
 def test_never_commits_past_an_unanswered_user() -> None:
     rig = Rig()
@@ -292,6 +297,22 @@ def test_a_blocking_commit_publishes_the_batch_in_hand_and_waits_for_every_ack()
     assert rig.log == ["send 0", "publish in hand", "send 1", "flush", "consumer commit"]
     assert rig.consumer.commits == [{TP0: 10, TP1: 3}]  # the batch in hand went out first
     assert rig.commit_points == 1
+
+
+def test_each_commit_is_timed_once() -> None:
+    rig = Rig()
+    c = rig.commits
+    c.consumed_up_to(0, 10)
+    c.update()  # the interval's commit: offsets taken ...
+    c.update()  # ... and committed on the loop
+    assert rig.commit_timings() == 1
+    c.consumed_up_to(0, 12)
+    rig.send("a")
+    c.commit_now()  # a blocking commit (shutdown): the flush and the commit, timed as one
+    assert len(rig.consumer.commits) == 2
+    assert rig.commit_timings() == 2
+    c.commit_now(consumer_commit=False)  # inside a rebalance callback: the flush alone
+    assert rig.commit_timings() == 3
 
 
 def test_a_commit_inside_a_rebalance_callback_flushes_but_leaves_the_offsets() -> None:
