@@ -312,6 +312,7 @@ class Worker:
             self._consumer.close()
         if self._model is not None:
             self._model.close()
+        self.models.close()
         self.items.close()
         self.state.close()
         self.phase = "closing the producer"

@@ -59,6 +59,11 @@ class ModelWatcher:
         """The model directory is a repository watched every `check_s` > 0 seconds."""
         return self._loader is not None
 
+    def close(self) -> None:
+        """End the loader thread once a load in progress is done (not waited for)."""
+        if self._loader is not None:
+            self._loader.close()
+
     def request(self) -> None:
         """Check at the next poll (SIGHUP); safe from a signal handler."""
         self._requested.set()

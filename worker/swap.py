@@ -64,6 +64,13 @@ class ModelSwap:
         """A new version is loaded and waits to be swapped in."""
         return self._next is not None
 
+    def close(self) -> None:
+        """End the loader and release threads once their work in hand is done (the
+        worker stops; not waited for)."""
+        self.watcher.close()
+        if self._releaser is not None:
+            self._releaser.close()
+
     def request(self) -> None:
         """Check the repository now (SIGHUP, POST /reload; signal-safe)."""
         self.watcher.request()

@@ -202,3 +202,26 @@ def test_a_version_loads_on_a_paced_thread(tmp_path: Path, clock: FakeClock) -> 
     assert settle(watcher) == ("v2", "model v2")
     assert seen == [reload.LOADER_DUTY]
     assert pacing.current() is None  # the loop's thread is not paced
+
+
+def test_close_ends_the_loader_thread_after_the_load_in_progress(
+    tmp_path: Path, clock: FakeClock,
+) -> None:
+    repo = make_repo(tmp_path / "models", ["v1", "v2"], current="v2")
+    release = threading.Event()
+
+    def load(path: Path) -> Recommender:
+        release.wait(10)
+        return cast(Recommender, f"model {path.name}")
+
+    watcher = ModelWatcher(repo, "v1", load, check_s=60)
+    thread = watcher._loader.thread  # type: ignore[union-attr]
+    watcher.request()
+    assert watcher.poll() is None  # the load starts, and blocks
+    watcher.close()
+    thread.join(0.2)
+    assert thread.is_alive()  # a load in progress is finished, not cut short
+    release.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert settle(watcher) == ("v2", "model v2")

@@ -54,3 +54,17 @@ def test_a_version_with_the_serving_vocabulary_file_serves_that_vocabulary(
     assert compared == [3]  # not again: it was built on the serving vocabulary
     assert grown_vocab.rows(["d", "a"]).tolist() == [4, 1]
 
+
+
+def test_close_ends_the_loader_and_release_threads(tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    serving = tiny_recommender(repo / "v1", ItemVocab(["a", "b"]))
+    (repo / "CURRENT").write_text("v1\n", encoding="utf-8")
+    swap = ModelSwap(WorkerConfig(model_dir=repo, index="torch"), serving, WorkerMetrics(),
+                     "confluent")
+    threads = [swap.watcher._loader.thread, swap._releaser.thread]  # type: ignore[union-attr]
+    assert all(t.is_alive() for t in threads)
+    swap.close()
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads)
