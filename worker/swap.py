@@ -100,9 +100,10 @@ class ModelSwap:
         self.report()
         self.metrics.model_reloads.labels("ok").inc()
         heap.freeze_new("model swap")  # no full collection: it would hold the loop
-        if old_table is not state.items:  # the old model's objects, off this thread
-            heap.release_later(old_serving, old_table, on=self._releaser,
-                               keep=(new, state.items))
+        # The old model's objects, off this thread; its item table too, unless it serves on
+        # (the new version has the serving vocabulary).
+        olds = (old_serving,) if old_table is state.items else (old_serving, old_table)
+        heap.release_later(*olds, on=self._releaser, keep=(new, state.items))
         took = time.perf_counter() - start  # the poll loop waited this long
         self.metrics.stage_seconds.labels("swap").observe(took)
         logger.info("now serving model %s (was %s): %d items; the swap held the loop %.0f ms",

@@ -192,6 +192,8 @@ class DurableHistories:
         vocabulary's lookups."""
         self.items, remap = (self.items.finish(prepared) if prepared is not None
                              else self.items.for_vocab(vocab))
+        if remap is None:  # the serving vocabulary itself: no row changes (a 31,000-user
+            return  # state's renumbering took 9-11 ms of the loop at 1M items)
         for _, store in self.stores():
             store.remap_items(remap)
 

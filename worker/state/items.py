@@ -116,9 +116,10 @@ class ItemTable:
             self._lookup = ItemRows(self.model_ids[1:].tolist())
         return self._lookup
 
-    def for_vocab(self, vocab: ItemVocab) -> tuple[ItemTable, np.ndarray]:
+    def for_vocab(self, vocab: ItemVocab) -> tuple[ItemTable, np.ndarray | None]:
         """The table for a new model and `remap` (old row -> new row): every item kept,
-        the new model's vocabulary first, then the items it does not know."""
+        the new model's vocabulary first, then the items it does not know. For this
+        table's own vocabulary, this table and None: every row stays."""
         return self.finish(self.prepare(vocab))
 
     def prepare(self, vocab: ItemVocab) -> PreparedTable:
@@ -127,6 +128,9 @@ class ItemTable:
         poll loop. Items added after it (unknown ones arriving meanwhile) are left to
         `finish`, which the loop runs at the swap."""
         held = len(self._extra_ids)  # extras only ever append: a consistent prefix
+        if vocab is self.vocab:  # a retrain on the same catalogue (`load_checkpoint`
+            # serves it the serving vocabulary): this table serves on, rows and all
+            return PreparedTable(base=self, table=self, remap=None, extras_held=held)
         extras = self._extra_ids[:held]
         if vocab.extends(self.vocab):  # a warm-started retrain, or the same vocabulary
             # Rows 1..known keep their items: only the extras are looked up (a million
@@ -143,12 +147,14 @@ class ItemTable:
         remap[1:] = rows_in_slices(table.rows, old_ids)  # the poll loop runs between
         return PreparedTable(base=self, table=table, remap=remap, extras_held=held)
 
-    def finish(self, prepared: PreparedTable) -> tuple[ItemTable, np.ndarray]:
+    def finish(self, prepared: PreparedTable) -> tuple[ItemTable, np.ndarray | None]:
         """`for_vocab`'s result from a `prepare` of this table: the items added since are
         mapped now (few; all of them if `prepared` was made from another table)."""
         if prepared.base is not self:
             prepared = self.prepare(prepared.table.vocab)
         table, remap = prepared.table, prepared.remap
+        if remap is None:  # this table itself: the items added since are in it
+            return table, None
         late = self._extra_ids[prepared.extras_held:]
         if late:
             for item in late:
@@ -190,5 +196,6 @@ class PreparedTable:
 
     base: ItemTable  # the table it was prepared from
     table: ItemTable
-    remap: np.ndarray  # old row -> new row, rows 0..known + extras_held of `base`
+    remap: np.ndarray | None  # old row -> new row, rows 0..known + extras_held of `base`
+    # (None: `table` is `base`, for its own vocabulary; no row changes)
     extras_held: int

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from streamrec.encoder import vocab as vocab_module
 from streamrec.encoder.vocab import ItemVocab
+from streamrec.kafka_io.security import KafkaSecurity
+from streamrec.worker import heap
 from streamrec.worker.config import WorkerConfig
 from streamrec.worker.metrics import WorkerMetrics
+from streamrec.worker.state.durable import DurableHistories
 from streamrec.worker.state.items import ItemTable
 from streamrec.worker.swap import ModelSwap
 from tests.unit.worker.helpers import tiny_recommender
@@ -45,7 +50,7 @@ def test_a_version_with_the_serving_vocabulary_file_serves_that_vocabulary(
     assert loaded is serving.checkpoint.vocab
     assert (parsed, compared) == ([], [])  # neither read nor compared with itself
     table = ItemTable(serving.checkpoint.vocab)
-    assert table.prepare(loaded).remap.tolist() == [0, 1, 2, 3]
+    assert table.prepare(loaded).table is table  # the serving table serves on
     assert compared == []
     grown_vocab = swap._load(grown).checkpoint.vocab
     assert grown_vocab is not serving.checkpoint.vocab
@@ -68,3 +73,31 @@ def test_close_ends_the_loader_and_release_threads(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(10)
     assert not any(t.is_alive() for t in threads)
+
+
+def test_a_swap_to_the_serving_vocabulary_keeps_the_item_table_and_releases_the_old_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = ["a", "b", "c"]
+    repo = tmp_path / "models"
+    serving = tiny_recommender(repo / "v1", ItemVocab(ids))
+    retrained = tiny_recommender(repo / "v2", ItemVocab(ids)).checkpoint.path
+    (repo / "CURRENT").write_text("v1\n", encoding="utf-8")
+    state = DurableHistories(4, serving.checkpoint.vocab, bootstrap="unused:9092",
+                             group_id="g", security=KafkaSecurity())
+    state.apply(0, ["u", "u"], ["a", "new"], np.array([1, 2]), np.array([0, 1]))
+    table = state.items
+    swap = ModelSwap(WorkerConfig(model_dir=repo, index="torch"), serving, WorkerMetrics(),
+                     "confluent", state=state)
+    released: list[tuple[object, ...]] = []
+    monkeypatch.setattr(heap, "release_later",
+                        lambda *objects, **kwargs: released.append(objects))
+    swap._next = ("v2", swap._load(retrained))
+    stage = SimpleNamespace(recommender=serving)
+    new = swap.swap(state, stage)  # type: ignore[arg-type]
+    assert stage.recommender is new
+    assert new is not serving
+    assert state.items is table  # served on: nothing renumbered, nothing rebuilt
+    items, _ = state.rows([(0, "u")])
+    assert table.external(items[0, -2:]) == ["a", "new"]
+    assert released == [(serving,)]  # the old model off the loop; the table stays
+    swap.close()

@@ -10,6 +10,7 @@ from streamrec.kafka_io.security import KafkaSecurity
 from streamrec.worker.state.changelog import decode_history, encode_rows
 from streamrec.worker.state.durable import DurableHistories
 from streamrec.worker.state.items import ItemTable
+from streamrec.worker.state.partition import PartitionStore
 from tests.unit.worker.helpers import tiny_recommender
 
 V1 = ItemVocab(["a", "b", "c"])
@@ -71,6 +72,39 @@ def test_a_prepared_table_maps_the_items_that_arrived_after_it_at_the_swap() -> 
     # Prepared from another table (e.g. a swap in between): redone, still right.
     other, other_remap = ItemTable(V1).finish(prepared)
     assert other.external(other_remap[1:]) == ["a", "b", "c"]
+
+
+def test_the_same_vocabulary_keeps_the_table_and_renumbers_nothing() -> None:
+    table = ItemTable(V1, max_extra=10)
+    table.rows(["x"])
+    prepared = table.prepare(V1)  # a retrain on the same catalogue: the serving vocabulary
+    table.rows(["late"])  # the loop goes on adding items meanwhile
+    new, remap = table.finish(prepared)
+    assert new is table
+    assert remap is None
+    assert new.external([4, 5]) == ["x", "late"]
+    same_ids = ItemVocab(["a", "b", "c"])  # equal, but another vocabulary: renumbered
+    other, other_remap = table.for_vocab(same_ids)
+    assert other is not table
+    assert other_remap is not None
+    assert other_remap.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_swap_to_the_same_vocabulary_leaves_the_histories_as_they_are(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    state = DurableHistories(4, V1, bootstrap="unused:9092", group_id="g",
+                             security=KafkaSecurity())
+    state.apply(0, ["u", "u"], ["a", "new"], np.array([1, 2]), np.array([0, 1]))
+    table = state.items
+    renumbered = []
+    monkeypatch.setattr(PartitionStore, "remap_items", lambda self, remap: renumbered.append(1))
+    state.change_vocab(V1, table.prepare(V1))
+    assert state.items is table
+    assert renumbered == []
+    items, _ = state.rows([(0, "u")])
+    assert state.items.external(items[0, -2:]) == ["a", "new"]
+    state.change_vocab(ItemVocab(["new", "a"]))
+    assert len(renumbered) == 1  # one partition store, renumbered for another vocabulary
 
 
 def test_prepare_in_slices_maps_every_row_as_one_lookup_would(
