@@ -140,7 +140,8 @@ class ItemTable:
             remap = np.zeros(self.known + held + 1, dtype=np.int64)
             remap[1:self.known + 1] = np.arange(1, self.known + 1)
             remap[self.known + 1:] = rows_in_slices(table.rows, extras)
-            return PreparedTable(base=self, table=table, remap=remap, extras_held=held)
+            return PreparedTable(base=self, table=table, remap=remap, extras_held=held,
+                                 stable=self.known)
         old_ids = [*self.model_ids[1:].tolist(), *extras]
         table = ItemTable(vocab, extra=old_ids, max_extra=self.max_extra)
         remap = np.zeros(len(old_ids) + 1, dtype=np.int64)
@@ -199,3 +200,4 @@ class PreparedTable:
     remap: np.ndarray | None  # old row -> new row, rows 0..known + extras_held of `base`
     # (None: `table` is `base`, for its own vocabulary; no row changes)
     extras_held: int
+    stable: int = 0  # rows 1..stable keep their numbers (a vocabulary that extends `base`'s)

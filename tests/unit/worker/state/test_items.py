@@ -97,7 +97,8 @@ def test_a_swap_to_the_same_vocabulary_leaves_the_histories_as_they_are(
     state.apply(0, ["u", "u"], ["a", "new"], np.array([1, 2]), np.array([0, 1]))
     table = state.items
     renumbered = []
-    monkeypatch.setattr(PartitionStore, "remap_items", lambda self, remap: renumbered.append(1))
+    monkeypatch.setattr(PartitionStore, "remap_items",
+                        lambda self, remap, stable=0: renumbered.append(1))
     state.change_vocab(V1, table.prepare(V1))
     assert state.items is table
     assert renumbered == []
@@ -105,6 +106,19 @@ def test_a_swap_to_the_same_vocabulary_leaves_the_histories_as_they_are(
     assert state.items.external(items[0, -2:]) == ["a", "new"]
     state.change_vocab(ItemVocab(["new", "a"]))
     assert len(renumbered) == 1  # one partition store, renumbered for another vocabulary
+
+
+def test_a_swap_to_an_extending_vocabulary_moves_only_the_unknown_items() -> None:
+    state = DurableHistories(4, V1, bootstrap="unused:9092", group_id="g",
+                             security=KafkaSecurity())
+    state.apply(0, ["u"] * 3, ["a", "x", "y"], np.array([1, 2, 3]), np.array([0, 1, 2]))
+    items, _ = state.rows([(0, "u")])
+    assert items[0, -3:].tolist() == [1, 4, 5]  # x and y unknown to V1
+    grown = ItemVocab(["a", "b", "c", "y"])  # a warm-started retrain learned y
+    state.change_vocab(grown, state.items.prepare(grown))
+    items, _ = state.rows([(0, "u")])
+    assert items[0, -3:].tolist() == [1, 5, 4]  # y is the model's row 4, x moved past it
+    assert state.items.external(items[0, -3:]) == ["a", "x", "y"]
 
 
 def test_prepare_in_slices_maps_every_row_as_one_lookup_would(

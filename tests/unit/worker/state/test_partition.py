@@ -218,6 +218,24 @@ def test_remapping_that_drops_nothing_renumbers_in_place() -> None:
     assert store.rows(["a", "b"])[1].tolist() == [3, 1]
 
 
+def test_remapping_past_a_stable_prefix_renumbers_only_the_rows_above_it() -> None:
+    """A vocabulary that extends the serving one keeps rows 1..V; only the rows of items
+    the old model did not know (V+1, ...) move."""
+    store = PartitionStore(max_len=4)
+    store.append(["a"] * 3, np.array([1, 4, 3]), np.array([10, 11, 12]), np.array([0, 1, 2]))
+    store.append(["b"], np.array([5]), np.array([13]), np.array([3]))
+    store.recommended(["a", "b"], np.array([[4, 2], [1, 5]]))
+    remap = np.array([0, 1, 2, 3, 6, 4])  # V = 3 -> 4: item 5 is known now, item 4 moves
+    store.remap_items(remap, stable=3)
+    assert [store.history(u)[0].tolist() for u in "ab"] == [[1, 6, 3], [4]]
+    assert store.judge(["a", "b"], np.array([6, 4])).tolist() == [0, 1]
+    whole = PartitionStore(max_len=4)  # the same without the prefix: the same rows
+    whole.append(["a"] * 3, np.array([1, 4, 3]), np.array([10, 11, 12]), np.array([0, 1, 2]))
+    whole.append(["b"], np.array([5]), np.array([13]), np.array([3]))
+    whole.remap_items(remap)
+    assert [whole.history(u)[0].tolist() for u in "ab"] == [[1, 6, 3], [4]]
+
+
 def test_changes_taken_at_a_cut_hold_that_state_and_keep_the_user_until_written() -> None:
     store = PartitionStore(max_len=3)
     append(store, [("a", 1), ("b", 2)])
