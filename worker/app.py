@@ -53,7 +53,7 @@ from streamrec.worker.ingest import Ingest
 from streamrec.worker.metrics import WorkerMetrics
 from streamrec.worker.model_stage import ModelJob, ModelStage, switch_interval
 from streamrec.worker.outbox import Outbox
-from streamrec.worker.publish import Acked, Publisher
+from streamrec.worker.publish import PRODUCER_SETTINGS, Acked, Publisher
 from streamrec.worker.rebalance import Ownership
 from streamrec.worker.recommend import Recommender
 from streamrec.worker.state.durable import DurableHistories
@@ -67,7 +67,6 @@ LAG_REFRESH_S = 2.0
 ACK_POLL_S = 0.005  # poll timeout while records await acknowledgement
 MODEL_POLL_S = 0.002  # poll timeout while the model stage works on a batch
 MODEL_WAIT_S = 0.005  # the longest wait for the model stage between polls (confluent)
-PRODUCER_BATCH_BYTES = 512 * 1024
 INLINE_BATCH = 16  # batches of at most this many users are encoded on the poll loop's thread
 
 
@@ -176,9 +175,8 @@ class Worker:
     def _connect(self) -> Producer:
         """Build the clients and the stages on them, and join the group."""
         cfg = self.config
-        # Large batches: the worker sends two records per changed user.
         producer = make_producer(
-            cfg.bootstrap, cfg.client_id, cfg.security, batch_bytes=PRODUCER_BATCH_BYTES,
+            cfg.bootstrap, cfg.client_id, cfg.security, **PRODUCER_SETTINGS,
             transactional_id=cfg.transactional_id if cfg.exactly_once else None)
         self.metrics.watch_producer(producer)
         self.metrics.inflight.set_function(

@@ -46,6 +46,12 @@ HEADER_SOURCE = "streamrec.source"  # "topic/partition/offset"
 HEADER_TRUNCATED = "streamrec.original-bytes"
 PARTITION_CACHE_USERS = 500_000  # key -> partition entries kept before starting over
 TRANSACTION_TIMEOUT_S = 60.0  # one transactional call (init, offsets, commit, abort)
+# The worker's producer (`make_producer` settings). Large batches: it sends two records
+# per changed user. A short linger: a batch's records go out in one `send_many` call, so
+# waiting for more adds latency and little batching. Measured (2026-12-07, AMD EPYC, 2
+# cores, the games model at 3,700 events/s, 4 pairs alternating with Kafka's 5 ms): p50
+# 16-21 ms against 19-25, p99 after the first 5 s 28-45 against 32-46, the same CPU.
+PRODUCER_SETTINGS = {"batch_bytes": 512 * 1024, "linger_ms": 1}
 
 
 @dataclass
