@@ -190,13 +190,12 @@ class DurableHistories:
         nothing is dropped, and items the new model knows count from the next batch.
         `prepared` (`ItemTable.prepare`, done on the loader thread) saves the loop the
         vocabulary's lookups."""
-        if prepared is None or prepared.base is not self.items:
-            prepared = self.items.prepare(vocab)
-        self.items, remap = self.items.finish(prepared)
-        if remap is None:  # the serving vocabulary itself: no row changes (a 31,000-user
-            return  # state's renumbering took 9-11 ms of the loop at 1M items)
+        done = self.items.finish(prepared if prepared is not None else self.items.prepare(vocab))
+        self.items = done.table
+        if done.remap is None:  # the serving vocabulary itself: no row changes (a 31,000-
+            return  # user state's renumbering took 9-11 ms of the loop at 1M items)
         for _, store in self.stores():  # an extending vocabulary: only unknown items move
-            store.remap_items(remap, prepared.stable)
+            store.remap_items(done.remap, done.stable)
 
     def recommended(self, users: list[tuple[int, str]], rows: np.ndarray) -> None:
         """Remember what these (partition, user) were just sent: rows [n, k]."""

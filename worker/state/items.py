@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -120,7 +120,8 @@ class ItemTable:
         """The table for a new model and `remap` (old row -> new row): every item kept,
         the new model's vocabulary first, then the items it does not know. For this
         table's own vocabulary, this table and None: every row stays."""
-        return self.finish(self.prepare(vocab))
+        done = self.finish(self.prepare(vocab))
+        return done.table, done.remap
 
     def prepare(self, vocab: ItemVocab) -> PreparedTable:
         """The costly part of `for_vocab`, safe on another thread while this table is
@@ -148,22 +149,24 @@ class ItemTable:
         remap[1:] = rows_in_slices(table.rows, old_ids)  # the poll loop runs between
         return PreparedTable(base=self, table=table, remap=remap, extras_held=held)
 
-    def finish(self, prepared: PreparedTable) -> tuple[ItemTable, np.ndarray | None]:
-        """`for_vocab`'s result from a `prepare` of this table: the items added since are
-        mapped now (few; all of them if `prepared` was made from another table)."""
+    def finish(self, prepared: PreparedTable) -> PreparedTable:
+        """`prepared` completed at the swap: the items added to this table since are
+        mapped now (few; all of them if `prepared` was made from another table, which
+        is prepared again). Its `table` and `remap` are `for_vocab`'s result."""
         if prepared.base is not self:
             prepared = self.prepare(prepared.table.vocab)
         table, remap = prepared.table, prepared.remap
         if remap is None:  # this table itself: the items added since are in it
-            return table, None
-        late = self._extra_ids[prepared.extras_held:]
+            return prepared
+        held = len(self._extra_ids)
+        late = self._extra_ids[prepared.extras_held:held]
         if late:
             for item in late:
                 if item not in table.vocab and item not in table._extra:
                     table._add(item, capped=False)
             remap = np.concatenate([remap, table.rows(late)])
         table.dropped = self.dropped
-        return table, remap
+        return replace(prepared, remap=remap, extras_held=held)
 
     def _row_of(self, item: str) -> int:
         row = self._extra.get(item)

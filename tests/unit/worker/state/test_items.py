@@ -62,7 +62,8 @@ def test_a_prepared_table_maps_the_items_that_arrived_after_it_at_the_swap() -> 
     table.rows(["x", "y"])
     prepared = table.prepare(v2)  # on the loader thread; the loop keeps adding items
     table.rows(["late", "late-known"])
-    new, remap = table.finish(prepared)
+    done = table.finish(prepared)
+    new, remap = done.table, done.remap
     again = ItemTable(V1, max_extra=10)
     again.rows(["x", "y", "late", "late-known"])
     want, want_remap = again.for_vocab(v2)  # all at once, as before
@@ -70,7 +71,8 @@ def test_a_prepared_table_maps_the_items_that_arrived_after_it_at_the_swap() -> 
     assert new.external(remap[1:]) == ["a", "b", "c", "x", "y", "late", "late-known"]
     assert new.external(remap[1:]) == want.external(want_remap[1:])
     # Prepared from another table (e.g. a swap in between): redone, still right.
-    other, other_remap = ItemTable(V1).finish(prepared)
+    redone = ItemTable(V1).finish(prepared)
+    other, other_remap = redone.table, redone.remap
     assert other.external(other_remap[1:]) == ["a", "b", "c"]
 
 
@@ -79,7 +81,8 @@ def test_the_same_vocabulary_keeps_the_table_and_renumbers_nothing() -> None:
     table.rows(["x"])
     prepared = table.prepare(V1)  # a retrain on the same catalogue: the serving vocabulary
     table.rows(["late"])  # the loop goes on adding items meanwhile
-    new, remap = table.finish(prepared)
+    done = table.finish(prepared)
+    new, remap = done.table, done.remap
     assert new is table
     assert remap is None
     assert new.external([4, 5]) == ["x", "late"]
