@@ -79,8 +79,8 @@ def add_index_flags(parser: argparse.ArgumentParser, index_default: str = "auto"
              f"faiss (exact flat), or approximate: {', '.join(APPROXIMATE_KINDS)}")
     env_flag(parser, "--nlist", 0, "IVF lists of an approximate index (0 = 4 x sqrt(items))",
              int)
-    env_flag(parser, "--nprobe", 0, "IVF lists searched per query (0 = 16, at most nlist)",
-             int)
+    env_flag(parser, "--nprobe", 0, "IVF lists searched per query (0 = chosen for recall: "
+             "16, widened until recall@10 on the model's queries reaches 0.95)", int)
     env_flag(parser, "--ef-search", 128, "HNSW candidates kept while searching", int)
     env_flag(parser, "--hnsw-m", 32, "HNSW links per item", int)
     env_flag(parser, "--pq-m", 0, "product-quantizer bytes per item of ivf-pq (0 = d / 4)",

@@ -7,7 +7,9 @@ clusters of items (IVF: the `nprobe` of `nlist` closest lists, their vectors sto
 as float32, as 8-bit scalars, or as product-quantizer codes) or walks a graph
 (HNSW: `ef_search` candidates), or scores every item from compressed codes (`sq8`,
 `pq`: the item table's memory cut 4 or 16 times), and misses a few of the true top k: the served
-index's recall@10 against exact search is measured at load (`recall.py`).
+index's recall@10 against exact search is measured at load (`recall.py`). An IVF
+index whose `nprobe` was not asked for may `widen`: search 1.5 times as many lists, a
+step at a time, until that recall reaches its target.
 
 Two guarantees the exact index gives are kept:
 
@@ -34,7 +36,9 @@ CPU).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -45,7 +49,13 @@ from streamrec.index import faiss_threads
 from streamrec.index.base import ItemIndex, SearchResult, drop_excluded, pad_exclusions
 from streamrec.index.errors import IndexBuildError
 from streamrec.index.faiss_index import BitmapSelector, bitmap_selector
-from streamrec.index.params import FLAT_KINDS, KINDS, TRAIN_POINTS_PER_LIST, AnnParams
+from streamrec.index.params import (
+    FLAT_KINDS,
+    KINDS,
+    NPROBE_GROWTH,
+    TRAIN_POINTS_PER_LIST,
+    AnnParams,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +74,8 @@ class AnnIndex(ItemIndex):
                                   f"{', '.join(KINDS)}")
         self.kind = kind
         self.params = (params or AnnParams()).resolved(self.num_rows - 1, self.dim)
+        # --nprobe 0: the lists searched are this index's to choose (`widen`)
+        self.nprobe_asked = params is not None and params.nprobe > 0
         start = time.perf_counter()
         self.cpu_index = built if built is not None else self._train(embeddings)
         self.build_s = time.perf_counter() - start if built is None else 0.0
@@ -88,6 +100,16 @@ class AnnIndex(ItemIndex):
             return "exhaustive" + (f", PQ {p.pq_m}x8" if self.kind == "pq" else ", SQ8")
         pq = f", PQ {p.pq_m}x8" if self.kind == "ivf-pq" else ""
         return f"nlist {p.nlist}, nprobe {p.nprobe}{pq}"
+
+    def widen(self) -> bool:
+        """An IVF index whose nprobe was not asked for searches NPROBE_GROWTH times as
+        many lists from now on (at most all of them); False when it cannot."""
+        p = self.params
+        if not self.kind.startswith("ivf") or self.nprobe_asked or p.nprobe >= p.nlist:
+            return False
+        self.params = dataclasses.replace(
+            p, nprobe=min(p.nlist, math.ceil(p.nprobe * NPROBE_GROWTH)))
+        return True
 
     def _train(self, embeddings: np.ndarray) -> faiss.Index:
         p = self.params

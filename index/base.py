@@ -96,6 +96,16 @@ class ItemIndex(ABC):
             return
         self.unavailable = Unavailable(rows, mask, self._native_unavailable(rows, mask))
 
+    def describe(self) -> str:
+        """The parameters that matter for this index, as a short string (none here)."""
+        return ""
+
+    def widen(self) -> bool:
+        """Search more of the index from now on, for a higher recall at some speed
+        (`recall.measure` with a target); False when this index cannot (exact, or its
+        breadth was asked for): the default."""
+        return False
+
     def item_bytes(self) -> float:
         """Bytes of item data the index holds per item (`bench model`, `bench compress`
         report it): one float32 vector by default."""

@@ -28,6 +28,13 @@ TRAIN_POINTS_PER_LIST = 64  # k-means sample: FAISS warns below 39 per centroid
 # 0.979 (flat) at 1M items and 11,400 users/s, where nlist / 64 (62 lists) gave 0.975
 # at 5,700 users/s.
 DEFAULT_NPROBE = 16
+# With --nprobe 0, an IVF index's lists searched start at DEFAULT_NPROBE and grow by this
+# factor until recall@10 on the model's own query sample reaches TUNED_RECALL (or the
+# worker's --min-recall, if higher): the same 16 lists found 0.955 of the exact top 10
+# for one games model grown to 1M items and 0.898 for another trained the same way on
+# another day (docs/BENCHMARKS.md 2026-12-07 15:53), which the worker then refused.
+NPROBE_GROWTH = 1.5
+TUNED_RECALL = 0.95
 
 
 @dataclass(frozen=True)

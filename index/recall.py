@@ -4,7 +4,10 @@ An approximate index's quality is a property of the item table and the queries
 together: the same IVF parameters find 99% of the true top 10 for one model and 85%
 for another. So the worker measures the index it is about to serve on the model's
 own query encodings (`queries.safetensors` of the checkpoint: validation histories
-encoded at training) and refuses one below `--min-recall`.
+encoded at training) and refuses one below `--min-recall`. Where the index may choose
+how much of itself to search (IVF with `--nprobe 0`), `measure` with a target widens
+the search step by step until the sample's recall reaches it: `streamrec index build`
+stores the breadth it chose, and a loader starts from there.
 """
 
 from __future__ import annotations
@@ -56,23 +59,28 @@ class Recall:
     queries: int  # how many queries it was measured on
     truth: RecallTruth  # their exact answer (what `streamrec index build` stores)
     stored: bool  # True: that answer came stored with the index; False: computed now
+    widened: int = 0  # times the index widened its search to reach the target
 
 
 def measure(index: ItemIndex, table: np.ndarray, queries: np.ndarray, k: int = 10,
-            every_query: bool = False) -> Recall:
+            every_query: bool = False, target: float = 0.0) -> Recall:
     """recall@k of `index` on `queries` (real query encodings, the same sample every time).
 
     Against the exact answer stored with the index when it answers these queries (a
     search of the index alone); else against exact search now, on as many queries as
     `sample_size` allows, or on every query (`every_query`: an offline build that
-    stores the answer)."""
+    stores the answer). Below `target`, the index widens its search (`ItemIndex.widen`)
+    and is measured again on the same sample, until it reaches `target` or cannot
+    widen: the recall returned is the one it now serves at."""
     stored = index.truth
     sample = stored.sample(queries) if stored is not None and stored.k >= k else None
     if stored is not None and sample is not None:
-        return Recall(recall_at_k(index, table, sample, k, stored.rows), len(sample), stored,
-                      stored=True)
-    if not every_query:
-        queries = queries[:sample_size(len(queries), table.shape[0] - 1)]
-    truth = RecallTruth.compute(table, queries, k)
-    return Recall(recall_at_k(index, table, queries, k, truth.rows), len(queries), truth,
-                  stored=False)
+        truth = stored
+    else:
+        sample = queries if every_query else queries[:sample_size(len(queries),
+                                                                   table.shape[0] - 1)]
+        truth = RecallTruth.compute(table, sample, k)
+    value, widened = recall_at_k(index, table, sample, k, truth.rows), 0
+    while value < target and index.widen():
+        value, widened = recall_at_k(index, table, sample, k, truth.rows), widened + 1
+    return Recall(value, len(sample), truth, stored=truth is stored, widened=widened)

@@ -7,9 +7,11 @@ checkpoint directory:
 
     index.faiss   the CPU index in FAISS's own binary format (`faiss.write_index`;
                   read by FAISS's C++ reader, never unpickled)
-    index.json    kind, build and search parameters, sha256 of the item table it
-                  indexes, FAISS version, build seconds, recall@10 measured at build,
-                  and which query sample the third file answers
+    index.json    kind, build and search parameters (an IVF nprobe chosen at build
+                  for its recall on the checkpoint's queries, unless one was asked),
+                  sha256 of the item table it indexes, FAISS version, build seconds,
+                  recall@10 measured at build, and which query sample the third file
+                  answers
     index.truth.safetensors  the exact top 10 rows of those queries over the table
                   (index/truth.py): a loader measures the index's recall against it
                   instead of scoring every item again
@@ -80,6 +82,8 @@ def index_files(index: AnnIndex, embeddings: np.ndarray, recall: float | None,
         "faiss_version": faiss.__version__,
         "build_seconds": round(index.build_s, 3),
         "recall_at_10": None if recall is None else round(recall, 4),
+        # True: `params.nprobe` was chosen here for the recall (no --nprobe was asked)
+        "nprobe_tuned": index.kind.startswith("ivf") and not index.nprobe_asked,
     }
     files = {INDEX_FILE: index.serialized().tobytes()}
     if truth is not None:
@@ -110,14 +114,17 @@ def load_stored(directory: Path, embeddings: np.ndarray, kind: str, params: AnnP
         return None, f"the stored index was built with {', '.join(differs)}"
     if meta.get("table_sha256") != table_digest(embeddings):
         return None, "the stored index was built over another item table"
-    # Build parameters as stored; search parameters as asked now (0: today's default),
-    # not as they were when the index was built.
-    serve = dataclasses.replace(stored, nprobe=min(stored.nlist, params.nprobe or DEFAULT_NPROBE),
+    # Build parameters as stored; search parameters as asked now. --nprobe 0: the nprobe
+    # the build chose for its recall when it chose one, else today's default.
+    nprobe = params.nprobe or (stored.nprobe if meta.get("nprobe_tuned") is True
+                               else DEFAULT_NPROBE)
+    serve = dataclasses.replace(stored, nprobe=min(stored.nlist, nprobe),
                                 ef_search=params.ef_search)
     try:
         index = AnnIndex.from_file(embeddings, kind, serve, data_file, device=device)
     except (RuntimeError, IndexBuildError) as exc:  # FAISS raises RuntimeError on bad bytes
         return None, f"{data_file} could not be read ({exc})"
+    index.nprobe_asked = params.nprobe > 0  # --nprobe 0: it may still widen at load
     if isinstance(meta.get("build_seconds"), (int, float)):
         index.build_s = float(meta["build_seconds"])  # what building it took, not reading
     index.truth = _read_truth(directory, meta.get("truth"), embeddings.shape[0] - 1)

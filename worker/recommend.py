@@ -27,7 +27,7 @@ from streamrec.encoder.vocab import ItemVocab
 from streamrec.index import ItemIndex, build_index
 from streamrec.index.errors import IndexRecallError
 from streamrec.index.extra import ExtraItems, merge_results, reserve
-from streamrec.index.params import AnnParams
+from streamrec.index.params import TUNED_RECALL, AnnParams
 from streamrec.index.recall import Recall, measure
 from streamrec.worker.state.partition import close_up
 
@@ -190,7 +190,9 @@ class Recommender:
     def measure_recall(self, table: np.ndarray, min_recall: float,
                        every_query: bool = False) -> float:
         """recall@10 of the index against exact search (kept in `index_recall` and
-        `recall`); IndexRecallError below `min_recall`.
+        `recall`); IndexRecallError below `min_recall`. An index that may choose its
+        breadth (IVF, `--nprobe 0`) first widens its search until it reaches
+        TUNED_RECALL or `min_recall`, the higher (index/recall.py).
 
         The queries are the checkpoint's sample (validation histories encoded at
         training); a checkpoint without one is measured on this encoder's queries for
@@ -206,12 +208,14 @@ class Recommender:
             queries = self.encode(popular[:, None], np.ones(len(popular), np.int64)).queries
             source = "one-item histories of the most popular items (no stored sample)"
         measured = measure(self.index, table, queries[:RECALL_QUERIES], k=10,
-                           every_query=every_query)
+                           every_query=every_query, target=max(TUNED_RECALL, min_recall))
         recall, used = measured.value, measured.queries
         self.recall, self.index_recall = measured, recall
+        widened = (f"; its search widened {measured.widened} time(s), to "
+                   f"{self.index.describe()}" if measured.widened else "")
         logger.info("index %s: recall@10 %.4f against exact search on %d queries (%s; exact "
-                    "top 10 %s)", self.index.name, recall, used, source,
-                    "stored with the index" if measured.stored else "computed now")
+                    "top 10 %s)%s", self.index.name, recall, used, source,
+                    "stored with the index" if measured.stored else "computed now", widened)
         if recall < min_recall:
             raise IndexRecallError(
                 f"{self.checkpoint.path}: the {self.index.name} index finds {recall:.3f} of "

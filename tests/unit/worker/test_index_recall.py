@@ -3,6 +3,7 @@ stored one instead of building it."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from streamrec.encoder.config import ModelConfig
 from streamrec.encoder.model import SASRec
 from streamrec.encoder.vocab import ItemVocab
 from streamrec.index.errors import IndexRecallError
-from streamrec.index.params import AnnParams
+from streamrec.index.params import TUNED_RECALL, AnnParams
 from streamrec.worker.recommend import Recommender
 
 ITEMS = 3000
@@ -108,3 +109,29 @@ def test_a_poor_stored_index_is_refused_on_its_stored_answer(model_dir: Path,
     assert served.recall is not None
     assert served.recall.stored
     assert served.index_recall == pytest.approx(meta["recall_at_10"], abs=1e-4)
+
+
+def test_an_unasked_nprobe_widens_until_the_index_is_served(model_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """The same lists that a load with --nprobe 16 refuses are searched wider when no
+    --nprobe is asked, so a retrained model whose vectors cluster less still serves;
+    `index build` stores that breadth and a load starts from it."""
+    many_lists = AnnParams(nlist=300)
+    with pytest.raises(IndexRecallError, match=r"below --min-recall 0\.9"):
+        Recommender.load(model_dir, "cpu", backend="ivf",
+                         ann=dataclasses.replace(many_lists, nprobe=16), min_recall=0.9)
+    served = Recommender.load(model_dir, "cpu", backend="ivf", ann=many_lists, min_recall=0.9)
+    assert served.index_recall is not None
+    assert served.recall is not None
+    assert served.index_recall >= TUNED_RECALL
+    assert served.recall.widened >= 1
+    chosen = served.index.params.nprobe  # type: ignore[attr-defined]
+    assert chosen > 16
+    copy = Path(shutil.copytree(model_dir, tmp_path / "copy"))
+    meta = attach_index(copy, "ivf", many_lists)
+    assert meta is not None
+    assert (meta["nprobe_tuned"], meta["params"]["nprobe"]) == (True, chosen)
+    again = Recommender.load(copy, "cpu", backend="ivf", ann=AnnParams(), min_recall=0.9)
+    assert again.recall is not None
+    assert (again.recall.stored, again.recall.widened) == (True, 0)
+    assert again.index.params.nprobe == chosen  # type: ignore[attr-defined]
