@@ -76,6 +76,7 @@ class AnnIndex(ItemIndex):
         self.params = (params or AnnParams()).resolved(self.num_rows - 1, self.dim)
         # --nprobe 0: the lists searched are this index's to choose (`widen`)
         self.nprobe_asked = params is not None and params.nprobe > 0
+        self._narrower: list[AnnParams] = []  # the parameters before each `widen`
         start = time.perf_counter()
         self.cpu_index = built if built is not None else self._train(embeddings)
         self.build_s = time.perf_counter() - start if built is None else 0.0
@@ -107,9 +108,15 @@ class AnnIndex(ItemIndex):
         p = self.params
         if not self.kind.startswith("ivf") or self.nprobe_asked or p.nprobe >= p.nlist:
             return False
+        self._narrower.append(p)
         self.params = dataclasses.replace(
             p, nprobe=min(p.nlist, math.ceil(p.nprobe * NPROBE_GROWTH)))
         return True
+
+    def narrow(self) -> None:
+        """Search as many lists as before the last `widen`."""
+        if self._narrower:
+            self.params = self._narrower.pop()
 
     def _train(self, embeddings: np.ndarray) -> faiss.Index:
         p = self.params

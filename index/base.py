@@ -106,6 +106,11 @@ class ItemIndex(ABC):
         breadth was asked for): the default."""
         return False
 
+    def narrow(self) -> None:
+        """Undo the last `widen` (one that bought too little recall for its cost); an
+        index that never widens has nothing to undo."""
+        return None
+
     def item_bytes(self) -> float:
         """Bytes of item data the index holds per item (`bench model`, `bench compress`
         report it): one float32 vector by default."""

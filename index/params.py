@@ -32,9 +32,14 @@ DEFAULT_NPROBE = 16
 # factor until recall@10 on the model's own query sample reaches TUNED_RECALL (or the
 # worker's --min-recall, if higher): the same 16 lists found 0.955 of the exact top 10
 # for one games model grown to 1M items and 0.898 for another trained the same way on
-# another day (docs/BENCHMARKS.md 2026-12-07 15:53), which the worker then refused.
+# another day (docs/BENCHMARKS.md, 2026-12-07 15:53-16:45), which the worker refused.
 NPROBE_GROWTH = 1.5
 TUNED_RECALL = 0.95
+# A step that raises the sample's recall@10 by less than this is undone and the widening
+# stops: product-quantizer codes cap recall (ivf-pq at 1M items: 0.38 with every list
+# searched), and more lists then only cost time. On the 1M-item games table each step
+# from 16 lists gained 0.015-0.03 (docs/BENCHMARKS.md, 2026-12-07 15:53-16:45).
+MIN_WIDEN_GAIN = 0.01
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 
 from streamrec.common.pacing import pause
 from streamrec.index.base import ItemIndex
+from streamrec.index.params import MIN_WIDEN_GAIN
 from streamrec.index.truth import RecallTruth, exact_top_k
 
 # Query x item scores the measurement may compute when no exact answer is stored
@@ -70,8 +71,9 @@ def measure(index: ItemIndex, table: np.ndarray, queries: np.ndarray, k: int = 1
     search of the index alone); else against exact search now, on as many queries as
     `sample_size` allows, or on every query (`every_query`: an offline build that
     stores the answer). Below `target`, the index widens its search (`ItemIndex.widen`)
-    and is measured again on the same sample, until it reaches `target` or cannot
-    widen: the recall returned is the one it now serves at."""
+    and is measured again on the same sample, until it reaches `target`, cannot widen,
+    or a step gains less than MIN_WIDEN_GAIN (that step undone): the recall returned is
+    the one it now serves at."""
     stored = index.truth
     sample = stored.sample(queries) if stored is not None and stored.k >= k else None
     if stored is not None and sample is not None:
@@ -82,5 +84,9 @@ def measure(index: ItemIndex, table: np.ndarray, queries: np.ndarray, k: int = 1
         truth = RecallTruth.compute(table, sample, k)
     value, widened = recall_at_k(index, table, sample, k, truth.rows), 0
     while value < target and index.widen():
-        value, widened = recall_at_k(index, table, sample, k, truth.rows), widened + 1
+        wider = recall_at_k(index, table, sample, k, truth.rows)
+        if wider - value < MIN_WIDEN_GAIN:
+            index.narrow()
+            break
+        value, widened = wider, widened + 1
     return Recall(value, len(sample), truth, stored=truth is stored, widened=widened)

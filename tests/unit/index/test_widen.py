@@ -91,3 +91,14 @@ def test_the_chosen_nprobe_is_stored_and_served(
     assert asked.params.nprobe == 3  # an asked --nprobe wins over the stored choice
     assert not asked.widen()
     assert served.widen()  # a higher --min-recall at load may still widen it
+
+
+def test_widening_stops_where_more_lists_buy_no_recall(
+        hard: tuple[np.ndarray, np.ndarray]) -> None:
+    """One-byte PQ codes cap recall near 0.14 however many lists are searched: the first
+    step gains nothing, is undone, and the index keeps its 16 lists."""
+    table, queries = hard
+    index = AnnIndex(table, "ivf-pq", AnnParams(nlist=NLIST, pq_m=1))
+    found = measure(index, table, queries, target=TARGET)
+    assert (found.widened, index.params.nprobe) == (0, DEFAULT_NPROBE)
+    assert found.value == recall_at_k(index, table, queries) < 0.5
