@@ -102,11 +102,17 @@ class AnnIndex(ItemIndex):
         pq = f", PQ {p.pq_m}x8" if self.kind == "ivf-pq" else ""
         return f"nlist {p.nlist}, nprobe {p.nprobe}{pq}"
 
+    @property
+    def chooses_nprobe(self) -> bool:
+        """True for an IVF index whose nprobe was not asked for: it may `widen`, and a
+        build stores the nprobe it chose (`store.py`)."""
+        return self.kind.startswith("ivf") and not self.nprobe_asked
+
     def widen(self) -> bool:
         """An IVF index whose nprobe was not asked for searches NPROBE_GROWTH times as
         many lists from now on (at most all of them); False when it cannot."""
         p = self.params
-        if not self.kind.startswith("ivf") or self.nprobe_asked or p.nprobe >= p.nlist:
+        if not self.chooses_nprobe or p.nprobe >= p.nlist:
             return False
         self._narrower.append(p)
         self.params = dataclasses.replace(

@@ -83,7 +83,7 @@ def index_files(index: AnnIndex, embeddings: np.ndarray, recall: float | None,
         "build_seconds": round(index.build_s, 3),
         "recall_at_10": None if recall is None else round(recall, 4),
         # True: `params.nprobe` was chosen here for the recall (no --nprobe was asked)
-        "nprobe_tuned": index.kind.startswith("ivf") and not index.nprobe_asked,
+        "nprobe_tuned": index.chooses_nprobe,
     }
     files = {INDEX_FILE: index.serialized().tobytes()}
     if truth is not None:
