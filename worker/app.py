@@ -140,15 +140,15 @@ class Worker:
                     json.dumps(shown, default=str, sort_keys=True), self.kafka_client)
         self.phase = "creating topics"
         prepare_topics(cfg, self.state)
-        self.items.start()  # read while the clients are built; waited for before joining
-        self.models.report()
-        if cfg.metrics_port >= 0:
-            self._metrics_server = self.metrics.serve(
-                cfg.metrics_port, cfg.metrics_host, ready=lambda: self.ready,
-                reload=self.request_reload, stalled=lambda: self.stall)
-            self.metrics_port = self._metrics_server.server_port
         producer: Producer | None = None
-        try:
+        try:  # from the items thread's start on, the way out closes what was opened
+            self.items.start()  # read while the clients are built; waited for before joining
+            self.models.report()
+            if cfg.metrics_port >= 0:
+                self._metrics_server = self.metrics.serve(
+                    cfg.metrics_port, cfg.metrics_host, ready=lambda: self.ready,
+                    reload=self.request_reload, stalled=lambda: self.stall)
+                self.metrics_port = self._metrics_server.server_port
             self.phase = "connecting to Kafka"
             producer = self._connect()  # a refusal here (init_transactions) is named too
             heap.settle("serving")

@@ -139,9 +139,14 @@ class ConfluentProducer(Producer):
             found = self._p.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
         except KafkaException as exc:
             raise translate(exc, names=(topic,)) from exc
-        if found is None or found.error is not None:
-            raise KafkaClientError(f"topic {topic!r} has no partitions in the metadata: "
-                                   f"{found.error if found is not None else 'unknown'}")
+        if found is None:
+            raise KafkaClientError(f"topic {topic!r} is not in the metadata")
+        if found.error is not None:
+            # A refused topic (its WRITE revoked) is answered here, not raised: the
+            # error keeps `denied`, so the worker stops naming the ACL to grant (exit 2).
+            why = translate(found.error, names=(topic,))
+            raise KafkaClientError(f"topic {topic!r} has no partitions in the metadata: {why}",
+                                   denied=why.denied, names=why.names, retriable=why.retriable)
         self._partitions[topic] = (now + PARTITION_COUNT_TTL_S, len(found.partitions))
         return len(found.partitions)
 

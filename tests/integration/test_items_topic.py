@@ -8,7 +8,9 @@ it); the model is the tiny fixture checkpoint (items i1..i40, i1 the most popula
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import socket
 import time
 import uuid
 from collections import Counter
@@ -271,3 +273,21 @@ def test_a_hot_swapped_model_keeps_the_retired_items_out_by_id(
     found = items_of(recs)
     assert not {"i5", "i7", "i9", "i50"} & set(found), found
     assert len(found) > 30  # the check above had most of the catalogue to catch
+
+
+def test_a_worker_that_fails_to_start_leaves_no_items_reader_behind(
+    kafka_bootstrap: str, tiny_checkpoint: Path, names: dict[str, str],
+) -> None:
+    """The items thread starts before the metrics endpoint binds; a bind that fails
+    (the port taken) still closes it. Left running, its consumer outlived the worker
+    and, once its broker was gone, logged into later tests (seen in CI)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cfg = dataclasses.replace(config(kafka_bootstrap, tiny_checkpoint, names),
+                                  metrics_port=taken.getsockname()[1])
+        worker = Worker(cfg)
+        with pytest.raises(OSError, match="in use"):
+            worker.run()
+    assert worker.items.feed._thread.ident is not None  # it had started
+    assert not worker.items.feed._thread.is_alive()

@@ -1,13 +1,16 @@
 """`send_many` on librdkafka: every record produced once, in order, with its own report,
-also when the local queue fills up halfway or the client refuses a record."""
+also when the local queue fills up halfway or the client refuses a record; a topic the
+metadata refuses is named as a refusal."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
+from streamrec.kafka_io.access import authorization_error
 from streamrec.kafka_io.confluent import producer as adapter
 from streamrec.kafka_io.errors import KafkaClientError
 from streamrec.kafka_io.port import ProducerSettings
@@ -33,6 +36,12 @@ class FakeCk:
         self.refuse: bytes | None = None  # produce() raises KafkaException for this value
         self.produced: list[tuple[str, bytes, bytes, int]] = []
         self.callbacks: list[Any] = []
+        self.topic_error: KafkaError | None = None  # list_topics answers the topic with it
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        partitions = {} if self.topic_error else {0: object(), 1: object()}
+        found = SimpleNamespace(error=self.topic_error, partitions=partitions)
+        return SimpleNamespace(topics={topic: found})
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                 partition: int = -1, on_delivery: Any = None, **kwargs: Any) -> None:
@@ -98,3 +107,31 @@ def test_a_refused_record_raises_the_port_error(
     with pytest.raises(KafkaClientError):
         producer.send_many("recs", records(4))
     assert [v for _, _, v, _ in ck.produced] == [b"v0", b"v1"]
+
+
+def test_a_topic_the_metadata_refuses_is_a_refusal_naming_it(
+    made: tuple[adapter.ConfluentProducer, FakeCk],
+) -> None:
+    # Seen in CI: WRITE revoked while the worker ran came back as a topic error in the
+    # metadata, and the worker stopped with a bare client error instead of the ACL.
+    producer, ck = made
+    assert producer.partition_count("recs") == 2
+    ck.topic_error = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with pytest.raises(KafkaClientError) as raised:
+        producer.partition_count("other")
+    assert (raised.value.denied, raised.value.names) == ("topic", ("other",))
+    refusal = authorization_error(raised.value, KafkaSecurity(), reads=["events"])
+    assert refusal is not None
+    assert "grant" in str(refusal)
+    assert "WRITE on topic other" in str(refusal)
+
+
+def test_a_topic_missing_from_the_metadata_is_no_refusal(
+    made: tuple[adapter.ConfluentProducer, FakeCk],
+) -> None:
+    producer, ck = made
+    ck.topic_error = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+    with pytest.raises(KafkaClientError) as raised:
+        producer.partition_count("recs")
+    assert raised.value.denied is None
+    assert "recs" in str(raised.value)
