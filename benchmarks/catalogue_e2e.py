@@ -166,8 +166,10 @@ def grown(model: Path, items: int, workdir: Path, seed: int) -> Path:
             f"into {out}")
     grow_checkpoint(model, items, out, seed=seed)
     meta = json.loads((out / META_FILE).read_text()) if (out / META_FILE).is_file() else {}
-    if items >= AUTO_APPROXIMATE_ITEMS and not {"truth", "nprobe_tuned"} <= meta.keys():
-        # none, or stored before the exact answer or the nprobe chosen for its recall
+    if items >= AUTO_APPROXIMATE_ITEMS and not ({"truth", "nprobe_tuned"} <= meta.keys()
+                                                and "rescore" in meta["params"]):
+        # none, or stored before the exact answer, the nprobe chosen for its recall, or
+        # the candidates re-scored (its nprobe was chosen for the codes' own scores)
         say(f"building its {AUTO_APPROXIMATE_KIND} index (streamrec index build; once)")
         subprocess.run([sys.executable, "-m", "streamrec.cli.main", "--log-level", "WARNING",
                         "index", "build", "--model", str(out), "--index",

@@ -85,13 +85,15 @@ def add_index_flags(parser: argparse.ArgumentParser, index_default: str = "auto"
     env_flag(parser, "--hnsw-m", 32, "HNSW links per item", int)
     env_flag(parser, "--pq-m", 0, "product-quantizer bytes per item of ivf-pq (0 = d / 4)",
              int)
+    env_flag(parser, "--rescore", 0, "candidates per result ranked again by their float32 "
+             "scores (0 = 2 for quantized codes: ivf-sq8, ivf-pq, sq8, pq; 1 = none)", int)
 
 
 def ann_from_args(args: argparse.Namespace) -> AnnParams:
     """The approximate index's parameters from `add_index_flags`' flags."""
     try:
         return AnnParams(nlist=args.nlist, nprobe=args.nprobe, ef_search=args.ef_search,
-                         hnsw_m=args.hnsw_m, pq_m=args.pq_m)
+                         hnsw_m=args.hnsw_m, pq_m=args.pq_m, rescore=args.rescore)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 

@@ -73,7 +73,11 @@ class AnnIndex(ItemIndex):
             raise IndexBuildError(f"unknown approximate index {kind!r}; choose one of "
                                   f"{', '.join(KINDS)}")
         self.kind = kind
-        self.params = (params or AnnParams()).resolved(self.num_rows - 1, self.dim)
+        self.params = (params or AnnParams()).resolved(self.num_rows - 1, self.dim, kind)
+        # the float32 table candidates are re-scored from: the caller's own array (the
+        # worker's item table), not a copy, when it is float32 already
+        self._table = (np.ascontiguousarray(embeddings, dtype=np.float32)
+                       if self.params.rescore > 1 else None)
         # --nprobe 0: the lists searched are this index's to choose (`widen`)
         self.nprobe_asked = params is not None and params.nprobe > 0
         self._narrower: list[AnnParams] = []  # the parameters before each `widen`
@@ -95,12 +99,13 @@ class AnnIndex(ItemIndex):
     def describe(self) -> str:
         """The parameters that matter for this kind, as a short string."""
         p = self.params
+        again = f", {p.rescore} x candidates re-scored" if p.rescore > 1 else ""
         if self.kind == "hnsw":
-            return f"M {p.hnsw_m}, ef_search {p.ef_search}"
+            return f"M {p.hnsw_m}, ef_search {p.ef_search}{again}"
         if self.kind in FLAT_KINDS:
-            return "exhaustive" + (f", PQ {p.pq_m}x8" if self.kind == "pq" else ", SQ8")
+            return "exhaustive" + (f", PQ {p.pq_m}x8" if self.kind == "pq" else ", SQ8") + again
         pq = f", PQ {p.pq_m}x8" if self.kind == "ivf-pq" else ""
-        return f"nlist {p.nlist}, nprobe {p.nprobe}{pq}"
+        return f"nlist {p.nlist}, nprobe {p.nprobe}{pq}{again}"
 
     @property
     def chooses_nprobe(self) -> bool:
@@ -165,9 +170,13 @@ class AnnIndex(ItemIndex):
     def _raw_search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         # n + 1 because row 0 (padding) may take a slot; the shared filter drops it.
         n = min(n + 1, self.num_rows)
+        fetch = min(n * self.params.rescore, self.num_rows)
         faiss_threads.apply()
-        scores, rows = self._index.search(queries, n, params=self._search_params(n))
-        return rows.astype(np.int64, copy=False), scores
+        scores, rows = self._index.search(queries, fetch, params=self._search_params(fetch))
+        rows = rows.astype(np.int64, copy=False)
+        if self._table is not None and fetch > n:
+            return rescored(self._table, queries, rows, n)
+        return rows, scores
 
     def _exhaustive(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Search every stored vector (all IVF lists; HNSW's flat storage)."""
@@ -224,3 +233,14 @@ class AnnIndex(ItemIndex):
                                   f"the item table is {embeddings.shape[0]} x "
                                   f"{embeddings.shape[1]}")
         return cls(embeddings, kind, params, device=device, built=index)
+
+
+def rescored(table: np.ndarray, queries: np.ndarray, rows: np.ndarray, n: int,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The best `n` of each query's candidate `rows` ([B, c], -1 = none) by their float32
+    scores against `table`, best first (rows, scores; a missing candidate ranks last)."""
+    vectors = table[np.maximum(rows, 0)]  # [B, c, d]
+    exact = np.matmul(vectors, queries[:, :, None])[:, :, 0]
+    exact[rows < 0] = -np.inf
+    order = np.argsort(-exact, axis=1, kind="stable")[:, :n]
+    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(exact, order, axis=1)

@@ -21,6 +21,14 @@ KINDS: dict[str, str] = {
     "pq": "PQ{pq_m}x8",  # every item scored, from product-quantizer codes (pq_m bytes)
 }
 FLAT_KINDS = ("sq8", "pq")  # quantized but exhaustive: no lists, no graph
+QUANTIZED_KINDS = ("ivf-sq8", "ivf-pq", "sq8", "pq")  # scores from codes, not float32
+# Candidates fetched per result and ranked again by their float32 scores, for kinds
+# whose codes round the scores (--rescore 0). The worker holds the float32 table
+# anyway. On the 1M-item games table (docs/BENCHMARKS.md, 2026-12-07 15:53-16:45)
+# ivf-sq8 with twice the candidates re-scored found 0.960 of the exact top 10 with 32
+# lists at 10,903 searches/s, where SQ8 scores alone needed 54 lists (0.959, 8,277/s);
+# 4 times the candidates found no more than twice.
+DEFAULT_RESCORE = 2
 TRAIN_POINTS_PER_LIST = 64  # k-means sample: FAISS warns below 39 per centroid
 # IVF lists searched per query when --nprobe is 0. Recall on the model's real queries
 # follows the number of lists probed more than their count: on the grown games table
@@ -51,21 +59,25 @@ class AnnParams:
     ef_search: int = 128  # HNSW candidates kept while searching (at least k + history)
     hnsw_m: int = 32  # HNSW links per node
     pq_m: int = 0  # PQ sub-quantizers; 0: d / 4 (16 bytes per item at d = 64)
+    # candidates per result re-scored in float32; 0: DEFAULT_RESCORE for quantized
+    # codes, 1 (none) for float32 lists and graphs, whose scores are exact already
+    rescore: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("nlist", "nprobe", "ef_search", "hnsw_m", "pq_m"):
+        for name in ("nlist", "nprobe", "ef_search", "hnsw_m", "pq_m", "rescore"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.ef_search < 1 or self.hnsw_m < 2:
             raise ValueError(f"ef_search must be >= 1 and hnsw_m >= 2, got "
                              f"{self.ef_search} and {self.hnsw_m}")
 
-    def resolved(self, items: int, dim: int) -> AnnParams:
-        """These parameters with every 0 replaced by its derived value."""
+    def resolved(self, items: int, dim: int, kind: str) -> AnnParams:
+        """These parameters for a `kind` index, with every 0 replaced by its derived value."""
         nlist = self.nlist or max(1, min(int(4 * math.sqrt(items)), items // 39))
         nprobe = min(nlist, self.nprobe or DEFAULT_NPROBE)
         pq_m = self.pq_m or max(1, dim // 4)
         if dim % pq_m:
             raise IndexBuildError(f"--pq-m {pq_m} must divide the item dimension {dim}")
+        rescore = self.rescore or (DEFAULT_RESCORE if kind in QUANTIZED_KINDS else 1)
         return AnnParams(nlist=nlist, nprobe=nprobe, ef_search=self.ef_search,
-                         hnsw_m=self.hnsw_m, pq_m=pq_m)
+                         hnsw_m=self.hnsw_m, pq_m=pq_m, rescore=rescore)

@@ -8,7 +8,8 @@ checkpoint directory:
     index.faiss   the CPU index in FAISS's own binary format (`faiss.write_index`;
                   read by FAISS's C++ reader, never unpickled)
     index.json    kind, build and search parameters (an IVF nprobe chosen at build
-                  for its recall on the checkpoint's queries, unless one was asked),
+                  for its recall on the checkpoint's queries, unless one was asked,
+                  with the candidates re-scored `rescore` times over),
                   sha256 of the item table it indexes, FAISS version, build seconds,
                   recall@10 measured at build, and which query sample the third file
                   answers
@@ -107,7 +108,7 @@ def load_stored(directory: Path, embeddings: np.ndarray, kind: str, params: AnnP
         return None, f"{meta_file} is unreadable ({exc})"
     if meta.get("kind") != kind:
         return None, f"the stored index is {meta.get('kind')!r}, {kind!r} was asked for"
-    asked = params.resolved(embeddings.shape[0] - 1, embeddings.shape[1])
+    asked = params.resolved(embeddings.shape[0] - 1, embeddings.shape[1], kind)
     differs = [f"{f} {getattr(stored, f)} (asked {getattr(asked, f)})" for f in BUILD_FIELDS
                if getattr(params, f) and getattr(stored, f) != getattr(asked, f)]
     if differs:
@@ -115,11 +116,13 @@ def load_stored(directory: Path, embeddings: np.ndarray, kind: str, params: AnnP
     if meta.get("table_sha256") != table_digest(embeddings):
         return None, "the stored index was built over another item table"
     # Build parameters as stored; search parameters as asked now. --nprobe 0: the nprobe
-    # the build chose for its recall when it chose one, else today's default.
-    nprobe = params.nprobe or (stored.nprobe if meta.get("nprobe_tuned") is True
-                               else DEFAULT_NPROBE)
+    # the build chose for its recall when it chose one with the candidates re-scored as
+    # now (an index.json older than re-scoring has no `rescore`: its breadth was chosen
+    # for the codes' own scores), else today's default, widened at load.
+    tuned = meta.get("nprobe_tuned") is True and stored.rescore == asked.rescore
+    nprobe = params.nprobe or (stored.nprobe if tuned else DEFAULT_NPROBE)
     serve = dataclasses.replace(stored, nprobe=min(stored.nlist, nprobe),
-                                ef_search=params.ef_search)
+                                ef_search=params.ef_search, rescore=asked.rescore)
     try:
         index = AnnIndex.from_file(embeddings, kind, serve, data_file, device=device)
     except (RuntimeError, IndexBuildError) as exc:  # FAISS raises RuntimeError on bad bytes

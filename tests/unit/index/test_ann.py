@@ -145,11 +145,11 @@ def test_no_stored_index(tmp_path: Path) -> None:
 
 
 def test_params_resolve_from_the_catalogue() -> None:
-    p = AnnParams().resolved(1_000_000, 64)
+    p = AnnParams().resolved(1_000_000, 64, "ivf")
     assert (p.nlist, p.nprobe, p.pq_m) == (4000, 16, 16)
-    assert AnnParams().resolved(100, 64).nlist == 2  # at least 39 items per list
-    assert AnnParams().resolved(100, 64).nprobe == 2  # never more lists than there are
-    assert dataclasses.replace(p, nprobe=0).resolved(1_000_000, 64).nprobe == 16
+    assert AnnParams().resolved(100, 64, "ivf").nlist == 2  # at least 39 items per list
+    assert AnnParams().resolved(100, 64, "ivf").nprobe == 2  # never more lists than there are
+    assert dataclasses.replace(p, nprobe=0).resolved(1_000_000, 64, "ivf").nprobe == 16
     with pytest.raises(ValueError, match="nprobe must be >= 0"):
         AnnParams(nprobe=-1)
 

@@ -67,7 +67,7 @@ def test_the_other_kinds_never_widen(hard: tuple[np.ndarray, np.ndarray]) -> Non
     for kind, params in (("hnsw", AnnParams(ef_search=16)), ("sq8", AnnParams())):
         index = AnnIndex(table, kind, params)
         assert not index.widen()
-        assert index.params == params.resolved(len(table) - 1, table.shape[1])
+        assert index.params == params.resolved(len(table) - 1, table.shape[1], kind)
     every = AnnIndex(table, "ivf-sq8", AnnParams(nlist=8))  # 16 > 8 lists: all searched
     assert every.params.nprobe == 8
     assert not every.widen()
@@ -95,10 +95,11 @@ def test_the_chosen_nprobe_is_stored_and_served(
 
 def test_widening_stops_where_more_lists_buy_no_recall(
         hard: tuple[np.ndarray, np.ndarray]) -> None:
-    """One-byte PQ codes cap recall near 0.14 however many lists are searched: the first
-    step gains nothing, is undone, and the index keeps its 16 lists."""
+    """One-byte PQ codes ranked by their own scores cap recall near 0.14 however many
+    lists are searched: the first step gains nothing, is undone, and the index keeps
+    its 16 lists."""
     table, queries = hard
-    index = AnnIndex(table, "ivf-pq", AnnParams(nlist=NLIST, pq_m=1))
+    index = AnnIndex(table, "ivf-pq", AnnParams(nlist=NLIST, pq_m=1, rescore=1))
     found = measure(index, table, queries, target=TARGET)
     assert (found.widened, index.params.nprobe) == (0, DEFAULT_NPROBE)
     assert found.value == recall_at_k(index, table, queries) < 0.5
