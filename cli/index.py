@@ -7,7 +7,7 @@ index at load instead of training a quantizer on its loader thread
 (index/store.py); its recall@10 against exact search, measured here on the
 checkpoint's stored validation queries, is written beside it, with those queries'
 exact top 10 (so a loader measures recall without scoring every item again). Without
-an asked `--nprobe`, an IVF index searches the fewest lists (16, then 1.5 times as
+an asked `--nprobe`, an IVF index searches the fewest lists (16, then 1.25 times as
 many a step) whose recall@10 there reaches 0.95, and stores that choice.
 """
 

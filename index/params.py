@@ -41,13 +41,17 @@ DEFAULT_NPROBE = 16
 # worker's --min-recall, if higher): the same 16 lists found 0.955 of the exact top 10
 # for one games model grown to 1M items and 0.898 for another trained the same way on
 # another day (docs/BENCHMARKS.md, 2026-12-07 15:53-16:45), which the worker refused.
-NPROBE_GROWTH = 1.5
+# Steps of 1.25 (16, 20, 25, 32, 40, ...) overshoot the breadth needed by at most a
+# quarter: with steps of 1.5 that model's re-scored SQ8 went from 24 lists (0.948) to
+# 36 (0.963), where 32 found 0.960 at about 10% more searches/s (2026-12-07 19:05).
+NPROBE_GROWTH = 1.25
 TUNED_RECALL = 0.95
 # A step that raises the sample's recall@10 by less than this is undone and the widening
-# stops: product-quantizer codes cap recall (ivf-pq at 1M items: 0.38 with every list
-# searched), and more lists then only cost time. On the 1M-item games table each step
-# from 16 lists gained 0.015-0.03 (docs/BENCHMARKS.md, 2026-12-07 15:53-16:45).
-MIN_WIDEN_GAIN = 0.01
+# stops: product-quantizer codes ranked by their own scores cap recall (ivf-pq at 1M
+# items: 0.38 with every list searched), and more lists then only cost time. On the
+# 1M-item games table steps of 1.5 from 16 lists gained 0.015-0.03 (docs/BENCHMARKS.md,
+# 2026-12-07 15:53-16:45), so steps of 1.25 gain about half of that.
+MIN_WIDEN_GAIN = 0.005
 
 
 @dataclass(frozen=True)
