@@ -6,13 +6,14 @@ Exact search costs one multiply-add per item and dimension for every query: abou
 clusters of items (IVF: the `nprobe` of `nlist` closest lists, their vectors stored
 as float32, as 8-bit scalars, or as product-quantizer codes) or walks a graph
 (HNSW: `ef_search` candidates), or scores every item from compressed codes (`sq8`,
-`pq`: the item table's memory cut 4 or 16 times), and misses a few of the true top k: the served
-index's recall@10 against exact search is measured at load (`recall.py`). An IVF
-index whose `nprobe` was not asked for may `widen`: search NPROBE_GROWTH times as many lists, a
-step at a time, until that recall reaches its target. Codes round the scores, so the
-quantized kinds fetch `rescore` (2) times the candidates and rank them again by their
-float32 scores from the item table (the caller's array, held by reference): the same
-recall from fewer lists (`AnnIndex.search`).
+`pq`: the item table's memory cut 4 or 16 times), and misses a few of the true top
+k: the served index's recall@10 against exact search is measured at load
+(`recall.py`). An IVF index whose `nprobe` was not asked for may `widen`: search
+NPROBE_GROWTH times as many lists, a step at a time, until that recall reaches its
+target. Codes round the scores, so the quantized kinds fetch `rescore` (2) times the
+candidates and rank them again by their float32 scores from the item table (the
+caller's array, held by reference): the same recall from fewer lists
+(`AnnIndex.search`).
 
 Two guarantees the exact index gives are kept:
 
@@ -252,4 +253,3 @@ class AnnIndex(ItemIndex):
                                   f"the item table is {embeddings.shape[0]} x "
                                   f"{embeddings.shape[1]}")
         return cls(embeddings, kind, params, device=device, built=index)
-
