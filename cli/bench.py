@@ -218,8 +218,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="length of each latency run, and of the hot swap's windows "
                                 "before and after it together (default %(default)s)")
     catalogue.add_argument("--rounds", type=int, default=g.rounds,
-                           help="rounds of latency runs, models alternating (default "
-                                "%(default)s; 0: the hot swap alone)")
+                           help="rounds of latency runs, models alternating; the medians "
+                                "are compared (default %(default)s; 0: the hot swap alone)")
     catalogue.add_argument("--measure-events", type=int, default=g.measure_events,
                            help="events of the throughput run from offset 0, whose rate "
                                 "starts the search for the maximum live load (default "
