@@ -110,5 +110,5 @@ def test_catalogue_flags_become_its_options(monkeypatch: pytest.MonkeyPatch) -> 
     assert opts.workdir == CatalogueOptions().workdir
     defaults = build_parser().parse_args(["bench", "catalogue"])
     assert (defaults.items, defaults.rounds, defaults.no_report, defaults.rate) == (
-        1_000_000, 2, False, None)  # the rate: half of the maximum live load, measured
+        1_000_000, 3, False, None)  # the rate: half of the maximum live load, measured
     assert isinstance(opts.workdir, Path)
