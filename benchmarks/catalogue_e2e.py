@@ -62,9 +62,9 @@ class CatalogueOptions:
     items: int = 1_000_000
     seconds: float = 30.0  # each latency run; the hot swap's windows before and after share it
     # Three, whose median is the verdict, as bench e2e's: one stall of the shared box in
-    # a 30 s run sets that run's p99 (after 5 s, one model's runs spread 33-174 ms and
-    # the other's 35-140 in one hour, docs/BENCHMARKS.md 2026-12-07 21:20-22:05), and
-    # the median of two rounds is their mean.
+    # a 30 s run sets that run's p99 (after 5 s, the games model's runs spread over
+    # 33-174 ms and the 1M-item model's over 35-140 within one hour, docs/BENCHMARKS.md
+    # 2026-12-07 21:20-22:47), and the median of two rounds is their mean.
     rounds: int = 3
     measure_events: int = 60_000  # events of each throughput run
     events: int = 100_000  # distinct events the latency runs cycle through
