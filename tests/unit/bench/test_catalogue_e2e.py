@@ -48,6 +48,13 @@ def test_the_ratio_is_of_the_medians_over_rounds() -> None:
     assert ratios["p99_steady"] == pytest.approx(50 / 40)
 
 
+def test_one_stalled_round_of_three_leaves_the_ratio_alone() -> None:
+    # The games model's second round met a stall: its mean would be 130 ms, its median 50.
+    ratios = p99_ratios(runs((40, 300, 50), (60, 70, 65)))
+    assert ratios["p99"] == pytest.approx(65 / 50)
+    assert ratios["p99_steady"] == pytest.approx(55 / 40)
+
+
 def test_the_verdicts_name_the_ratio_against_the_targets() -> None:
     opts = CatalogueOptions()
     met, swap = summary_lines(runs((40, 60), (50, 70)), SWAP, opts)
