@@ -23,8 +23,9 @@ from streamrec.bench.latency import Window
 from streamrec.cli.main import build_parser
 
 
-def runs(small_p99: tuple[float, float], large_p99: tuple[float, float]) -> list[Run]:
-    """Two rounds, models alternating; after the warm-up each p99 is 10 ms lower."""
+def runs(small_p99: tuple[float, ...], large_p99: tuple[float, ...]) -> list[Run]:
+    """A round per pair of p99s, models alternating; after the warm-up each p99 is 10 ms
+    lower."""
     out = []
     for rnd, (s, g) in enumerate(zip(small_p99, large_p99, strict=True), start=1):
         out.append(Run(rnd, "games-model", 23_715, 1000, Window(1000, 5.0, 10.0, s, 2 * s),
