@@ -111,6 +111,7 @@ def test_rendered_node_config_is_a_replicated_static_quorum(tmp_path: Path) -> N
     assert props["auto.create.topics.enable"] == "false"
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["unclean.leader.election.enable"] == "false"
+    assert props["log.index.size.max.bytes"] == "1048576"  # see server.properties.template
     assert not any("$" in v for v in props.values())  # every placeholder filled
 
 
