@@ -43,7 +43,7 @@ def test_index_files_are_small_so_a_new_partition_zeroes_little_page_cache(
         tmp_path: Path) -> None:
     """Kafka maps each new segment's two indexes as sparse files; the first read
     through the mapping zeroes up to the disk's read-ahead over the holes, 16 MB per
-    new partition at the 10 MB default (the benchmarks' slow first second)."""
+    new partition at the 10 MB default (much of the benchmarks' slow first second)."""
     text = rendered(BrokerConfig(port=9192, controller_port=9193, data_dir=tmp_path))
     assert "\nlog.index.size.max.bytes=1048576\n" in text
 
